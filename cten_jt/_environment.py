@@ -1,0 +1,131 @@
+"""Jittor settings, chosen once before Jittor is imported.
+
+Everything here is a default: a variable that the user already set in the
+environment is left as it is.  The choices:
+
+* ``nvcc_path``: Jittor looks for CUDA whenever ``nvcc`` is on the PATH and
+  fails to import when the CUDA runtime or the GPU is missing.  Without a
+  visible NVIDIA device we set it to the empty string, which means "CPU only".
+* ``use_cutt``, ``use_cutlass``, ``use_nccl``: Jittor downloads these at first
+  CUDA use.  We never touch the network, so they default to off.
+* ``use_mkl`` (oneDNN): Jittor downloads oneDNN 2.2 into
+  ``~/.cache/jittor/mkl`` at first use.  Where Debian's ``libdnnl-dev`` is
+  installed we lay out a folder of links to it where Jittor's installer looks,
+  so that Jittor finds it and downloads nothing; where no oneDNN is available
+  we turn it off (Jittor then uses its own, slower, CPU kernels).
+"""
+import glob
+import json
+import os
+import platform
+from pathlib import Path
+
+# the folder name Jittor's installer checks (compile_extern.install_mkl)
+_JITTOR_DNNL_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"
+_SYSTEM_DNNL_HEADERS = ("dnnl.h", "dnnl.hpp", "dnnl_config.h", "dnnl_debug.h",
+                        "dnnl_types.h", "dnnl_version.h", "oneapi")
+
+# what configure() decided, for reports and tests
+decisions = {}
+
+
+def _default(name, value, why):
+    if name in os.environ:
+        decisions[name] = (os.environ[name], "set by the user")
+    else:
+        os.environ[name] = value
+        decisions[name] = (value, why)
+
+
+def has_nvidia_gpu():
+    """True when the kernel driver exposes at least one NVIDIA device."""
+    gpus = "/proc/driver/nvidia/gpus"
+    if os.path.isdir(gpus) and os.listdir(gpus):
+        return True
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def jittor_home():
+    """The folder under which Jittor keeps ``.cache/jittor`` (as jittor_utils.home)."""
+    if "JITTOR_HOME" in os.environ:
+        return os.environ["JITTOR_HOME"]
+    cfg = Path.home() / ".cache" / "jittor" / "config.json"
+    try:
+        return json.loads(cfg.read_text()).get("JITTOR_HOME", str(Path.home()))
+    except (OSError, ValueError):
+        return str(Path.home())
+
+
+def find_system_dnnl():
+    """(include_dir, library_path) of an installed oneDNN 2.x, or None."""
+    arch = platform.machine()
+    lib_dirs = [f"/usr/lib/{arch}-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+    for inc in ("/usr/include", "/usr/local/include"):
+        if not os.path.isfile(os.path.join(inc, "dnnl.hpp")):
+            continue
+        for d in lib_dirs:
+            libs = sorted(glob.glob(os.path.join(d, "libdnnl.so*")))
+            if libs:
+                return inc, libs[0]
+    return None
+
+
+def _jittor_dnnl_dir():
+    return os.path.join(jittor_home(), ".cache", "jittor", "mkl", _JITTOR_DNNL_DIRNAME)
+
+
+def _link(src, dst):
+    try:
+        os.symlink(src, dst)
+    except FileExistsError:
+        pass
+
+
+def install_dnnl_links(include_dir, library):
+    """Lay out links to a system oneDNN in the folder Jittor's installer checks."""
+    root = _jittor_dnnl_dir()
+    os.makedirs(os.path.join(root, "include"), exist_ok=True)
+    os.makedirs(os.path.join(root, "lib"), exist_ok=True)
+    for name in _SYSTEM_DNNL_HEADERS:
+        src = os.path.join(include_dir, name)
+        if os.path.exists(src):
+            _link(src, os.path.join(root, "include", name))
+    _link(library, os.path.join(root, "lib", "libmkldnn.so"))
+    return root
+
+
+def _choose_dnnl():
+    if "use_mkl" in os.environ:
+        decisions["use_mkl"] = (os.environ["use_mkl"], "set by the user")
+        return
+    if platform.system() != "Linux":
+        decisions["use_mkl"] = ("(Jittor's default)", "not Linux")
+        return
+    if os.path.isfile(os.path.join(_jittor_dnnl_dir(), "lib", "libmkldnn.so")):
+        _default("use_mkl", "1", "oneDNN found in Jittor's cache")
+        return
+    found = find_system_dnnl()
+    if found is None:
+        _default("use_mkl", "0", "no oneDNN installed (apt-get install libdnnl-dev); "
+                 "Jittor would try to download it")
+        return
+    try:
+        install_dnnl_links(*found)
+    except OSError as exc:
+        _default("use_mkl", "0", f"could not link the system oneDNN: {exc}")
+        return
+    _default("use_mkl", "1", f"system oneDNN {found[1]} linked into Jittor's cache")
+
+
+def configure():
+    """Set Jittor's environment variables; must run before ``import jittor``."""
+    if decisions:
+        return decisions
+    if has_nvidia_gpu():
+        decisions["nvcc_path"] = (os.environ.get("nvcc_path", "(auto)"), "NVIDIA GPU present")
+    else:
+        _default("nvcc_path", "", "no NVIDIA GPU visible: CPU only")
+    for name in ("use_cutt", "use_cutlass", "use_nccl"):
+        _default(name, "0", "would be downloaded at first CUDA use")
+    _choose_dnnl()
+    return decisions

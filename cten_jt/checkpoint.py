@@ -1,0 +1,46 @@
+"""State dicts of the Jittor model as numpy arrays; strict loading and saving.
+
+Jittor's own ``Module.load_parameters`` skips unknown names and misshaped
+arrays with a log line; ``load_weights`` here refuses them and lists them all.
+"""
+import jittor as jt
+import numpy as np
+
+from cten_common.weights import (match_state_dict, read_checkpoint, strip_prefix,
+                                 unwrap_state_dict)
+
+
+def state_shapes(model):
+    """``{name: (shape, dtype)}`` of every parameter and buffer."""
+    return {k: (tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()}
+
+
+def state_arrays(model):
+    """``{name: numpy array}``, copies of every parameter and buffer."""
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+def load_state_arrays(model, arrays, source):
+    """Copy ``{name: array}`` into the model; names and shapes must match exactly."""
+    params = model.state_dict()
+    matched = match_state_dict(arrays, {k: tuple(v.shape) for k, v in params.items()}, source)
+    for name, value in matched.items():
+        target = params[name]
+        target.update(jt.array(np.array(value, dtype=str(target.dtype), order="C")))
+    jt.sync(list(params.values()))
+
+
+def load_weights(model, source):
+    """Load a checkpoint file (.pkl, or .pth) or a state dict strictly; ``module.`` is stripped."""
+    if isinstance(source, dict):
+        obj, name = source, "the given state dict"
+    else:
+        obj, name = read_checkpoint(source), str(source)
+    load_state_arrays(model, strip_prefix(unwrap_state_dict(obj, name)), name)
+    return model
+
+
+def save_weights(model, path):
+    """A pickle of ``{name: numpy array}``; readable by ``load_weights``, Jittor's
+    ``Module.load`` and plain ``pickle``."""
+    jt.save(state_arrays(model), str(path))

@@ -1,0 +1,120 @@
+"""CTEN: cross-modal temporal erasing network (Jittor).
+
+Parameter names are those of the reference checkpoints without DataParallel's
+``module.`` prefix; ``cten_torch_ref.models.cten`` is the same file in PyTorch.
+"""
+import jittor as jt
+import numpy as np
+from jittor import nn
+
+from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelConfig
+from cten_common.init import initial_state
+from ..checkpoint import load_state_arrays, state_shapes
+from .attention import MultiHeadAttention, NonLocalBlock
+from .layers import BatchNorm1d
+from .resnet import audio_backbone, visual_backbone
+
+PIXEL_SCALE = 255.0
+PIXEL_MEAN = 100.0 / 255.0
+
+
+class TemporalAttention(nn.Module):
+    """Segment weights gamma = ReLU(fc(tanh(BN(conv1x1(f))))) from fused features f [B, T, C]."""
+
+    def __init__(self, dim, seq_len):
+        self.conv = nn.Sequential(nn.Conv1d(dim, 1, 1, bias=False), BatchNorm1d(1), nn.Tanh())
+        self.fc = nn.Linear(seq_len, seq_len)
+        self.relu = nn.ReLU()
+
+    def execute(self, f):
+        b, t, _ = f.shape
+        h = self.conv(f.permute(0, 2, 1)).reshape(b, t)
+        return self.relu(self.fc(h))
+
+
+class CTEN(nn.Module):
+    """``logits [B, n_classes], gamma [B, T] = CTEN(...)(visual [B, T, 3, L, S, S], audio [B, 100*T, 128])``."""
+
+    def __init__(self, n_classes=8, seq_len=16, snippet_duration=16, sample_size=112,
+                 audio_n_segments=16, audio_embed_size=2048, visual_depth=101,
+                 audio_arch="resnet18", modality="av", dropout=0.2, init_seed=None):
+        cfg = ModelConfig(n_classes=n_classes, seq_len=seq_len, snippet_duration=snippet_duration,
+                          sample_size=sample_size, audio_n_segments=audio_n_segments,
+                          audio_embed_size=audio_embed_size, visual_depth=visual_depth,
+                          audio_arch=audio_arch, modality=modality, dropout=dropout)
+        self.config = cfg
+        self.resnet = visual_backbone(cfg.visual_depth, cfg.snippet_duration, cfg.sample_size)
+        for p in self.resnet.parameters():
+            p.stop_grad()
+        self.nl = nn.Sequential(NonLocalBlock(cfg.visual_dim))
+        if cfg.modality == "av":
+            self.a_resnet = audio_backbone(cfg.audio_arch)
+            self.a_fc = nn.Sequential(nn.Linear(cfg.audio_backbone_dim, cfg.audio_embed_size),
+                                      BatchNorm1d(cfg.audio_embed_size), nn.Tanh())
+            self.nl_a = nn.Sequential(NonLocalBlock(cfg.audio_embed_size))
+            self.v2a_attn = MultiHeadAttention(cfg.visual_dim)
+            self.a2v_attn = MultiHeadAttention(cfg.visual_dim)
+        self.ta_net = TemporalAttention(cfg.fused_dim, cfg.seq_len)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(cfg.fused_dim, cfg.n_classes)
+        self.reset_parameters(init_seed)
+
+    def reset_parameters(self, seed=None):
+        """Initialise every parameter and buffer (cten_common.init); ``seed=None`` draws from numpy,
+        which ``jt.set_global_seed`` seeds."""
+        if seed is None:
+            seed = int(np.random.randint(0, 2 ** 31 - 1))
+        load_state_arrays(self, initial_state(state_shapes(self), seed), "the initial state")
+
+    def _check_inputs(self, visual, audio):
+        cfg = self.config
+        want = ("B", cfg.seq_len, 3, cfg.snippet_duration, cfg.sample_size, cfg.sample_size)
+        if visual.ndim != 6 or tuple(visual.shape[1:]) != want[1:]:
+            raise ValueError(f"visual must have shape [B, T, 3, L, S, S] = {list(want)}, "
+                             f"got {list(visual.shape)}")
+        if cfg.modality == "visual":
+            if audio is not None:
+                raise ValueError("this CTEN is visual-only (modality='visual'): pass no audio")
+            return
+        want_a = [visual.shape[0], cfg.audio_frames, AUDIO_MEL_BINS]
+        if audio is None or list(audio.shape) != want_a:
+            got = None if audio is None else list(audio.shape)
+            raise ValueError(f"audio must have shape [B, {AUDIO_FRAMES_PER_SEGMENT}*audio_n_segments, "
+                             f"{AUDIO_MEL_BINS}] = {want_a}, got {got}")
+
+    def encode_visual(self, visual):
+        """Frozen 3D ResNet features of every snippet: [B, T, visual_dim]."""
+        b, t = visual.shape[:2]
+        v = (visual / PIXEL_SCALE - PIXEL_MEAN).reshape(b * t, *visual.shape[2:])
+        with jt.no_grad():
+            v = self.resnet(v)
+        if tuple(v.shape[1:]) != (self.config.visual_dim, 1, 1, 1):
+            raise ValueError(f"visual backbone output {list(v.shape[1:])} is not pooled to one "
+                             "feature per snippet: snippet_duration/sample_size do not match the input")
+        return v.reshape(b, t, -1).stop_grad()
+
+    def encode_audio(self, audio):
+        """Audio ResNet features of every 100-frame segment: [B, Ta, audio_embed_size]."""
+        b, n_seg = audio.shape[0], self.config.audio_n_segments
+        a = audio.reshape(b, n_seg, AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS).permute(1, 0, 2, 3)
+        a = a.reshape(n_seg * b, 1, AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS)  # row = seg*B + b
+        a = self.a_resnet(a)
+        a = self.a_fc(a.reshape(a.shape[0], -1))
+        return a.reshape(n_seg, b, -1).permute(1, 0, 2)
+
+    def fuse(self, visual, audio=None):
+        """Segment features after intra- and inter-modal attention: [B, T, fused_dim]."""
+        v = self.nl(self.encode_visual(visual))
+        if self.config.modality == "visual":
+            return v
+        a = self.nl_a(self.encode_audio(audio))
+        v2a = self.v2a_attn(a, v, v)
+        a2v = self.a2v_attn(v, a, a)
+        return jt.concat((v + v2a, a + a2v), dim=-1)
+
+    def execute(self, visual, audio=None):
+        self._check_inputs(visual, audio)
+        f = self.fuse(visual, audio)
+        gamma = self.ta_net(f)
+        pooled = (f * gamma.unsqueeze(-1)).mean(dim=1)
+        return self.fc(self.drop(pooled)), gamma

@@ -1,0 +1,144 @@
+"""Layers with PyTorch's exact semantics where Jittor's own differ.
+
+Jittor's ``nn.BatchNorm`` updates the running variance with the biased batch
+variance, computes the variance as E[x^2] - E[x]^2 and has no
+``num_batches_tracked``; PyTorch uses the unbiased variance for the running
+estimate and a centred two-pass variance.  These classes follow PyTorch so
+that converted checkpoints behave the same and keep every buffer.
+"""
+import itertools
+import math
+
+import jittor as jt
+from jittor import nn
+
+
+class _BatchNorm(nn.Module):
+    _input_ndims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = jt.ones((num_features,), "float32")
+        self.bias = jt.zeros((num_features,), "float32")
+        self.running_mean = jt.zeros((num_features,), "float32").stop_grad()
+        self.running_var = jt.ones((num_features,), "float32").stop_grad()
+        # PyTorch's is 0-d; Jittor has no 0-d arrays, so it is (1,) here
+        self.num_batches_tracked = jt.zeros((1,), "int64").stop_grad()
+
+    def _shape(self, x):
+        if x.ndim not in self._input_ndims or x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) expects input of "
+                             f"{' or '.join(map(str, self._input_ndims))} dimensions with "
+                             f"{self.num_features} channels, got shape {list(x.shape)}")
+        dims = [0] + list(range(2, x.ndim))
+        param_shape = [1, self.num_features] + [1] * (x.ndim - 2)
+        return dims, param_shape
+
+    def execute(self, x):
+        dims, pshape = self._shape(x)
+        if self.is_train:
+            n = x.numel() // self.num_features
+            if n < 2:
+                raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
+                                 f"when training, got input of shape {list(x.shape)}")
+            mean = x.mean(dims=dims, keepdims=True)
+            centred = x - mean
+            var = (centred * centred).mean(dims=dims, keepdims=True)
+            m = self.momentum
+            batch_mean = mean.reshape((-1,)).detach()
+            batch_var = var.reshape((-1,)).detach() * (n / (n - 1))
+            self.running_mean.update((1 - m) * self.running_mean + m * batch_mean)
+            self.running_var.update((1 - m) * self.running_var + m * batch_var)
+            self.num_batches_tracked.update(self.num_batches_tracked + 1)
+            scale = self.weight.reshape(pshape) / jt.sqrt(var + self.eps)
+            return centred * scale + self.bias.reshape(pshape)
+        scale = self.weight / jt.sqrt(self.running_var + self.eps)
+        return (x - self.running_mean.reshape(pshape)) * scale.reshape(pshape) + self.bias.reshape(pshape)
+
+
+class BatchNorm1d(_BatchNorm):
+    _input_ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    _input_ndims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    _input_ndims = (5,)
+
+
+def _tuple(value, n):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+class _Pool(nn.Module):
+    """Max / average pooling with PyTorch's results for every input size.
+
+    Jittor's pooling ops refuse inputs whose size equals the kernel (e.g. the
+    final 1x4x4 -> 1x1x1 average pool of the reference configuration); there
+    the window is reduced from strided slices instead (padding counts as -inf
+    for max pooling; average pooling here has no padding).
+    """
+    _ndim = 2
+    _op = "maximum"
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        n = self._ndim
+        self.kernel_size = _tuple(kernel_size, n)
+        self.stride = _tuple(stride if stride is not None else kernel_size, n)
+        self.padding = _tuple(padding, n)
+        if self._op == "mean" and any(self.padding):
+            raise ValueError("average pooling with padding is not supported")
+        pool_cls = nn.Pool3d if n == 3 else nn.Pool
+        self._jittor_pool = pool_cls(self.kernel_size, self.stride, self.padding, op=self._op)
+
+    def execute(self, x):
+        spatial = x.shape[2:]
+        if all(s > k for s, k in zip(spatial, self.kernel_size)):
+            return self._jittor_pool(x)
+        return self._sliced(x)
+
+    def _sliced(self, x):
+        padded = [s + 2 * p for s, p in zip(x.shape[2:], self.padding)]
+        out = [(s - k) // st + 1 for s, k, st in zip(padded, self.kernel_size, self.stride)]
+        if min(out) < 1:
+            raise ValueError(f"{type(self).__name__}{self.kernel_size}: input of spatial size "
+                             f"{list(x.shape[2:])} is smaller than the window")
+        if any(self.padding):
+            pads = []
+            for p in reversed(self.padding):
+                pads += [p, p]
+            x = nn.pad(x, pads, value=float("-inf"))
+        acc = None
+        for offset in itertools.product(*(range(k) for k in self.kernel_size)):
+            window = (slice(None), slice(None)) + tuple(
+                slice(o, o + st * (n - 1) + 1, st) for o, st, n in zip(offset, self.stride, out))
+            part = x[window]
+            if acc is None:
+                acc = part
+            elif self._op == "maximum":
+                acc = jt.maximum(acc, part)
+            else:
+                acc = acc + part
+        if self._op == "mean":
+            acc = acc / float(math.prod(self.kernel_size))
+        return acc
+
+
+class MaxPool2d(_Pool):
+    _ndim, _op = 2, "maximum"
+
+
+class MaxPool3d(_Pool):
+    _ndim, _op = 3, "maximum"
+
+
+class AvgPool2d(_Pool):
+    _ndim, _op = 2, "mean"
+
+
+class AvgPool3d(_Pool):
+    _ndim, _op = 3, "mean"

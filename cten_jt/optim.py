@@ -1,0 +1,38 @@
+"""Optimisers with PyTorch's update rules.
+
+Jittor's ``Adam`` adds epsilon to sqrt(v) before the bias correction of v
+(``lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``); PyTorch adds it after
+(``lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)``).  The two differ most in
+the first steps and wherever v is small, which is where a port drifts.  This
+Adam keeps Jittor's state layout and PyTorch's arithmetic, including the L2
+weight decay added to the gradient.
+"""
+import math
+
+import jittor as jt
+
+
+class Adam(jt.optim.Adam):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, eps=eps, betas=betas, weight_decay=weight_decay)
+
+    def step(self, loss=None, retain_graph=False):
+        self.pre_step(loss, retain_graph)
+        n = float(self.n_step)
+        for pg in self.param_groups:
+            lr = pg.get("lr", self.lr)
+            eps = pg.get("eps", self.eps)
+            weight_decay = pg.get("weight_decay", self.weight_decay)
+            beta1, beta2 = pg.get("betas", self.betas)
+            step_size = lr / (1 - beta1 ** n)
+            bias_correction2_sqrt = math.sqrt(1 - beta2 ** n)
+            for p, g, v, m in zip(pg["params"], pg["grads"], pg["values"], pg["m"]):
+                if p.is_stop_grad():
+                    continue
+                if weight_decay:
+                    g = g + weight_decay * p
+                m.update(m + (g - m) * (1 - beta1))
+                v.update(beta2 * v + (1 - beta2) * g * g)
+                denom = jt.sqrt(v) / bias_correction2_sqrt + eps
+                p.update(p - step_size * m / denom)
+        self.post_step()

@@ -1,0 +1,63 @@
+"""Shared test helpers: one recursive comparison that names the failing leaf,
+tiny configurations, and the in-memory weight copy between frameworks."""
+import numpy as np
+
+from cten_common.weights import to_numpy
+
+# fp32 tolerances of the project (README, "Parity")
+MODULE_ATOL = 1e-5       # max abs difference per module
+MODEL_RTOL = 1e-4        # whole model: max abs difference / max abs of the reference output
+
+TINY_AV = dict(n_classes=5, seq_len=4, snippet_duration=8, sample_size=32, audio_n_segments=4,
+               audio_embed_size=512, visual_depth=10, audio_arch="resnet18", modality="av")
+TINY_VISUAL = dict(n_classes=3, seq_len=4, snippet_duration=8, sample_size=32,
+                   visual_depth=18, modality="visual")
+
+
+def assert_close(reference, port, name="output", atol=None, rtol_scale=None):
+    """Compare nested outputs leaf by leaf (dict, list, tuple or array-like).
+
+    ``atol``: max abs difference allowed; ``rtol_scale``: max abs difference
+    relative to the reference leaf's max abs value.  The assertion message
+    names the leaf, the difference and the allowed bound.
+    """
+    if isinstance(reference, dict):
+        assert set(reference) == set(port), (
+            f"{name}: keys differ: only reference {sorted(set(reference) - set(port))}, "
+            f"only port {sorted(set(port) - set(reference))}")
+        for k in reference:
+            assert_close(reference[k], port[k], f"{name}.{k}", atol, rtol_scale)
+        return
+    if isinstance(reference, (list, tuple)):
+        assert len(reference) == len(port), f"{name}: {len(reference)} vs {len(port)} items"
+        for i, (r, p) in enumerate(zip(reference, port)):
+            assert_close(r, p, f"{name}[{i}]", atol, rtol_scale)
+        return
+    r = np.asarray(to_numpy(reference), dtype=np.float64)
+    p = np.asarray(to_numpy(port), dtype=np.float64)
+    if r.shape != p.shape and r.size == p.size == 1:
+        r, p = r.reshape(1), p.reshape(1)       # 0-d in PyTorch is (1,) in Jittor
+    assert r.shape == p.shape, f"{name}: shape {r.shape} (reference) vs {p.shape} (port)"
+    assert np.all(np.isfinite(p)) == np.all(np.isfinite(r)), f"{name}: non-finite values differ"
+    diff = float(np.max(np.abs(r - p))) if r.size else 0.0
+    bound = atol if atol is not None else 0.0
+    if rtol_scale is not None:
+        scale = float(np.max(np.abs(r))) if r.size else 0.0
+        bound = max(bound, rtol_scale * max(scale, 1e-12))
+    assert diff <= bound, f"{name}: max abs difference {diff:.3e} exceeds {bound:.3e}"
+
+
+def copy_torch_to_jittor(torch_module, jittor_module):
+    """Copy every parameter and buffer of a torch module into its Jittor twin, strictly."""
+    from cten_jt.checkpoint import load_state_arrays
+    arrays = {k: v.detach().cpu().numpy() for k, v in torch_module.state_dict().items()}
+    load_state_arrays(jittor_module, arrays, "torch module")
+
+
+def random_inputs(cfg, batch, seed=0):
+    """Visual [B, T, 3, L, S, S] in 0..255 and audio [B, 100*T, 128] as numpy."""
+    rng = np.random.default_rng(seed)
+    t, l, s = cfg["seq_len"], cfg["snippet_duration"], cfg["sample_size"]
+    visual = rng.uniform(0, 255, (batch, t, 3, l, s, s)).astype(np.float32)
+    audio = rng.normal(0, 1, (batch, 100 * t, 128)).astype(np.float32)
+    return visual, audio

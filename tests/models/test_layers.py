@@ -1,0 +1,77 @@
+"""Layers whose Jittor semantics differ from PyTorch's: BatchNorm and pooling."""
+import jittor as jt
+import numpy as np
+import pytest
+import torch
+
+from cten_jt.models import layers as jl
+from cten_torch_ref.models import layers as tl
+from helpers import MODULE_ATOL, assert_close, copy_torch_to_jittor
+
+BN_CASES = [("BatchNorm1d", (6, 5)), ("BatchNorm1d", (3, 5, 4)),
+            ("BatchNorm2d", (2, 5, 3, 4)), ("BatchNorm3d", (2, 5, 2, 3, 3))]
+
+
+@pytest.mark.parametrize("cls,shape", BN_CASES)
+def test_batchnorm_train_matches_torch_and_updates_unbiased_running_var(cls, shape):
+    rng = np.random.default_rng(1)
+    x = (rng.normal(3.0, 2.0, shape)).astype(np.float32)
+    t_bn, j_bn = getattr(tl, cls)(5), getattr(jl, cls)(5)
+    with torch.no_grad():
+        t_bn.weight.uniform_(0.5, 1.5)
+        t_bn.bias.uniform_(-1, 1)
+        t_bn.running_mean.uniform_(-1, 1)
+        t_bn.running_var.uniform_(0.5, 2)
+    copy_torch_to_jittor(t_bn, j_bn)
+    for step in range(2):
+        t_out = t_bn.train()(torch.from_numpy(x + step))
+        j_out = j_bn.train()(jt.array(x + step))
+        assert_close(t_out, j_out, f"{cls} train output, step {step}", atol=MODULE_ATOL)
+    t_state = {k: v.numpy() for k, v in t_bn.state_dict().items()}
+    j_state = {k: v.numpy() for k, v in j_bn.state_dict().items()}
+    assert_close(t_state, j_state, f"{cls} state after 2 steps", atol=MODULE_ATOL)
+    # the trap itself: Jittor's own BatchNorm keeps the biased variance
+    stock = jt.nn.BatchNorm(5)
+    stock(jt.array(x))
+    n = x.size // 5
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    biased = 0.9 + 0.1 * x.var(axis=axes)
+    assert np.allclose(stock.running_var.numpy(), biased, atol=1e-5)
+    assert not np.allclose(biased, 0.9 + 0.1 * x.var(axis=axes) * n / (n - 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,shape", BN_CASES)
+def test_batchnorm_eval_uses_running_statistics(cls, shape):
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 3, shape).astype(np.float32)
+    t_bn, j_bn = getattr(tl, cls)(5), getattr(jl, cls)(5)
+    with torch.no_grad():
+        t_bn.running_mean.uniform_(-1, 1)
+        t_bn.running_var.uniform_(0.5, 2)
+        t_bn.weight.uniform_(0.5, 1.5)
+    copy_torch_to_jittor(t_bn, j_bn)
+    assert_close(t_bn.eval()(torch.from_numpy(x)), j_bn.eval()(jt.array(x)), cls, atol=MODULE_ATOL)
+
+
+def test_batchnorm_rejects_single_value_per_channel_in_training():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        jl.BatchNorm1d(4).train()(jt.ones((1, 4)))
+
+
+POOL_CASES = [
+    ("MaxPool3d", dict(kernel_size=3, stride=2, padding=1), (2, 3, 8, 9, 9)),
+    ("MaxPool3d", dict(kernel_size=3, stride=2, padding=1), (2, 3, 2, 3, 3)),   # size <= kernel
+    ("AvgPool3d", dict(kernel_size=(1, 4, 4), stride=1), (2, 3, 1, 4, 4)),      # reference's final pool
+    ("AvgPool3d", dict(kernel_size=(1, 2, 2), stride=1), (2, 3, 2, 5, 5)),
+    ("MaxPool2d", dict(kernel_size=3, stride=2, padding=1), (2, 3, 50, 128)),
+    ("AvgPool2d", dict(kernel_size=(4, 8)), (2, 3, 4, 8)),                      # audio's final pool
+    ("AvgPool2d", dict(kernel_size=(2, 2)), (2, 3, 6, 7)),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,shape", POOL_CASES)
+def test_pooling_matches_torch(cls, kwargs, shape):
+    x = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    t_out = getattr(tl, cls)(**kwargs)(torch.from_numpy(x))
+    j_out = getattr(jl, cls)(**kwargs)(jt.array(x))
+    assert_close(t_out, j_out, f"{cls}{kwargs} on {shape}", atol=MODULE_ATOL)
