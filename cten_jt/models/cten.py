@@ -11,7 +11,7 @@ from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelCo
 from cten_common.init import initial_state
 from ..checkpoint import load_state_arrays, state_shapes
 from .attention import MultiHeadAttention, NonLocalBlock
-from .layers import BatchNorm1d
+from .layers import BatchNorm1d, set_train_mode
 from .resnet import audio_backbone, visual_backbone
 
 PIXEL_SCALE = 255.0
@@ -65,6 +65,13 @@ class CTEN(nn.Module):
         if seed is None:
             seed = int(np.random.randint(0, 2 ** 31 - 1))
         load_state_arrays(self, initial_state(state_shapes(self), seed), "the initial state")
+
+    def train(self, mode=True):
+        """Train (or eval) mode for every submodule; unlike Jittor's own, gradients are untouched."""
+        return set_train_mode(self, mode)
+
+    def eval(self):
+        return set_train_mode(self, False)
 
     def _check_inputs(self, visual, audio):
         cfg = self.config

@@ -17,6 +17,7 @@ class _BatchNorm(nn.Module):
     _input_ndims = ()
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        self.is_train = True          # a new module trains, as in PyTorch
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -142,3 +143,16 @@ class AvgPool2d(_Pool):
 
 class AvgPool3d(_Pool):
     _ndim, _op = 3, "mean"
+
+
+def set_train_mode(module, mode=True):
+    """Switch ``module`` and its children to train (or eval) mode, PyTorch's way.
+
+    Jittor's ``Module.eval()`` also stops the gradients of every parameter (and
+    ``train()`` restores them); PyTorch's only changes the mode.  CTEN's
+    ``train``/``eval`` use this function so that gradients of an eval-mode
+    model (attribution, feature-bank training) work as in PyTorch.
+    """
+    for m in module.modules():
+        m.is_train = mode
+    return module

@@ -66,6 +66,8 @@ class CTEN(nn.Module):
             seed = int(torch.randint(0, 2 ** 31 - 1, ()).item())
         load_state_arrays(self, initial_state(state_shapes(self), seed), "the initial state")
 
+    # train() and eval() are nn.Module's: they change the mode only (cten_jt's do the same)
+
     def _check_inputs(self, visual, audio):
         cfg = self.config
         want = ("B", cfg.seq_len, 3, cfg.snippet_duration, cfg.sample_size, cfg.sample_size)

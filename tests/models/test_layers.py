@@ -30,6 +30,15 @@ def test_batchnorm_train_matches_torch_and_updates_unbiased_running_var(cls, sha
     t_state = {k: v.numpy() for k, v in t_bn.state_dict().items()}
     j_state = {k: v.numpy() for k, v in j_bn.state_dict().items()}
     assert_close(t_state, j_state, f"{cls} state after 2 steps", atol=MODULE_ATOL)
+    # backward in train mode: input, weight and bias gradients for a random upstream gradient
+    upstream = np.random.default_rng(5).normal(size=shape).astype(np.float32)
+    x_t = torch.from_numpy(x).requires_grad_()
+    t_grads = torch.autograd.grad((t_bn(x_t) * torch.from_numpy(upstream)).sum(),
+                                  [x_t, t_bn.weight, t_bn.bias])
+    x_j = jt.array(x)
+    j_grads = jt.grad((j_bn(x_j) * jt.array(upstream)).sum(), [x_j, j_bn.weight, j_bn.bias])
+    assert_close(list(t_grads), list(j_grads), f"{cls} train gradients (x, weight, bias)",
+                 atol=MODULE_ATOL)
     # the trap itself: Jittor's own BatchNorm keeps the biased variance
     stock = jt.nn.BatchNorm(5)
     stock(jt.array(x))
