@@ -10,7 +10,7 @@ MODEL_RTOL = 1e-4        # whole model: max abs difference / max abs of the refe
 
 TINY_AV = dict(n_classes=5, seq_len=4, snippet_duration=8, sample_size=32, audio_n_segments=4,
                audio_embed_size=512, visual_depth=10, audio_arch="resnet18", modality="av")
-TINY_VISUAL = dict(n_classes=3, seq_len=4, snippet_duration=8, sample_size=32,
+TINY_VISUAL = dict(n_classes=3, seq_len=4, snippet_duration=8, sample_size=32, audio_n_segments=4,
                    visual_depth=18, modality="visual")
 
 

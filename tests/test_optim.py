@@ -1,0 +1,35 @@
+"""Adam: PyTorch's arithmetic in Jittor (epsilon after the bias correction, L2 decay)."""
+import jittor as jt
+import numpy as np
+import torch
+
+import cten_jt.optim
+from helpers import assert_close
+
+
+def _run_adam(make_jt_opt, steps=5, seed=0):
+    rng = np.random.default_rng(seed)
+    p0 = rng.normal(size=(40,)).astype(np.float32)
+    targets = [rng.normal(size=(40,)).astype(np.float32) * 10 ** rng.uniform(-6, 0, 40).astype(np.float32)
+               for _ in range(steps)]
+    t_p = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    t_opt = torch.optim.Adam([t_p], lr=2e-4, weight_decay=5e-4)
+    j_p = jt.array(p0.copy())
+    j_opt = make_jt_opt([j_p])
+    for target in targets:           # loss = sum(p * target): gradient = target, tiny ones included
+        t_opt.zero_grad()
+        (t_p * torch.from_numpy(target)).sum().backward()
+        t_opt.step()
+        j_opt.step((j_p * jt.array(target)).sum())
+    return t_p.detach().numpy(), j_p.numpy()
+
+
+def test_adam_matches_torch_over_several_steps():
+    t_p, j_p = _run_adam(lambda ps: cten_jt.optim.Adam(ps, lr=2e-4, weight_decay=5e-4))
+    assert_close(t_p, j_p, "parameters after 5 Adam steps", atol=1e-7)
+
+
+def test_jittors_own_adam_differs_where_gradients_are_small():
+    """The trap this Adam exists for: Jittor's epsilon placement."""
+    t_p, j_p = _run_adam(lambda ps: jt.optim.Adam(ps, lr=2e-4, weight_decay=5e-4))
+    assert np.max(np.abs(t_p - j_p)) > 1e-6

@@ -1,0 +1,199 @@
+"""Strict conversion in both directions, through files, with every checkpoint kind."""
+import os
+import pickle
+import subprocess
+import sys
+
+import jittor as jt
+import numpy as np
+import pytest
+import torch
+
+import cten_jt
+from cten_common.weights import (AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT,
+                                 CheckpointMismatchError)
+from cten_jt.models import CTEN as JCTEN
+from cten_torch_ref.models import CTEN as TCTEN
+from helpers import MODEL_RTOL, TINY_AV, TINY_VISUAL, assert_close, random_inputs
+from weights_convert import jittor_to_torch, torch_to_jittor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SIZE = {"snippet_duration": 8, "sample_size": 32}
+
+
+def _torch_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _reference_checkpoint(model, path):
+    """Format (a): what the reference's validation step saves (DataParallel names)."""
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    torch.save({"epoch": 7, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict()}, path)
+
+
+@pytest.mark.parametrize("cfg", [TINY_AV, TINY_VISUAL], ids=["av", "visual"])
+def test_round_trip_and_outputs_through_files(tmp_path, cfg):
+    t_model = TCTEN(init_seed=3, **cfg)
+    with torch.no_grad():
+        for name, t in t_model.state_dict(keep_vars=True).items():
+            if name.endswith("running_var"):
+                t.uniform_(0.5, 1.5)
+            if name.endswith("num_batches_tracked"):
+                t.fill_(12)
+    src = tmp_path / "ref.pth"
+    _reference_checkpoint(t_model, src)
+    config = torch_to_jittor(src, tmp_path / "model.pkl", settings=SIZE)
+    assert config == t_model.config
+
+    # the Jittor file loads with our strict loader and with Jittor's own Module.load
+    j_model = cten_jt.load_weights(JCTEN(init_seed=0, **cfg), tmp_path / "model.pkl")
+    j_plain = JCTEN(init_seed=1, **cfg)
+    j_plain.load(str(tmp_path / "model.pkl"))
+    t_state = {k: v.numpy() for k, v in t_model.state_dict().items()}
+    assert_close(t_state, cten_jt.state_arrays(j_model), "state via load_weights", atol=0)
+    assert_close(t_state, cten_jt.state_arrays(j_plain), "state via Module.load", atol=0)
+
+    t_model.eval()
+    j_model.eval()
+    visual, audio = random_inputs(cfg, 2)
+    av = cfg["modality"] == "av"
+    with torch.no_grad():
+        t_out = t_model(torch.from_numpy(visual), torch.from_numpy(audio) if av else None)
+    j_out = j_model(jt.array(visual), jt.array(audio) if av else None)
+    assert_close(t_out, j_out, "outputs after torch -> jittor file", rtol_scale=MODEL_RTOL)
+
+    # back to PyTorch: identical names and tensors, in both output formats
+    jittor_to_torch(tmp_path / "model.pkl", tmp_path / "back.pth")
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert list(back) == list(t_model.state_dict())
+    for name, value in t_model.state_dict().items():
+        assert back[name].dtype == value.dtype and back[name].shape == value.shape, name
+        assert torch.equal(back[name], value), name
+    jittor_to_torch(tmp_path / "model.pkl", tmp_path / "back_ref.pth", fmt="reference")
+    ref = torch.load(tmp_path / "back_ref.pth", weights_only=True)
+    original = torch.load(src, weights_only=True)["state_dict"]
+    assert set(ref) == {"epoch", "state_dict"} and list(ref["state_dict"]) == list(original)
+    assert all(torch.equal(ref["state_dict"][k], original[k]) for k in original)
+
+
+def test_plain_state_dict_without_prefix_and_config_override(tmp_path):
+    t_model = TCTEN(init_seed=4, **TINY_AV)
+    torch.save(t_model.state_dict(), tmp_path / "plain.pth")
+    (tmp_path / "cfg.yaml").write_text("model:\n  snippet_duration: 8\n  sample_size: 32\n")
+    out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
+                          str(tmp_path / "plain.pth"), str(tmp_path / "plain.pkl"),
+                          "--config", str(tmp_path / "cfg.yaml")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "visual_depth=10" in out.stdout and "sample_size=32" in out.stdout
+    with open(tmp_path / "plain.pkl", "rb") as f:
+        state = pickle.load(f)          # plain pickle of numpy arrays: no Jittor needed to read
+    assert set(state) == set(t_model.state_dict())
+    assert np.array_equal(state["fc.weight"], t_model.state_dict()["fc.weight"].numpy())
+
+
+def test_bad_checkpoint_lists_every_problem_and_writes_nothing(tmp_path):
+    state = {f"module.{k}": v for k, v in TCTEN(init_seed=0, **TINY_AV).state_dict().items()}
+    del state["module.nl.0.theta.weight"], state["module.a_fc.1.running_var"]
+    state["module.extra.weight"] = torch.zeros(3)
+    state["module.ta_net.fc.bias"] = torch.zeros(5)
+    torch.save({"epoch": 1, "state_dict": state}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointMismatchError) as err:
+        torch_to_jittor(tmp_path / "bad.pth", tmp_path / "bad.pkl", settings=SIZE)
+    msg = str(err.value)
+    for name in ("nl.0.theta.weight", "a_fc.1.running_var", "extra.weight", "ta_net.fc.bias"):
+        assert name in msg, msg
+    assert "2 missing" in msg and "1 unexpected" in msg and "1 misshaped" in msg
+    assert str(tmp_path / "bad.pth") in msg
+    assert not (tmp_path / "bad.pkl").exists()
+
+    out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
+                          str(tmp_path / "bad.pth"), str(tmp_path / "bad.pkl")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "nl.0.theta.weight" in out.stderr and "extra.weight" in out.stderr
+
+
+def test_unreadable_and_non_checkpoint_files(tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pth: cannot be read"):
+        torch_to_jittor(tmp_path / "junk.pth", tmp_path / "x.pkl")
+    torch.save({"epoch": 3, "arch": "resnet"}, tmp_path / "nostate.pth")
+    with pytest.raises(ValueError, match="no state dict found"):
+        torch_to_jittor(tmp_path / "nostate.pth", tmp_path / "x.pkl")
+    with pytest.raises(ValueError, match="no such file"):
+        jittor_to_torch(tmp_path / "missing.pkl", tmp_path / "x.pth")
+
+
+def _kinetics_state(depth, n_fc, prefix):
+    """A Hara et al. Kinetics checkpoint's state dict, made from our backbone by its layout."""
+    from cten_torch_ref.models.resnet import visual_backbone
+    inverse = {v: k for k, v in VISUAL_BACKBONE_LAYOUT.items()}
+    torch.manual_seed(0)
+    backbone = visual_backbone(depth, 8, 32)
+    state = {}
+    for name, value in backbone.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue                    # the 2017 checkpoints predate this buffer
+        index, _, rest = name.partition(".")
+        state[f"{prefix}{inverse['resnet.' + index]}.{rest}"] = value.normal_() if value.is_floating_point() else value
+    state[f"{prefix}fc.weight"] = torch.zeros(n_fc, 512)
+    state[f"{prefix}fc.bias"] = torch.zeros(n_fc)
+    return state
+
+
+def test_kinetics_visual_backbone_into_fresh_model(tmp_path):
+    state = _kinetics_state(10, 400, "module.")
+    torch.save({"epoch": 200, "arch": "resnet-10", "state_dict": state, "optimizer": {}},
+               tmp_path / "kinetics.pth")
+    torch_to_jittor(tmp_path / "kinetics.pth", tmp_path / "init.pkl", backbone="visual",
+                    settings=TINY_AV, seed=5)
+    with open(tmp_path / "init.pkl", "rb") as f:
+        out = pickle.load(f)
+    assert np.array_equal(out["resnet.0.weight"], state["module.conv1.weight"].numpy())
+    assert np.array_equal(out["resnet.7.0.bn2.running_var"],
+                          state["module.layer4.0.bn2.running_var"].numpy())
+    fresh = cten_jt.state_arrays(JCTEN(init_seed=5, **TINY_AV))
+    assert np.array_equal(out["fc.weight"], fresh["fc.weight"])     # not from the file
+    assert out["resnet.1.num_batches_tracked"].item() == 0
+
+    # a 101-layer checkpoint into a depth-10 model: every problem named
+    torch.save({"state_dict": _kinetics_state(18, 1039, "")}, tmp_path / "r18.pth")
+    with pytest.raises(CheckpointMismatchError) as err:
+        torch_to_jittor(tmp_path / "r18.pth", tmp_path / "x.pkl", backbone="visual",
+                        settings=TINY_AV)
+    assert "resnet.4.1.conv1.weight" in str(err.value) and "as the visual backbone" in str(err.value)
+
+
+def test_torchvision_audio_backbone(tmp_path):
+    from cten_torch_ref.models.resnet import audio_backbone
+    inverse = {v: k for k, v in AUDIO_BACKBONE_LAYOUT.items()}
+    src = {}
+    for name, value in audio_backbone("resnet18").state_dict().items():
+        index, _, rest = name.partition(".")
+        if index == "0":
+            continue
+        src[f"{inverse['a_resnet.' + index]}.{rest}"] = torch.randn(value.shape) if value.is_floating_point() else value
+    src["conv1.weight"] = torch.randn(64, 3, 7, 7)      # RGB conv1: not used
+    src["fc.weight"], src["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)
+    torch.save(src, tmp_path / "resnet18.pth")
+    torch_to_jittor(tmp_path / "resnet18.pth", tmp_path / "init.pkl", backbone="audio",
+                    settings=TINY_AV, seed=2)
+    with open(tmp_path / "init.pkl", "rb") as f:
+        out = pickle.load(f)
+    assert np.array_equal(out["a_resnet.4.1.conv2.weight"], src["layer1.1.conv2.weight"].numpy())
+    assert out["a_resnet.0.weight"].shape == (64, 1, 7, 1)
+    with pytest.raises(CheckpointMismatchError, match="a_resnet.4.0.conv3.weight"):
+        torch_to_jittor(tmp_path / "resnet18.pth", tmp_path / "x.pkl", backbone="audio",
+                        settings={**TINY_AV, "audio_arch": "resnet50"})
+
+
+def test_jittors_own_loader_skips_silently_ours_refuses():
+    """The trap: Module.load_parameters logs and goes on; load_weights raises."""
+    model = JCTEN(init_seed=0, **TINY_VISUAL)
+    state = cten_jt.state_arrays(model)
+    state["fc.weight"] = state["fc.weight"][:2]
+    state["typo.weight"] = np.zeros(3, np.float32)
+    model.load_parameters(state)           # no exception: the trap
+    with pytest.raises(CheckpointMismatchError, match="typo.weight"):
+        cten_jt.load_weights(model, state)
