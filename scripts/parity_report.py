@@ -1,0 +1,98 @@
+"""Main job until training lands: build CTEN in PyTorch, save it as the reference
+saves it, convert it to Jittor and back through files, and print the parity table.
+
+    .venv/bin/python scripts/parity_report.py [--depth 101] [--out outputs/parity.json]
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402  (before Jittor)
+
+import cten_jt  # noqa: E402
+import jittor as jt  # noqa: E402
+from cten_jt.models import CTEN as JCTEN  # noqa: E402
+from cten_torch_ref.models import CTEN as TCTEN  # noqa: E402
+from weights_convert import jittor_to_torch, torch_to_jittor  # noqa: E402
+
+MODEL_RTOL = 1e-4
+
+
+def _row(name, ref, port):
+    ref, port = np.asarray(ref, np.float64), np.asarray(port, np.float64)
+    diff = float(np.max(np.abs(ref - port)))
+    scale = float(np.max(np.abs(ref)))
+    rel = diff / max(scale, 1e-12)
+    return {"output": name, "max_abs_diff": diff, "scale": scale, "relative": rel,
+            "tolerance": MODEL_RTOL, "ok": rel <= MODEL_RTOL}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--depth", type=int, default=10, help="visual 3D ResNet depth (101: the real one)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--segments", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=8, help="frames per snippet (L)")
+    parser.add_argument("--size", type=int, default=32, help="crop size (S)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="outputs/parity.json")
+    args = parser.parse_args(argv)
+
+    dim = 2048 if args.depth >= 50 else 512
+    cfg = dict(n_classes=8, seq_len=args.segments, snippet_duration=args.frames,
+               sample_size=args.size, audio_n_segments=args.segments, audio_embed_size=dim,
+               visual_depth=args.depth, audio_arch="resnet18", modality="av", dropout=0.0)
+    print(f"CTEN {cfg}")
+    t_model = TCTEN(init_seed=args.seed, **cfg)
+    rng = np.random.default_rng(args.seed)
+    visual = rng.uniform(0, 255, (args.batch, args.segments, 3, args.frames, args.size, args.size)).astype(np.float32)
+    audio = rng.normal(size=(args.batch, 100 * args.segments, 128)).astype(np.float32)
+
+    rows, started = [], time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pkl, back = (os.path.join(tmp, n) for n in ("reference.pth", "model.pkl", "back.pth"))
+        torch.save({"epoch": 0, "optimizer": {},
+                    "state_dict": {f"module.{k}": v for k, v in t_model.state_dict().items()}}, src)
+        torch_to_jittor(src, pkl, settings={"snippet_duration": args.frames, "sample_size": args.size})
+        j_model = cten_jt.load_weights(JCTEN(init_seed=args.seed + 1, **cfg), pkl)
+        jittor_to_torch(pkl, back, fmt="reference")
+        again = torch.load(back, weights_only=True)["state_dict"]
+        original = torch.load(src, weights_only=True)["state_dict"]
+        identical = list(again) == list(original) and all(torch.equal(again[k], original[k]) for k in original)
+        for mode in ("eval", "train"):
+            getattr(t_model, mode)()
+            getattr(j_model, mode)()
+            with torch.no_grad():
+                t_logits, t_gamma = t_model(torch.from_numpy(visual), torch.from_numpy(audio))
+            j_logits, j_gamma = j_model(jt.array(visual), jt.array(audio))
+            rows.append(_row(f"{mode} logits", t_logits.numpy(), j_logits.numpy()))
+            rows.append(_row(f"{mode} gamma", t_gamma.numpy(), j_gamma.numpy()))
+        t_state = {k: v.numpy() for k, v in t_model.state_dict().items()}
+        j_state = cten_jt.state_arrays(j_model)
+        stats = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
+        worst = max(stats, key=lambda k: np.max(np.abs(t_state[k] - j_state[k])) / max(np.max(np.abs(t_state[k])), 1e-12))
+        rows.append(_row(f"running stats after train ({worst})", t_state[worst], j_state[worst]))
+
+    print(f"\n{'output':<58} {'max |diff|':>11} {'scale':>9} {'relative':>10}  ok")
+    for r in rows:
+        print(f"{r['output']:<58} {r['max_abs_diff']:>11.3e} {r['scale']:>9.3f} {r['relative']:>10.2e}  "
+              f"{'yes' if r['ok'] else 'NO'}")
+    print(f"\ntorch -> jittor -> torch round trip identical: {'yes' if identical else 'NO'}")
+    print(f"total {time.time() - started:.1f} s")
+    report = {"config": cfg, "rows": rows, "round_trip_identical": identical,
+              "all_ok": identical and all(r["ok"] for r in rows)}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.out}")
+    return 0 if report["all_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything in .venv: system packages where we may install them,
+# the Python packages, and Jittor's one-time compilation (cached in ~/.cache/jittor).
+#   bash scripts/setup.sh            # Jittor + PyTorch reference + test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+# System packages: a C++ compiler and Python headers (Jittor compiles its core),
+# venv, and Debian's oneDNN (Jittor's fast CPU conv/matmul; without it Jittor
+# would try to download oneDNN, so cten_jt switches it off instead).
+want=(g++ python3-venv python3-dev libdnnl-dev)
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${missing[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "setup: warning: could not install ${missing[*]}; continuing (oneDNN is optional)"
+  fi
+else
+  echo "setup: not root or no apt-get: make sure ${want[*]} are installed"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e ".[torch,test]"
+.venv/bin/python -m pip check
+# first import compiles Jittor (about 2 minutes on 2 cores, once) and checks the set
+.venv/bin/python -m cten_jt.check_install

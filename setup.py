@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="cten-jittor",
+    version="0.1.0",
+    description="CTEN (CVPR 2023) video emotion recognition in Jittor, with a PyTorch reference",
+    python_requires=">=3.9",
+    packages=find_packages(include=["cten_jt*", "cten_torch_ref*", "cten_common*",
+                                    "weights_convert*"]),
+    install_requires=[
+        "jittor==1.3.11",
+        "numpy>=1.23,<2",          # Jittor 1.3.11 silently corrupts arrays with numpy 2
+        "pyyaml>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "torch": ["torch==2.13.0"],          # the reference; a CPU build is enough
+        "test": ["pytest>=7"],
+    },
+)

@@ -1,0 +1,45 @@
+"""cten_jt chooses Jittor's settings by itself; a user's own variables win."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from cten_jt import _environment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE = ("import cten_jt, jittor as jt; from jittor import compile_extern; "
+         "from cten_jt import _environment as e; "
+         "print(repr(e.decisions['use_mkl'][1]), compile_extern.mkl_ops is not None, "
+         "int(jt.flags.use_cuda), repr(__import__('os').environ['nvcc_path']))")
+
+
+def _probe(**env):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("nvcc_path", "use_mkl", "use_cutt", "use_cutlass", "use_nccl")}
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env={**clean, **env},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_cpu_only_without_gpu_and_onednn_when_installed():
+    line = _probe()
+    why, has_mkl, use_cuda, nvcc = line.rsplit(" ", 3)[0], *line.rsplit(" ", 3)[1:]
+    if not _environment.has_nvidia_gpu():
+        assert nvcc == "''" and use_cuda == "0"
+    if _environment.find_system_dnnl() is not None:
+        assert has_mkl == "True", line       # Debian's libdnnl used, nothing downloaded
+    else:
+        assert has_mkl == "False" and "no oneDNN" in why, line
+
+
+def test_users_own_setting_wins():
+    line = _probe(use_mkl="0")
+    assert "set by the user" in line and " False " in line, line
+
+
+def test_installed_set_is_consistent():
+    assert int(np.__version__.split(".")[0]) < 2, "Jittor 1.3.11 needs numpy<2"
+    out = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
