@@ -174,3 +174,13 @@ def read_checkpoint(path):
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
         raise CheckpointError(f"{path}: cannot be read as a checkpoint: "
                               f"{type(exc).__name__}: {exc}") from exc
+
+
+def read_state(source):
+    """``(state dict, name)`` from a checkpoint path or an in-memory dict: unwrapped,
+    ``module.`` stripped, arrays as numpy; ``name`` is what error messages call it."""
+    if isinstance(source, dict):
+        obj, name = source, "the given state dict"
+    else:
+        obj, name = read_checkpoint(source), str(source)
+    return strip_prefix(unwrap_state_dict(obj, name)), name

@@ -2,8 +2,7 @@
 import numpy as np
 import torch
 
-from cten_common.weights import (match_state_dict, read_checkpoint, strip_prefix,
-                                 unwrap_state_dict)
+from cten_common.weights import match_state_dict, read_state
 
 
 def state_shapes(model):
@@ -28,11 +27,8 @@ def load_state_arrays(model, arrays, source):
 
 def load_weights(model, source):
     """Load a checkpoint file or a state dict strictly; ``module.`` prefixes are stripped."""
-    if isinstance(source, dict):
-        obj, name = source, "the given state dict"
-    else:
-        obj, name = read_checkpoint(source), str(source)
-    load_state_arrays(model, strip_prefix(unwrap_state_dict(obj, name)), name)
+    state, name = read_state(source)
+    load_state_arrays(model, state, name)
     return model
 
 
