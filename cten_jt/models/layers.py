@@ -38,25 +38,31 @@ class _BatchNorm(nn.Module):
         return dims, param_shape
 
     def execute(self, x):
+        """``x * alpha + beta`` with ``alpha = weight / sqrt(var + eps)``, ``beta = bias - mean * alpha``,
+        the form PyTorch's CPU kernel evaluates; in train mode the batch mean and
+        variance are accumulated in float64, as PyTorch does for float32 input."""
         dims, pshape = self._shape(x)
         if self.is_train:
             n = x.numel() // self.num_features
             if n < 2:
                 raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
                                  f"when training, got input of shape {list(x.shape)}")
-            mean = x.mean(dims=dims, keepdims=True)
-            centred = x - mean
-            var = (centred * centred).mean(dims=dims, keepdims=True)
+            x64 = x.float64()
+            mean = x64.mean(dims=dims)
+            centred = x64 - mean.reshape(pshape)
+            var = (centred * centred).mean(dims=dims)
+            invstd = (1.0 / jt.sqrt(var + self.eps)).float32()
+            mean = mean.float32()
             m = self.momentum
-            batch_mean = mean.reshape((-1,)).detach()
-            batch_var = var.reshape((-1,)).detach() * (n / (n - 1))
-            self.running_mean.update((1 - m) * self.running_mean + m * batch_mean)
-            self.running_var.update((1 - m) * self.running_var + m * batch_var)
+            self.running_mean.update(((1 - m) * self.running_mean + m * mean).detach())
+            unbiased = (var * (n / (n - 1))).float32()
+            self.running_var.update(((1 - m) * self.running_var + m * unbiased).detach())
             self.num_batches_tracked.update(self.num_batches_tracked + 1)
-            scale = self.weight.reshape(pshape) / jt.sqrt(var + self.eps)
-            return centred * scale + self.bias.reshape(pshape)
-        scale = self.weight / jt.sqrt(self.running_var + self.eps)
-        return (x - self.running_mean.reshape(pshape)) * scale.reshape(pshape) + self.bias.reshape(pshape)
+        else:
+            mean, invstd = self.running_mean, 1.0 / jt.sqrt(self.running_var + self.eps)
+        alpha = self.weight * invstd
+        beta = self.bias - mean * alpha
+        return x * alpha.reshape(pshape) + beta.reshape(pshape)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -209,6 +209,35 @@ def test_depth101_resnet18_small_input():
     assert_close(t_out, j_out, "depth-101 (logits, gamma)", rtol_scale=MODEL_RTOL)
 
 
+def test_depth101_train_mode_within_the_references_own_rounding_noise():
+    """Train mode at depth 101 from a random initialisation amplifies fp32 rounding
+    through 100 batch-normalised layers: PyTorch against itself, with oneDNN
+    switched off (its other conv3d kernels), differs by ~3e-3 here.  The port
+    is held to 3x that floor (a wrong port is off by O(1)); the 1e-4 bound
+    holds in eval mode and at the tiny depths above."""
+    cfg = dict(n_classes=8, seq_len=2, snippet_duration=4, sample_size=16, audio_n_segments=2,
+               audio_embed_size=2048, visual_depth=101, audio_arch="resnet18", modality="av",
+               dropout=0.0)
+    t_model, j_model = _pair(cfg)
+    copy_torch_to_jittor(t_model, j_model)
+    initial = {k: v.clone() for k, v in t_model.state_dict().items()}
+    t_model.train()
+    j_model.train()
+    visual, audio = random_inputs(cfg, 2)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        other = t_model(torch.from_numpy(visual), torch.from_numpy(audio))
+    t_model.load_state_dict(initial)
+    with torch.no_grad():
+        t_out = t_model(torch.from_numpy(visual), torch.from_numpy(audio))
+    j_out = j_model(jt.array(visual), jt.array(audio))
+    for i, name in enumerate(("logits", "gamma")):
+        ref = t_out[i].numpy()
+        scale = np.abs(ref).max()
+        floor = np.abs(ref - other[i].numpy()).max() / scale
+        assert_close(ref, j_out[i], f"depth-101 train {name} (reference floor {floor:.1e})",
+                     rtol_scale=max(MODEL_RTOL, 3 * floor))
+
+
 def test_bad_inputs_are_refused_with_the_expected_shape():
     _, j_model = _pair(TINY_AV)
     t_model = TCTEN(init_seed=0, **TINY_AV)
