@@ -12,6 +12,9 @@ setup(
         "numpy>=1.23,<2",          # Jittor 1.3.11 silently corrupts arrays with numpy 2
         "pyyaml>=6",
         "tqdm>=4.60",
+        "opencv-python-headless>=4.8,<4.12",   # 4.12+ and 5.x require numpy 2
+        "librosa>=0.10",
+        "soundfile>=0.12",
     ],
     extras_require={
         "torch": ["torch==2.13.0"],          # the reference; a CPU build is enough
