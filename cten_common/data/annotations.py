@@ -1,0 +1,137 @@
+"""Data set indexes: VideoEmotion-8 / Ekman-6 annotation JSON and CAER's folders.
+
+An index is a list of ``VideoItem``; building it checks nothing but names and
+paths, and every problem is collected (``IndexProblems``) so that a scan can
+report them all at once.
+"""
+import json
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .errors import DataError
+
+VE8_CLASSES = ("Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust")
+EKMAN6_CLASSES = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
+CAER_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".m4a")
+SUBSETS = ("training", "validation", "testing")
+CAER_SUBSETS = {"training": "train", "validation": "validation", "testing": "test"}
+
+
+@dataclass
+class VideoItem:
+    video_id: str
+    label: int
+    label_name: str
+    video_path: str                      # a video file or a frame folder
+    audio_path: Optional[str] = None     # None: the video file's own audio track
+    subset: str = "training"
+    segments: List[List[float]] = field(default_factory=list)   # ground-truth spans, seconds
+
+
+@dataclass
+class IndexProblems:
+    """Everything wrong with an index, by file; empty when the index is usable."""
+    problems: List[DataError] = field(default_factory=list)
+
+    def add(self, path, problem):
+        self.problems.append(DataError(path, problem))
+
+    def raise_if_any(self, what):
+        if self.problems:
+            lines = "\n".join(f"  {p}" for p in self.problems)
+            raise DataError(what, f"{len(self.problems)} bad entries:\n{lines}")
+
+
+def find_video(video_root, label, video_id):
+    """``{root}/{label}/{id}`` as a frame folder, or ``{root}/{label}/{id}.{ext}``; None if absent."""
+    base = os.path.join(video_root, label, video_id)
+    if os.path.isdir(base):
+        return base
+    for ext in VIDEO_EXTENSIONS:
+        if os.path.isfile(base + ext):
+            return base + ext
+    return None
+
+
+def find_audio(audio_root, label, video_id):
+    base = os.path.join(audio_root, label, video_id)
+    for ext in AUDIO_EXTENSIONS:
+        if os.path.isfile(base + ext):
+            return base + ext
+    return None
+
+
+def load_annotation(path, video_root, audio_root=None, subset="training", problems=None):
+    """Items of one subset of a VideoEmotion-8 / Ekman-6 style annotation JSON.
+
+    ``{"labels": [...], "database": {id: {"subset": ..., "annotations": {"label": ...},
+    "segments": [[start, end], ...]}}}``; videos are ``{video_root}/{label}/{id}`` (frame
+    folder or file), audio ``{audio_root}/{label}/{id}.{mp3,wav,flac,m4a}`` or, without
+    an audio root, the video's own track.  Missing videos or audio and unknown labels
+    go to ``problems`` (or raise together when it is None).
+    """
+    collect = problems if problems is not None else IndexProblems()
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise DataError(path, f"cannot read the annotation file: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise DataError(path, f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or "labels" not in data or "database" not in data:
+        raise DataError(path, "not an annotation file: it needs 'labels' and 'database'")
+    classes = list(data["labels"])
+    index = {name: i for i, name in enumerate(classes)}
+    items = []
+    for video_id, entry in data["database"].items():
+        if entry.get("subset") != subset:
+            continue
+        label = (entry.get("annotations") or {}).get("label")
+        if label not in index:
+            collect.add(path, f"video {video_id!r} has label {label!r}, not one of {classes}")
+            continue
+        video = find_video(video_root, label, video_id)
+        if video is None:
+            collect.add(os.path.join(video_root, label, video_id),
+                        f"video {video_id!r} of {path} not found (no frame folder and no "
+                        f"{'/'.join(e[1:] for e in VIDEO_EXTENSIONS)} file)")
+            continue
+        audio = None
+        if audio_root is not None:
+            audio = find_audio(audio_root, label, video_id)
+            if audio is None:
+                collect.add(os.path.join(audio_root, label, video_id),
+                            f"audio of video {video_id!r} not found "
+                            f"({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)})")
+                continue
+        items.append(VideoItem(video_id, index[label], label, video, audio, subset,
+                               [list(map(float, s)) for s in entry.get("segments", [])]))
+    if problems is None:
+        collect.raise_if_any(path)
+    return items, classes
+
+
+def load_caer(root, subset="training", problems=None):
+    """CAER's layout ``{root}/{train,validation,test}/{Class}/{clip}.avi`` (no JSON)."""
+    collect = problems if problems is not None else IndexProblems()
+    folder = os.path.join(root, CAER_SUBSETS.get(subset, subset))
+    if not os.path.isdir(folder):
+        raise DataError(folder, "CAER subset folder not found")
+    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    if not classes:
+        raise DataError(folder, "no class folders")
+    items = []
+    for i, name in enumerate(classes):
+        class_dir = os.path.join(folder, name)
+        for clip in sorted(os.listdir(class_dir)):
+            stem, ext = os.path.splitext(clip)
+            if ext.lower() in VIDEO_EXTENSIONS:
+                items.append(VideoItem(stem, i, name, os.path.join(class_dir, clip), None, subset))
+    if not items:
+        collect.add(folder, "no video files in any class folder")
+    if problems is None:
+        collect.raise_if_any(folder)
+    return items, classes

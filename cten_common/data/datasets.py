@@ -1,0 +1,128 @@
+"""The numpy core of CTEN's data sets: one video in, model-ready arrays out.
+
+``VideoEmotionData.load(index, rng)`` runs the named steps: read the frames
+(one pass over the file), sample T snippets of L frames (TSN; training and
+evaluation paths kept apart), transform every frame of the view with the same
+parameters, and compute the audio features.  The Jittor and PyTorch data sets
+(``cten_jt.data``, ``cten_torch_ref.data``) only wrap it, so for the same seed
+they give identical arrays.
+
+A sample keeps the whole transformed clip (``clip``, [n_frames, 3, S, S]):
+the erased views of the training step re-sample snippets from it without
+another pass over the disk.
+"""
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import audio as audio_io
+from .errors import DataError
+from .fbank import audio_features
+from .sampling import sample_eval, sample_train, segment_bounds
+from .transforms import EvalTransform, TrainTransform
+from .video import open_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    n_segments: int = 16          # T, also the number of audio segments
+    snippet_len: int = 16         # L
+    sample_size: int = 112        # S
+    with_audio: bool = True
+    allow_silence: bool = False   # a video without audio track gets silence (logged) instead of an error
+    keep_clip: bool = True        # keep the transformed clip for the erased views
+    p_augment: float = 0.3
+
+
+def sample_rng(seed, epoch, index):
+    """The generator of one sample: the same (seed, epoch, index) gives the same sample,
+    whatever the worker, the framework or the batch order."""
+    return np.random.default_rng([int(seed), int(epoch), int(index)])
+
+
+class VideoEmotionData:
+    def __init__(self, items, class_names, clip=ClipConfig(), train=True):
+        self.items = list(items)
+        self.class_names = list(class_names)
+        self.clip = clip
+        self.train = train
+        self.transform = (TrainTransform(clip.sample_size, clip.p_augment) if train
+                          else EvalTransform(clip.sample_size))
+
+    def __len__(self):
+        return len(self.items)
+
+    def load_audio(self, item, duration):
+        """Waveform and rate of an item: its audio file, else its video's own track."""
+        source = item.audio_path or item.video_path
+        try:
+            return audio_io.load_audio(source)
+        except DataError as exc:
+            if self.clip.allow_silence and "no audio track" in exc.problem:
+                log.warning("%s: no audio track, using %.1f s of silence (allow_silence)",
+                            source, duration)
+                sr = 16000
+                return audio_io.silence(max(duration, 1.0), sr), sr
+            raise
+
+    def load(self, index, rng=None):
+        """One sample as a dict of numpy arrays; ``rng`` drives every random choice
+        (required in training, unused in evaluation)."""
+        item = self.items[index]
+        if self.train and rng is None:
+            raise ValueError("training samples need a random generator (sample_rng)")
+        T, L = self.clip.n_segments, self.clip.snippet_len
+        video = open_video(item.video_path)
+        n = video.n_frames
+        frames = video.read(range(n)) if self.clip.keep_clip else None
+        all_frames = np.arange(n)
+        indices = (sample_train(all_frames, T, L, rng) if self.train
+                   else sample_eval(all_frames, T, L))
+        if frames is None:
+            used = np.unique(indices)
+            lookup = {f: i for i, f in enumerate(used)}
+            frames = video.read(used)
+            local = np.vectorize(lookup.get)(indices)
+        else:
+            local = indices
+        if self.train:
+            clip = self.transform(frames, rng)            # [3, N, S, S]
+        else:
+            clip = self.transform(frames)
+        clip = np.ascontiguousarray(clip.transpose(1, 0, 2, 3))   # [N, 3, S, S]
+        visual = clip[local].transpose(0, 2, 1, 3, 4)               # [T, 3, L, S, S]
+        sample = {
+            "visual": np.ascontiguousarray(visual, dtype=np.float32),
+            "label": np.int64(item.label),
+            "frame_indices": indices.astype(np.int64),
+            "n_frames": np.int64(n),
+            "fps": np.float32(video.fps),
+            "segment_bounds": np.asarray(segment_bounds(n, T), np.int64),
+            "index": np.int64(index),
+        }
+        if self.clip.keep_clip:
+            sample["clip"] = clip
+        if self.clip.with_audio:
+            wave, sr = self.load_audio(item, n / max(video.fps, 1e-6))
+            sample["audio"] = audio_features(wave, sr, T, rng if self.train else None)
+        return sample
+
+
+def collate(samples):
+    """Stack samples into a batch; clips of different lengths are zero-padded at the
+    end (``n_frames`` says how many frames each has)."""
+    out = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if key == "clip":
+            longest = max(v.shape[0] for v in values)
+            padded = np.zeros((len(values), longest) + values[0].shape[1:], values[0].dtype)
+            for i, v in enumerate(values):
+                padded[i, :v.shape[0]] = v
+            out[key] = padded
+        else:
+            out[key] = np.stack(values)
+    return out

@@ -1,0 +1,81 @@
+"""Annotation JSON (VideoEmotion-8 / Ekman-6) and CAER's folders: paths, labels, problems."""
+import json
+import os
+
+import pytest
+
+from cten_common.data.annotations import IndexProblems, load_annotation, load_caer
+from cten_common.data.errors import DataError
+
+
+def _touch(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "wb").close()
+
+
+def _write_json(path, database, labels=("Joy", "Fear")):
+    with open(path, "w") as f:
+        json.dump({"labels": list(labels), "database": database}, f)
+
+
+def test_frame_folders_video_files_and_audio(tmp_path):
+    os.makedirs(tmp_path / "v" / "Joy" / "a1")                      # frame folder
+    _touch(str(tmp_path / "v" / "Fear" / "b2.mkv"))                 # video file
+    _touch(str(tmp_path / "au" / "Joy" / "a1.mp3"))
+    _touch(str(tmp_path / "au" / "Fear" / "b2.wav"))
+    db = {"a1": {"subset": "training", "annotations": {"label": "Joy"}, "segments": [[1, 2.5]]},
+          "b2": {"subset": "training", "annotations": {"label": "Fear"}},
+          "c3": {"subset": "validation", "annotations": {"label": "Joy"}}}
+    _write_json(tmp_path / "a.json", db)
+    items, classes = load_annotation(tmp_path / "a.json", str(tmp_path / "v"), str(tmp_path / "au"))
+    assert classes == ["Joy", "Fear"]
+    by_id = {i.video_id: i for i in items}
+    assert set(by_id) == {"a1", "b2"}
+    assert by_id["a1"].video_path.endswith(os.path.join("Joy", "a1")) and by_id["a1"].label == 0
+    assert by_id["b2"].video_path.endswith("b2.mkv") and by_id["b2"].audio_path.endswith("b2.wav")
+    assert by_id["a1"].segments == [[1.0, 2.5]]
+    # without an audio root the video's own track is used
+    items, _ = load_annotation(tmp_path / "a.json", str(tmp_path / "v"))
+    assert all(i.audio_path is None for i in items)
+
+
+def test_every_bad_entry_is_reported_at_once(tmp_path):
+    _touch(str(tmp_path / "v" / "Joy" / "ok.mp4"))
+    _touch(str(tmp_path / "v" / "Joy" / "noaudio.mp4"))
+    _touch(str(tmp_path / "au" / "Joy" / "ok.wav"))
+    db = {"ok": {"subset": "training", "annotations": {"label": "Joy"}},
+          "gone": {"subset": "training", "annotations": {"label": "Joy"}},
+          "weird": {"subset": "training", "annotations": {"label": "Boredom"}},
+          "noaudio": {"subset": "training", "annotations": {"label": "Joy"}}}
+    _write_json(tmp_path / "a.json", db)
+    with pytest.raises(DataError) as err:
+        load_annotation(tmp_path / "a.json", str(tmp_path / "v"), str(tmp_path / "au"))
+    msg = str(err.value)
+    assert "3 bad entries" in msg and "'gone'" in msg and "'Boredom'" in msg and "noaudio" in msg
+    problems = IndexProblems()
+    items, _ = load_annotation(tmp_path / "a.json", str(tmp_path / "v"), str(tmp_path / "au"),
+                               problems=problems)
+    assert [i.video_id for i in items] == ["ok"] and len(problems.problems) == 3
+
+
+def test_unreadable_annotation_files(tmp_path):
+    with pytest.raises(DataError, match="cannot read"):
+        load_annotation(tmp_path / "none.json", str(tmp_path))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_annotation(tmp_path / "bad.json", str(tmp_path))
+    (tmp_path / "other.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="needs 'labels' and 'database'"):
+        load_annotation(tmp_path / "other.json", str(tmp_path))
+
+
+def test_caer_layout(tmp_path):
+    for sub, cls, clip in [("train", "Happy", "0001.avi"), ("train", "Sad", "0002.avi"),
+                           ("validation", "Happy", "0003.avi"), ("test", "Sad", "0004.avi")]:
+        _touch(str(tmp_path / sub / cls / clip))
+    items, classes = load_caer(str(tmp_path), "training")
+    assert classes == ["Happy", "Sad"] and [(i.video_id, i.label) for i in items] == [("0001", 0), ("0002", 1)]
+    items, _ = load_caer(str(tmp_path), "testing")
+    assert [i.video_id for i in items] == ["0004"]
+    with pytest.raises(DataError, match="CAER subset folder not found"):
+        load_caer(str(tmp_path / "nowhere"), "training")
