@@ -99,14 +99,17 @@ class VideoEmotionData:
             "label": np.int64(item.label),
             "frame_indices": indices.astype(np.int64),
             "n_frames": np.int64(n),
-            "fps": np.float32(video.fps),
+            "fps": np.float32(video.fps or 0.0),
             "segment_bounds": np.asarray(segment_bounds(n, T), np.int64),
             "index": np.int64(index),
         }
         if self.clip.keep_clip:
             sample["clip"] = clip
         if self.clip.with_audio:
-            wave, sr = self.load_audio(item, n / max(video.fps, 1e-6))
+            wave, sr = self.load_audio(item, n / (video.fps or 30.0))
+            if wave.shape[-1] < int(sr * 0.025):
+                raise DataError(item.audio_path or item.video_path,
+                                "audio shorter than one 25 ms filterbank frame")
             sample["audio"] = audio_features(wave, sr, T, rng if self.train else None)
         return sample
 

@@ -1,0 +1,120 @@
+"""The dataset core and its Jittor and PyTorch wrappers on a generated synthetic set."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cten_common.data.annotations import load_annotation
+from cten_common.data.datasets import ClipConfig, VideoEmotionData, collate, sample_rng
+from cten_common.data.errors import DataError
+from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+CLIP = ClipConfig(n_segments=4, snippet_len=4, sample_size=32)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    path = make_synthetic_dataset(str(root), SyntheticSpec(classes=3, videos_per_class=3, duration=3.0,
+                                                           fps=8, size=48, seed=0), progress=False)
+    return root, path
+
+
+def _data(synthetic, train=True, clip=CLIP, audio=True):
+    root, path = synthetic
+    items, classes = load_annotation(path, str(root / "videos"),
+                                     str(root / "audio") if audio else None, "training")
+    return VideoEmotionData(items, classes, clip, train)
+
+
+def test_sample_shapes_and_consistency(synthetic):
+    data = _data(synthetic)
+    s = data.load(0, sample_rng(0, 0, 0))
+    assert s["visual"].shape == (4, 3, 4, 32, 32) and s["visual"].dtype == np.float32
+    assert s["audio"].shape == (400, 128) and s["audio"].dtype == np.float32
+    assert s["n_frames"] == 24 and s["clip"].shape == (24, 3, 32, 32)
+    assert 0 <= s["visual"].min() and s["visual"].max() <= 255
+    # the snippets are the clip's frames at the sampled indices: erased views can re-gather
+    idx = s["frame_indices"]
+    assert np.array_equal(s["visual"], s["clip"][idx].transpose(0, 2, 1, 3, 4))
+    assert s["segment_bounds"].shape == (4, 2)
+
+
+def test_seed_reproduces_and_eval_is_deterministic(synthetic):
+    data = _data(synthetic)
+    a, b = data.load(1, sample_rng(5, 2, 1)), data.load(1, sample_rng(5, 2, 1))
+    c = data.load(1, sample_rng(5, 3, 1))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in ("visual", "audio", "frame_indices"))
+    ev = _data(synthetic, train=False)
+    assert all(np.array_equal(ev.load(2)[k], ev.load(2)[k]) for k in ("visual", "audio"))
+    with pytest.raises(ValueError, match="random generator"):
+        data.load(0)
+
+
+def test_without_clip_gives_the_same_snippets(synthetic):
+    full = _data(synthetic, train=False)
+    lean = _data(synthetic, train=False, clip=ClipConfig(4, 4, 32, keep_clip=False))
+    a, b = full.load(3), lean.load(3)
+    assert "clip" not in b and np.array_equal(a["visual"], b["visual"])
+
+
+def test_jittor_and_pytorch_datasets_give_identical_arrays(synthetic):
+    import jittor as jt
+    from cten_jt.data import CTENDataset as JData
+    from cten_torch_ref.data import CTENDataset as TData
+    data = _data(synthetic)
+    j_set = JData(data, batch_size=2, shuffle=False, drop_last=True, seed=9)
+    t_set = TData(data, seed=9)
+    j_set.set_epoch(1)
+    t_set.set_epoch(1)
+    j_batch = next(iter(j_set))
+    t_batch = next(iter(t_set.loader(batch_size=2, shuffle=False)))
+    assert set(j_batch) == set(t_batch)
+    for key in j_batch:
+        j_val = j_batch[key].numpy() if isinstance(j_batch[key], jt.Var) else j_batch[key]
+        assert np.array_equal(j_val.astype(np.float64), t_batch[key].numpy().astype(np.float64)), key
+    assert len(j_set) == 3          # 6 training videos, batch 2, drop_last
+
+
+def test_collate_pads_clips_of_different_lengths():
+    a = {"clip": np.ones((3, 3, 2, 2), np.float32), "n_frames": np.int64(3)}
+    b = {"clip": np.ones((5, 3, 2, 2), np.float32), "n_frames": np.int64(5)}
+    out = collate([a, b])
+    assert out["clip"].shape == (2, 5, 3, 2, 2) and out["clip"][0, 3:].sum() == 0
+    assert list(out["n_frames"]) == [3, 5]
+
+
+def test_missing_audio_track_errors_unless_silence_is_allowed(synthetic):
+    root, path = synthetic
+    items, classes = load_annotation(path, str(root / "videos"), None, "training")   # mp4 has no audio
+    with pytest.raises(DataError, match="no audio track"):
+        VideoEmotionData(items, classes, CLIP, train=False).load(0)
+    silent = VideoEmotionData(items, classes, ClipConfig(4, 4, 32, allow_silence=True), train=False)
+    assert silent.load(0)["audio"].shape == (400, 128)
+
+
+def test_scan_reports_every_bad_entry(tmp_path):
+    make_synthetic_dataset(str(tmp_path), SyntheticSpec(classes=2, videos_per_class=3, duration=2.0,
+                                                        fps=8, size=32, seed=1), progress=False)
+    ann = json.load(open(tmp_path / "annotations.json"))
+    ids = sorted(ann["database"])
+    label = lambda vid: ann["database"][vid]["annotations"]["label"]   # noqa: E731
+    (tmp_path / "videos" / label(ids[0]) / f"{ids[0]}.mp4").write_bytes(b"garbage" * 100)
+    (tmp_path / "audio" / label(ids[1]) / f"{ids[1]}.wav").write_bytes(b"RIFF....nonsense")
+    os.remove(tmp_path / "videos" / label(ids[2]) / f"{ids[2]}.mp4")
+    ann["database"]["ghost"] = {"subset": "training", "annotations": {"label": "Nope"}}
+    json.dump(ann, open(tmp_path / "annotations.json", "w"))
+    out = subprocess.run([sys.executable, "-m", "cten_jt.data.check", "--annotation",
+                          str(tmp_path / "annotations.json"), "--video-root", str(tmp_path / "videos"),
+                          "--audio-root", str(tmp_path / "audio")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    bad = [line for line in out.stdout.splitlines() if line.startswith("BAD ")]
+    assert len(bad) == 4, out.stdout
+    for needle in (f"{ids[0]}.mp4", f"{ids[1]}.wav", ids[2], "'Nope'"):
+        assert any(needle in line for line in bad), (needle, bad)
