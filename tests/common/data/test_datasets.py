@@ -118,3 +118,45 @@ def test_scan_reports_every_bad_entry(tmp_path):
     assert len(bad) == 4, out.stdout
     for needle in (f"{ids[0]}.mp4", f"{ids[1]}.wav", ids[2], "'Nope'"):
         assert any(needle in line for line in bad), (needle, bad)
+
+
+def test_silence_is_logged(synthetic, caplog):
+    root, path = synthetic
+    items, classes = load_annotation(path, str(root / "videos"), None, "training")
+    silent = VideoEmotionData(items, classes, ClipConfig(4, 4, 32, allow_silence=True), train=False)
+    with caplog.at_level("WARNING"):
+        audio = silent.load(1)["audio"]
+    assert "no audio track" in caplog.text and items[1].video_path in caplog.text
+    assert np.all(audio == audio[0, 0])                 # silence: one constant (floor) value
+
+
+def test_video_shorter_than_one_snippet_is_loop_padded(tmp_path):
+    import cv2
+    from cten_common.data.annotations import VideoItem
+    path = str(tmp_path / "short.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 8, (40, 32))
+    for value in (30, 200):
+        writer.write(np.full((32, 40, 3), value, np.uint8))
+    writer.release()
+    item = VideoItem("short", 0, "Joy", path)
+    data = VideoEmotionData([item], ["Joy"], ClipConfig(4, 4, 32, with_audio=False), train=False)
+    s = data.load(0)
+    assert s["n_frames"] == 2 and s["visual"].shape == (4, 3, 4, 32, 32)
+    assert set(np.unique(s["frame_indices"])) == {0, 1}
+    assert np.array_equal(s["frame_indices"][0], [0, 1, 0, 1])
+
+
+def test_jittor_loader_shuffles_with_workers_and_keeps_samples(synthetic):
+    from cten_jt.data import CTENDataset
+    data = _data(synthetic, clip=ClipConfig(4, 4, 32, keep_clip=False, with_audio=False))
+    serial = CTENDataset(data, batch_size=2, shuffle=False, num_workers=0, drop_last=False, seed=4)
+    by_index = {int(i): v for b in serial for i, v in zip(b["index"].numpy(), b["visual"].numpy())}
+    parallel = CTENDataset(data, batch_size=2, shuffle=True, num_workers=2, drop_last=False, seed=4)
+    seen = []
+    for batch in parallel:
+        for i, v in zip(batch["index"].numpy(), batch["visual"].numpy()):
+            seen.append(int(i))
+            assert np.array_equal(v, by_index[int(i)]), f"sample {i} differs with workers"
+    assert sorted(seen) == list(range(len(data)))
+    dropped = CTENDataset(data, batch_size=4, shuffle=True, drop_last=True, seed=4)
+    assert sum(1 for _ in dropped) == 1 and len(dropped) == 1

@@ -1,0 +1,64 @@
+"""scripts/prepare_dataset.py: splits, and the frame-folder layout it caches feeds the dataset."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from cten_common.data.annotations import load_annotation
+from cten_common.data.datasets import ClipConfig, VideoEmotionData
+from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
+from cten_common.data.video import open_video
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "scripts", "prepare_dataset.py")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_ratio_runs_folds_and_caches(tmp_path):
+    make_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec(classes=2, videos_per_class=6,
+                           duration=2.0, fps=8, size=32, seed=2), progress=False)
+    videos = tmp_path / "syn" / "videos"
+    out = _run("--videos", videos, "--out", tmp_path / "ann.json", "--runs", 3, "--seed", 1)
+    assert out.returncode == 0, out.stderr
+    runs = [json.load(open(tmp_path / f"ann_{i:02d}.json")) for i in (1, 2, 3)]
+    for run in runs:
+        assert run["labels"] == ["Anger", "Anticipation"] and len(run["database"]) == 12
+        for label in run["labels"]:
+            subs = [e["subset"] for e in run["database"].values() if e["annotations"]["label"] == label]
+            assert subs.count("validation") == 2 and subs.count("training") == 4
+    assert runs[0]["database"] != runs[1]["database"]
+
+    out = _run("--videos", videos, "--out", tmp_path / "k.json", "--folds", 3)
+    assert out.returncode == 0, out.stderr
+    folds = [json.load(open(tmp_path / f"k_{i:02d}.json"))["database"] for i in (1, 2, 3)]
+    for vid in folds[0]:
+        assert sum(f[vid]["subset"] == "validation" for f in folds) == 1
+
+    out = _run("--videos", videos, "--out", tmp_path / "one.json", "--frames-out", tmp_path / "frames",
+               "--audio-out", tmp_path / "wav")
+    assert out.returncode == 1, out.stdout            # synthetic mp4s carry no audio track
+    assert out.stdout.count("BAD ") == 12 and "no audio track" in out.stdout
+    folder = tmp_path / "frames" / "Anger" / "Anger_0000"
+    assert (folder / "n_frames").read_text().strip() == "16" and (folder / "000016.jpg").exists()
+    src = open_video(str(videos / "Anger" / "Anger_0000.mp4")).read(range(16)).astype(int)
+    cached = open_video(str(folder)).read(range(16)).astype(int)
+    assert np.abs(cached - src).mean() < 5              # JPEG (quality 95) of a noisy texture
+    assert np.abs(cached[1:] - src[:-1]).mean() > 2 * np.abs(cached - src).mean()   # same order
+
+
+def test_dataset_over_the_reference_frame_folder_layout(tmp_path):
+    make_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec(classes=2, videos_per_class=3,
+                           duration=2.0, fps=8, size=32, seed=3), progress=False)
+    assert _run("--videos", tmp_path / "syn" / "videos", "--out", tmp_path / "x.json",
+                "--frames-out", tmp_path / "frames").returncode == 0
+    items, classes = load_annotation(tmp_path / "syn" / "annotations.json", str(tmp_path / "frames"),
+                                     str(tmp_path / "syn" / "audio"), "training")
+    assert all(os.path.isdir(i.video_path) for i in items)
+    sample = VideoEmotionData(items, classes, ClipConfig(4, 4, 32), train=False).load(0)
+    assert sample["visual"].shape == (4, 3, 4, 32, 32) and sample["n_frames"] == 16
