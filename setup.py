@@ -15,6 +15,8 @@ setup(
         "opencv-python-headless>=4.8,<4.12",   # 4.12+ and 5.x require numpy 2
         "librosa>=0.10",
         "soundfile>=0.12",
+        "scikit-learn>=1.2",
+        "matplotlib>=3.6",
     ],
     extras_require={
         "torch": ["torch==2.13.0"],          # the reference; a CPU build is enough

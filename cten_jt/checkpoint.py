@@ -40,3 +40,17 @@ def save_weights(model, path):
     """A pickle of ``{name: numpy array}``; readable by ``load_weights``, Jittor's
     ``Module.load`` and plain ``pickle``."""
     jt.save(state_arrays(model), str(path))
+
+
+def load_pretrained_backbone(model, path, backbone):
+    """Fill the visual (Kinetics 3D ResNet) or audio (torchvision ImageNet ResNet)
+    backbone from a checkpoint file, strictly; the rest of the model is untouched."""
+    from cten_common.weights import backbone_shapes, rename_backbone
+
+    state, name = read_state(path)
+    arrays = state_arrays(model)
+    expected = backbone_shapes({k: v.shape for k, v in arrays.items()}, backbone)
+    arrays.update(match_state_dict(rename_backbone(state, backbone, name), expected,
+                                   f"{name} (as the {backbone} backbone)"))
+    load_state_arrays(model, arrays, name)
+    return model

@@ -36,3 +36,34 @@ class Adam(jt.optim.Adam):
                 denom = jt.sqrt(v) / bias_correction2_sqrt + eps
                 p.update(p - step_size * m / denom)
         self.post_step()
+
+
+def adam_state(optimizer, model):
+    """``{"n_step", "m": {name: array}, "v": {name: array}}``: the Adam state by parameter name."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    state = {"n_step": int(optimizer.n_step), "m": {}, "v": {}}
+    for pg in optimizer.param_groups:
+        for p, m, v in zip(pg["params"], pg["m"], pg["values"]):
+            if not p.is_stop_grad():
+                state["m"][names[id(p)]] = m.numpy().copy()
+                state["v"][names[id(p)]] = v.numpy().copy()
+    return state
+
+
+def load_adam_state(optimizer, model, state):
+    """Restore ``adam_state``; every trainable parameter must be there."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    missing = []
+    for pg in optimizer.param_groups:
+        for p, m, v in zip(pg["params"], pg["m"], pg["values"]):
+            name = names[id(p)]
+            if p.is_stop_grad():
+                continue
+            if name not in state["m"]:
+                missing.append(name)
+                continue
+            m.update(jt.array(state["m"][name]))
+            v.update(jt.array(state["v"][name]))
+    if missing:
+        raise ValueError(f"optimizer state lacks {len(missing)} parameters: {missing[:5]}")
+    optimizer.n_step = int(state["n_step"])

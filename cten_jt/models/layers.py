@@ -162,3 +162,35 @@ def set_train_mode(module, mode=True):
     for m in module.modules():
         m.is_train = mode
     return module
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` whose CPU path is a sum of 2D convolutions over the temporal taps.
+
+    Jittor's CPU conv3d is a broadcast-and-reduce loop (~100x slower than
+    PyTorch's); its conv2d runs on oneDNN.  out[:, :, t] = sum_i conv2d(x[:, :,
+    t*stride + i - pad], weight[:, :, i]) is the same convolution, computed with
+    kt oneDNN calls over all output frames at once.  Same parameters and
+    names; on GPU Jittor's own (cuDNN) path is used.
+    """
+
+    def execute(self, x):
+        if jt.flags.use_cuda or self.groups != 1 or tuple(self.dilation) != (1, 1, 1):
+            return super().execute(x)
+        kt, kh, kw = self.weight.shape[2:]
+        st, sh, sw = self.stride
+        pt, ph, pw = self.padding
+        n, c, t, h, w = x.shape
+        if pt:
+            x = nn.pad(x, [0, 0, 0, 0, pt, pt])
+        t_out = (t + 2 * pt - kt) // st + 1
+        out = None
+        for i in range(kt):
+            taps = x[:, :, i:i + st * (t_out - 1) + 1:st]
+            frames = taps.permute(0, 2, 1, 3, 4).reshape(n * t_out, c, h, w)
+            y = nn.conv2d(frames, self.weight[:, :, i], None, (sh, sw), (ph, pw))
+            out = y if out is None else out + y
+        out = out.reshape(n, t_out, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+        if self.bias is not None:
+            out = out + self.bias.reshape(1, -1, 1, 1, 1)
+        return out

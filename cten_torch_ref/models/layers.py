@@ -8,3 +8,4 @@ MaxPool2d = nn.MaxPool2d
 MaxPool3d = nn.MaxPool3d
 AvgPool2d = nn.AvgPool2d
 AvgPool3d = nn.AvgPool3d
+Conv3d = nn.Conv3d

@@ -13,9 +13,9 @@ import math
 from torch import nn
 
 from cten_common.config import AUDIO_ARCHS, VISUAL_DEPTHS
-from .layers import AvgPool2d, AvgPool3d, BatchNorm2d, BatchNorm3d, MaxPool2d, MaxPool3d
+from .layers import AvgPool2d, AvgPool3d, BatchNorm2d, BatchNorm3d, Conv3d, MaxPool2d, MaxPool3d
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_CONV = {2: nn.Conv2d, 3: Conv3d}
 _BN = {2: BatchNorm2d, 3: BatchNorm3d}
 
 
@@ -91,7 +91,7 @@ def visual_backbone(depth, snippet_duration, sample_size):
     block_name, layers = VISUAL_DEPTHS[depth]
     pool = (math.ceil(snippet_duration / 16), math.ceil(sample_size / 32), math.ceil(sample_size / 32))
     return nn.Sequential(
-        nn.Conv3d(3, 64, 7, stride=(1, 2, 2), padding=3, bias=False),
+        Conv3d(3, 64, 7, stride=(1, 2, 2), padding=3, bias=False),
         BatchNorm3d(64),
         nn.ReLU(),
         MaxPool3d(3, stride=2, padding=1),

@@ -76,7 +76,7 @@ def test_jittor_and_pytorch_datasets_give_identical_arrays(synthetic):
     t_batch = next(iter(t_set.loader(batch_size=2, shuffle=False)))
     assert set(j_batch) == set(t_batch)
     for key in j_batch:
-        j_val = j_batch[key].numpy() if isinstance(j_batch[key], jt.Var) else j_batch[key]
+        j_val = j_batch[key].numpy() if isinstance(j_batch[key], jt.Var) else np.asarray(j_batch[key])
         assert np.array_equal(j_val.astype(np.float64), t_batch[key].numpy().astype(np.float64)), key
     assert len(j_set) == 3          # 6 training videos, batch 2, drop_last
 
@@ -150,11 +150,11 @@ def test_jittor_loader_shuffles_with_workers_and_keeps_samples(synthetic):
     from cten_jt.data import CTENDataset
     data = _data(synthetic, clip=ClipConfig(4, 4, 32, keep_clip=False, with_audio=False))
     serial = CTENDataset(data, batch_size=2, shuffle=False, num_workers=0, drop_last=False, seed=4)
-    by_index = {int(i): v for b in serial for i, v in zip(b["index"].numpy(), b["visual"].numpy())}
+    by_index = {int(i): v for b in serial for i, v in zip(b["index"], b["visual"].numpy())}
     parallel = CTENDataset(data, batch_size=2, shuffle=True, num_workers=2, drop_last=False, seed=4)
     seen = []
     for batch in parallel:
-        for i, v in zip(batch["index"].numpy(), batch["visual"].numpy()):
+        for i, v in zip(batch["index"], batch["visual"].numpy()):
             seen.append(int(i))
             assert np.array_equal(v, by_index[int(i)]), f"sample {i} differs with workers"
     assert sorted(seen) == list(range(len(data)))

@@ -1,0 +1,168 @@
+"""CTEN's temporal erasing (training), numpy reference.
+
+After the original view's forward gives the segment attention ``gamma``
+[B, T], every video of the batch gets two more views, re-sampled from a subset
+of its frames:
+
+* threshold, per video: ``thr = theta*max(gamma) + (1-theta)*min(gamma)``
+  (theta = 0.7 by default), i.e. the min-max normalised attention equals theta.
+  It is computed as ``min + theta*(max - min)`` in float64 (the same value
+  algebraically) so that a video whose gammas are all equal gets ``thr``
+  exactly equal to them, and it is clipped to ``[min, max]``;
+* context view: the segments with ``gamma < thr`` are kept (the keyframes are
+  erased); keyframe view: the segments with ``gamma > thr`` are kept.
+  Both inequalities are strict: a segment exactly at the threshold is neither
+  clearly context nor clearly key and goes to neither view.  This also makes
+  the all-equal case symmetric: every segment sits at the threshold, both views
+  keep nothing and both fall back to all frames;
+* the kept segments' frames, ascending, are re-sampled with the training
+  sampler ``sample_train(kept, T, L, rng)`` (loop-padded when short).  A view
+  that keeps no frame uses all the video's frames.
+
+Segments of a video with n frames (T segments, D = n // T):
+
+* n >= T: segment s covers the 0-based frames ``[s*D, (s+1)*D)``.  The last
+  ``n - T*D`` frames belong to no segment, so they are never kept except by
+  the all-frames fallback.
+* n < T (D = 0): frame f is its own segment s = f for f < n; the segments
+  s >= n hold no frame.  Their gamma still enters the threshold, but keeping
+  them adds nothing (a view that keeps only such segments falls back to all
+  frames).  Note this differs from ``sampling.segment_bounds``, which for n < T
+  numbers positions of the list loop-padded to T items (segment s = frame s % n).
+
+Random draws (so that another implementation can reproduce the indices bit for
+bit): one ``numpy.random.Generator`` for the whole batch; for b in range(B):
+first the context view's ``sample_train`` (one ``rng.integers(0, D'-L+1,
+size=T)`` call, D' the padded kept list's segment length), then the keyframe
+view's.  Nothing else draws from the generator.
+"""
+import numpy as np
+
+from .data.sampling import sample_train
+
+DEFAULT_THETA = 0.7
+
+
+def thresholds(gamma, theta=DEFAULT_THETA):
+    """float64 ``[B]``: ``theta*max + (1-theta)*min`` of each row of ``gamma`` [B, T]."""
+    gamma = _as_gamma(gamma)
+    theta = _check_theta(theta)
+    lo = gamma.min(axis=1)
+    hi = gamma.max(axis=1)
+    return np.clip(lo + theta * (hi - lo), lo, hi)
+
+
+def erase_masks(gamma, theta=DEFAULT_THETA):
+    """``(context_keep, keyframe_keep)``, bool ``[B, T]`` each, before any fallback.
+
+    context keeps ``gamma < thr``, keyframe keeps ``gamma > thr`` (strict: a
+    segment exactly at the threshold is in neither).
+    """
+    gamma = _as_gamma(gamma)
+    thr = thresholds(gamma, theta)[:, None]
+    return gamma < thr, gamma > thr
+
+
+def kept_frames(segment_keep, n_frames):
+    """int64 ascending 0-based frame indices of the kept segments of one video.
+
+    ``segment_keep`` is bool ``[T]``.  See the module docstring for the segments
+    (trailing ``n - T*D`` frames in none; n < T: frame f is segment f).  When no
+    frame is kept the result is all frames, ``arange(n_frames)``.
+    """
+    keep = np.asarray(segment_keep)
+    if keep.ndim != 1 or keep.size == 0:
+        raise ValueError(f"segment_keep must be a non-empty 1-D mask, got shape {keep.shape}")
+    if keep.dtype != np.bool_:
+        raise TypeError(f"segment_keep must be boolean, got {keep.dtype}")
+    n = _check_n_frames(n_frames)
+    T = keep.size
+    if n >= T:
+        d = n // T
+        frames = (np.flatnonzero(keep)[:, None] * d + np.arange(d)).reshape(-1)
+    else:
+        frames = np.flatnonzero(keep[:n])
+    if frames.size == 0:
+        return np.arange(n, dtype=np.int64)
+    return frames.astype(np.int64)
+
+
+def erased_view_indices(gamma, n_frames, snippet_len, rng, theta=DEFAULT_THETA):
+    """``{"context": int64 [B, T, L], "keyframe": int64 [B, T, L]}`` of 0-based frames.
+
+    ``n_frames``: an int (every video) or ``[B]``.  Draw order from ``rng``: for
+    b in range(B), the context view then the keyframe view.
+    """
+    gamma = _as_gamma(gamma)
+    B, T = gamma.shape
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
+    counts = np.asarray(n_frames)
+    if counts.ndim == 0:
+        counts = np.full(B, counts)
+    if counts.shape != (B,):
+        raise ValueError(f"n_frames must be an int or have shape ({B},), got {counts.shape}")
+    context_keep, keyframe_keep = erase_masks(gamma, theta)
+    views = {"context": [], "keyframe": []}
+    for b in range(B):
+        n = _check_n_frames(counts[b])
+        views["context"].append(sample_train(kept_frames(context_keep[b], n), T, snippet_len, rng))
+        views["keyframe"].append(sample_train(kept_frames(keyframe_keep[b], n), T, snippet_len, rng))
+    return {k: np.stack(v).astype(np.int64) for k, v in views.items()}
+
+
+def gather_view(clip, indices):
+    """``clip`` [n, 3, S, S] and ``indices`` [T, L] -> visual [T, 3, L, S, S]."""
+    clip = np.asarray(clip)
+    indices = _as_indices(indices, 2, clip.shape[0])
+    return clip[indices].transpose(0, 2, 1, 3, 4)
+
+
+def gather_views(clips, indices, n_frames=None):
+    """``clips`` [B, N, 3, S, S] and ``indices`` [B, T, L] -> visual [B, T, 3, L, S, S].
+
+    ``clips`` may be zero-padded at the end (``collate``); with ``n_frames`` [B]
+    every index is checked to fall in its video's real frames.
+    """
+    clips = np.asarray(clips)
+    indices = _as_indices(indices, 3, clips.shape[1])
+    B = clips.shape[0]
+    if indices.shape[0] != B:
+        raise ValueError(f"batch sizes differ: clips {B}, indices {indices.shape[0]}")
+    if n_frames is not None:
+        counts = np.broadcast_to(np.asarray(n_frames), (B,))
+        if (indices >= counts[:, None, None]).any():
+            raise IndexError("frame index beyond its video's n_frames (into the padding)")
+    return clips[np.arange(B)[:, None, None], indices].transpose(0, 1, 3, 2, 4, 5)
+
+
+def _as_gamma(gamma):
+    gamma = np.asarray(gamma, dtype=np.float64)
+    if gamma.ndim != 2 or gamma.shape[1] == 0:
+        raise ValueError(f"gamma must be [B, T] with T >= 1, got shape {gamma.shape}")
+    if not np.isfinite(gamma).all():
+        raise ValueError("gamma has non-finite values")
+    return gamma
+
+
+def _check_theta(theta):
+    theta = float(theta)
+    if not 0.0 <= theta <= 1.0:
+        raise ValueError(f"theta must be in [0, 1], got {theta}")
+    return theta
+
+
+def _check_n_frames(n):
+    if int(n) != n or n < 1:
+        raise ValueError(f"n_frames must be a positive integer, got {n}")
+    return int(n)
+
+
+def _as_indices(indices, ndim, n):
+    indices = np.asarray(indices)
+    if indices.ndim != ndim or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices must be an integer array of {ndim} dims, got "
+                         f"{indices.dtype} {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise IndexError(f"frame index out of range [0, {n})")
+    return indices

@@ -1,0 +1,84 @@
+"""Run configuration: a YAML file with ``model``, ``data`` and ``train`` sections,
+defaults for everything, and ``--set section.key=value`` overrides."""
+import copy
+import os
+
+import yaml
+
+from .config import ModelConfig
+
+DEFAULTS = {
+    "model": ModelConfig().to_dict(),
+    "data": {
+        "format": "ve8",            # ve8 | ekman6 | caer
+        "annotation": None,
+        "video_root": None,
+        "audio_root": None,         # null: each video's own audio track
+        "allow_silence": False,
+        "num_workers": 0,
+        "train_subset": "training",
+        "eval_subset": "validation",
+    },
+    "train": {
+        "epochs": 100,
+        "batch_size": 32,
+        "lr": 2e-4,
+        "weight_decay": 5e-4,
+        "theta": 0.7,               # erasing threshold on min-max normalised attention
+        "loss": "ce",               # ce | pcce
+        "pcce_lambda": 0.5,
+        "seed": 0,
+        "pretrained_visual": None,  # a Kinetics 3D ResNet checkpoint
+        "pretrained_audio": None,   # a torchvision ImageNet ResNet checkpoint
+        "detection_threshold": 0.5,
+    },
+}
+
+
+def _parse_value(text):
+    return yaml.safe_load(text)
+
+
+def merge(base, override, where=""):
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if key not in out:
+            raise ValueError(f"unknown setting {where}{key!r}; known: {sorted(out)}")
+        if isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"setting {where}{key!r} must be a mapping")
+            out[key] = merge(out[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def load_run_config(path=None, overrides=()):
+    """The resolved configuration: defaults < file < ``key.sub=value`` overrides.
+
+    Relative data paths in the file are taken relative to the file's folder.
+    """
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path) as f:
+            loaded = yaml.safe_load(f) or {}
+        base = os.path.dirname(os.path.abspath(path))
+        for key in ("annotation", "video_root", "audio_root"):
+            value = (loaded.get("data") or {}).get(key)
+            if isinstance(value, str) and not os.path.isabs(value):
+                loaded["data"][key] = os.path.normpath(os.path.join(base, value))
+        config = merge(config, loaded)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects section.key=value, got {item!r}")
+        dotted, value = item.split("=", 1)
+        keys = dotted.split(".")
+        patch = node = {}
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = _parse_value(value)
+        config = merge(config, patch)
+    ModelConfig.from_dict(config["model"])          # validate early
+    if config["train"]["loss"] not in ("ce", "pcce"):
+        raise ValueError(f"train.loss must be 'ce' or 'pcce', got {config['train']['loss']!r}")
+    return config

@@ -1,0 +1,78 @@
+"""One training step with temporal erasing, and batched inference (Jittor).
+
+``cten_torch_ref.engine`` is the same file in PyTorch: for the same weights,
+batch and generator both take the same step.
+"""
+import jittor as jt
+import numpy as np
+
+from cten_common.erasing import erased_view_indices, gather_views
+from cten_common.losses import pcce_weights
+
+VIEWS = ("original", "context", "keyframe")
+
+
+def _to_var(x):
+    return x if isinstance(x, jt.Var) else jt.array(np.asarray(x))
+
+
+def view_loss(logits, labels, weights=None):
+    """Mean (weighted) cross-entropy of one view."""
+    per_sample = jt.nn.cross_entropy_loss(logits, labels, reduction="none")
+    if weights is not None:
+        per_sample = per_sample * jt.array(weights)
+    return per_sample.mean()
+
+
+def erasing_step(model, optimizer, batch, rng, theta=0.7, loss="ce", class_names=None,
+                 pcce_lambda=0.5):
+    """Original view, then the context (keyframes erased) and keyframe views built
+    from the batch's clips by the erasing sampler, the same audio for all three;
+    loss = mean of the three cross-entropies; one optimiser step.
+
+    ``batch``: visual [B,T,3,L,S,S], audio, label, clip [B,N,3,S,S] (numpy) and
+    n_frames.  Returns numpy copies of what a caller logs or a test compares.
+    """
+    audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
+    labels = _to_var(batch["label"])
+    labels_np = np.asarray(batch["label"].numpy() if isinstance(batch["label"], jt.Var) else batch["label"])
+    logits1, gamma1 = model(_to_var(batch["visual"]), audio)
+    gamma_np = gamma1.numpy()
+    L = model.config.snippet_duration
+    n_frames = np.asarray(batch["n_frames"].numpy() if isinstance(batch["n_frames"], jt.Var)
+                          else batch["n_frames"])
+    indices = erased_view_indices(gamma_np, n_frames, L, rng, theta)
+    clips = np.asarray(batch["clip"])
+    outputs = [logits1]
+    for view in VIEWS[1:]:
+        logits, _ = model(jt.array(gather_views(clips, indices[view], n_frames)), audio)
+        outputs.append(logits)
+    losses = []
+    for logits in outputs:
+        weights = None
+        if loss == "pcce":
+            weights = pcce_weights(logits.numpy(), labels_np, class_names, pcce_lambda)
+        losses.append(view_loss(logits, labels, weights))
+    total = (losses[0] + losses[1] + losses[2]) / 3
+    optimizer.step(total)
+    return {"loss": float(total.numpy()),
+            "view_losses": [float(x.numpy()) for x in losses],
+            "logits": [x.numpy() for x in outputs],
+            "gamma": gamma_np,
+            "indices": indices}
+
+
+def predict_batch(model, batch, rng=None, theta=0.7):
+    """Eval-mode outputs: original logits and gamma, and the context view's logits
+    (``rng`` given: erased as in training, for the reference's mean-of-views figure)."""
+    with jt.no_grad():
+        audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
+        logits, gamma = model(_to_var(batch["visual"]), audio)
+        out = {"logits": logits.numpy(), "gamma": gamma.numpy()}
+        if rng is not None and "clip" in batch:
+            n_frames = np.asarray(batch["n_frames"].numpy() if isinstance(batch["n_frames"], jt.Var)
+                                  else batch["n_frames"])
+            idx = erased_view_indices(out["gamma"], n_frames, model.config.snippet_duration, rng, theta)
+            ctx, _ = model(jt.array(gather_views(np.asarray(batch["clip"]), idx["context"])), audio)
+            out["context_logits"] = ctx.numpy()
+    return out

@@ -1,0 +1,199 @@
+"""python -m cten_jt.train --config CONFIG.yaml [--set key=value ...] --out RUN_DIR
+   python -m cten_jt.train --resume RUN_DIR
+
+CTEN's training with temporal erasing on Jittor.  RUN_DIR gets config.yaml
+(resolved), metrics.jsonl (one line per epoch), last.pkl and best.pkl (model,
+optimiser, epoch, seeds), summary.json and curves.png.  Every epoch draws its
+shuffle, augmentation, dropout and erasing from (seed, epoch) alone, so a run
+resumed after epoch k ends with the same weights as an uninterrupted one.
+"""
+import argparse
+import json
+import math
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+import yaml
+
+import cten_jt  # noqa: F401  (Jittor settings first)
+import jittor as jt
+from cten_common.data.check import build_index
+from cten_common.data.datasets import ClipConfig, VideoEmotionData
+from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
+from cten_jt.data import CTENDataset
+from cten_jt.engine import erasing_step
+from cten_jt.evaluate import evaluate_model
+from cten_jt.models import build_model
+from cten_jt.optim import Adam, adam_state, load_adam_state
+from cten_common.run_config import load_run_config
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def clip_config(config, train):
+    m, d = config["model"], config["data"]
+    return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
+                      sample_size=m["sample_size"], with_audio=m["modality"] == "av",
+                      allow_silence=bool(d["allow_silence"]), keep_clip=True)
+
+
+def build_data(config, subset, train):
+    items, classes = build_index(config["data"], subset)
+    return VideoEmotionData(items, classes, clip_config(config, train), train)
+
+
+def save_checkpoint(path, model, optimizer, epoch, config, best):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump({"model": state_arrays(model), "optimizer": adam_state(optimizer, model),
+                     "epoch": epoch, "config": config, "best": best,
+                     "seed": config["train"]["seed"]}, f, protocol=4)
+    os.replace(tmp, path)          # a killed run never leaves half a checkpoint
+
+
+def plot_curves(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key in ("loss", "loss_original", "loss_context", "loss_keyframe"):
+        ax1.plot(epochs, [h[key] for h in history], label=key)
+    ax1.set_xlabel("epoch"); ax1.set_title("training loss"); ax1.legend(fontsize=7)
+    for key in ("train_acc_original", "val_accuracy", "val_accuracy_mean_views", "val_mAP"):
+        if all(h.get(key) is not None for h in history):
+            ax2.plot(epochs, [h[key] for h in history], label=key)
+    ax2.set_xlabel("epoch"); ax2.set_title("accuracy / mAP"); ax2.set_ylim(0, 1); ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(config, out, resume=False, progress=True, stop_after=None):
+    """Train; returns the summary dict.  ``stop_after``: end after that many epochs
+    of this call (to test resuming)."""
+    from tqdm import tqdm
+
+    tc = config["train"]
+    os.makedirs(out, exist_ok=True)
+    jt.set_global_seed(tc["seed"])
+    train_data = build_data(config, config["data"]["train_subset"], train=True)
+    eval_data = build_data(config, config["data"]["eval_subset"], train=False)
+    classes = train_data.class_names
+    if len(classes) != config["model"]["n_classes"]:
+        raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
+                         f"has {len(classes)} classes {classes}")
+    model = build_model(config["model"], init_seed=tc["seed"])
+    for which in ("visual", "audio"):
+        if tc[f"pretrained_{which}"]:
+            load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
+    optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    loader = CTENDataset(train_data, batch_size=tc["batch_size"], shuffle=True,
+                         num_workers=config["data"]["num_workers"], drop_last=True, seed=tc["seed"])
+    if len(loader) == 0:
+        raise ValueError(f"{len(train_data)} training videos make no batch of {tc['batch_size']} "
+                         "(drop_last): lower train.batch_size")
+    history, start, best = [], 0, {"val_accuracy": -1.0, "epoch": None}
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    if resume:
+        with open(os.path.join(out, "last.pkl"), "rb") as f:
+            ckpt = pickle.load(f)
+        load_state_arrays(model, ckpt["model"], os.path.join(out, "last.pkl"))
+        load_adam_state(optimizer, model, ckpt["optimizer"])
+        start, best = ckpt["epoch"] + 1, ckpt["best"]
+        with open(metrics_path) as f:
+            history = [json.loads(line) for line in f if line.strip()][:start]
+    else:
+        with open(os.path.join(out, "config.yaml"), "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+    with open(metrics_path, "w") as f:       # drop lines of an epoch that did not finish
+        f.writelines(json.dumps(h) + "\n" for h in history)
+
+    last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
+    for epoch in tqdm(range(start, last_epoch), desc="epochs", disable=not progress,
+                      initial=start, total=tc["epochs"]):
+        began = time.time()
+        jt.set_global_seed(tc["seed"] * 1000003 + epoch)       # dropout, from (seed, epoch) only
+        rng = np.random.default_rng([tc["seed"], epoch, 17])    # erasing
+        loader.set_epoch(epoch)
+        model.train()
+        sums = {"loss": 0.0, "loss_original": 0.0, "loss_context": 0.0, "loss_keyframe": 0.0}
+        correct, seen, steps = 0, 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+        for batch in bar:
+            out_step = erasing_step(model, optimizer, batch, rng, tc["theta"], tc["loss"],
+                                    classes, tc["pcce_lambda"])
+            if not math.isfinite(out_step["loss"]):
+                raise NonFiniteLoss(
+                    f"epoch {epoch + 1}, step {steps + 1}: the loss is {out_step['loss']} "
+                    f"(view losses {out_step['view_losses']}); stopped. {out}/last.pkl holds "
+                    f"the last good epoch ({start if start else 'none yet'}); lower train.lr or check the data")
+            steps += 1
+            sums["loss"] += out_step["loss"]
+            for name, value in zip(("original", "context", "keyframe"), out_step["view_losses"]):
+                sums[f"loss_{name}"] += value
+            labels = batch["label"].numpy()
+            correct += int((out_step["logits"][0].argmax(1) == labels).sum())
+            seen += len(labels)
+            bar.set_postfix(loss=f"{out_step['loss']:.3f}")
+        record = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()},
+                  "train_acc_original": correct / max(seen, 1), "time_s": 0.0}
+        model.eval()
+        ev = evaluate_model(model, eval_data, tc, progress=False)
+        record.update({"val_accuracy": ev["accuracy"], "val_accuracy_mean_views": ev["accuracy_mean_views"],
+                       "val_mAP": ev.get("detection", {}).get("mAP")})
+        record["time_s"] = round(time.time() - began, 2)
+        history.append(record)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if record["val_accuracy"] > best["val_accuracy"]:
+            best = {"val_accuracy": record["val_accuracy"], "epoch": epoch + 1}
+            save_checkpoint(os.path.join(out, "best.pkl"), model, optimizer, epoch, config, best)
+        save_checkpoint(os.path.join(out, "last.pkl"), model, optimizer, epoch, config, best)
+        plot_curves(history, os.path.join(out, "curves.png"))
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc_original']:.3f}  "
+                       f"val acc {record['val_accuracy']:.3f}  (mean of views {record['val_accuracy_mean_views']:.3f})"
+                       f"  mAP {record['val_mAP'] if record['val_mAP'] is None else round(record['val_mAP'], 3)}"
+                       f"  {record['time_s']:.1f} s")
+    summary = {"epochs_done": len(history), "best": best, "last": history[-1] if history else None,
+               "classes": classes, "train_videos": len(train_data), "eval_videos": len(eval_data)}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m cten_jt.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set train.epochs=5")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    a = p.parse_args(argv)
+    if a.resume:
+        with open(os.path.join(a.resume, "config.yaml")) as f:
+            config = yaml.safe_load(f)
+        out = a.resume
+        if not os.path.exists(os.path.join(out, "last.pkl")):
+            p.error(f"{out}/last.pkl not found: nothing to resume (no epoch finished)")
+    else:
+        if not (a.config and a.out):
+            p.error("give --config and --out (or --resume RUN_DIR)")
+        config, out = load_run_config(a.config, a.set), a.out
+    try:
+        summary = train(config, out, resume=bool(a.resume))
+    except NonFiniteLoss as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(summary["best"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""One training step with temporal erasing, and batched inference (PyTorch).
+
+``cten_jt.engine`` is the same file in Jittor: for the same weights, batch and
+generator both take the same step.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cten_common.erasing import erased_view_indices, gather_views
+from cten_common.losses import pcce_weights
+
+VIEWS = ("original", "context", "keyframe")
+
+
+def _to_tensor(x):
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def view_loss(logits, labels, weights=None):
+    """Mean (weighted) cross-entropy of one view."""
+    per_sample = F.cross_entropy(logits, labels, reduction="none")
+    if weights is not None:
+        per_sample = per_sample * torch.from_numpy(weights)
+    return per_sample.mean()
+
+
+def erasing_step(model, optimizer, batch, rng, theta=0.7, loss="ce", class_names=None,
+                 pcce_lambda=0.5):
+    """See cten_jt.engine.erasing_step."""
+    audio = _to_tensor(batch["audio"]) if model.config.modality == "av" else None
+    labels = _to_tensor(batch["label"])
+    labels_np = _numpy(batch["label"])
+    logits1, gamma1 = model(_to_tensor(batch["visual"]), audio)
+    gamma_np = _numpy(gamma1)
+    L = model.config.snippet_duration
+    indices = erased_view_indices(gamma_np, _numpy(batch["n_frames"]), L, rng, theta)
+    clips = _numpy(batch["clip"])
+    outputs = [logits1]
+    for view in VIEWS[1:]:
+        logits, _ = model(torch.from_numpy(gather_views(clips, indices[view], _numpy(batch["n_frames"]))), audio)
+        outputs.append(logits)
+    losses = []
+    for logits in outputs:
+        weights = None
+        if loss == "pcce":
+            weights = pcce_weights(_numpy(logits), labels_np, class_names, pcce_lambda)
+        losses.append(view_loss(logits, labels, weights))
+    total = (losses[0] + losses[1] + losses[2]) / 3
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return {"loss": float(total.detach()),
+            "view_losses": [float(x.detach()) for x in losses],
+            "logits": [_numpy(x) for x in outputs],
+            "gamma": gamma_np,
+            "indices": indices}
+
+
+def predict_batch(model, batch, rng=None, theta=0.7):
+    """See cten_jt.engine.predict_batch."""
+    with torch.no_grad():
+        audio = _to_tensor(batch["audio"]) if model.config.modality == "av" else None
+        logits, gamma = model(_to_tensor(batch["visual"]), audio)
+        out = {"logits": _numpy(logits), "gamma": _numpy(gamma)}
+        if rng is not None and "clip" in batch:
+            idx = erased_view_indices(out["gamma"], _numpy(batch["n_frames"]),
+                                      model.config.snippet_duration, rng, theta)
+            ctx, _ = model(torch.from_numpy(gather_views(_numpy(batch["clip"]), idx["context"])), audio)
+            out["context_logits"] = _numpy(ctx)
+    return out
