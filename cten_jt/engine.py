@@ -24,14 +24,13 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_step(model, optimizer, batch, rng, theta=0.7, loss="ce", class_names=None,
-                 pcce_lambda=0.5):
+def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5):
     """Original view, then the context (keyframes erased) and keyframe views built
     from the batch's clips by the erasing sampler, the same audio for all three;
-    loss = mean of the three cross-entropies; one optimiser step.
+    returns (loss = mean of the three cross-entropies, info).
 
     ``batch``: visual [B,T,3,L,S,S], audio, label, clip [B,N,3,S,S] (numpy) and
-    n_frames.  Returns numpy copies of what a caller logs or a test compares.
+    n_frames.  ``info`` holds numpy copies of what a caller logs or a test compares.
     """
     audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_var(batch["label"])
@@ -54,12 +53,17 @@ def erasing_step(model, optimizer, batch, rng, theta=0.7, loss="ce", class_names
             weights = pcce_weights(logits.numpy(), labels_np, class_names, pcce_lambda)
         losses.append(view_loss(logits, labels, weights))
     total = (losses[0] + losses[1] + losses[2]) / 3
+    return total, {"view_losses": losses, "logits": outputs, "gamma": gamma_np, "indices": indices}
+
+
+def erasing_step(model, optimizer, batch, rng, **options):
+    """``erasing_loss`` and one optimiser step; returns numpy/float copies for logging."""
+    total, info = erasing_loss(model, batch, rng, **options)
     optimizer.step(total)
-    return {"loss": float(total.numpy()),
-            "view_losses": [float(x.numpy()) for x in losses],
-            "logits": [x.numpy() for x in outputs],
-            "gamma": gamma_np,
-            "indices": indices}
+    return {"loss": float(total.numpy().reshape(-1)[0]),
+            "view_losses": [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
+            "logits": [x.numpy() for x in info["logits"]],
+            "gamma": info["gamma"], "indices": info["indices"]}
 
 
 def predict_batch(model, batch, rng=None, theta=0.7):

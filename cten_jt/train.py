@@ -47,11 +47,11 @@ def build_data(config, subset, train):
     return VideoEmotionData(items, classes, clip_config(config, train), train)
 
 
-def save_checkpoint(path, model, optimizer, epoch, config, best):
+def save_checkpoint(path, model, optimizer, epoch, config, best, classes):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         pickle.dump({"model": state_arrays(model), "optimizer": adam_state(optimizer, model),
-                     "epoch": epoch, "config": config, "best": best,
+                     "epoch": epoch, "config": config, "best": best, "classes": list(classes),
                      "seed": config["train"]["seed"]}, f, protocol=4)
     os.replace(tmp, path)          # a killed run never leaves half a checkpoint
 
@@ -126,8 +126,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         correct, seen, steps = 0, 0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
         for batch in bar:
-            out_step = erasing_step(model, optimizer, batch, rng, tc["theta"], tc["loss"],
-                                    classes, tc["pcce_lambda"])
+            out_step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
+                                    class_names=classes, pcce_lambda=tc["pcce_lambda"])
             if not math.isfinite(out_step["loss"]):
                 raise NonFiniteLoss(
                     f"epoch {epoch + 1}, step {steps + 1}: the loss is {out_step['loss']} "
@@ -153,8 +153,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             f.write(json.dumps(record) + "\n")
         if record["val_accuracy"] > best["val_accuracy"]:
             best = {"val_accuracy": record["val_accuracy"], "epoch": epoch + 1}
-            save_checkpoint(os.path.join(out, "best.pkl"), model, optimizer, epoch, config, best)
-        save_checkpoint(os.path.join(out, "last.pkl"), model, optimizer, epoch, config, best)
+            save_checkpoint(os.path.join(out, "best.pkl"), model, optimizer, epoch, config, best, classes)
+        save_checkpoint(os.path.join(out, "last.pkl"), model, optimizer, epoch, config, best, classes)
         plot_curves(history, os.path.join(out, "curves.png"))
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc_original']:.3f}  "

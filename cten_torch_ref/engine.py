@@ -29,9 +29,8 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_step(model, optimizer, batch, rng, theta=0.7, loss="ce", class_names=None,
-                 pcce_lambda=0.5):
-    """See cten_jt.engine.erasing_step."""
+def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5):
+    """See cten_jt.engine.erasing_loss."""
     audio = _to_tensor(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_tensor(batch["label"])
     labels_np = _numpy(batch["label"])
@@ -51,14 +50,19 @@ def erasing_step(model, optimizer, batch, rng, theta=0.7, loss="ce", class_names
             weights = pcce_weights(_numpy(logits), labels_np, class_names, pcce_lambda)
         losses.append(view_loss(logits, labels, weights))
     total = (losses[0] + losses[1] + losses[2]) / 3
+    return total, {"view_losses": losses, "logits": outputs, "gamma": gamma_np, "indices": indices}
+
+
+def erasing_step(model, optimizer, batch, rng, **options):
+    """See cten_jt.engine.erasing_step."""
+    total, info = erasing_loss(model, batch, rng, **options)
     optimizer.zero_grad()
     total.backward()
     optimizer.step()
     return {"loss": float(total.detach()),
-            "view_losses": [float(x.detach()) for x in losses],
-            "logits": [_numpy(x) for x in outputs],
-            "gamma": gamma_np,
-            "indices": indices}
+            "view_losses": [float(x.detach()) for x in info["view_losses"]],
+            "logits": [_numpy(x) for x in info["logits"]],
+            "gamma": info["gamma"], "indices": info["indices"]}
 
 
 def predict_batch(model, batch, rng=None, theta=0.7):

@@ -1,0 +1,112 @@
+"""Training, resume, NaN stop, evaluation and prediction on a tiny synthetic set."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
+from cten_common.run_config import load_run_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    make_synthetic_dataset(str(root / "data"), SyntheticSpec(classes=2, videos_per_class=4, duration=2.0,
+                                                             fps=8, size=32, seed=5), progress=False)
+    config = {"model": {"n_classes": 2, "seq_len": 2, "snippet_duration": 4, "sample_size": 32,
+                        "audio_n_segments": 2, "audio_embed_size": 512, "visual_depth": 10},
+              "data": {"annotation": "data/annotations.json", "video_root": "data/videos",
+                       "audio_root": "data/audio"},
+              "train": {"epochs": 2, "batch_size": 2, "seed": 3}}
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return root, path
+
+
+def _weights(run):
+    with open(os.path.join(run, "last.pkl"), "rb") as f:
+        return pickle.load(f)
+
+
+def test_resume_ends_with_the_same_weights(tiny, tmp_path):
+    from cten_jt.train import train
+    root, path = tiny
+    config = load_run_config(str(path))
+    train(config, str(tmp_path / "straight"), progress=False)
+    train(config, str(tmp_path / "resumed"), progress=False, stop_after=1)
+    assert _weights(tmp_path / "resumed")["epoch"] == 0
+    with open(tmp_path / "resumed" / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "half written": true}\n')       # a line of a killed epoch
+    train(config, str(tmp_path / "resumed"), resume=True, progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a["epoch"] == b["epoch"] == 1
+    for name in a["model"]:
+        assert np.array_equal(a["model"][name], b["model"][name]), name
+    for name in a["optimizer"]["m"]:
+        assert np.array_equal(a["optimizer"]["m"][name], b["optimizer"]["m"][name]), name
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    straight = json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[1])
+    resumed = json.loads(lines[1])
+    assert {k: v for k, v in resumed.items() if k != "time_s"} == \
+        {k: v for k, v in straight.items() if k != "time_s"}
+    for name in ("config.yaml", "best.pkl", "summary.json", "curves.png"):
+        assert (tmp_path / "straight" / name).exists(), name
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    import cten_jt.train as trainer
+    root, path = tiny
+    config = load_run_config(str(path))
+    real = trainer.erasing_step
+    calls = {"n": 0}
+
+    def poisoned(model, optimizer, batch, rng, **kw):
+        out = real(model, optimizer, batch, rng, **kw)
+        calls["n"] += 1
+        if calls["n"] > 3:              # the second epoch (3 steps per epoch here)
+            out["loss"] = float("nan")
+        return out
+    monkeypatch.setattr(trainer, "erasing_step", poisoned)
+    with pytest.raises(trainer.NonFiniteLoss, match="the loss is nan"):
+        trainer.train(config, str(tmp_path / "run"), progress=False)
+    kept = _weights(tmp_path / "run")
+    assert kept["epoch"] == 0 and all(np.isfinite(v).all() for v in kept["model"].values()
+                                      if v.dtype.kind == "f")
+
+
+def test_command_line_train_evaluate_predict(tiny, tmp_path):
+    root, path = tiny
+    run = tmp_path / "run"
+
+    def cli(*args):
+        out = subprocess.run([sys.executable, "-m", *map(str, args)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        return out.stdout
+    cli("cten_jt.train", "--config", path, "--out", run, "--set", "train.epochs=1")
+    report = cli("cten_jt.evaluate", "--config", path, "--weights", run / "best.pkl",
+                 "--out", run / "eval.json")
+    assert "accuracy (original view)" in report and "weak detection mAP" in report
+    data = json.loads((run / "eval.json").read_text())
+    assert data["n"] == 2 * 1 and len(data["confusion_matrix"]) == 2 and "mAP@0.5" in data["detection"]
+    assert (run / "eval_confusion.png").exists()
+    video = next((root / "data" / "videos" / "Anger").iterdir())
+    audio = root / "data" / "audio" / "Anger" / (video.stem + ".wav")
+    out = cli("cten_jt.predict", video, "--weights", run / "best.pkl", "--audio", audio,
+              "--plot", tmp_path / "p.png", "--json", tmp_path / "p.json")
+    assert "Anger" in out and (tmp_path / "p.png").exists()
+    pred = json.loads((tmp_path / "p.json").read_text())
+    assert len(pred["segments"]) == 2 and abs(sum(t["probability"] for t in pred["top"]) - 1) < 1e-5
+    # the synthetic mp4 has no audio track: refused unless silence is asked for
+    refused = subprocess.run([sys.executable, "-m", "cten_jt.predict", str(video), "--weights",
+                              str(run / "best.pkl")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "no audio track" in refused.stderr
+    cli("cten_jt.predict", video, "--weights", run / "best.pkl", "--allow-silence")
