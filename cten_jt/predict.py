@@ -8,6 +8,7 @@ converted .pkl / .pth with --config.  A video without an audio track is
 refused unless --allow-silence; --audio FILE takes the sound from elsewhere.
 """
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -52,10 +53,10 @@ def predict_video(model, config, classes, video, audio=None, allow_silence=False
                   top_k=3):
     """The prediction of one video file (or frame folder) as a dict."""
     from cten_jt.engine import predict_batch
-    from cten_jt.train import clip_config
+    from cten_common.data.datasets import clip_config
 
     clip = clip_config(config, train=False)
-    clip = type(clip)(**{**clip.__dict__, "allow_silence": allow_silence})
+    clip = dataclasses.replace(clip, allow_silence=allow_silence)
     data = VideoEmotionData([VideoItem(os.path.basename(video), 0, classes[0], video, audio)],
                             classes, clip, train=False)
     sample = data.load(0)

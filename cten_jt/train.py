@@ -20,8 +20,7 @@ import yaml
 
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
-from cten_common.data.check import build_index
-from cten_common.data.datasets import ClipConfig, VideoEmotionData
+from cten_common.data.datasets import build_data
 from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
 from cten_jt.data import CTENDataset
 from cten_jt.engine import erasing_step
@@ -33,18 +32,6 @@ from cten_common.run_config import load_run_config
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-def clip_config(config, train):
-    m, d = config["model"], config["data"]
-    return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
-                      sample_size=m["sample_size"], with_audio=m["modality"] == "av",
-                      allow_silence=bool(d["allow_silence"]), keep_clip=True)
-
-
-def build_data(config, subset, train):
-    items, classes = build_index(config["data"], subset)
-    return VideoEmotionData(items, classes, clip_config(config, train), train)
 
 
 def save_checkpoint(path, model, optimizer, epoch, config, best, classes):
@@ -123,7 +110,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         loader.set_epoch(epoch)
         model.train()
         sums = {"loss": 0.0, "loss_original": 0.0, "loss_context": 0.0, "loss_keyframe": 0.0}
-        correct, seen, steps = 0, 0, 0
+        correct, seen, steps, first_loss = 0, 0, 0, None
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
         for batch in bar:
             out_step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
@@ -134,6 +121,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
                     f"(view losses {out_step['view_losses']}); stopped. {out}/last.pkl holds "
                     f"the last good epoch ({start if start else 'none yet'}); lower train.lr or check the data")
             steps += 1
+            first_loss = out_step["loss"] if first_loss is None else first_loss
             sums["loss"] += out_step["loss"]
             for name, value in zip(("original", "context", "keyframe"), out_step["view_losses"]):
                 sums[f"loss_{name}"] += value
@@ -142,7 +130,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             seen += len(labels)
             bar.set_postfix(loss=f"{out_step['loss']:.3f}")
         record = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()},
-                  "train_acc_original": correct / max(seen, 1), "time_s": 0.0}
+                  "first_step_loss": first_loss, "train_acc_original": correct / max(seen, 1),
+                  "time_s": 0.0}
         model.eval()
         ev = evaluate_model(model, eval_data, tc, progress=False)
         record.update({"val_accuracy": ev["accuracy"], "val_accuracy_mean_views": ev["accuracy_mean_views"],

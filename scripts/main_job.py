@@ -36,7 +36,8 @@ def main(argv=None):
 
     from cten_jt.evaluate import evaluate_model, plot_confusion, print_report
     from cten_jt.predict import load_for_prediction, plot_prediction, predict_video
-    from cten_jt.train import build_data, train
+    from cten_common.data.datasets import build_data
+    from cten_jt.train import train
 
     print(f"2/4 training ({config['train']['epochs']} epochs) into {a.out}")
     if os.path.isdir(a.out):

@@ -129,3 +129,18 @@ def collate(samples):
         else:
             out[key] = np.stack(values)
     return out
+
+
+def clip_config(config, train):
+    """The ClipConfig of a run configuration (cten_common.run_config)."""
+    m, d = config["model"], config["data"]
+    return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
+                      sample_size=m["sample_size"], with_audio=m["modality"] == "av",
+                      allow_silence=bool(d["allow_silence"]), keep_clip=True)
+
+
+def build_data(config, subset, train):
+    """The VideoEmotionData of one subset of a run configuration."""
+    from .check import build_index
+    items, classes = build_index(config["data"], subset)
+    return VideoEmotionData(items, classes, clip_config(config, train), train)

@@ -1,0 +1,87 @@
+"""Evaluation shared by both frameworks: run a model over a data set, compute the
+metrics (cten_common.metrics), print and plot them.  ``predict_batch`` is the
+framework's (cten_jt.engine / cten_torch_ref.engine)."""
+import numpy as np
+
+from .data.datasets import collate
+from .metrics import (classification_report, detection_map, detections_for_video,
+                      mean_of_views_accuracy)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def evaluate_model(model, data, train_config, predict_batch, batch_size=None, progress=True):
+    """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``: accuracy of
+    the original view and of the mean of original and context views, per class, the
+    confusion matrix, and weak detection where the items have ground-truth spans."""
+    from tqdm import tqdm
+
+    model.eval()
+    rng = np.random.default_rng(train_config["seed"])      # the context view, reproducibly
+    bs = batch_size or train_config["batch_size"]
+    outs, labels, n_frames, fps = [], [], [], []
+    for start in tqdm(range(0, len(data), bs), desc="evaluating", disable=not progress, leave=False):
+        batch = collate([data.load(i) for i in range(start, min(start + bs, len(data)))])
+        outs.append(predict_batch(model, batch, rng, train_config["theta"]))
+        labels.append(batch["label"])
+        n_frames.append(batch["n_frames"])
+        fps.append(batch["fps"])
+    labels = np.concatenate(labels)
+    logits = np.concatenate([o["logits"] for o in outs])
+    context = np.concatenate([o["context_logits"] for o in outs])
+    gamma = np.concatenate([o["gamma"] for o in outs])
+    n_frames, fps = np.concatenate(n_frames), np.concatenate(fps)
+    report = classification_report(labels, logits, data.class_names)
+    report["accuracy_mean_views"] = mean_of_views_accuracy(labels, logits, context)
+    if any(item.segments for item in data.items):
+        probs = _softmax(logits)
+        dets, gts = {}, {}
+        for i, item in enumerate(data.items):
+            rate = float(fps[i]) if fps[i] > 0 else 30.0
+            dets[item.video_id] = detections_for_video(gamma[i], int(n_frames[i]), rate, probs[i],
+                                                       train_config.get("detection_threshold", 0.5))
+            gts[item.video_id] = (item.label, item.segments)
+        report["detection"] = detection_map(dets, gts, len(data.class_names))
+    report["per_video"] = [{"video_id": it.video_id, "label": int(labels[i]),
+                            "pred": int(logits[i].argmax()), "gamma": gamma[i].round(4).tolist()}
+                           for i, it in enumerate(data.items)]
+    return report
+
+
+def print_report(report, class_names):
+    print(f"videos: {report['n']}")
+    print(f"accuracy (original view):        {report['accuracy']:.4f}")
+    print(f"accuracy (mean of orig+context): {report['accuracy_mean_views']:.4f}")
+    print("per class: " + ", ".join(f"{c} {'-' if a is None else f'{a:.2f}'}"
+                                    for c, a in report["per_class_accuracy"].items()))
+    width = max(len(c) for c in class_names)
+    print("confusion (rows true, columns predicted):")
+    for c, row in zip(class_names, report["confusion_matrix"]):
+        print(f"  {c:>{width}} " + " ".join(f"{v:4d}" for v in row))
+    det = report.get("detection")
+    if det:
+        print("weak detection mAP: " + "  ".join(f"{k} {v:.3f}" for k, v in det.items()
+                                                 if k.startswith("mAP")))
+
+
+def plot_confusion(report, class_names, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cm = np.array(report["confusion_matrix"])
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(class_names), 1 + 0.6 * len(class_names)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    ax.set_title(f"accuracy {report['accuracy']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
