@@ -52,7 +52,8 @@ def plot_curves(history, path):
     for key in ("loss", "loss_original", "loss_context", "loss_keyframe"):
         ax1.plot(epochs, [h[key] for h in history], label=key)
     ax1.set_xlabel("epoch"); ax1.set_title("training loss"); ax1.legend(fontsize=7)
-    for key in ("train_acc_original", "val_accuracy", "val_accuracy_mean_views", "val_mAP"):
+    for key in ("train_acc_original", "train_acc_context", "train_acc_keyframe", "val_accuracy",
+                "val_accuracy_mean_views", "val_mAP"):
         if all(h.get(key) is not None for h in history):
             ax2.plot(epochs, [h[key] for h in history], label=key)
     ax2.set_xlabel("epoch"); ax2.set_title("accuracy / mAP"); ax2.set_ylim(0, 1); ax2.legend(fontsize=7)
@@ -110,7 +111,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         loader.set_epoch(epoch)
         model.train()
         sums = {"loss": 0.0, "loss_original": 0.0, "loss_context": 0.0, "loss_keyframe": 0.0}
-        correct, seen, steps, first_loss = 0, 0, 0, None
+        correct, seen, steps, first_loss = np.zeros(3, np.int64), 0, 0, None
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
         for batch in bar:
             out_step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
@@ -126,11 +127,13 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             for name, value in zip(("original", "context", "keyframe"), out_step["view_losses"]):
                 sums[f"loss_{name}"] += value
             labels = batch["label"].numpy()
-            correct += int((out_step["logits"][0].argmax(1) == labels).sum())
+            correct += [int((logits.argmax(1) == labels).sum()) for logits in out_step["logits"]]
             seen += len(labels)
             bar.set_postfix(loss=f"{out_step['loss']:.3f}")
         record = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()},
-                  "first_step_loss": first_loss, "train_acc_original": correct / max(seen, 1),
+                  "first_step_loss": first_loss,
+                  **{f"train_acc_{view}": float(c) / max(seen, 1)
+                     for view, c in zip(("original", "context", "keyframe"), correct)},
                   "time_s": 0.0}
         model.eval()
         ev = evaluate_model(model, eval_data, tc, progress=False)

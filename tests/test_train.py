@@ -55,6 +55,8 @@ def test_resume_ends_with_the_same_weights(tiny, tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
     straight = json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[1])
     resumed = json.loads(lines[1])
+    assert {"loss_original", "loss_context", "loss_keyframe", "train_acc_original", "train_acc_context",
+            "train_acc_keyframe", "val_accuracy", "val_accuracy_mean_views", "val_mAP"} <= set(straight)
     assert {k: v for k, v in resumed.items() if k != "time_s"} == \
         {k: v for k, v in straight.items() if k != "time_s"}
     for name in ("config.yaml", "best.pkl", "summary.json", "curves.png"):

@@ -211,11 +211,13 @@ def test_depth101_resnet18_small_input():
 
 def test_depth101_train_mode_within_the_references_own_rounding_noise():
     """Train mode at depth 101 from a random initialisation amplifies fp32 rounding
-    through 100 batch-normalised layers: PyTorch against itself, with oneDNN
-    switched off (its other conv3d kernels), differs by ~3e-3 here.  The port
-    is held to 3x that floor (a wrong port is off by O(1)); the 1e-4 bound
-    holds in eval mode and at the tiny depths above."""
-    cfg = dict(n_classes=8, seq_len=2, snippet_duration=4, sample_size=16, audio_n_segments=2,
+    through 100 batch-normalised layers: PyTorch against itself (pixels scaled by
+    1 + 1e-7, or oneDNN switched off: its other conv kernels) differs by ~3e-3
+    here (reports/parity_depth101.txt).  The port is held to 3x the larger of the
+    two (a wrong port is off by O(1)); the 1e-4 bound holds in eval mode and at
+    the tiny depths above.  8 snippets: with fewer, BatchNorm over 2-4 values per
+    channel makes even the reference's own floor ~1e-1."""
+    cfg = dict(n_classes=8, seq_len=4, snippet_duration=8, sample_size=32, audio_n_segments=4,
                audio_embed_size=2048, visual_depth=101, audio_arch="resnet18", modality="av",
                dropout=0.0)
     t_model, j_model = _pair(cfg)
@@ -224,16 +226,20 @@ def test_depth101_train_mode_within_the_references_own_rounding_noise():
     t_model.train()
     j_model.train()
     visual, audio = random_inputs(cfg, 2)
-    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
-        other = t_model(torch.from_numpy(visual), torch.from_numpy(audio))
-    t_model.load_state_dict(initial)
-    with torch.no_grad():
-        t_out = t_model(torch.from_numpy(visual), torch.from_numpy(audio))
+
+    def reference(v):
+        t_model.load_state_dict(initial)
+        with torch.no_grad():
+            return [x.numpy() for x in t_model(torch.from_numpy(v), torch.from_numpy(audio))]
+    others = [reference(visual * np.float32(1 + 1e-7))]
+    with torch.backends.mkldnn.flags(enabled=False):
+        others.append(reference(visual))
+    t_out = reference(visual)
     j_out = j_model(jt.array(visual), jt.array(audio))
     for i, name in enumerate(("logits", "gamma")):
-        ref = t_out[i].numpy()
+        ref = t_out[i]
         scale = np.abs(ref).max()
-        floor = np.abs(ref - other[i].numpy()).max() / scale
+        floor = max(np.abs(ref - o[i]).max() for o in others) / scale
         assert_close(ref, j_out[i], f"depth-101 train {name} (reference floor {floor:.1e})",
                      rtol_scale=max(MODEL_RTOL, 3 * floor))
 
