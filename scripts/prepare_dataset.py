@@ -10,7 +10,9 @@ random 2:1 training/validation split (the reference's VideoEmotion-8 protocol);
 ``--folds k`` writes k files, file i using fold i as validation.  A single run
 writes ANN.json itself.  ``--frames-out`` decodes every video into
 ``DIR/{label}/{id}/000001.jpg ...`` plus ``n_frames``; ``--audio-out`` extracts
-each video's audio track to ``DIR/{label}/{id}.wav``.
+each video's audio track to ``DIR/{label}/{id}.wav``; ``--features-out DIR``
+caches each video's Kaldi filterbank as ``DIR/{label}/{id}.npy``, which the data
+sets read instead of decoding audio when DIR is their audio root.
 """
 import argparse
 import json
@@ -118,6 +120,26 @@ def cache_audio(videos, out):
     return problems
 
 
+def cache_features(videos, out, audio_in=None):
+    """``out/{label}/{id}.npy``: the Kaldi filterbank of each video's audio (its own
+    track, or ``audio_in/{label}/{id}.{mp3,wav,flac,m4a}``); use ``out`` as audio_root."""
+    from tqdm import tqdm
+
+    from cten_common.data.annotations import find_audio
+    from cten_common.data.audio import load_audio
+    from cten_common.data.fbank import kaldi_fbank
+    problems = []
+    for label in sorted(videos):
+        os.makedirs(os.path.join(out, label), exist_ok=True)
+        for vid, path in tqdm(videos[label], desc=f"features {label}"):
+            source = (find_audio(audio_in, label, vid) if audio_in else None) or path
+            try:
+                np.save(os.path.join(out, label, vid + ".npy"), kaldi_fbank(*load_audio(source)))
+            except DataError as exc:
+                problems.append(exc)
+    return problems
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--videos", required=True, help="folder of {label}/{id}.{ext}")
@@ -129,6 +151,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames-out", help="also write the frame-folder layout here")
     p.add_argument("--audio-out", help="also extract audio tracks to wav here")
+    p.add_argument("--features-out", help="also cache each video's filterbank (.npy) here; "
+                                          "pass it as the data set's audio root")
+    p.add_argument("--audio-in", help="with --features-out: separate audio files "
+                                      "{audio-in}/{label}/{id}.{ext} instead of the videos' tracks")
     a = p.parse_args(argv)
     try:
         videos = find_videos(a.videos)
@@ -157,6 +183,8 @@ def main(argv=None):
     if a.frames_out:
         cache_frames(videos, a.frames_out)
     problems = cache_audio(videos, a.audio_out) if a.audio_out else []
+    if a.features_out:
+        problems += cache_features(videos, a.features_out, a.audio_in)
     for exc in problems:
         print(f"BAD {exc}")
     return 1 if problems else 0

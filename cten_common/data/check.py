@@ -1,6 +1,7 @@
 """Scan a data set before training: every bad entry at once, each naming its file."""
 from .annotations import IndexProblems, load_annotation, load_caer
 from .audio import load_audio
+from .datasets import load_cached_fbank
 from .errors import DataError
 from .video import open_video
 
@@ -38,7 +39,10 @@ def scan_items(items, with_audio=True, allow_silence=False, progress=True):
         if not with_audio:
             continue
         try:
-            load_audio(item.audio_path or item.video_path)
+            if (item.audio_path or "").endswith(".npy"):
+                load_cached_fbank(item.audio_path)
+            else:
+                load_audio(item.audio_path or item.video_path)
         except DataError as exc:
             if not (allow_silence and "no audio track" in exc.problem):
                 problems.append(exc)

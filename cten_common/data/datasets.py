@@ -18,7 +18,7 @@ import numpy as np
 
 from . import audio as audio_io
 from .errors import DataError
-from .fbank import audio_features
+from .fbank import audio_features, features_from_fbank
 from .sampling import sample_eval, sample_train, segment_bounds
 from .transforms import EvalTransform, TrainTransform
 from .video import open_video
@@ -105,13 +105,27 @@ class VideoEmotionData:
         }
         if self.clip.keep_clip:
             sample["clip"] = clip
-        if self.clip.with_audio:
+        if self.clip.with_audio and (item.audio_path or "").endswith(".npy"):
+            sample["audio"] = features_from_fbank(load_cached_fbank(item.audio_path), T,
+                                                  rng if self.train else None)
+        elif self.clip.with_audio:
             wave, sr = self.load_audio(item, n / (video.fps or 30.0))
             if wave.shape[-1] < int(sr * 0.025):
                 raise DataError(item.audio_path or item.video_path,
                                 "audio shorter than one 25 ms filterbank frame")
             sample["audio"] = audio_features(wave, sr, T, rng if self.train else None)
         return sample
+
+
+def load_cached_fbank(path):
+    """A filterbank cached by scripts/prepare_dataset.py --features-out: float32 [n, 128]."""
+    try:
+        fbank = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read the cached filterbank: {exc}") from exc
+    if fbank.ndim != 2 or fbank.shape[1] != 128 or fbank.shape[0] < 1:
+        raise DataError(path, f"a cached filterbank must be [frames, 128], got {list(fbank.shape)}")
+    return fbank
 
 
 def collate(samples):

@@ -98,7 +98,11 @@ def normalise(fbank):
     return (fbank - NORM_MEAN) / (2 * NORM_STD)
 
 
+def features_from_fbank(fbank, n_segments, rng=None):
+    """A (cached) ``kaldi_fbank`` fitted to ``n_segments`` x 100 frames and normalised."""
+    return normalise(fit_frames(fbank, n_segments, rng)).astype(np.float32)
+
+
 def audio_features(waveform, sample_rate, n_segments, rng=None):
     """Kaldi fbank, fitted to ``n_segments`` x 100 frames, normalised: float32 [100 * n_segments, 128]."""
-    fitted = fit_frames(kaldi_fbank(waveform, sample_rate), n_segments, rng)
-    return normalise(fitted).astype(np.float32)
+    return features_from_fbank(kaldi_fbank(waveform, sample_rate), n_segments, rng)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cten_common.data.annotations import load_annotation
 from cten_common.data.datasets import ClipConfig, VideoEmotionData
@@ -62,3 +63,27 @@ def test_dataset_over_the_reference_frame_folder_layout(tmp_path):
     assert all(os.path.isdir(i.video_path) for i in items)
     sample = VideoEmotionData(items, classes, ClipConfig(4, 4, 32), train=False).load(0)
     assert sample["visual"].shape == (4, 3, 4, 32, 32) and sample["n_frames"] == 16
+
+
+def test_cached_filterbanks_give_the_same_audio_features(tmp_path):
+    make_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec(classes=2, videos_per_class=3,
+                           duration=2.0, fps=8, size=32, seed=4), progress=False)
+    out = _run("--videos", tmp_path / "syn" / "videos", "--out", tmp_path / "x.json",
+               "--features-out", tmp_path / "fb", "--audio-in", tmp_path / "syn" / "audio")
+    assert out.returncode == 0, out.stdout + out.stderr
+    ann = str(tmp_path / "syn" / "annotations.json")
+    videos = str(tmp_path / "syn" / "videos")
+    decoded = load_annotation(ann, videos, str(tmp_path / "syn" / "audio"), "training")
+    cached = load_annotation(ann, videos, str(tmp_path / "fb"), "training")
+    assert cached[0][0].audio_path.endswith(".npy")
+    clip = ClipConfig(4, 4, 32, keep_clip=False)
+    for train in (False, True):
+        rng = (lambda: np.random.default_rng(1)) if train else (lambda: None)
+        a = VideoEmotionData(*decoded, clip, train).load(0, rng())["audio"]
+        b = VideoEmotionData(*cached, clip, train).load(0, rng())["audio"]
+        assert np.array_equal(a, b)
+    np.save(tmp_path / "fb" / "Anger" / "bad.npy", np.zeros((5, 3), np.float32))
+    from cten_common.data.datasets import load_cached_fbank
+    from cten_common.data.errors import DataError
+    with pytest.raises(DataError, match=r"bad.npy: a cached filterbank must be \[frames, 128\]"):
+        load_cached_fbank(str(tmp_path / "fb" / "Anger" / "bad.npy"))
