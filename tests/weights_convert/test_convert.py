@@ -197,3 +197,16 @@ def test_jittors_own_loader_skips_silently_ours_refuses():
     model.load_parameters(state)           # no exception: the trap
     with pytest.raises(CheckpointMismatchError, match="typo.weight"):
         cten_jt.load_weights(model, state)
+
+
+def test_pytorch_files_are_read_without_pytorch(tmp_path, monkeypatch):
+    """Where PyTorch is not installed, torch2jittor reads .pth with Jittor's own reader."""
+    from cten_common.weights import read_state
+    model = TCTEN(init_seed=0, **TINY_VISUAL)
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
+               tmp_path / "m.pth")
+    monkeypatch.setitem(sys.modules, "torch", None)        # import torch now raises ImportError
+    state, _ = read_state(tmp_path / "m.pth")
+    monkeypatch.undo()
+    for name, value in model.state_dict().items():
+        assert np.array_equal(np.asarray(state[name]).reshape(value.shape), value.numpy()), name
