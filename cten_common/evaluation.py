@@ -78,7 +78,8 @@ def plot_confusion(report, class_names, path):
     ax.set_yticks(range(len(class_names)), class_names)
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
-    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
     ax.set_title(f"accuracy {report['accuracy']:.3f}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -101,8 +101,10 @@ def plot_prediction(result, path, n_thumbs=6):
         ax.text(it["start_s"], 1.02, f"{it['emotion']} {it['score']:.2f}", fontsize=8, color="tab:red")
     top = result["top"][0]
     ax.set_title(f"{os.path.basename(result['video'])}: {top['emotion']} ({top['probability']:.2f})", fontsize=9)
-    ax.set_xlim(0, result["duration_s"]); ax.set_ylim(0, 1.15)
-    ax.set_xlabel("seconds"); ax.set_ylabel("attention (normalised)")
+    ax.set_xlim(0, result["duration_s"])
+    ax.set_ylim(0, 1.15)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("attention (normalised)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -51,12 +51,17 @@ def plot_curves(history, path):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for key in ("loss", "loss_original", "loss_context", "loss_keyframe"):
         ax1.plot(epochs, [h[key] for h in history], label=key)
-    ax1.set_xlabel("epoch"); ax1.set_title("training loss"); ax1.legend(fontsize=7)
+    ax1.set_xlabel("epoch")
+    ax1.set_title("training loss")
+    ax1.legend(fontsize=7)
     for key in ("train_acc_original", "train_acc_context", "train_acc_keyframe", "val_accuracy",
                 "val_accuracy_mean_views", "val_mAP"):
         if all(h.get(key) is not None for h in history):
             ax2.plot(epochs, [h[key] for h in history], label=key)
-    ax2.set_xlabel("epoch"); ax2.set_title("accuracy / mAP"); ax2.set_ylim(0, 1); ax2.legend(fontsize=7)
+    ax2.set_xlabel("epoch")
+    ax2.set_title("accuracy / mAP")
+    ax2.set_ylim(0, 1)
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 import cten_jt
 import cten_jt.optim
 from cten_jt.models import CTEN as JCTEN
-from cten_jt.models.layers import set_train_mode
 from cten_torch_ref.models import CTEN as TCTEN
 from helpers import (MODEL_RTOL, TINY_AV, TINY_VISUAL, assert_close, copy_torch_to_jittor,
                      random_inputs)
