@@ -21,6 +21,7 @@ import yaml
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
 from cten_common.data.datasets import build_data
+from cten_common.data.errors import DataError
 from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
 from cten_jt.data import CTENDataset
 from cten_jt.engine import erasing_step
@@ -80,7 +81,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     classes = train_data.class_names
     if len(classes) != config["model"]["n_classes"]:
         raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
-                         f"has {len(classes)} classes {classes}")
+                         f"has {len(classes)} classes {classes}: add --set model.n_classes={len(classes)}")
     model = build_model(config["model"], init_seed=tc["seed"])
     for which in ("visual", "audio"):
         if tc[f"pretrained_{which}"]:
@@ -188,6 +189,9 @@ def main(argv=None):
     except NonFiniteLoss as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary["best"]))
     return 0
 
