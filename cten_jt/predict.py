@@ -1,4 +1,4 @@
-"""python -m cten_jt.predict VIDEO --weights W [--config CONFIG] [--plot OUT.png] [--top-k 3]
+"""python -m cten_jt.predict VIDEO [--weights W] [--config CONFIG] [--plot OUT.png] [--top-k 3]
 
 Top-k emotions with probabilities, the attention of every segment, and the
 detected emotion intervals in seconds (cten_common.metrics: segments whose
@@ -22,6 +22,9 @@ from cten_common.data.datasets import VideoEmotionData, collate
 from cten_common.data.errors import DataError
 from cten_common.metrics import detections_for_video, normalise_attention, segment_times
 from cten_common.weights import CheckpointError
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "runs", "synthetic", "best.pkl")
 
 
 def load_for_prediction(weights, config_path=None, overrides=()):
@@ -113,7 +116,9 @@ def plot_prediction(result, path, n_thumbs=6):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m cten_jt.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("video")
-    p.add_argument("--weights", required=True)
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS,
+                   help="a run's best.pkl / last.pkl, or converted weights with --config "
+                        "(default: the main job's runs/synthetic/best.pkl)")
     p.add_argument("--config")
     p.add_argument("--audio", help="audio file to use instead of the video's own track")
     p.add_argument("--allow-silence", action="store_true", help="accept a video without audio (silence)")
@@ -122,6 +127,8 @@ def main(argv=None):
     p.add_argument("--plot", help="PNG: attention over the timeline, intervals, a few frames")
     p.add_argument("--json", help="write the result as JSON")
     a = p.parse_args(argv)
+    if not os.path.exists(a.weights):
+        p.error(f"{a.weights} not found: pass --weights (run scripts/main_job.py for the default)")
     try:
         model, config, classes = load_for_prediction(a.weights, a.config)
         result = predict_video(model, config, classes, a.video, a.audio, a.allow_silence,

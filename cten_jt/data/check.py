@@ -22,9 +22,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     data = {}
     if a.config:
-        import yaml
-        with open(a.config) as f:
-            data = dict((yaml.safe_load(f) or {}).get("data", {}))
+        from cten_common.run_config import load_run_config
+        data = {k: v for k, v in load_run_config(a.config)["data"].items() if v is not None}
     for key in ("format", "annotation", "video_root", "audio_root"):
         if getattr(a, key) is not None:
             data[key] = getattr(a, key)
