@@ -160,3 +160,14 @@ def test_jittor_loader_shuffles_with_workers_and_keeps_samples(synthetic):
     assert sorted(seen) == list(range(len(data)))
     dropped = CTENDataset(data, batch_size=4, shuffle=True, drop_last=True, seed=4)
     assert sum(1 for _ in dropped) == 1 and len(dropped) == 1
+
+
+def test_scan_from_a_config_with_relative_paths(synthetic, tmp_path):
+    root, path = synthetic
+    cfg = root / "check.yaml"
+    cfg.write_text("data:\n  annotation: annotations.json\n  video_root: videos\n  audio_root: audio\n")
+    out = subprocess.run([sys.executable, "-m", "cten_jt.data.check", "--config", str(cfg)],
+                         cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "9 videos indexed, 0 problems" in out.stdout
