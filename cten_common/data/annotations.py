@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from .errors import DataError
+from .video import VIDEO_EXTENSIONS
 
 VE8_CLASSES = ("Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust")
 EKMAN6_CLASSES = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
 CAER_CLASSES = ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".m4a", ".npy")   # .npy: a cached kaldi_fbank
 SUBSETS = ("training", "validation", "testing")
 CAER_SUBSETS = {"training": "train", "validation": "validation", "testing": "test"}
