@@ -35,6 +35,16 @@ def _perturb_torch(model, seed=0):
                 t.fill_(0.5)
 
 
+def _synced_pair(cfg, mode, **extra):
+    """Both models with the same perturbed weights, in ``mode`` ("train" or "eval")."""
+    t_model, j_model = _pair(cfg, **extra)
+    _perturb_torch(t_model)
+    copy_torch_to_jittor(t_model, j_model)
+    getattr(t_model, mode)()
+    getattr(j_model, mode)()
+    return t_model, j_model
+
+
 def _run(t_model, j_model, cfg, batch, seed=0):
     visual, audio = random_inputs(cfg, batch, seed)
     a_t = torch.from_numpy(audio) if cfg["modality"] == "av" else None
@@ -85,11 +95,7 @@ def test_same_seed_gives_same_weights_in_both_frameworks():
 @pytest.mark.parametrize("modality", ["av", "visual"])
 def test_eval_forward(modality):
     cfg = CONFIGS[modality]
-    t_model, j_model = _pair(cfg)
-    _perturb_torch(t_model)
-    copy_torch_to_jittor(t_model, j_model)
-    t_model.eval()
-    j_model.eval()
+    t_model, j_model = _synced_pair(cfg, "eval")
     with torch.no_grad():
         (t_logits, t_gamma), (j_logits, j_gamma) = _run(t_model, j_model, cfg, batch=2)
     assert t_logits.shape == (2, cfg["n_classes"]) and t_gamma.shape == (2, cfg["seq_len"])
@@ -100,11 +106,7 @@ def test_eval_forward(modality):
 @pytest.mark.parametrize("modality", ["av", "visual"])
 def test_train_forward_and_running_statistics(modality):
     cfg = CONFIGS[modality]
-    t_model, j_model = _pair(cfg, dropout=0.0)
-    _perturb_torch(t_model)
-    copy_torch_to_jittor(t_model, j_model)
-    t_model.train()
-    j_model.train()
+    t_model, j_model = _synced_pair(cfg, "train", dropout=0.0)
     with torch.no_grad():
         (t_logits, t_gamma), (j_logits, j_gamma) = _run(t_model, j_model, cfg, batch=2)
     assert_close(t_logits, j_logits, f"{modality} train logits", rtol_scale=MODEL_RTOL)
@@ -135,11 +137,7 @@ def test_gradients_and_one_adam_step(modality):
     by module (tests/models/test_layers.py) and train-mode forward, loss and
     running statistics of the whole model above."""
     cfg = CONFIGS[modality]
-    t_model, j_model = _pair(cfg, dropout=0.0)
-    _perturb_torch(t_model)
-    copy_torch_to_jittor(t_model, j_model)
-    t_model.eval()
-    j_model.eval()
+    t_model, j_model = _synced_pair(cfg, "eval", dropout=0.0)
     labels = np.array([1, 2], dtype=np.int64)
     (t_logits, _), (j_logits, _) = _run(t_model, j_model, cfg, batch=2)
     t_loss = F.cross_entropy(t_logits, torch.from_numpy(labels))
@@ -198,11 +196,7 @@ def test_batch_size_one_and_inputs_left_untouched():
 def test_depth101_resnet18_small_input():
     cfg = dict(n_classes=8, seq_len=2, snippet_duration=4, sample_size=16, audio_n_segments=2,
                audio_embed_size=2048, visual_depth=101, audio_arch="resnet18", modality="av")
-    t_model, j_model = _pair(cfg)
-    _perturb_torch(t_model)
-    copy_torch_to_jittor(t_model, j_model)
-    t_model.eval()
-    j_model.eval()
+    t_model, j_model = _synced_pair(cfg, "eval")
     with torch.no_grad():
         t_out, j_out = _run(t_model, j_model, cfg, batch=2)
     assert_close(t_out, j_out, "depth-101 (logits, gamma)", rtol_scale=MODEL_RTOL)
