@@ -7,6 +7,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["cten_jt*", "cten_torch_ref*", "cten_common*",
                                     "weights_convert*"]),
+    package_data={"cten_jt.kernels": ["csrc/*.h", "csrc/*.cuh"]},
     install_requires=[
         "jittor==1.3.11",
         "numpy>=1.23,<2",          # Jittor 1.3.11 silently corrupts arrays with numpy 2

@@ -31,14 +31,17 @@ Segments of a video with n frames (T segments, D = n // T):
   numbers positions of the list loop-padded to T items (segment s = frame s % n).
 
 Random draws (so that another implementation can reproduce the indices bit for
-bit): one ``numpy.random.Generator`` for the whole batch; for b in range(B):
-first the context view's ``sample_train`` (one ``rng.integers(0, D'-L+1,
-size=T)`` call, D' the padded kept list's segment length), then the keyframe
-view's.  Nothing else draws from the generator.
+bit): one ``numpy.random.Generator`` for the whole batch gives one
+``rng.random((B, 2, T))`` call, ``u[b, 0]`` for the context view and ``u[b, 1]``
+for the keyframe view of video b (the same numbers as calling ``sample_train``
+per video, context then keyframe); snippet t's offset in its segment of D'
+items is ``min(floor(u * (D'-L+1)), D'-L)``.  Nothing else draws from the
+generator.  ``erased_view_indices_uniform`` takes ``u`` given; the compiled
+kernel ``cten_jt.kernels.erasing`` computes the same indices from the same ``u``.
 """
 import numpy as np
 
-from .data.sampling import sample_train
+from .data.sampling import sample_train_uniform
 
 DEFAULT_THETA = 0.7
 
@@ -94,21 +97,42 @@ def erased_view_indices(gamma, n_frames, snippet_len, rng, theta=DEFAULT_THETA):
     b in range(B), the context view then the keyframe view.
     """
     gamma = _as_gamma(gamma)
-    B, T = gamma.shape
+    return erased_view_indices_uniform(gamma, n_frames, snippet_len,
+                                       erasing_uniforms(rng, *gamma.shape), theta)
+
+
+def erasing_uniforms(rng, batch, n_segments):
+    """float64 ``[B, 2, T]`` in [0, 1): the batch's draws for the two erased views."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
-    counts = np.asarray(n_frames)
-    if counts.ndim == 0:
-        counts = np.full(B, counts)
-    if counts.shape != (B,):
-        raise ValueError(f"n_frames must be an int or have shape ({B},), got {counts.shape}")
+    return rng.random((batch, 2, n_segments))
+
+
+def erased_view_indices_uniform(gamma, n_frames, snippet_len, uniforms, theta=DEFAULT_THETA):
+    """``erased_view_indices`` with the draws given: ``uniforms`` float64 ``[B, 2, T]``."""
+    gamma = _as_gamma(gamma)
+    B, T = gamma.shape
+    counts = as_frame_counts(n_frames, B)
+    u = np.asarray(uniforms, dtype=np.float64)
+    if u.shape != (B, 2, T):
+        raise ValueError(f"uniforms must have shape ({B}, 2, {T}), got {u.shape}")
     context_keep, keyframe_keep = erase_masks(gamma, theta)
     views = {"context": [], "keyframe": []}
     for b in range(B):
-        n = _check_n_frames(counts[b])
-        views["context"].append(sample_train(kept_frames(context_keep[b], n), T, snippet_len, rng))
-        views["keyframe"].append(sample_train(kept_frames(keyframe_keep[b], n), T, snippet_len, rng))
+        n = int(counts[b])
+        views["context"].append(sample_train_uniform(kept_frames(context_keep[b], n), T, snippet_len, u[b, 0]))
+        views["keyframe"].append(sample_train_uniform(kept_frames(keyframe_keep[b], n), T, snippet_len, u[b, 1]))
     return {k: np.stack(v).astype(np.int64) for k, v in views.items()}
+
+
+def as_frame_counts(n_frames, batch):
+    """int64 ``[B]`` of positive frame counts from an int or a sequence."""
+    counts = np.asarray(n_frames)
+    if counts.ndim == 0:
+        counts = np.full(batch, counts)
+    if counts.shape != (batch,):
+        raise ValueError(f"n_frames must be an int or have shape ({batch},), got {counts.shape}")
+    return np.array([_check_n_frames(n) for n in counts], dtype=np.int64)
 
 
 def gather_view(clip, indices):

@@ -31,6 +31,7 @@ DEFAULTS = {
         "pretrained_visual": None,  # a Kinetics 3D ResNet checkpoint
         "pretrained_audio": None,   # a torchvision ImageNet ResNet checkpoint
         "detection_threshold": 0.5,
+        "kernels": "fused",         # fused (compiled attention and erasing, Jittor) | composed
     },
 }
 
@@ -79,6 +80,8 @@ def load_run_config(path=None, overrides=()):
         node[keys[-1]] = _parse_value(value)
         config = merge(config, patch)
     ModelConfig.from_dict(config["model"])          # validate early
+    if config["train"]["kernels"] not in ("fused", "composed"):
+        raise ValueError(f"train.kernels must be 'fused' or 'composed', got {config['train']['kernels']!r}")
     if config["train"]["loss"] not in ("ce", "pcce"):
         raise ValueError(f"train.loss must be 'ce' or 'pcce', got {config['train']['loss']!r}")
     return config

@@ -8,12 +8,36 @@ import numpy as np
 
 from cten_common.erasing import erased_view_indices, gather_views
 from cten_common.losses import pcce_weights
+from .kernels import fused_enabled
+from .kernels.erasing import erased_views
 
 VIEWS = ("original", "context", "keyframe")
 
 
 def _to_var(x):
     return x if isinstance(x, jt.Var) else jt.array(np.asarray(x))
+
+
+def _numpy(x):
+    return np.asarray(x.numpy() if isinstance(x, jt.Var) else x)
+
+
+def erased_inputs(gamma, batch, snippet_len, rng, theta):
+    """``{view: (visual Var [B,T,3,L,S,S], indices)}`` of the context and keyframe views.
+
+    Fused (the default): the compiled erasing operator, which gathers from the
+    clips where they are (host or device).  Composed: the numpy sampler and a
+    host gather.  Both draw from ``rng`` alike and give identical results.
+    """
+    if fused_enabled():
+        views = erased_views(gamma.detach() if isinstance(gamma, jt.Var) else gamma, batch["n_frames"],
+                             batch["clip"], snippet_len, rng, theta)
+        return {view: (visual, indices) for view, (indices, visual) in views.items()}
+    n_frames = _numpy(batch["n_frames"])
+    indices = erased_view_indices(_numpy(gamma), n_frames, snippet_len, rng, theta)
+    clips = _numpy(batch["clip"])
+    return {view: (jt.array(gather_views(clips, indices[view], n_frames)), indices[view])
+            for view in VIEWS[1:]}
 
 
 def view_loss(logits, labels, weights=None):
@@ -34,17 +58,12 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     """
     audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_var(batch["label"])
-    labels_np = np.asarray(batch["label"].numpy() if isinstance(batch["label"], jt.Var) else batch["label"])
+    labels_np = _numpy(batch["label"])
     logits1, gamma1 = model(_to_var(batch["visual"]), audio)
-    gamma_np = gamma1.numpy()
-    L = model.config.snippet_duration
-    n_frames = np.asarray(batch["n_frames"].numpy() if isinstance(batch["n_frames"], jt.Var)
-                          else batch["n_frames"])
-    indices = erased_view_indices(gamma_np, n_frames, L, rng, theta)
-    clips = np.asarray(batch["clip"])
+    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta)
     outputs = [logits1]
     for view in VIEWS[1:]:
-        logits, _ = model(jt.array(gather_views(clips, indices[view], n_frames)), audio)
+        logits, _ = model(views[view][0], audio)
         outputs.append(logits)
     losses = []
     for logits in outputs:
@@ -53,7 +72,8 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
             weights = pcce_weights(logits.numpy(), labels_np, class_names, pcce_lambda)
         losses.append(view_loss(logits, labels, weights))
     total = (losses[0] + losses[1] + losses[2]) / 3
-    return total, {"view_losses": losses, "logits": outputs, "gamma": gamma_np, "indices": indices}
+    indices = {view: _numpy(views[view][1]).astype(np.int64) for view in VIEWS[1:]}
+    return total, {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices}
 
 
 def erasing_step(model, optimizer, batch, rng, **options):
@@ -74,9 +94,7 @@ def predict_batch(model, batch, rng=None, theta=0.7):
         logits, gamma = model(_to_var(batch["visual"]), audio)
         out = {"logits": logits.numpy(), "gamma": gamma.numpy()}
         if rng is not None and "clip" in batch:
-            n_frames = np.asarray(batch["n_frames"].numpy() if isinstance(batch["n_frames"], jt.Var)
-                                  else batch["n_frames"])
-            idx = erased_view_indices(out["gamma"], n_frames, model.config.snippet_duration, rng, theta)
-            ctx, _ = model(jt.array(gather_views(np.asarray(batch["clip"]), idx["context"])), audio)
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta)
+            ctx, _ = model(views["context"][0], audio)
             out["context_logits"] = ctx.numpy()
     return out

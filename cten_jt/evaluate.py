@@ -15,6 +15,7 @@ import cten_jt
 from cten_common import evaluation
 from cten_common.evaluation import plot_confusion, print_report  # noqa: F401  (re-exported)
 from cten_jt.engine import predict_batch
+from cten_jt.kernels import set_kernels
 
 
 def evaluate_model(model, data, train_config, batch_size=None, progress=True):
@@ -35,6 +36,7 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
     config = load_run_config(a.config, a.set)
+    set_kernels(config["train"]["kernels"])
     data = build_data(config, a.subset or config["data"]["eval_subset"], train=False)
     model = build_model(config["model"], init_seed=0)
     cten_jt.load_weights(model, a.weights)

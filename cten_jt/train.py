@@ -26,6 +26,7 @@ from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, stat
 from cten_jt.data import CTENDataset
 from cten_jt.engine import erasing_step
 from cten_jt.evaluate import evaluate_model
+from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
 from cten_jt.optim import Adam, adam_state, load_adam_state
 from cten_common.run_config import load_run_config
@@ -74,6 +75,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     from tqdm import tqdm
 
     tc = config["train"]
+    set_kernels(tc.get("kernels", "fused"))
     os.makedirs(out, exist_ok=True)
     jt.set_global_seed(tc["seed"])
     train_data = build_data(config, config["data"]["train_subset"], train=True)

@@ -7,6 +7,12 @@ each segment gives L consecutive items from an offset in [0, D-L]: random in
 training (``sample_train``), centred, (D-L)//2, in evaluation (``sample_eval``).
 The erased views of training pass a subset of the frame indices through the
 same ``sample_train``.
+
+The random offset of a segment comes from one uniform u in [0, 1) (float64):
+``offset = min(floor(u * (D-L+1)), D-L)``.  ``sample_train`` draws the T
+uniforms with one ``rng.random(T)`` call; ``sample_train_uniform`` takes them
+given, which is what the compiled erasing kernel reproduces bit for bit (a
+product and a floor of float64 numbers are the same on every IEEE machine).
 """
 import numpy as np
 
@@ -40,8 +46,23 @@ def sample_train(frame_indices, n_segments, snippet_len, rng):
     """int64 ``[n_segments, snippet_len]``: one snippet per segment at a random offset."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
-    return _sample(frame_indices, n_segments, snippet_len,
-                   lambda d: rng.integers(0, d - snippet_len + 1, size=n_segments))
+    _check_positive(n_segments=n_segments)
+    return sample_train_uniform(frame_indices, n_segments, snippet_len, rng.random(n_segments))
+
+
+def sample_train_uniform(frame_indices, n_segments, snippet_len, uniforms):
+    """``sample_train`` with its T uniforms in [0, 1) given (float64 ``[n_segments]``)."""
+    u = np.asarray(uniforms, dtype=np.float64)
+    if u.shape != (n_segments,):
+        raise ValueError(f"uniforms must have shape ({n_segments},), got {u.shape}")
+    if u.size and (u.min() < 0 or u.max() >= 1):
+        raise ValueError("uniforms must lie in [0, 1)")
+    return _sample(frame_indices, n_segments, snippet_len, lambda d: offsets_from_uniform(u, d - snippet_len + 1))
+
+
+def offsets_from_uniform(u, count):
+    """int64 offsets in [0, count): ``min(floor(u * count), count - 1)`` in float64."""
+    return np.minimum(np.floor(np.asarray(u, dtype=np.float64) * float(count)), count - 1).astype(np.int64)
 
 
 def sample_eval(frame_indices, n_segments, snippet_len):

@@ -1,20 +1,23 @@
 """Intra-modal (non-local) and inter-modal (multi-head) attention of CTEN.
 
-All attention goes through ``scaled_dot_product_attention``, the one place to
-swap in a fused kernel.
+All attention goes through ``scaled_dot_product_attention``: the fused kernel
+of ``cten_jt.kernels.attention`` by default, Jittor's composed operators after
+``cten_jt.kernels.set_kernels("composed")``.
 """
 import jittor as jt
 from jittor import nn
 
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
+from ..kernels import fused_enabled
+from ..kernels.attention import composed_attention, fused_attention
 from .layers import BatchNorm1d
 
 
 def scaled_dot_product_attention(query, key, value, scale):
     """``softmax(query @ key^T * scale) @ value`` over the last two dimensions."""
-    perm = list(range(key.ndim - 2)) + [key.ndim - 1, key.ndim - 2]
-    scores = jt.matmul(query, key.permute(*perm)) * scale
-    return jt.matmul(nn.softmax(scores, dim=-1), value)
+    if fused_enabled():
+        return fused_attention(query, key, value, scale)
+    return composed_attention(query, key, value, scale)
 
 
 class NonLocalBlock(nn.Module):

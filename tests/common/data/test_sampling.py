@@ -32,8 +32,8 @@ def test_eval_hand_computed():
 
 
 def test_train_hand_computed():
-    # D = 5, L = 3: offsets in [0, 2], one rng.integers call for all segments
-    offsets = np.random.default_rng(3).integers(0, 3, size=2)
+    # D = 5, L = 3: offsets floor(3u) in [0, 2], one rng.random call for all segments
+    offsets = np.floor(np.random.default_rng(3).random(2) * 3).astype(int)
     expected = [[offsets[0] + k for k in range(3)], [5 + offsets[1] + k for k in range(3)]]
     np.testing.assert_array_equal(sample_train(range(10), 2, 3, np.random.default_rng(3)), expected)
 

@@ -1,0 +1,141 @@
+"""The fused attention kernel against Jittor's composed operators (and float64
+numpy where the composed ops are not a fair oracle), forward and gradients.
+
+Tolerance: 1e-5 of the output's (gradient's) max abs value, fp32."""
+import jittor as jt
+import numpy as np
+import pytest
+
+from cten_jt import kernels
+from cten_jt.kernels.attention import MAX_KEYS, composed_attention, fused_attention
+from cten_jt.models import attention as model_attention
+from helpers import assert_close
+
+RTOL = 1e-5
+
+
+def _inputs(rng, lead, tq, tk, d, e, spread=1.0):
+    q = rng.standard_normal(lead + (tq, d)).astype(np.float32) * spread
+    k = rng.standard_normal(lead + (tk, d)).astype(np.float32) * spread
+    v = rng.standard_normal(lead + (tk, e)).astype(np.float32)
+    return q, k, v
+
+
+def _forward_and_grads(fn, q, k, v, scale, w):
+    qv, kv, vv = jt.array(q), jt.array(k), jt.array(v)
+    out = fn(qv, kv, vv, scale)
+    grads = jt.grad((out * jt.array(w)).sum(), [qv, kv, vv])
+    return {"out": out.numpy(), "dq": grads[0].numpy(), "dk": grads[1].numpy(), "dv": grads[2].numpy()}
+
+
+def _reference_numpy(q, k, v, scale):
+    s = np.einsum("...id,...jd->...ij", q.astype(np.float64), k.astype(np.float64)) * scale
+    s -= s.max(-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("...ij,...je->...ie", p, v.astype(np.float64))
+
+
+SHAPES = [            # lead dims, Tq, Tk, D, E
+    ((2, 8), 16, 16, 256, 256),     # CTEN's multi-head attention (8 heads of 256)
+    ((3,), 16, 16, 256, 256),       # non-local block, inner 256
+    ((2,), 16, 16, 2048, 2048),     # head dim 2048
+    ((4,), 64, 64, 32, 16),         # the longest sequence CTEN uses
+    ((5,), 1, 1, 7, 3),             # T = 1
+    ((2, 3), 5, 9, 12, 20),         # Tq != Tk, D != E
+    ((1,), 33, 33, 65, 65),         # not multiples of a warp
+]
+
+
+@pytest.mark.parametrize("lead,tq,tk,d,e", SHAPES)
+def test_fused_equals_composed_forward_and_backward(lead, tq, tk, d, e):
+    rng = np.random.default_rng(abs(hash((lead, tq, tk, d, e))) % 2**32)
+    q, k, v = _inputs(rng, lead, tq, tk, d, e)
+    w = rng.standard_normal(lead + (tq, e)).astype(np.float32)
+    scale = d ** -0.5
+    fused = _forward_and_grads(fused_attention, q, k, v, scale, w)
+    composed = _forward_and_grads(composed_attention, q, k, v, scale, w)
+    assert_close(composed, fused, f"attention {lead} Tq={tq} Tk={tk} D={d} E={e}", rtol_scale=RTOL)
+    assert_close(_reference_numpy(q, k, v, scale), fused["out"], "out vs float64", rtol_scale=RTOL)
+
+
+def test_random_shapes():
+    rng = np.random.default_rng(2024)
+    for _ in range(6):
+        lead = tuple(int(x) for x in rng.integers(1, 5, size=rng.integers(1, 3)))
+        tq, tk = (int(x) for x in rng.integers(1, 40, size=2))
+        d, e = (int(x) for x in rng.integers(1, 300, size=2))
+        q, k, v = _inputs(rng, lead, tq, tk, d, e)
+        w = rng.standard_normal(lead + (tq, e)).astype(np.float32)
+        scale = float(rng.uniform(0.01, 1.0))
+        assert_close(_forward_and_grads(composed_attention, q, k, v, scale, w),
+                     _forward_and_grads(fused_attention, q, k, v, scale, w),
+                     f"random {lead} {tq} {tk} {d} {e}", rtol_scale=RTOL)
+
+
+def test_numerically_stable_for_large_scores():
+    # scores around 1e4: exp overflows without the max subtraction
+    rng = np.random.default_rng(1)
+    q, k, v = _inputs(rng, (2,), 8, 8, 16, 4, spread=30.0)
+    out = fused_attention(jt.array(q), jt.array(k), jt.array(v), 1.0).numpy()
+    assert np.isfinite(out).all()
+    assert_close(_reference_numpy(q, k, v, 1.0), out, "large scores", rtol_scale=RTOL)
+
+
+def test_equal_scores_average_the_values():
+    rng = np.random.default_rng(2)
+    v = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    q = np.zeros((3, 4, 8), np.float32)
+    k = rng.standard_normal((3, 6, 8)).astype(np.float32)
+    out = fused_attention(jt.array(q), jt.array(k), jt.array(v), 0.5).numpy()
+    assert_close(np.broadcast_to(v.mean(1, keepdims=True), out.shape), out, "uniform weights", atol=1e-6)
+
+
+def test_bad_shapes_are_refused():
+    a = jt.zeros((2, 4, 8))
+    with pytest.raises(ValueError, match="feature sizes"):
+        fused_attention(a, jt.zeros((2, 4, 7)), a, 1.0)
+    with pytest.raises(ValueError, match="lengths differ"):
+        fused_attention(a, a, jt.zeros((2, 5, 8)), 1.0)
+    with pytest.raises(ValueError, match="leading dims"):
+        fused_attention(a, jt.zeros((3, 4, 8)), jt.zeros((3, 4, 8)), 1.0)
+    with pytest.raises(TypeError, match="float32"):
+        fused_attention(a.float64(), a.float64(), a.float64(), 1.0)
+    big = jt.zeros((1, MAX_KEYS + 1, 2))
+    with pytest.raises(ValueError, match="at most"):
+        fused_attention(jt.zeros((1, 1, 2)), big, big, 1.0)
+
+
+def test_switch_selects_the_implementation(monkeypatch):
+    calls = []
+    monkeypatch.setattr(model_attention, "fused_attention", lambda *a: calls.append("fused") or a[2])
+    monkeypatch.setattr(model_attention, "composed_attention", lambda *a: calls.append("composed") or a[2])
+    x = jt.zeros((1, 2, 4))
+    assert kernels.kernels_mode() == "fused"          # the default
+    model_attention.scaled_dot_product_attention(x, x, x, 1.0)
+    with kernels.kernels("composed"):
+        model_attention.scaled_dot_product_attention(x, x, x, 1.0)
+    model_attention.scaled_dot_product_attention(x, x, x, 1.0)
+    assert calls == ["fused", "composed", "fused"]
+    with pytest.raises(ValueError, match="fused"):
+        kernels.set_kernels("fast")
+
+
+def test_model_outputs_and_gradients_fused_vs_composed():
+    from cten_jt.models.cten import CTEN
+    from helpers import TINY_AV, random_inputs
+    model = CTEN(init_seed=0, **TINY_AV)
+    model.eval()
+    visual, audio = random_inputs(TINY_AV, 2)
+    params = [p for p in model.parameters() if not p.is_stop_grad()]
+    results = {}
+    for mode in ("composed", "fused"):
+        with kernels.kernels(mode):
+            logits, gamma = model(jt.array(visual), jt.array(audio))
+            grads = jt.grad(logits.sum() + gamma.sum(), params)
+            results[mode] = {"logits": logits.numpy(), "gamma": gamma.numpy(),
+                             "grads": [g.numpy() for g in grads]}
+    assert_close(results["composed"]["logits"], results["fused"]["logits"], "logits", rtol_scale=1e-4)
+    assert_close(results["composed"]["gamma"], results["fused"]["gamma"], "gamma", rtol_scale=1e-4)
+    scale = max(np.abs(g).max() for g in results["composed"]["grads"])
+    assert_close(results["composed"]["grads"], results["fused"]["grads"], "grads", atol=1e-4 * scale)
