@@ -1,0 +1,118 @@
+"""Fused kernels vs composed operators: attention forward and forward+backward,
+and the erasing operator vs the numpy sampler with a host gather.
+
+    python -m benchmarks.bench_kernels [--device cpu|cuda] [--iters K] [--out FILE.json]
+
+Shapes are CTEN's (B videos, T = 16 segments): the multi-head attention (B*8
+heads of 256), the non-local block (B rows, inner 256) and a head dim of 2048;
+the erasing of a batch of B videos of 150 frames at S x S pixels.  Each figure
+is the median of K timed runs after warm-up (compilation excluded), with
+``jt.sync_all(True)`` closing every run.  Prints a table, writes JSON.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import cten_jt  # noqa: F401  (Jittor settings first)
+import jittor as jt
+from benchmarks.machine import describe
+from cten_common.erasing import erased_view_indices, gather_views
+from cten_jt.kernels.attention import composed_attention, fused_attention
+from cten_jt.kernels.erasing import erased_views
+
+
+def _time(fn, iters, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        jt.sync_all(True)
+        t0 = time.perf_counter()
+        fn()
+        jt.sync_all(True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), (min(times), max(times))
+
+
+def attention_cases(batch):
+    return [(f"multi-head {batch}x8 heads, T=16, d=256", (batch, 8, 16, 256)),
+            (f"non-local {batch} videos, T=16, d=256", (batch, 16, 256)),
+            (f"head dim 2048, {batch} videos, T=16", (batch, 16, 2048))]
+
+
+def bench_attention(shape, iters):
+    rng = np.random.default_rng(0)
+    q, k, v = (jt.array(rng.standard_normal(shape).astype(np.float32)) for _ in range(3))
+    scale = shape[-1] ** -0.5
+    rows = {}
+    for name, fn in (("composed", composed_attention), ("fused", fused_attention)):
+        def forward():
+            fn(q, k, v, scale).sync()
+
+        def forward_backward():
+            out = fn(q, k, v, scale)
+            jt.sync(jt.grad(out.sum(), [q, k, v]))
+        rows[name] = {"forward": _time(forward, iters), "forward_backward": _time(forward_backward, iters)}
+    return rows
+
+
+def bench_erasing(batch, size, iters, T=16, L=16, n=150):
+    rng = np.random.default_rng(1)
+    gamma = rng.random((batch, T)).astype(np.float32)
+    n_frames = np.full(batch, n)
+    clips_np = rng.uniform(0, 255, (batch, n, 3, size, size)).astype(np.float32)
+    clips = jt.array(clips_np)          # where the data loader leaves them
+    gamma_var = jt.array(gamma)
+
+    def composed():
+        idx = erased_view_indices(gamma_var.numpy(), n_frames, L, np.random.default_rng(0))
+        jt.sync([jt.array(gather_views(clips.numpy(), idx[v], n_frames)) for v in ("context", "keyframe")])
+
+    def fused():
+        views = erased_views(gamma_var, n_frames, clips, L, np.random.default_rng(0))
+        jt.sync([views[v][1] for v in ("context", "keyframe")])
+    return {"composed": _time(composed, iters), "fused": _time(fused, iters)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_kernels", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--batch", type=int, default=None, help="videos per batch (default 8 on cpu, 32 on cuda)")
+    p.add_argument("--size", type=int, default=None, help="erasing frame size S (default 112 on cuda, 56 on cpu)")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--out", default=None, help="JSON file (default benchmarks/results/kernels_DEVICE.json)")
+    a = p.parse_args(argv)
+    if a.device == "cuda":
+        if not jt.has_cuda:
+            sys.exit("Jittor has no CUDA here")
+        jt.flags.use_cuda = 1
+    batch = a.batch or (32 if a.device == "cuda" else 8)
+    size = a.size or (112 if a.device == "cuda" else 56)
+    results = {"device": a.device, "batch": batch, "erasing_size": size, "iters": a.iters,
+               "machine": describe(), "attention": {}, "erasing": None}
+    print(f"{'case':44s} {'pass':18s} {'composed ms':>12s} {'fused ms':>10s} {'fused/composed':>15s}")
+    for label, shape in attention_cases(batch):
+        rows = bench_attention(shape, a.iters)
+        results["attention"][label] = {"shape": shape, **rows}
+        for what in ("forward", "forward_backward"):
+            c, f = rows["composed"][what][0], rows["fused"][what][0]
+            print(f"{label:44s} {what:18s} {c * 1e3:12.2f} {f * 1e3:10.2f} {f / c:15.2f}")
+    er = bench_erasing(batch, size, a.iters)
+    results["erasing"] = er
+    label = f"erasing, {batch} videos x 150 frames, {size}px"
+    c, f = er["composed"][0], er["fused"][0]
+    print(f"{label:44s} {'both views':18s} {c * 1e3:12.2f} {f * 1e3:10.2f} {f / c:15.2f}")
+    out = a.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"kernels_{a.device}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as fh:
+        json.dump(results, fh, indent=1)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The CUDA sources of the kernels compile with nvcc (no GPU needed): as Jittor
+compiles them (C++14 on CUDA 12, C++17 on CUDA 13) and for the GPUs we target.
+Running them is tests/kernels/test_cuda_kernels.py, on a machine with a GPU."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from cten_jt.kernels import _CSRC
+
+NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc")
+                                else None)
+pytestmark = pytest.mark.skipif(NVCC is None, reason="no nvcc on this machine")
+
+DRIVER = r'''
+#include "sdpa_cuda.cuh"
+#include "erasing_cuda.cuh"
+// instantiate every host launcher the jt.code ops call
+void launch_all(float* f, int* i, double* d, unsigned char* u8) {
+    cten_sdpa_forward_cuda(f, f, f, 1, 2, 3, 4, 5, 0.5f, f, f);
+    cten_sdpa_backward_cuda(f, f, f, f, f, 1, 2, 3, 4, 5, 0.5f, f, f, f, f);
+    cten_erase_view_cuda<float>(f, i, d, f, 1, 2, 3, 3, 4, 4, 2, 0.7, 0, i, f);
+    cten_erase_view_cuda<unsigned char>(f, i, d, u8, 1, 2, 3, 3, 4, 4, 2, 0.7, 1, i, f);
+}
+'''
+
+
+def _supported_archs():
+    out = subprocess.run([NVCC, "--list-gpu-arch"], capture_output=True, text=True).stdout.split()
+    return [a for a in ("compute_80", "compute_90") if a in out]
+
+
+@pytest.mark.parametrize("std", ["c++14", "c++17"])
+def test_kernels_compile_with_nvcc(tmp_path, std):
+    archs = _supported_archs()
+    assert archs, "nvcc supports neither sm_80 nor sm_90"
+    src = tmp_path / "driver.cu"
+    src.write_text(DRIVER)
+    cmd = [NVCC, f"-std={std}", "-I", _CSRC, "--use_fast_math", "-Werror", "all-warnings",
+           "-c", str(src), "-o", str(tmp_path / "driver.o")]
+    for arch in archs:
+        cmd += ["-gencode", f"arch={arch},code=sm_{arch.split('_')[1]}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"nvcc failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}"
+    assert (tmp_path / "driver.o").stat().st_size > 0
+
+
+def test_cpu_sources_compile_standalone(tmp_path):
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("no g++")
+    src = tmp_path / "driver.cc"
+    src.write_text('#include "sdpa_cpu.h"\n#include "erasing_cpu.h"\n'
+                   'template void cten_erase_view_cpu<float>(const float*, const int32_t*, const double*,'
+                   ' const float*, int, int, int, int, int, int, int, double, int, int32_t*, float*);\n')
+    proc = subprocess.run([gxx, "-std=c++14", "-Wall", "-Wextra", "-Werror", "-I", _CSRC, "-c", str(src),
+                           "-o", str(tmp_path / "driver.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
