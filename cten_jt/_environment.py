@@ -6,6 +6,8 @@ environment is left as it is.  The choices:
 * ``nvcc_path``: Jittor looks for CUDA whenever ``nvcc`` is on the PATH and
   fails to import when the CUDA runtime or the GPU is missing.  Without a
   visible NVIDIA device we set it to the empty string, which means "CPU only".
+  With a GPU, ``cten_jt._cuda_compat`` lays out a CUDA home that works with
+  Jittor 1.3.11 on CUDA 12/13 toolkits and cuBLAS/cuDNN from pip wheels.
 * ``use_cutt``, ``use_cutlass``, ``use_nccl``: Jittor downloads these at first
   CUDA use.  We never touch the network, so they default to off.
 * ``use_mkl`` (oneDNN): Jittor downloads oneDNN 2.2 into
@@ -18,6 +20,7 @@ import glob
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 # the folder name Jittor's installer checks (compile_extern.install_mkl)
@@ -122,7 +125,18 @@ def configure():
     if decisions:
         return decisions
     if has_nvidia_gpu():
-        decisions["nvcc_path"] = (os.environ.get("nvcc_path", "(auto)"), "NVIDIA GPU present")
+        if "nvcc_path" in os.environ or os.environ.get("CTEN_CUDA_COMPAT") == "0":
+            decisions["nvcc_path"] = (os.environ.get("nvcc_path", "(auto)"), "NVIDIA GPU present; "
+                                      "CUDA compatibility layer not applied (nvcc_path or CTEN_CUDA_COMPAT=0 set)")
+        else:
+            from . import _cuda_compat
+            try:
+                layout = _cuda_compat.prepare(_default)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                layout = None
+                decisions["cuda_compat"] = (None, f"failed: {exc}")
+            if layout is None:
+                decisions.setdefault("nvcc_path", (os.environ.get("nvcc_path", "(auto)"), "NVIDIA GPU present"))
     else:
         _default("nvcc_path", "", "no NVIDIA GPU visible: CPU only")
     for name in ("use_cutt", "use_cutlass", "use_nccl"):

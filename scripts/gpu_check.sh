@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One prepared run on a lent GPU machine (no network): environment, the kernels'
+# CUDA sources through CuPy/NVRTC, Jittor on CUDA through our compatibility
+# layer, the kernel tests with Jittor on the GPU, and the kernel benchmark.
+#
+#   bash scripts/gpu_check.sh            # writes under $OUT (default ./gpu_out)
+#
+# Python wheels that the machine lacks travel in .whl/ (numpy<2 for Jittor,
+# Jittor itself, astunparse): see README, "GPU".  Each step has its own time
+# limit and a failing step does not stop the others; summary.txt lists them.
+# Jittor's compile cache stays in ~/.cache/jittor for a second call on the
+# same machine.  At most 8 files are written (the device tool returns 8).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+step() {   # step NAME SECONDS LOGFILE COMMAND...
+  local name=$1 limit=$2 log=$3; shift 3
+  local t0=$(date +%s)
+  echo "== $name ($(date -u +%H:%M:%S))" >> "$OUT/$log"
+  timeout "$limit" "$@" >> "$OUT/$log" 2>&1
+  local rc=$?
+  echo "$name: rc=$rc, $(( $(date +%s) - t0 )) s (limit $limit s)" | tee -a "$SUMMARY"
+}
+
+env_report() {
+  nvidia-smi || true
+  nvcc --version || true
+  which nvcc; ls -l /usr/local/cuda* -d 2>/dev/null
+  $PY -c "import sys, numpy, torch; print(sys.version); print('numpy', numpy.__version__, 'torch', torch.__version__, torch.version.cuda, torch.cuda.is_available())"
+  $PY -m pip list 2>/dev/null | grep -i -E "nvidia|cupy|numpy|torch|opencv|jittor" || true
+  ls /usr/local/cuda/lib64 2>/dev/null | head -50
+  nproc; free -g
+}
+step environment 20 env.txt env_report
+
+# 1. the CUDA kernels through CuPy (system numpy, no Jittor)
+step cupy_kernels 80 cupy_kernels.log $PY -m pytest -q -p no:cacheprovider --noconftest tests/kernels/test_cuda_kernels.py
+
+# 2. Jittor on CUDA: wheels to a private site folder, numpy<2 first on the path
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >> "$OUT/jittor_cuda.log" 2>&1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+jittor_import() {
+  $PY - <<'PYEOF'
+import time
+t0 = time.time()
+import cten_jt
+from cten_jt import _environment
+for k, v in _environment.decisions.items():
+    print(f"{k}: {v}")
+import jittor as jt
+import numpy as np
+print("import took", round(time.time() - t0, 1), "s; has_cuda", jt.has_cuda)
+jt.flags.use_cuda = 1
+a = jt.array(np.arange(12, dtype=np.float32).reshape(3, 4))
+print("matmul on cuda:", (a @ a.transpose()).numpy().tolist())
+x = jt.array(np.random.default_rng(0).standard_normal((2, 3, 8, 16, 16)).astype(np.float32))
+w = jt.array(np.random.default_rng(1).standard_normal((4, 3, 3, 3, 3)).astype(np.float32))
+print("conv3d on cuda:", jt.nn.conv3d(x, w, padding=1).numpy().shape)
+PYEOF
+}
+step jittor_import 200 jittor_cuda.log jittor_import
+
+# 3. the kernel tests with Jittor on the GPU (fused vs composed, numpy sampler)
+CTEN_TEST_DEVICE=cuda step jittor_kernel_tests 120 jittor_tests_cuda.log \
+  $PY -m pytest -q -x -p no:cacheprovider tests/kernels/test_attention_kernel.py tests/kernels/test_erasing_kernel.py
+
+# 4. the benchmark, fused vs composed, on the GPU
+step bench_kernels 50 bench_kernels_cuda.log $PY -m benchmarks.bench_kernels --device cuda --iters 20 \
+  --out "$OUT/kernels_cuda.json"
+
+cat "$SUMMARY"
