@@ -11,9 +11,15 @@ Current machines have the toolkit in one place and the libraries in pip wheels
 * ``include/`` and ``lib64/``: links to the toolkit's files plus the headers and
   libraries of the ``nvidia-*`` wheels (with the unversioned ``libX.so`` names
   Jittor looks for);
-* ``overlay/helper_cuda.h``: Jittor's copy without ``cudaDeviceProp::computeMode``
-  and ``::clockRate`` (removed in CUDA 13), put first on the include path with
-  Jittor's ``cc_flags``;
+* for CUDA >= 13, which removed ``cudaDeviceProp::computeMode`` and
+  ``::clockRate`` that Jittor's ``helper_cuda.h`` reads (to refuse a
+  compute-prohibited device and to rank devices by speed), ``cc_flags`` gets
+  ``-DcomputeMode=ECCEnabled -DclockRate=multiProcessorCount``: two fields that
+  still exist, one never equal to "prohibited" (2), one that still ranks
+  devices.  A macro reaches every file that includes the header, whatever
+  order Jittor gives its include paths (an include overlay does not: Jittor puts
+  its own folder first for its cuBLAS/CUB ops).  No CUDA 13 header uses either
+  word but ``cuda.h``'s legacy ``CUdevprop``, where the rename is harmless;
 
 and chooses: ``NVCC_APPEND_FLAGS=-std=c++17`` for CUDA >= 13 (CUB/Thrust need
 C++17; Jittor passes -std=c++14 and nvcc keeps the last value), ``conv_opt=1``
@@ -29,8 +35,7 @@ import subprocess
 import sys
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "cten_jt", "cuda")
-_REMOVED_IN_13 = {r"deviceProp\.computeMode": "cudaComputeModeDefault",
-                  r"deviceProp\.clockRate": "1"}
+CUDA13_MACROS = "-DcomputeMode=ECCEnabled -DclockRate=multiProcessorCount"
 
 
 def find_nvcc():
@@ -82,13 +87,6 @@ def wheel_dirs():
     return includes, libs
 
 
-def patch_helper_cuda(text):
-    """Jittor's helper_cuda.h without the device properties CUDA 13 removed."""
-    for pattern, replacement in _REMOVED_IN_13.items():
-        text = re.sub(pattern, replacement, text)
-    return text
-
-
 def _link_all(src_dir, dst_dir):
     """Link every entry of src_dir into dst_dir; names already there are kept (first wins)."""
     for name in os.listdir(src_dir):
@@ -105,14 +103,14 @@ def _unversioned_links(lib_dir):
             os.symlink(os.path.realpath(path), base)
 
 
-def build_home(nvcc, jittor_helper, root=CACHE, wheels=None):
+def build_home(nvcc, root=CACHE, wheels=None):
     """Lay out the CUDA home of links (see the module docstring); returns its paths."""
     toolkit = os.path.dirname(os.path.dirname(nvcc))
     version = cuda_version(nvcc)
     home = os.path.join(root, f"home-{version[0]}.{version[1]}")
     if os.path.isdir(home):
         shutil.rmtree(home)
-    for sub in ("bin", "include", "lib64", "overlay"):
+    for sub in ("bin", "include", "lib64"):
         os.makedirs(os.path.join(home, sub))
     wrapper = os.path.join(home, "bin", "nvcc")
     with open(wrapper, "w") as f:
@@ -131,26 +129,12 @@ def build_home(nvcc, jittor_helper, root=CACHE, wheels=None):
     for d in libs:
         _link_all(d, os.path.join(home, "lib64"))
     _unversioned_links(os.path.join(home, "lib64"))
-    with open(jittor_helper) as f:
-        patched = patch_helper_cuda(f.read())
-    with open(os.path.join(home, "overlay", "helper_cuda.h"), "w") as f:
-        f.write(patched)
-    return {"home": home, "nvcc": wrapper, "overlay": os.path.join(home, "overlay"), "version": version}
+    return {"home": home, "nvcc": wrapper, "version": version}
 
 
 def has_cudnn8_components(lib_dir):
     return os.path.exists(os.path.join(lib_dir, "libcudnn_ops_infer.so")) or bool(
         glob.glob(os.path.join(lib_dir, "libcudnn_ops_infer.so.8*")))
-
-
-def jittor_helper_cuda():
-    """Path of Jittor's helper_cuda.h, found without importing Jittor."""
-    import importlib.util
-    spec = importlib.util.find_spec("jittor")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], "extern", "cuda", "inc", "helper_cuda.h")
-    return path if os.path.isfile(path) else None
 
 
 def prepare(setdefault):
@@ -159,16 +143,15 @@ def prepare(setdefault):
     Returns a short description, or None when there is nothing to do (no nvcc).
     """
     nvcc = find_nvcc()
-    helper = jittor_helper_cuda()
-    if nvcc is None or helper is None:
+    if nvcc is None:
         return None
-    layout = build_home(nvcc, helper)
+    layout = build_home(nvcc)
     setdefault("nvcc_path", layout["nvcc"], f"CUDA {layout['version'][0]}.{layout['version'][1]} "
                f"toolkit and nvidia wheels linked into {layout['home']}")
-    flags = os.environ.get("cc_flags", "")
-    if layout["overlay"] not in flags:
-        os.environ["cc_flags"] = f"-I{layout['overlay']} {flags}".strip()
     if layout["version"] >= (13, 0):
+        flags = os.environ.get("cc_flags", "")
+        if CUDA13_MACROS not in flags:
+            os.environ["cc_flags"] = f"{flags} {CUDA13_MACROS}".strip()
         setdefault("NVCC_APPEND_FLAGS", "-std=c++17", "CUDA 13's CUB and Thrust need C++17")
     if not has_cudnn8_components(os.path.join(layout["home"], "lib64")):
         setdefault("conv_opt", "1", "no cuDNN 8 component libraries: Jittor's cuDNN loader would abort")

@@ -16,14 +16,14 @@ OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
-PY=${PYTHON:-python3}
+export PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 
 step() {   # step NAME SECONDS LOGFILE COMMAND...
   local name=$1 limit=$2 log=$3; shift 3
   local t0=$(date +%s)
   echo "== $name ($(date -u +%H:%M:%S))" >> "$OUT/$log"
-  timeout "$limit" "$@" >> "$OUT/$log" 2>&1
+  timeout "$limit" bash -c '"$@"' _ "$@" >> "$OUT/$log" 2>&1      # runs exported functions too
   local rc=$?
   echo "$name: rc=$rc, $(( $(date +%s) - t0 )) s (limit $limit s)" | tee -a "$SUMMARY"
 }
@@ -35,8 +35,10 @@ env_report() {
   $PY -c "import sys, numpy, torch; print(sys.version); print('numpy', numpy.__version__, 'torch', torch.__version__, torch.version.cuda, torch.cuda.is_available())"
   $PY -m pip list 2>/dev/null | grep -i -E "nvidia|cupy|numpy|torch|opencv|jittor" || true
   ls /usr/local/cuda/lib64 2>/dev/null | head -50
+  $PY -c "import nvidia, os; [print(r) for p in nvidia.__path__ for r, d, f in os.walk(p) if os.path.basename(r) in ('lib', 'include')]" || true
   nproc; free -g
 }
+export -f env_report
 step environment 20 env.txt env_report
 
 # 1. the CUDA kernels through CuPy (system numpy, no Jittor)
@@ -56,6 +58,11 @@ import cten_jt
 from cten_jt import _environment
 for k, v in _environment.decisions.items():
     print(f"{k}: {v}")
+import os
+home = os.path.dirname(os.path.dirname(os.environ.get("nvcc_path", "/x/x")))
+if os.path.isdir(os.path.join(home, "lib64")):
+    print("linked libs:", sorted(n for n in os.listdir(os.path.join(home, "lib64"))
+                                 if any(k in n for k in ("cublas", "curand", "cudnn", "cudart"))))
 import jittor as jt
 import numpy as np
 print("import took", round(time.time() - t0, 1), "s; has_cuda", jt.has_cuda)
@@ -67,6 +74,7 @@ w = jt.array(np.random.default_rng(1).standard_normal((4, 3, 3, 3, 3)).astype(np
 print("conv3d on cuda:", jt.nn.conv3d(x, w, padding=1).numpy().shape)
 PYEOF
 }
+export -f jittor_import
 step jittor_import 200 jittor_cuda.log jittor_import
 
 # 3. the kernel tests with Jittor on the GPU (fused vs composed, numpy sampler)
