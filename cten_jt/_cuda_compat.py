@@ -21,8 +21,14 @@ Current machines have the toolkit in one place and the libraries in pip wheels
   its own folder first for its cuBLAS/CUB ops).  No CUDA 13 header uses either
   word but ``cuda.h``'s legacy ``CUdevprop``, where the rename is harmless;
 
-and chooses: ``NVCC_APPEND_FLAGS=-std=c++17`` for CUDA >= 13 (CUB/Thrust need
-C++17; Jittor passes -std=c++14 and nvcc keeps the last value), ``conv_opt=1``
+* ``cub_compat.h``: CUDA 13's CUB (CCCL 3) removed ``cub::Max``, ``cub::Min``
+  and ``cub::Sum``, which Jittor's GPU softmax and reductions use; the header
+  brings them back as aliases of ``cuda::maximum<>``, ``cuda::minimum<>`` and
+  ``cuda::std::plus<>`` (only where CUB >= 3.0 and only in nvcc compiles);
+
+and chooses: ``NVCC_APPEND_FLAGS=-std=c++17 -include cub_compat.h`` for
+CUDA >= 13 (CUB/Thrust need C++17; Jittor passes -std=c++14 and nvcc keeps the
+last value), ``conv_opt=1``
 when no cuDNN 8 component libraries are found (Jittor's cuDNN loader wants
 them and aborts otherwise).  ``decisions`` records each choice and why.
 """
@@ -36,6 +42,23 @@ import sys
 
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "cten_jt", "cuda")
 CUDA13_MACROS = "-DcomputeMode=ECCEnabled -DclockRate=multiProcessorCount"
+CUB_COMPAT = """// written by cten_jt._cuda_compat: CUB 3 (CUDA 13) removed these functors
+#pragma once
+#if defined(__CUDACC__) && defined(__has_include)
+#if __has_include(<cub/version.cuh>)
+#include <cub/version.cuh>
+#if CUB_VERSION >= 300000
+#include <cuda/functional>
+#include <cuda/std/functional>
+namespace cub {
+using Max = ::cuda::maximum<>;
+using Min = ::cuda::minimum<>;
+using Sum = ::cuda::std::plus<>;
+}
+#endif
+#endif
+#endif
+"""
 
 
 def find_nvcc():
@@ -129,7 +152,10 @@ def build_home(nvcc, root=CACHE, wheels=None):
     for d in libs:
         _link_all(d, os.path.join(home, "lib64"))
     _unversioned_links(os.path.join(home, "lib64"))
-    return {"home": home, "nvcc": wrapper, "version": version}
+    cub_compat = os.path.join(home, "cub_compat.h")
+    with open(cub_compat, "w") as f:
+        f.write(CUB_COMPAT)
+    return {"home": home, "nvcc": wrapper, "version": version, "cub_compat": cub_compat}
 
 
 def has_cudnn8_components(lib_dir):
@@ -152,7 +178,8 @@ def prepare(setdefault):
         flags = os.environ.get("cc_flags", "")
         if CUDA13_MACROS not in flags:
             os.environ["cc_flags"] = f"{flags} {CUDA13_MACROS}".strip()
-        setdefault("NVCC_APPEND_FLAGS", "-std=c++17", "CUDA 13's CUB and Thrust need C++17")
+        setdefault("NVCC_APPEND_FLAGS", f"-std=c++17 -include {layout['cub_compat']}",
+                   "CUDA 13's CUB and Thrust need C++17; cub::Max/Min/Sum restored")
     if not has_cudnn8_components(os.path.join(layout["home"], "lib64")):
         setdefault("conv_opt", "1", "no cuDNN 8 component libraries: Jittor's cuDNN loader would abort")
     return layout
