@@ -57,3 +57,19 @@ def test_cpu_sources_compile_standalone(tmp_path):
     proc = subprocess.run([gxx, "-std=c++14", "-Wall", "-Wextra", "-Werror", "-I", _CSRC, "-c", str(src),
                            "-o", str(tmp_path / "driver.o")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_no_include_inside_a_conditional():
+    # Jittor's jt.code inserts its own #defines (in0_type, ...) after the last #include
+    # of the header; one inside a branch that nvcc skips hid them (seen on the GPU)
+    from cten_jt.kernels import kernel_source
+    for name in sorted(os.listdir(_CSRC)):
+        depth = 0
+        for lineno, line in enumerate(kernel_source(name).splitlines(), 1):
+            s = line.strip()
+            if s.startswith("#if"):
+                depth += 1
+            elif s.startswith("#endif"):
+                depth -= 1
+            elif s.startswith("#include"):
+                assert depth == 0, f"{name} (inlined) line {lineno}: #include inside #if"

@@ -7,11 +7,13 @@
 // a fused multiply-add.
 #pragma once
 
+// No #include here, and none inside an #if anywhere in csrc/: Jittor's jt.code
+// puts its own #defines after the last #include of a header, so an #include in
+// a branch that nvcc skips would hide them (tests/kernels/test_cuda_sources.py).
 #ifdef __CUDACC__
 #define CTEN_HD __host__ __device__
 #else
 #define CTEN_HD
-#include <math.h>
 #endif
 
 namespace cten_erasing {
@@ -86,7 +88,8 @@ CTEN_HD inline int snippet_frame(const float* gamma, int T, int n, double theta,
     if (all) K = n;
     int padded = K >= T * L ? K : T * L;
     int D = padded / T, m = D - L + 1;
-    int off = (int)floor(u * (double)m);
+    // u * m >= 0, so truncation is floor (and needs no math header)
+    int off = (int)(u * (double)m);
     off = off > m - 1 ? m - 1 : (off < 0 ? 0 : off);
     int pos = (t * D + off + l) % K;
     return all ? pos : kept_frame(gamma, T, n, thr, view, pos);
