@@ -7,7 +7,10 @@ Shapes are CTEN's (B videos, T = 16 segments): the multi-head attention (B*8
 heads of 256), the non-local block (B rows, inner 256) and a head dim of 2048;
 the erasing of a batch of B videos of 150 frames at S x S pixels.  Each figure
 is the median of K timed runs after warm-up (compilation excluded), with
-``jt.sync_all(True)`` closing every run.  Prints a table, writes JSON.
+``jt.sync_all(True)`` closing every run.  Prints a table, writes JSON and the
+same table as markdown beside it.  The composed erasing includes what it
+costs in training: the clips and gamma copied to the host for numpy, the two
+views copied back.
 """
 import argparse
 import json
@@ -95,23 +98,30 @@ def main(argv=None):
     size = a.size or (112 if a.device == "cuda" else 56)
     results = {"device": a.device, "batch": batch, "erasing_size": size, "iters": a.iters,
                "machine": describe(), "attention": {}, "erasing": None}
-    print(f"{'case':44s} {'pass':18s} {'composed ms':>12s} {'fused ms':>10s} {'fused/composed':>15s}")
+    table = []      # (case, pass, composed (median, spread), fused (median, spread))
     for label, shape in attention_cases(batch):
         rows = bench_attention(shape, a.iters)
         results["attention"][label] = {"shape": shape, **rows}
         for what in ("forward", "forward_backward"):
-            c, f = rows["composed"][what][0], rows["fused"][what][0]
-            print(f"{label:44s} {what:18s} {c * 1e3:12.2f} {f * 1e3:10.2f} {f / c:15.2f}")
+            table.append((label, what.replace("_", "+"), rows["composed"][what], rows["fused"][what]))
     er = bench_erasing(batch, size, a.iters)
     results["erasing"] = er
-    label = f"erasing, {batch} videos x 150 frames, {size}px"
-    c, f = er["composed"][0], er["fused"][0]
-    print(f"{label:44s} {'both views':18s} {c * 1e3:12.2f} {f * 1e3:10.2f} {f / c:15.2f}")
+    table.append((f"erasing, {batch} videos x 150 frames of {size}px, T=16, L=16", "both views",
+                  er["composed"], er["fused"]))
+    lines = [f"Kernels, {a.device} ({results['machine']['gpu'] or results['machine']['cpu']}, "
+             f"{results['machine']['cpus']} cores), median of {a.iters} runs in ms (min-max)", "",
+             "| case | pass | composed | fused | fused/composed |", "|---|---|---|---|---|"]
+    for label, what, c, f in table:
+        lines.append(f"| {label} | {what} | {c[0] * 1e3:.2f} ({c[1][0] * 1e3:.2f}-{c[1][1] * 1e3:.2f}) | "
+                     f"{f[0] * 1e3:.2f} ({f[1][0] * 1e3:.2f}-{f[1][1] * 1e3:.2f}) | {f[0] / c[0]:.2f} |")
+    print("\n".join(lines))
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"kernels_{a.device}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as fh:
         json.dump(results, fh, indent=1)
-    print(f"wrote {out}")
+    with open(os.path.splitext(out)[0] + ".md", "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print(f"wrote {out} and {os.path.splitext(out)[0]}.md")
 
 
 if __name__ == "__main__":

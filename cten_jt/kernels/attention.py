@@ -1,14 +1,15 @@
 """Fused scaled-dot-product attention: ``softmax(q @ k^T * scale) @ v``.
 
 One ``jt.code`` op forward (scores, max-subtracted softmax and the weighted sum
-in one pass; it keeps the probabilities [N, Tq, Tk] for the backward) and one
-backward (dq, dk, dv), each with C++ and CUDA sources from ``csrc/``.
+in one pass; with a graph it also keeps the probabilities [N, Tq, Tk] for the
+backward) and one op per gradient (dq, dk, dv), each with C++ and CUDA sources
+from ``csrc/``.
 """
 import jittor as jt
 
 from . import kernel_source
 
-MAX_KEYS = 1024        # CTEN_SDPA_MAX_T in sdpa_cuda.cuh: the keys of one row live in shared memory
+MAX_KEYS = 1024        # CTEN_SDPA_MAX_T in sdpa_cuda.cuh: a row of keys (and of queries) lives in shared memory
 
 _CPU_HEADER = kernel_source("sdpa_cpu.h")
 _CUDA_HEADER = kernel_source("sdpa_cuda.cuh")
@@ -27,8 +28,9 @@ def _check(q, k, v):
         raise ValueError(f"query and key feature sizes differ: {q.shape[-1]} vs {k.shape[-1]}")
     if v.shape[-2] != k.shape[-2]:
         raise ValueError(f"key and value lengths differ: {k.shape[-2]} vs {v.shape[-2]}")
-    if k.shape[-2] > MAX_KEYS:
-        raise ValueError(f"fused attention takes at most {MAX_KEYS} keys, got {k.shape[-2]}")
+    if k.shape[-2] > MAX_KEYS or q.shape[-2] > MAX_KEYS:
+        raise ValueError(f"fused attention takes at most {MAX_KEYS} queries and keys, "
+                         f"got {q.shape[-2]} and {k.shape[-2]}")
     return lead
 
 
@@ -37,6 +39,19 @@ def _flat(x):
 
 
 _SIZES = "int N = in0_shape0, Tq = in0_shape1, D = in0_shape2, Tk = in1_shape1, E = in2_shape2;"
+_SCALE = "(float)data[\"scale\"]"
+
+
+def _code(shape, inputs, call, scale):
+    """One single-output op: ``call`` is the C++/CUDA function's name stem and
+    argument list (``in*_p``, sizes, ``out0_p``).  Every op here has exactly one
+    output, or one whose other output the caller keeps alive: Jittor's code op
+    writes through its own list of output pointers, and an output freed before
+    the op runs would be written anyway."""
+    name, args = call
+    return jt.code(shape, "float32", inputs, cpu_header=_CPU_HEADER, cuda_header=_CUDA_HEADER,
+                   cpu_src=f"{_SIZES} {name}_cpu({args});", cuda_src=f"{_SIZES} {name}_cuda({args});",
+                   data={"scale": scale})
 
 
 class FusedAttention(jt.Function):
@@ -50,31 +65,33 @@ class FusedAttention(jt.Function):
         q3, k3, v3 = _flat(q), _flat(k), _flat(v)
         N, Tq, _ = q3.shape
         Tk, E = v3.shape[1], v3.shape[2]
+        args = f"in0_p, in1_p, in2_p, N, Tq, Tk, D, E, {_SCALE}, out0_p, "
+        if jt.flags.no_grad:          # nothing keeps a second output alive: write none
+            out = _code((N, Tq, E), [q3, k3, v3], ("cten_sdpa_forward", args + "nullptr"), self.scale)
+            return out.reshape(lead + (Tq, E))
         out, prob = jt.code(
             [(N, Tq, E), (N, Tq, Tk)], ["float32", "float32"], [q3, k3, v3],
             cpu_header=_CPU_HEADER, cuda_header=_CUDA_HEADER,
-            cpu_src=_SIZES + "cten_sdpa_forward_cpu(in0_p, in1_p, in2_p, N, Tq, Tk, D, E, "
-                             "(float)data[\"scale\"], out0_p, out1_p);",
-            cuda_src=_SIZES + "cten_sdpa_forward_cuda(in0_p, in1_p, in2_p, N, Tq, Tk, D, E, "
-                              "(float)data[\"scale\"], out0_p, out1_p);",
+            cpu_src=f"{_SIZES} cten_sdpa_forward_cpu({args}out1_p);",
+            cuda_src=f"{_SIZES} cten_sdpa_forward_cuda({args}out1_p);",
             data={"scale": self.scale})
-        self.saved = (q3, k3, v3, prob, q.shape, k.shape, v.shape)
+        # the taped graph holds this Function until its backward, and with it prob
+        self.saved = (q3, k3, v3, prob, out, q.shape, k.shape, v.shape)
         return out.reshape(lead + (Tq, E))
 
     def grad(self, dout):
-        q3, k3, v3, prob, q_shape, k_shape, v_shape = self.saved
+        q3, k3, v3, prob, out, q_shape, k_shape, v_shape = self.saved
         N, Tq, D = q3.shape
         Tk, E = v3.shape[1], v3.shape[2]
         dout = _flat(dout)
-        dq, dk, dv, _ = jt.code(
-            [(N, Tq, D), (N, Tk, D), (N, Tk, E), (N, Tq, Tk)], ["float32"] * 4,
-            [q3, k3, v3, prob, dout],
-            cpu_header=_CPU_HEADER, cuda_header=_CUDA_HEADER,
-            cpu_src=_SIZES + "cten_sdpa_backward_cpu(in0_p, in1_p, in2_p, in3_p, in4_p, N, Tq, Tk, D, E, "
-                             "(float)data[\"scale\"], out0_p, out1_p, out2_p, out3_p);",
-            cuda_src=_SIZES + "cten_sdpa_backward_cuda(in0_p, in1_p, in2_p, in3_p, in4_p, N, Tq, Tk, D, E, "
-                              "(float)data[\"scale\"], out0_p, out1_p, out2_p, out3_p);",
-            data={"scale": self.scale})
+        # inputs: q, k, v, prob, dout, out  (in0..in5); sizes from q, k, v
+        tail = f"N, Tq, Tk, D, E, {_SCALE}, out0_p"
+        ins = [q3, k3, v3, prob, dout, out]
+        dq = _code((N, Tq, D), ins, ("cten_sdpa_backward_dq", f"in1_p, in2_p, in3_p, in4_p, in5_p, {tail}"),
+                   self.scale)
+        dk = _code((N, Tk, D), ins, ("cten_sdpa_backward_dk", f"in0_p, in2_p, in3_p, in4_p, in5_p, {tail}"),
+                   self.scale)
+        dv = _code((N, Tk, E), ins, ("cten_sdpa_backward_dv", "in3_p, in4_p, N, Tq, Tk, E, out0_p"), self.scale)
         return dq.reshape(q_shape), dk.reshape(k_shape), dv.reshape(v_shape)
 
 

@@ -23,14 +23,11 @@ _ARGS = ("(in0_p, in1_p, in2_p, in3_p, in3_shape0, in0_shape1, in3_shape1, in3_s
          "in3_shape4, out0_shape2, data[\"theta\"], (int)data[\"view\"], out0_p, out1_p);")
 
 
-def _var(x, dtype):
-    if isinstance(x, jt.Var):
-        return x if x.dtype == dtype else x.cast(dtype)
-    return jt.array(np.ascontiguousarray(np.asarray(x, dtype=dtype)))
-
-
 def _float64_var(x):
-    # jt.array rounds a contiguous float64 array to float32 unless told not to
+    """float64 Var of x (numpy or Var); jt.array would round a float64 array to
+    float32 unless told not to.  float32 -> float64 is exact."""
+    if isinstance(x, jt.Var):
+        return x if x.dtype == "float64" else x.float64()
     with jt.flag_scope(auto_convert_64_to_32=0):
         return jt.array(np.ascontiguousarray(x, dtype=np.float64))
 
@@ -38,7 +35,7 @@ def _float64_var(x):
 def erase_view(gamma, n_frames, uniforms, clips, snippet_len, view, theta=DEFAULT_THETA):
     """``(indices int32 [B, T, L], visual float32 [B, T, C, L, H, W])`` of one erased view.
 
-    ``gamma`` [B, T]; ``n_frames`` [B] (each at most the clips' N); ``uniforms``
+    ``gamma`` [B, T] (compared in float64, as the numpy reference does); ``n_frames`` [B] (each at most the clips' N); ``uniforms``
     float64 [B, T]; ``clips`` [B, N, C, H, W] (any numeric dtype, numpy or Var,
     zero-padded past each video's frames); ``view`` "context" or "keyframe".
     """
@@ -65,11 +62,15 @@ def erase_view(gamma, n_frames, uniforms, clips, snippet_len, view, theta=DEFAUL
     L = int(snippet_len)
     indices, visual = jt.code(
         [(B, T, L), (B, T, C, L, H, W)], ["int32", "float32"],
-        [_var(gamma, "float32"), jt.array(counts.astype(np.int32)), _float64_var(u), clips],
+        [_float64_var(gamma), jt.array(counts.astype(np.int32)), _float64_var(u), clips],
         cpu_header=_CPU_HEADER, cuda_header=_CUDA_HEADER,
         cpu_src="cten_erase_view_cpu<in3_type>" + _ARGS,
         cuda_src="cten_erase_view_cuda<in3_type>" + _ARGS,
         data={"theta": theta, "view": VIEW_CODES[view]})
+    # Run it now, while both outputs are referenced: Jittor's code op writes
+    # through its own output pointers, so an output the caller drops before the
+    # op runs (predict keeps only the view) would be written after being freed.
+    jt.sync([indices, visual])
     return indices.stop_grad(), visual.stop_grad()
 
 

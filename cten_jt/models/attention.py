@@ -9,13 +9,18 @@ from jittor import nn
 
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
 from ..kernels import fused_enabled
-from ..kernels.attention import composed_attention, fused_attention
+from ..kernels.attention import MAX_KEYS, composed_attention, fused_attention
 from .layers import BatchNorm1d
 
 
 def scaled_dot_product_attention(query, key, value, scale):
-    """``softmax(query @ key^T * scale) @ value`` over the last two dimensions."""
-    if fused_enabled():
+    """``softmax(query @ key^T * scale) @ value`` over the last two dimensions.
+
+    The fused kernel takes float32 and at most ``MAX_KEYS`` keys; anything else
+    goes to the composed operators.
+    """
+    if (fused_enabled() and max(key.shape[-2], query.shape[-2]) <= MAX_KEYS
+            and all(x.dtype == "float32" for x in (query, key, value))):
         return fused_attention(query, key, value, scale)
     return composed_attention(query, key, value, scale)
 

@@ -139,3 +139,26 @@ def test_model_outputs_and_gradients_fused_vs_composed():
     assert_close(results["composed"]["gamma"], results["fused"]["gamma"], "gamma", rtol_scale=1e-4)
     scale = max(np.abs(g).max() for g in results["composed"]["grads"])
     assert_close(results["composed"]["grads"], results["fused"]["grads"], "grads", atol=1e-4 * scale)
+
+
+def test_model_attention_falls_back_for_what_the_kernel_does_not_take(monkeypatch):
+    calls = []
+    monkeypatch.setattr(model_attention, "fused_attention", lambda *a: calls.append("fused") or a[2])
+    monkeypatch.setattr(model_attention, "composed_attention", lambda *a: calls.append("composed") or a[2])
+    x64 = jt.zeros((1, 2, 4)).float64()
+    model_attention.scaled_dot_product_attention(x64, x64, x64, 1.0)
+    long_keys = jt.zeros((1, MAX_KEYS + 1, 2))
+    model_attention.scaled_dot_product_attention(jt.zeros((1, 1, 2)), long_keys, long_keys, 1.0)
+    assert calls == ["composed", "composed"]
+
+
+def test_without_a_graph_only_the_output_is_written():
+    # under no_grad the forward op has a single output: nothing keeps the
+    # probabilities alive there, and Jittor's code op would write a freed output
+    rng = np.random.default_rng(3)
+    q, k, v = _inputs(rng, (4,), 6, 6, 16, 8)
+    ref = composed_attention(jt.array(q), jt.array(k), jt.array(v), 0.25).numpy()
+    with jt.no_grad():
+        outs = [fused_attention(jt.array(q), jt.array(k), jt.array(v), 0.25) for _ in range(20)]
+    for out in outs:
+        assert_close(ref, out.numpy(), "no_grad forward", rtol_scale=RTOL)

@@ -59,12 +59,13 @@ def test_attention_kernels(N, Tq, Tk, D, E):
     ints = [np.int32(x) for x in (N, Tq, Tk, D, E)]
     mod.get_function("cten_sdpa_forward_kernel")(
         (N * Tq,), (THREADS,), (g["q"], g["k"], g["v"], *ints, np.float32(scale), out, prob))
-    dq, dk = cp.empty((N, Tq, D), cp.float32), cp.empty((N, Tk, D), cp.float32)
-    dv, ds = cp.empty((N, Tk, E), cp.float32), cp.empty((N, Tq, Tk), cp.float32)
-    mod.get_function("cten_sdpa_backward_rows_kernel")(
-        (N * Tq,), (THREADS,), (g["k"], g["v"], prob, g["w"], *ints, np.float32(scale), dq, ds))
-    mod.get_function("cten_sdpa_backward_cols_kernel")(
-        (min(N * Tk, 4096),), (THREADS,), (g["q"], prob, g["w"], ds, *ints, dk, dv))
+    dq, dk, dv = (cp.empty(shape, cp.float32) for shape in ((N, Tq, D), (N, Tk, D), (N, Tk, E)))
+    mod.get_function("cten_sdpa_backward_dq_kernel")(
+        (N * Tq,), (THREADS,), (g["k"], g["v"], prob, g["w"], out, *ints, np.float32(scale), dq))
+    mod.get_function("cten_sdpa_backward_dk_kernel")(
+        (min(N * Tk, 4096),), (THREADS,), (g["q"], g["v"], prob, g["w"], out, *ints, np.float32(scale), dk))
+    mod.get_function("cten_sdpa_backward_dv_kernel")(
+        (min(N * Tk, 4096),), (THREADS,), (prob, g["w"], *ints[:3], ints[4], dv))
     got = {"out": out, "dq": dq, "dk": dk, "dv": dv}
     for name, r in ref.items():
         diff = float(np.abs(cp.asnumpy(got[name]) - r).max())
@@ -95,7 +96,7 @@ def test_erasing_kernel(dtype, ctype):
             idx = cp.empty((B, T, L), cp.int32)
             out = cp.empty((B, T, 3, L, S, S), cp.float32)
             kernel((max(1, B * T // 2),), (64,),
-                   (cp.asarray(gamma), cp.asarray(n_frames.astype(np.int32)), cp.asarray(np.ascontiguousarray(u[:, code])),
+                   (cp.asarray(gamma.astype(np.float64)), cp.asarray(n_frames.astype(np.int32)), cp.asarray(np.ascontiguousarray(u[:, code])),
                     cp.asarray(clips), np.int32(B), np.int32(T), np.int32(N), np.int32(3), np.int32(S), np.int32(S),
                     np.int32(L), np.float64(theta), np.int32(code), idx, out))
             where = f"{view} trial {trial}: n_frames={n_frames.tolist()} T={T} L={L} theta={theta}"

@@ -124,3 +124,23 @@ def test_bad_arguments():
         erase_view(gamma, [5, 3], u, clips[:1], 2, "context")
     with pytest.raises(ValueError, match="theta"):
         erase_view(gamma, [5, 3], u, clips, 2, "context", theta=1.5)
+
+
+def test_float64_gamma_is_compared_in_float64():
+    # values that collide once rounded to float32: the kernel must not round them
+    gamma = np.array([[0.1, 0.1 + 1e-12, 0.1 + 2e-12, 0.1 + 3e-12]], np.float64)
+    rng = np.random.default_rng(8)
+    _check(gamma, [40], 2, erasing_uniforms(rng, 1, 4), _clips(rng, 1, 40))
+    assert not np.array_equal(*[erased_view_indices_uniform(g, [40], 2, np.zeros((1, 2, 4)))["keyframe"]
+                                for g in (gamma, gamma.astype(np.float32))])
+
+
+def test_dropping_the_indices_keeps_the_view_right():
+    rng = np.random.default_rng(9)
+    gamma = rng.random((2, 4)).astype(np.float32)
+    clips = _clips(rng, 2, 30)
+    u = erasing_uniforms(rng, 2, 4)
+    ref = erased_view_indices_uniform(gamma, [30, 25], 3, u)
+    views = [erase_view(gamma, [30, 25], u[:, 1], clips, 3, "keyframe")[1] for _ in range(10)]
+    for visual in views:
+        np.testing.assert_array_equal(visual.numpy(), gather_views(clips, ref["keyframe"]))

@@ -37,7 +37,7 @@ CTEN_HD inline double add_rn(double a, double b) {
 }
 
 // theta*max + (1-theta)*min of one video's gamma, as min + theta*(max-min), clipped.
-CTEN_HD inline double threshold(const float* gamma, int T, double theta) {
+CTEN_HD inline double threshold(const double* gamma, int T, double theta) {
     double lo = gamma[0], hi = gamma[0];
     for (int s = 1; s < T; s++) {
         double g = gamma[s];
@@ -50,7 +50,7 @@ CTEN_HD inline double threshold(const float* gamma, int T, double theta) {
 }
 
 // view 0 (context) keeps gamma < thr, view 1 (keyframe) keeps gamma > thr.
-CTEN_HD inline bool keeps(float gamma, double thr, int view) {
+CTEN_HD inline bool keeps(double gamma, double thr, int view) {
     double g = gamma;
     return view == 0 ? g < thr : g > thr;
 }
@@ -61,14 +61,14 @@ CTEN_HD inline int segment_length(int n, int T) { return n >= T ? n / T : 1; }
 CTEN_HD inline int valid_segments(int n, int T) { return n >= T ? T : n; }
 
 // Number of kept frames; 0 means the view keeps nothing (fallback: all frames).
-CTEN_HD inline int kept_count(const float* gamma, int T, int n, double thr, int view) {
+CTEN_HD inline int kept_count(const double* gamma, int T, int n, double thr, int view) {
     int count = 0, valid = valid_segments(n, T);
     for (int s = 0; s < valid; s++) count += keeps(gamma[s], thr, view) ? 1 : 0;
     return count * segment_length(n, T);
 }
 
 // Frame at position i (0 <= i < kept_count) of the ascending kept-frame list.
-CTEN_HD inline int kept_frame(const float* gamma, int T, int n, double thr, int view, int i) {
+CTEN_HD inline int kept_frame(const double* gamma, int T, int n, double thr, int view, int i) {
     int d = segment_length(n, T), k = i / d, valid = valid_segments(n, T);
     for (int s = 0; s < valid; s++) {
         if (!keeps(gamma[s], thr, view)) continue;
@@ -80,7 +80,7 @@ CTEN_HD inline int kept_frame(const float* gamma, int T, int n, double thr, int 
 
 // Frame index of item l of snippet t: the kept list loop-padded to T*L items,
 // cut into T segments of D items, offset min(floor(u*(D-L+1)), D-L).
-CTEN_HD inline int snippet_frame(const float* gamma, int T, int n, double theta, int view,
+CTEN_HD inline int snippet_frame(const double* gamma, int T, int n, double theta, int view,
                                  double u, int L, int t, int l) {
     double thr = threshold(gamma, T, theta);
     int K = kept_count(gamma, T, n, thr, view);

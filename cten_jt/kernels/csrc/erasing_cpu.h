@@ -3,16 +3,16 @@
 #include <cstdint>
 #include "erasing_common.h"
 
-// gamma [B,T] float32, n_frames [B] int32, u [B,T] float64 (this view's draws),
+// gamma [B,T] float64 (a float32 gamma converts exactly), n_frames [B] int32, u [B,T] float64 (this view's draws),
 // clips [B,N,C,H,W] (any arithmetic type) -> idx [B,T,L] int32,
 // out [B,T,C,L,H,W] float32.
 template <typename Tin>
-void cten_erase_view_cpu(const float* gamma, const int32_t* n_frames, const double* u,
+void cten_erase_view_cpu(const double* gamma, const int32_t* n_frames, const double* u,
                          const Tin* clips, int B, int T, int N, int C, int H, int W, int L,
                          double theta, int view, int32_t* idx, float* out) {
     const long hw = (long)H * W;
     for (int b = 0; b < B; b++) {
-        const float* g = gamma + (long)b * T;
+        const double* g = gamma + (long)b * T;
         for (int t = 0; t < T; t++) {
             int32_t* frames = idx + ((long)b * T + t) * L;
             for (int l = 0; l < L; l++)

@@ -7,7 +7,7 @@
 #define CTEN_ERASE_MAX_L 1024
 
 template <typename Tin>
-__global__ void cten_erase_view_kernel(const float* gamma, const int* n_frames, const double* u,
+__global__ void cten_erase_view_kernel(const double* gamma, const int* n_frames, const double* u,
                                        const Tin* clips, int B, int T, int N, int C, int H, int W,
                                        int L, double theta, int view, int* idx, float* out) {
     __shared__ int frames[CTEN_ERASE_MAX_L];
@@ -33,7 +33,7 @@ __global__ void cten_erase_view_kernel(const float* gamma, const int* n_frames, 
 #ifndef __CUDACC_RTC__
 #define CTEN_ERASE_THREADS 256
 template <typename Tin>
-inline void cten_erase_view_cuda(const float* gamma, const int* n_frames, const double* u, const Tin* clips,
+inline void cten_erase_view_cuda(const double* gamma, const int* n_frames, const double* u, const Tin* clips,
                                  int B, int T, int N, int C, int H, int W, int L, double theta, int view,
                                  int* idx, float* out) {
     long blocks = (long)B * T;

@@ -1,7 +1,10 @@
 // Fused scaled-dot-product attention, CUDA (same contract as sdpa_cpu.h).
-// One block per query row (n, i): warps compute the Tk scores, warp 0 does the
-// softmax (max subtraction) in shared memory, all threads form the output.
-// Blocks must have a multiple of 32 threads.  Compiles with nvcc and NVRTC.
+// Forward: one block per query row (n, i): warps compute the Tk scores, warp 0
+// does the softmax (max subtraction) in shared memory, all threads form the
+// output.  Backward: one kernel per gradient (dq per query row, dk and dv per
+// key row), each op writing a single output.  Blocks must have a multiple of
+// 32 threads; every kernel loops over any grid.  Compiles with nvcc and NVRTC.
+// Tq and Tk are at most CTEN_SDPA_MAX_T (their rows live in shared memory).
 #pragma once
 
 #define CTEN_SDPA_MAX_T 1024
@@ -41,7 +44,7 @@ extern "C" __global__ void cten_sdpa_forward_kernel(const float* q, const float*
             sum = cten_warp_sum(sum);
             for (int j = lane; j < Tk; j += 32) {
                 p[j] = p[j] / sum;
-                prob[row * Tk + j] = p[j];
+                if (prob) prob[row * Tk + j] = p[j];
             }
         }
         __syncthreads();
@@ -54,57 +57,70 @@ extern "C" __global__ void cten_sdpa_forward_kernel(const float* q, const float*
     }
 }
 
-// Per query row: ds_ij = p_ij (dO_i . v_j - delta_i) * scale into ds, and dq_i.
-extern "C" __global__ void cten_sdpa_backward_rows_kernel(const float* k, const float* v, const float* prob,
-                                                          const float* dout, int N, int Tq, int Tk, int D,
-                                                          int E, float scale, float* dq, float* ds) {
-    __shared__ float s[CTEN_SDPA_MAX_T];
+__device__ inline float cten_warp_dot(const float* a, const float* b, int n, int lane) {
+    float s = 0.f;
+    for (int i = lane; i < n; i += 32) s += a[i] * b[i];
+    return cten_warp_sum(s);
+}
+
+// dq_i = sum_j p_ij (dO_i . v_j - dO_i . out_i) scale k_j, one block per query row.
+extern "C" __global__ void cten_sdpa_backward_dq_kernel(const float* k, const float* v, const float* prob,
+                                                        const float* dout, const float* out, int N, int Tq,
+                                                        int Tk, int D, int E, float scale, float* dq) {
+    __shared__ float ds[CTEN_SDPA_MAX_T];
     __shared__ float delta;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (long row = blockIdx.x; row < (long)N * Tq; row += gridDim.x) {
         const long n = row / Tq;
         const float* dOi = dout + row * E;
-        const float* pi = prob + row * Tk;
-        for (int j = warp; j < Tk; j += warps) {
-            const float* vj = v + (n * Tk + j) * E;
-            float acc = 0.f;
-            for (int e = lane; e < E; e += 32) acc += dOi[e] * vj[e];
-            acc = cten_warp_sum(acc);
-            if (lane == 0) s[j] = acc;
-        }
-        __syncthreads();
         if (warp == 0) {
-            float acc = 0.f;
-            for (int j = lane; j < Tk; j += 32) acc += pi[j] * s[j];
-            acc = cten_warp_sum(acc);
-            if (lane == 0) delta = acc;
+            float x = cten_warp_dot(dOi, out + row * E, E, lane);
+            if (lane == 0) delta = x;
         }
         __syncthreads();
-        for (int j = threadIdx.x; j < Tk; j += blockDim.x) {
-            s[j] = pi[j] * (s[j] - delta) * scale;
-            ds[row * Tk + j] = s[j];
+        for (int j = warp; j < Tk; j += warps) {
+            float dp = cten_warp_dot(dOi, v + (n * Tk + j) * E, E, lane);
+            if (lane == 0) ds[j] = prob[row * Tk + j] * (dp - delta) * scale;
         }
         __syncthreads();
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
             float acc = 0.f;
-            for (int j = 0; j < Tk; j++) acc += s[j] * k[(n * Tk + j) * D + d];
+            for (int j = 0; j < Tk; j++) acc += ds[j] * k[(n * Tk + j) * D + d];
             dq[row * D + d] = acc;
         }
         __syncthreads();
     }
 }
 
-// Per key row (n, j): dk_j = sum_i ds_ij q_i, dv_j = sum_i p_ij dO_i.
-extern "C" __global__ void cten_sdpa_backward_cols_kernel(const float* q, const float* prob, const float* dout,
-                                                          const float* ds, int N, int Tq, int Tk, int D,
-                                                          int E, float* dk, float* dv) {
+// dk_j = sum_i p_ij (dO_i . v_j - dO_i . out_i) scale q_i, one block per key row.
+extern "C" __global__ void cten_sdpa_backward_dk_kernel(const float* q, const float* v, const float* prob,
+                                                        const float* dout, const float* out, int N, int Tq,
+                                                        int Tk, int D, int E, float scale, float* dk) {
+    __shared__ float ds[CTEN_SDPA_MAX_T];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     for (long col = blockIdx.x; col < (long)N * Tk; col += gridDim.x) {
         const long n = col / Tk, j = col % Tk;
+        for (int i = warp; i < Tq; i += warps) {
+            const long row = n * Tq + i;
+            float dp = cten_warp_dot(dout + row * E, v + col * E, E, lane);
+            float delta = cten_warp_dot(dout + row * E, out + row * E, E, lane);
+            if (lane == 0) ds[i] = prob[row * Tk + j] * (dp - delta) * scale;
+        }
+        __syncthreads();
         for (int d = threadIdx.x; d < D; d += blockDim.x) {
             float acc = 0.f;
-            for (int i = 0; i < Tq; i++) acc += ds[(n * Tq + i) * Tk + j] * q[(n * Tq + i) * D + d];
+            for (int i = 0; i < Tq; i++) acc += ds[i] * q[(n * Tq + i) * D + d];
             dk[col * D + d] = acc;
         }
+        __syncthreads();
+    }
+}
+
+// dv_j = sum_i p_ij dO_i, one block per key row.
+extern "C" __global__ void cten_sdpa_backward_dv_kernel(const float* prob, const float* dout, int N, int Tq,
+                                                        int Tk, int E, float* dv) {
+    for (long col = blockIdx.x; col < (long)N * Tk; col += gridDim.x) {
+        const long n = col / Tk, j = col % Tk;
         for (int e = threadIdx.x; e < E; e += blockDim.x) {
             float acc = 0.f;
             for (int i = 0; i < Tq; i++) acc += prob[(n * Tq + i) * Tk + j] * dout[(n * Tq + i) * E + e];
@@ -125,14 +141,26 @@ inline void cten_sdpa_forward_cuda(const float* q, const float* k, const float* 
         q, k, v, N, Tq, Tk, D, E, scale, out, prob);
 }
 
-inline void cten_sdpa_backward_cuda(const float* q, const float* k, const float* v, const float* prob,
-                                    const float* dout, int N, int Tq, int Tk, int D, int E, float scale,
-                                    float* dq, float* dk, float* dv, float* ds) {
-    if ((long)N * Tq > 0)
-        cten_sdpa_backward_rows_kernel<<<cten_sdpa_blocks((long)N * Tq), CTEN_SDPA_THREADS>>>(
-            k, v, prob, dout, N, Tq, Tk, D, E, scale, dq, ds);
-    if ((long)N * Tk > 0)
-        cten_sdpa_backward_cols_kernel<<<cten_sdpa_blocks((long)N * Tk), CTEN_SDPA_THREADS>>>(
-            q, prob, dout, ds, N, Tq, Tk, D, E, dk, dv);
+inline void cten_sdpa_backward_dq_cuda(const float* k, const float* v, const float* prob, const float* dout,
+                                       const float* out, int N, int Tq, int Tk, int D, int E, float scale,
+                                       float* dq) {
+    if ((long)N * Tq == 0) return;
+    cten_sdpa_backward_dq_kernel<<<cten_sdpa_blocks((long)N * Tq), CTEN_SDPA_THREADS>>>(
+        k, v, prob, dout, out, N, Tq, Tk, D, E, scale, dq);
+}
+
+inline void cten_sdpa_backward_dk_cuda(const float* q, const float* v, const float* prob, const float* dout,
+                                       const float* out, int N, int Tq, int Tk, int D, int E, float scale,
+                                       float* dk) {
+    if ((long)N * Tk == 0) return;
+    cten_sdpa_backward_dk_kernel<<<cten_sdpa_blocks((long)N * Tk), CTEN_SDPA_THREADS>>>(
+        q, v, prob, dout, out, N, Tq, Tk, D, E, scale, dk);
+}
+
+inline void cten_sdpa_backward_dv_cuda(const float* prob, const float* dout, int N, int Tq, int Tk, int E,
+                                       float* dv) {
+    if ((long)N * Tk == 0) return;
+    cten_sdpa_backward_dv_kernel<<<cten_sdpa_blocks((long)N * Tk), CTEN_SDPA_THREADS>>>(
+        prob, dout, N, Tq, Tk, E, dv);
 }
 #endif

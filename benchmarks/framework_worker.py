@@ -1,0 +1,180 @@
+"""One framework's measurements for benchmarks.compare_frameworks, in its own
+process (so that its memory and threads are its own).
+
+    python -m benchmarks.framework_worker --framework jittor|torch --config CONFIG
+        [--device cpu|cuda] [--batch N] [--iters K] [--warmup W] [--set k=v] --out FILE.json
+
+Builds CTEN from the config with the shared initialisation (same weights in
+both frameworks), makes the same inputs from a fixed seed, and times, each
+after warm-up and closed by a device synchronisation:
+
+* ``forward_train``: the original view's forward in train mode, graph recorded;
+* ``train_step``: the full erasing step (three views, backward, Adam);
+* ``inference``: eval-mode forward without a graph.
+
+Peak memory: on CUDA the framework allocator's peak; on CPU the process's peak
+resident set (``ru_maxrss``), read at the end.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+MEASURES = ("forward_train", "train_step", "inference")
+
+
+def make_batch(config, batch, seed=0):
+    """numpy inputs: visual, audio, labels, and the clips the erased views come from."""
+    m = config["model"]
+    T, L, S = m["seq_len"], m["snippet_duration"], m["sample_size"]
+    rng = np.random.default_rng(seed)
+    n_frames = 2 * T * L
+    clips = rng.uniform(0, 255, (batch, n_frames, 3, S, S)).astype(np.float32)
+    idx = np.sort(rng.integers(0, n_frames, (batch, T * L)), axis=1).reshape(batch, T, L)
+    visual = clips[np.arange(batch)[:, None, None], idx].transpose(0, 1, 3, 2, 4, 5).copy()
+    return {"visual": visual,
+            "audio": rng.normal(0, 1, (batch, 100 * m["audio_n_segments"], 128)).astype(np.float32),
+            "label": (np.arange(batch) % m["n_classes"]).astype(np.int64),
+            "n_frames": np.full(batch, n_frames, dtype=np.int64), "clip": clips}
+
+
+class _Jittor:
+    def __init__(self, config, device):
+        import cten_jt  # noqa: F401  (settings first)
+        import jittor as jt
+        from cten_jt import engine
+        from cten_jt.kernels import set_kernels
+        from cten_jt.models import build_model
+        from cten_jt.optim import Adam
+        self.jt, self.engine = jt, engine
+        if device == "cuda":
+            jt.flags.use_cuda = 1
+        set_kernels(config["train"].get("kernels", "fused"))
+        self.model = build_model(config["model"], init_seed=0)
+        tc = config["train"]
+        self.optimizer = Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+
+    def prepare(self, batch):
+        jt = self.jt
+        self.batch = {k: jt.array(v) for k, v in batch.items()}
+        self.visual, self.audio = self.batch["visual"], self.batch["audio"]
+
+    def sync(self):
+        self.jt.sync_all(True)
+
+    def forward_train(self):
+        self.model.train()
+        logits, gamma = self.model(self.visual, self.audio)
+        self.jt.sync([logits, gamma])
+
+    def train_step(self, rng):
+        self.model.train()
+        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng)
+
+    def inference(self):
+        self.model.eval()
+        with self.jt.no_grad():
+            logits, gamma = self.model(self.visual, self.audio)
+            self.jt.sync([logits, gamma])
+
+    def gpu_peak_mb(self):
+        try:
+            from jittor_utils import lock  # noqa: F401
+            return float(self.jt.flags.stat_allocator_total_alloc_byte) / 2**20
+        except Exception:       # noqa: BLE001  (no such counter in this Jittor)
+            return None
+
+
+class _Torch:
+    def __init__(self, config, device):
+        import torch
+        from cten_torch_ref import engine
+        from cten_torch_ref.models import build_model
+        self.torch, self.engine, self.device = torch, engine, torch.device(device)
+        self.model = build_model(config["model"], init_seed=0).to(self.device)
+        tc = config["train"]
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+
+    def prepare(self, batch):
+        torch = self.torch
+        self.batch = {k: (torch.from_numpy(v).to(self.device) if k != "clip" else v) for k, v in batch.items()}
+        self.visual, self.audio = self.batch["visual"], self.batch["audio"]
+
+    def sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def forward_train(self):
+        self.model.train()
+        logits, gamma = self.model(self.visual, self.audio)
+        self.sync()
+
+    def train_step(self, rng):
+        self.model.train()
+        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng)
+        self.sync()
+
+    def inference(self):
+        self.model.eval()
+        with self.torch.no_grad():
+            self.model(self.visual, self.audio)
+        self.sync()
+
+    def gpu_peak_mb(self):
+        return self.torch.cuda.max_memory_allocated() / 2**20
+
+
+def _timed(fn, iters, warmup, sync):
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--framework", choices=("jittor", "torch"), required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--measures", default=",".join(MEASURES))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    if a.framework == "torch":
+        import torch  # noqa: F401  (before Jittor would be imported: never in this process)
+    from cten_common.run_config import load_run_config
+    config = load_run_config(a.config, a.set)
+    batch = a.batch or config["train"]["batch_size"]
+    t0 = time.perf_counter()
+    runner = (_Jittor if a.framework == "jittor" else _Torch)(config, a.device)
+    runner.prepare(make_batch(config, batch))
+    result = {"framework": a.framework, "device": a.device, "batch": batch, "model": config["model"],
+              "setup_s": None, "times": {}}
+    rng = np.random.default_rng(0)
+    for name in a.measures.split(","):
+        fn = (lambda: runner.train_step(rng)) if name == "train_step" else getattr(runner, name)
+        result["times"][name] = _timed(fn, a.iters, a.warmup, runner.sync)
+    result["setup_s"] = time.perf_counter() - t0
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if a.device == "cuda":
+        result["gpu_peak_mb"] = runner.gpu_peak_mb()
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
