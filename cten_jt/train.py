@@ -142,7 +142,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
                   "first_step_loss": first_loss,
                   **{f"train_acc_{view}": float(c) / max(seen, 1)
                      for view, c in zip(("original", "context", "keyframe"), correct)},
-                  "time_s": 0.0}
+                  "train_time_s": round(time.time() - began, 2), "time_s": 0.0}
         model.eval()
         ev = evaluate_model(model, eval_data, tc, progress=False)
         record.update({"val_accuracy": ev["accuracy"], "val_accuracy_mean_views": ev["accuracy_mean_views"],

@@ -56,12 +56,14 @@ def train(config, out, progress=True):
             losses.append(step["loss"])
             correct += int((step["logits"][0].argmax(1) == batch["label"].numpy()).sum())
             seen += bs
+        train_time = round(time.time() - began, 2)
         model.eval()
         ev = evaluate_model(model, eval_data, tc, predict_batch, progress=False)
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "first_step_loss": losses[0],
                   "train_acc_original": correct / seen,
                   "val_accuracy": ev["accuracy"], "val_accuracy_mean_views": ev["accuracy_mean_views"],
-                  "val_mAP": ev.get("detection", {}).get("mAP"), "time_s": round(time.time() - began, 2)}
+                  "val_mAP": ev.get("detection", {}).get("mAP"), "train_time_s": train_time,
+                  "time_s": round(time.time() - began, 2)}
         history.append(record)
         with open(os.path.join(out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
