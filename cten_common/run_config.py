@@ -32,6 +32,7 @@ DEFAULTS = {
         "pretrained_audio": None,   # a torchvision ImageNet ResNet checkpoint
         "detection_threshold": 0.5,
         "kernels": "fused",         # fused (compiled attention and erasing, Jittor) | composed
+        "audio_once": True,         # Jittor: the audio branch once per step for the three views
     },
 }
 

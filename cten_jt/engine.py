@@ -10,6 +10,7 @@ from cten_common.erasing import erased_view_indices, gather_views
 from cten_common.losses import pcce_weights
 from .kernels import fused_enabled
 from .kernels.erasing import erased_views
+from .models.layers import repeated_stat_updates
 
 VIEWS = ("original", "context", "keyframe")
 
@@ -48,22 +49,34 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5):
+def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5,
+                 audio_once=True):
     """Original view, then the context (keyframes erased) and keyframe views built
     from the batch's clips by the erasing sampler, the same audio for all three;
     returns (loss = mean of the three cross-entropies, info).
 
     ``batch``: visual [B,T,3,L,S,S], audio, label, clip [B,N,3,S,S] (numpy) and
     n_frames.  ``info`` holds numpy copies of what a caller logs or a test compares.
+
+    ``audio_once``: the three views share the audio, and the audio branch
+    (backbone, projection, non-local block) depends on nothing else, so it runs
+    once and its BatchNorms apply their running-statistics update three times,
+    as three forwards of the same batch would; the gradients are the same sums.
+    The reference runs it three times (``audio_once=False`` does too).
     """
     audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_var(batch["label"])
     labels_np = _numpy(batch["label"])
-    logits1, gamma1 = model(_to_var(batch["visual"]), audio)
+    shared = {}
+    if audio is not None and audio_once:
+        with repeated_stat_updates([model.a_resnet, model.a_fc, model.nl_a], len(VIEWS)):
+            shared["audio_features"] = model.audio_branch(audio)
+        audio = None
+    logits1, gamma1 = model(_to_var(batch["visual"]), audio, **shared)
     views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta)
     outputs = [logits1]
     for view in VIEWS[1:]:
-        logits, _ = model(views[view][0], audio)
+        logits, _ = model(views[view][0], audio, **shared)
         outputs.append(logits)
     losses = []
     for logits in outputs:

@@ -123,7 +123,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
         for batch in bar:
             out_step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
-                                    class_names=classes, pcce_lambda=tc["pcce_lambda"])
+                                    class_names=classes, pcce_lambda=tc["pcce_lambda"],
+                                    audio_once=tc.get("audio_once", True))
             if not math.isfinite(out_step["loss"]):
                 raise NonFiniteLoss(
                     f"epoch {epoch + 1}, step {steps + 1}: the loss is {out_step['loss']} "

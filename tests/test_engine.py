@@ -127,3 +127,32 @@ def test_fused_and_composed_kernels_take_the_same_step():
     assert_close([x.numpy() for x in c_info["logits"]], [x.numpy() for x in f_info["logits"]],
                  "logits (original, context, keyframe)", rtol_scale=MODEL_RTOL)
     assert_close(c_loss, f_loss, "loss", rtol_scale=MODEL_RTOL)
+
+
+def test_audio_branch_once_equals_three_times():
+    """audio_once: one audio forward for the three views gives the reference's
+    loss, gradients and BatchNorm running statistics (updated three times)."""
+    batch = _batch(2)
+    results = {}
+    for once in (False, True):
+        model = JCTEN(init_seed=0, **CFG)
+        model.train()
+        loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(4), audio_once=once)
+        params = {n: p for n, p in model.named_parameters() if not p.is_stop_grad()}
+        grads = dict(zip(params, [g.numpy() for g in jt.grad(loss, list(params.values()))]))
+        buffers = {n: np.array(v) for n, v in state_arrays_of(model).items()
+                   if n.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+        results[once] = {"loss": float(loss.numpy().reshape(-1)[0]), "grads": grads, "buffers": buffers,
+                         "logits": [x.numpy() for x in info["logits"]]}
+    ref, got = results[False], results[True]
+    assert_close(ref["logits"], got["logits"], "logits", rtol_scale=MODEL_RTOL)
+    assert_close(ref["loss"], got["loss"], "loss", rtol_scale=MODEL_RTOL)
+    scale = max(np.abs(g).max() for g in ref["grads"].values())
+    assert_close(ref["grads"], got["grads"], "grads", atol=MODEL_RTOL * scale)
+    assert_close(ref["buffers"], got["buffers"], "BatchNorm buffers", atol=1e-6)
+    assert got["buffers"]["a_fc.1.num_batches_tracked"].item() == 3
+
+
+def state_arrays_of(model):
+    from cten_jt.checkpoint import state_arrays
+    return state_arrays(model)

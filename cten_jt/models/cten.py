@@ -109,19 +109,28 @@ class CTEN(nn.Module):
         a = self.a_fc(a.reshape(a.shape[0], -1))
         return a.reshape(n_seg, b, -1).permute(1, 0, 2)
 
-    def fuse(self, visual, audio=None):
-        """Segment features after intra- and inter-modal attention: [B, T, fused_dim]."""
+    def audio_branch(self, audio):
+        """The audio features after their non-local block, [B, Ta, audio_dim]: the
+        part of ``fuse`` that depends on the audio alone."""
+        return self.nl_a(self.encode_audio(audio))
+
+    def fuse(self, visual, audio=None, audio_features=None):
+        """Segment features after intra- and inter-modal attention: [B, T, fused_dim].
+
+        ``audio_features``: ``audio_branch(audio)`` computed once for several
+        views of the same batch (``cten_jt.engine``), instead of ``audio``."""
         v = self.nl(self.encode_visual(visual))
         if self.config.modality == "visual":
             return v
-        a = self.nl_a(self.encode_audio(audio))
+        a = audio_features if audio_features is not None else self.audio_branch(audio)
         v2a = self.v2a_attn(a, v, v)
         a2v = self.a2v_attn(v, a, a)
         return jt.concat((v + v2a, a + a2v), dim=-1)
 
-    def execute(self, visual, audio=None):
-        self._check_inputs(visual, audio)
-        f = self.fuse(visual, audio)
+    def execute(self, visual, audio=None, audio_features=None):
+        if audio_features is None:
+            self._check_inputs(visual, audio)
+        f = self.fuse(visual, audio, audio_features)
         gamma = self.ta_net(f)
         pooled = (f * gamma.unsqueeze(-1)).mean(dim=1)
         return self.fc(self.drop(pooled)), gamma

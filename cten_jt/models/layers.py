@@ -6,11 +6,13 @@ variance, computes the variance as E[x^2] - E[x]^2 and has no
 estimate and a centred two-pass variance.  These classes follow PyTorch so
 that converted checkpoints behave the same and keep every buffer.
 """
+import contextlib
 import itertools
 import math
 
 import jittor as jt
 from jittor import nn
+from ..kernels import conv as dnnl_conv
 
 
 class _BatchNorm(nn.Module):
@@ -27,6 +29,9 @@ class _BatchNorm(nn.Module):
         self.running_var = jt.ones((num_features,), "float32").stop_grad()
         # PyTorch's is 0-d; Jittor has no 0-d arrays, so it is (1,) here
         self.num_batches_tracked = jt.zeros((1,), "int64").stop_grad()
+        # how many times a train-mode forward applies its running-statistics update:
+        # k > 1 stands for k forwards of the same batch (repeated_stat_updates)
+        self.stat_updates = 1
 
     def _shape(self, x):
         if x.ndim not in self._input_ndims or x.shape[1] != self.num_features:
@@ -54,15 +59,34 @@ class _BatchNorm(nn.Module):
             invstd = (1.0 / jt.sqrt(var + self.eps)).float32()
             mean = mean.float32()
             m = self.momentum
-            self.running_mean.update(((1 - m) * self.running_mean + m * mean).detach())
             unbiased = (var * (n / (n - 1))).float32()
-            self.running_var.update(((1 - m) * self.running_var + m * unbiased).detach())
-            self.num_batches_tracked.update(self.num_batches_tracked + 1)
+            running_mean, running_var = self.running_mean, self.running_var
+            for _ in range(self.stat_updates):
+                running_mean = (1 - m) * running_mean + m * mean
+                running_var = (1 - m) * running_var + m * unbiased
+            self.running_mean.update(running_mean.detach())
+            self.running_var.update(running_var.detach())
+            self.num_batches_tracked.update(self.num_batches_tracked + self.stat_updates)
         else:
             mean, invstd = self.running_mean, 1.0 / jt.sqrt(self.running_var + self.eps)
         alpha = self.weight * invstd
         beta = self.bias - mean * alpha
         return x * alpha.reshape(pshape) + beta.reshape(pshape)
+
+
+@contextlib.contextmanager
+def repeated_stat_updates(modules, times):
+    """Within the block, every BatchNorm under ``modules`` updates its running
+    statistics ``times`` times per train-mode forward: one forward standing for
+    ``times`` forwards of the same batch, with the same arithmetic."""
+    norms = [m for module in modules for m in module.modules() if isinstance(m, _BatchNorm)]
+    for m in norms:
+        m.stat_updates = times
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.stat_updates = 1
 
 
 class BatchNorm1d(_BatchNorm):
@@ -164,19 +188,39 @@ def set_train_mode(module, mode=True):
     return module
 
 
+def _dnnl_ok(conv, x):
+    return (x.dtype == "float32" and conv.groups == 1 and all(d == 1 for d in conv.dilation)
+            and dnnl_conv.available())
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` on oneDNN's preferred layouts on the CPU (``cten_jt.kernels.conv``);
+    Jittor's own path elsewhere.  Same parameters and names."""
+
+    def execute(self, x):
+        if not _dnnl_ok(self, x):
+            return super().execute(x)
+        out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding)
+        return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
+
+
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` whose CPU path is a sum of 2D convolutions over the temporal taps.
+    """``nn.Conv3d`` with fast CPU paths.
 
     Jittor's CPU conv3d is a broadcast-and-reduce loop (~100x slower than
-    PyTorch's); its conv2d runs on oneDNN.  out[:, :, t] = sum_i conv2d(x[:, :,
-    t*stride + i - pad], weight[:, :, i]) is the same convolution, computed with
-    kt oneDNN calls over all output frames at once.  Same parameters and
-    names; on GPU Jittor's own (cuDNN) path is used.
+    PyTorch's).  With a system oneDNN it runs oneDNN's 3D convolution, forward
+    and backward (``cten_jt.kernels.conv``).  Without: out[:, :, t] = sum_i
+    conv2d(x[:, :, t*stride + i - pad], weight[:, :, i]), kt conv2d calls over
+    all output frames at once.  Same parameters and names; on GPU Jittor's own
+    (cuDNN) path is used.
     """
 
     def execute(self, x):
         if jt.flags.use_cuda or self.groups != 1 or tuple(self.dilation) != (1, 1, 1):
             return super().execute(x)
+        if _dnnl_ok(self, x):
+            out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding)
+            return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1, 1)
         kt, kh, kw = self.weight.shape[2:]
         st, sh, sw = self.stride
         pt, ph, pw = self.padding

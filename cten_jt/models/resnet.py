@@ -13,9 +13,9 @@ import math
 from jittor import nn
 
 from cten_common.config import AUDIO_ARCHS, VISUAL_DEPTHS
-from .layers import AvgPool2d, AvgPool3d, BatchNorm2d, BatchNorm3d, Conv3d, MaxPool2d, MaxPool3d
+from .layers import AvgPool2d, AvgPool3d, BatchNorm2d, BatchNorm3d, Conv2d, Conv3d, MaxPool2d, MaxPool3d
 
-_CONV = {2: nn.Conv2d, 3: Conv3d}
+_CONV = {2: Conv2d, 3: Conv3d}
 _BN = {2: BatchNorm2d, 3: BatchNorm3d}
 
 
@@ -101,7 +101,7 @@ def audio_backbone(arch):
     """torchvision's ResNet ``arch`` for one-channel filterbank images, as a Sequential."""
     block_name, layers = AUDIO_ARCHS[arch]
     return nn.Sequential(
-        nn.Conv2d(1, 64, (7, 1), stride=(2, 1), padding=(3, 0), bias=False),
+        Conv2d(1, 64, (7, 1), stride=(2, 1), padding=(3, 0), bias=False),
         BatchNorm2d(64),
         nn.ReLU(),
         MaxPool2d(3, stride=2, padding=1),
