@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 from benchmarks.machine import describe
 
@@ -119,13 +120,14 @@ def plot(table, path, title):
     names = list(table)
     ratios = [table[m]["jittor"]["median"] / table[m]["torch"]["median"] for m in names]
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.barh(names, ratios, color=["tab:green" if r <= 1 else "tab:red" for r in ratios])
+    colours = ["tab:green" if r <= 0.8 else "tab:orange" if r <= 1 else "tab:red" for r in ratios]
+    ax.barh(names, ratios, color=colours)
     ax.axvline(1.0, color="k", lw=1)
     ax.axvline(0.8, color="gray", lw=1, ls="--")
     for i, r in enumerate(ratios):
         ax.text(r, i, f" {r:.2f}", va="center")
     ax.set_xlabel("Jittor / PyTorch (lower is better for Jittor)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

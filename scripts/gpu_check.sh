@@ -9,11 +9,13 @@
 # Jittor itself, astunparse): see README, "GPU".  Each step has its own time
 # limit and a failing step does not stop the others; summary.txt lists them.
 # Jittor's compile cache stays in ~/.cache/jittor for a second call on the
-# same machine.  At most 8 files are written (the device tool returns 8).
+# same machine.  Everything lands in $OUT/gpu_check.tgz plus $OUT/summary.txt
+# (the device tool returns at most 8 files).
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu_out}
-mkdir -p "$OUT"
+FINAL=${OUT:-$PWD/gpu_out}
+OUT=$(mktemp -d)
+mkdir -p "$FINAL"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 export PY=${PYTHON:-python3}
@@ -85,4 +87,11 @@ step jittor_kernel_tests 170 jittor_tests_cuda.log \
 step bench_kernels 70 bench_kernels_cuda.log $PY -m benchmarks.bench_kernels --device cuda --iters 20 \
   --out "$OUT/kernels_cuda.json"
 
+# 5. Jittor vs PyTorch at the seed's configuration (batch 32, 16 x 16x112x112, 1600x128 audio)
+step compare_frameworks ${COMPARE_SECONDS:-240} compare_frameworks.log $PY -m benchmarks.compare_frameworks \
+  --config configs/bench_gpu.yaml --device cuda --iters 3 --warmup 2 --repeats 1 --no-epoch \
+  --out "$OUT/frameworks_gpu.json"
+
+cp "$SUMMARY" "$FINAL/summary.txt"
+tar czf "$FINAL/gpu_check.tgz" -C "$OUT" .
 cat "$SUMMARY"
