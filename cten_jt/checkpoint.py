@@ -23,10 +23,11 @@ def load_state_arrays(model, arrays, source):
     """Copy ``{name: array}`` into the model; names and shapes must match exactly."""
     params = model.state_dict()
     matched = match_state_dict(arrays, {k: tuple(v.shape) for k, v in params.items()}, source)
-    for name, value in matched.items():
+    for name in list(matched):
         target = params[name]
-        target.update(jt.array(np.array(value, dtype=str(target.dtype), order="C")))
-    jt.sync(list(params.values()))
+        # one array at a time, run at once: no copy of the whole state waits in the graph
+        target.update(jt.array(np.ascontiguousarray(matched.pop(name), dtype=str(target.dtype))))
+        target.sync()
 
 
 def load_weights(model, source):
