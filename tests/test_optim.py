@@ -33,3 +33,17 @@ def test_jittors_own_adam_differs_where_gradients_are_small():
     """The trap this Adam exists for: Jittor's epsilon placement."""
     t_p, j_p = _run_adam(lambda ps: jt.optim.Adam(ps, lr=2e-4, weight_decay=5e-4))
     assert np.max(np.abs(t_p - j_p)) > 1e-6
+
+
+def test_adam_keeps_no_state_for_frozen_parameters():
+    import jittor as jt
+    import cten_jt.optim
+    live = [jt.array(np.ones((3,), np.float32)), jt.array(np.ones((2, 2), np.float32))]
+    frozen = [jt.array(np.ones((1000,), np.float32)).stop_grad()]
+    opt = cten_jt.optim.Adam(live + frozen, lr=0.1)
+    held = opt.param_groups[0]["params"]
+    assert len(held) == 2 and all(any(h is p for p in live) for h in held)
+    loss = (live[0] * 2).sum() + (live[1] ** 2).sum() + frozen[0].sum()
+    before = frozen[0].numpy().copy()
+    opt.step(loss)
+    assert not np.allclose(live[0].numpy(), 1) and np.array_equal(frozen[0].numpy(), before)
