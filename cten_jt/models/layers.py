@@ -52,10 +52,14 @@ class _BatchNorm(nn.Module):
             if n < 2:
                 raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
                                  f"when training, got input of shape {list(x.shape)}")
-            x64 = x.float64()
-            mean = x64.mean(dims=dims)
-            centred = x64 - mean.reshape(pshape)
-            var = (centred * centred).mean(dims=dims)
+            if not jt.flags.use_cuda and (jt.flags.no_grad or x.is_stop_grad()):
+                stats = bn_stats(x)        # the same float64 statistics, one fused op
+                mean, var = stats[0], stats[1]
+            else:
+                x64 = x.float64()
+                mean = x64.mean(dims=dims)
+                centred = x64 - mean.reshape(pshape)
+                var = (centred * centred).mean(dims=dims)
             invstd = (1.0 / jt.sqrt(var + self.eps)).float32()
             mean = mean.float32()
             m = self.momentum
@@ -72,6 +76,21 @@ class _BatchNorm(nn.Module):
         alpha = self.weight * invstd
         beta = self.bias - mean * alpha
         return x * alpha.reshape(pshape) + beta.reshape(pshape)
+
+
+_BN_STATS = None
+
+
+def bn_stats(x):
+    """float64 ``[2, C]``: per-channel mean and biased variance of ``x`` [N, C, ...]
+    (no gradient; CPU), without a float64 copy of ``x``."""
+    global _BN_STATS
+    if _BN_STATS is None:
+        from ..kernels import kernel_source
+        _BN_STATS = kernel_source("bn_stats_cpu.h")
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    return jt.code((2, x.shape[1]), "float64", [x3], cpu_header=_BN_STATS,
+                   cpu_src="cten_bn_stats_cpu(in0_p, in0_shape0, in0_shape1, in0_shape2, out0_p);").stop_grad()
 
 
 @contextlib.contextmanager

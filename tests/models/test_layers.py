@@ -84,3 +84,30 @@ def test_pooling_matches_torch(cls, kwargs, shape):
     t_out = getattr(tl, cls)(**kwargs)(torch.from_numpy(x))
     j_out = getattr(jl, cls)(**kwargs)(jt.array(x))
     assert_close(t_out, j_out, f"{cls}{kwargs} on {shape}", atol=MODULE_ATOL)
+
+
+def test_batchnorm_without_a_graph_uses_fused_statistics_and_agrees():
+    # under no_grad (CTEN's frozen 3D ResNet) the train-mode statistics come from one
+    # fused float64 op (layers.bn_stats); with a graph from float64 Jittor ops
+    from cten_jt.models.layers import BatchNorm3d as JBN3, bn_stats
+    x = (np.random.default_rng(5).standard_normal((3, 6, 2, 4, 4)) * 4 + 2).astype(np.float32)
+    stats = bn_stats(jt.array(x)).numpy()
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(stats[0], x64.mean(axis=(0, 2, 3, 4)), rtol=1e-12)
+    np.testing.assert_allclose(stats[1], x64.var(axis=(0, 2, 3, 4)), rtol=1e-12)
+    outs = {}
+    for grad in (False, True):
+        bn = JBN3(6)
+        bn.train()
+        if grad:
+            y = bn(jt.array(x))
+        else:
+            with jt.no_grad():
+                y = bn(jt.array(x))
+        outs[grad] = (y.numpy(), bn.running_mean.numpy(), bn.running_var.numpy())
+    tbn = torch.nn.BatchNorm3d(6)
+    ty = tbn(torch.from_numpy(x)).detach()
+    for grad, (y, rm, rv) in outs.items():
+        assert_close({"y": ty, "running_mean": tbn.running_mean, "running_var": tbn.running_var},
+                      {"y": y, "running_mean": rm, "running_var": rv}, f"BatchNorm3d (graph={grad})",
+                      atol=MODULE_ATOL)
