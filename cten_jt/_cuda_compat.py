@@ -163,15 +163,16 @@ def has_cudnn8_components(lib_dir):
         glob.glob(os.path.join(lib_dir, "libcudnn_ops_infer.so.8*")))
 
 
-def prepare(setdefault):
-    """Apply the compatibility settings through ``setdefault(name, value, why)``.
+def prepare(setdefault, nvcc=None, root=CACHE, wheels=None):
+    """Apply the compatibility settings through ``setdefault(name, value, why)``
+    (a variable the user set wins there); ``cc_flags`` is extended in place.
 
-    Returns a short description, or None when there is nothing to do (no nvcc).
+    Returns the layout, or None when there is nothing to do (no nvcc).
     """
-    nvcc = find_nvcc()
+    nvcc = nvcc or find_nvcc()
     if nvcc is None:
         return None
-    layout = build_home(nvcc)
+    layout = build_home(nvcc, root, wheels)
     setdefault("nvcc_path", layout["nvcc"], f"CUDA {layout['version'][0]}.{layout['version'][1]} "
                f"toolkit and nvidia wheels linked into {layout['home']}")
     if layout["version"] >= (13, 0):
