@@ -16,7 +16,8 @@ PROBE = ("import cten_jt, jittor as jt; from jittor import compile_extern; "
 
 def _probe(**env):
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("nvcc_path", "use_mkl", "use_cutt", "use_cutlass", "use_nccl")}
+             if k not in ("nvcc_path", "use_mkl", "use_cutt", "use_cutlass", "use_nccl", "cc_flags",
+                          "NVCC_APPEND_FLAGS", "conv_opt")}
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env={**clean, **env},
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
