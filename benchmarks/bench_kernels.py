@@ -17,28 +17,19 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
-from benchmarks.machine import describe
+from benchmarks.machine import describe, timed
 from cten_common.erasing import erased_view_indices, gather_views
 from cten_jt.kernels.attention import composed_attention, fused_attention
 from cten_jt.kernels.erasing import erased_views
 
 
 def _time(fn, iters, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        jt.sync_all(True)
-        t0 = time.perf_counter()
-        fn()
-        jt.sync_all(True)
-        times.append(time.perf_counter() - t0)
+    times = timed(fn, iters, warmup, lambda: jt.sync_all(True))
     return statistics.median(times), (min(times), max(times))
 
 

@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from benchmarks.machine import timed
+
 MEASURES = ("forward_train", "train_step", "inference")
 
 
@@ -157,19 +159,6 @@ class _DeviceMemorySampler:
         return self.peak / 2**20
 
 
-def _timed(fn, iters, warmup, sync):
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--framework", choices=("jittor", "torch"), required=True)
@@ -196,7 +185,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     for name in a.measures.split(","):
         fn = (lambda: runner.train_step(rng)) if name == "train_step" else getattr(runner, name)
-        result["times"][name] = _timed(fn, a.iters, a.warmup, runner.sync)
+        result["times"][name] = timed(fn, a.iters, a.warmup, runner.sync)
     result["setup_s"] = time.perf_counter() - t0
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if sampler is not None:

@@ -2,6 +2,7 @@
 import os
 import platform
 import subprocess
+import time
 
 
 def cpu_model():
@@ -34,3 +35,17 @@ def describe():
     except OSError:
         pass
     return info
+
+
+def timed(fn, iters, warmup, sync):
+    """Seconds of ``iters`` calls of ``fn`` after ``warmup`` untimed ones, each closed by ``sync()``."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times

@@ -21,6 +21,15 @@ def _numpy(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def erased_inputs(gamma, batch, snippet_len, rng, theta):
+    """See cten_jt.engine.erased_inputs (here always the numpy sampler and a host gather)."""
+    n_frames = _numpy(batch["n_frames"])
+    indices = erased_view_indices(_numpy(gamma), n_frames, snippet_len, rng, theta)
+    clips = _numpy(batch["clip"])
+    return {view: (torch.from_numpy(gather_views(clips, indices[view], n_frames)), indices[view])
+            for view in VIEWS[1:]}
+
+
 def view_loss(logits, labels, weights=None):
     """Mean (weighted) cross-entropy of one view."""
     per_sample = F.cross_entropy(logits, labels, reduction="none")
@@ -30,18 +39,16 @@ def view_loss(logits, labels, weights=None):
 
 
 def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5):
-    """See cten_jt.engine.erasing_loss."""
+    """See cten_jt.engine.erasing_loss; the reference runs the audio branch for each
+    view (cten_jt's ``audio_once`` is a Jittor-side optimisation with the same result)."""
     audio = _to_tensor(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_tensor(batch["label"])
     labels_np = _numpy(batch["label"])
     logits1, gamma1 = model(_to_tensor(batch["visual"]), audio)
-    gamma_np = _numpy(gamma1)
-    L = model.config.snippet_duration
-    indices = erased_view_indices(gamma_np, _numpy(batch["n_frames"]), L, rng, theta)
-    clips = _numpy(batch["clip"])
+    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta)
     outputs = [logits1]
     for view in VIEWS[1:]:
-        logits, _ = model(torch.from_numpy(gather_views(clips, indices[view], _numpy(batch["n_frames"]))), audio)
+        logits, _ = model(views[view][0], audio)
         outputs.append(logits)
     losses = []
     for logits in outputs:
@@ -50,7 +57,8 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
             weights = pcce_weights(_numpy(logits), labels_np, class_names, pcce_lambda)
         losses.append(view_loss(logits, labels, weights))
     total = (losses[0] + losses[1] + losses[2]) / 3
-    return total, {"view_losses": losses, "logits": outputs, "gamma": gamma_np, "indices": indices}
+    indices = {view: views[view][1] for view in VIEWS[1:]}
+    return total, {"view_losses": losses, "logits": outputs, "gamma": _numpy(gamma1), "indices": indices}
 
 
 def erasing_step(model, optimizer, batch, rng, **options):
@@ -72,8 +80,7 @@ def predict_batch(model, batch, rng=None, theta=0.7):
         logits, gamma = model(_to_tensor(batch["visual"]), audio)
         out = {"logits": _numpy(logits), "gamma": _numpy(gamma)}
         if rng is not None and "clip" in batch:
-            idx = erased_view_indices(out["gamma"], _numpy(batch["n_frames"]),
-                                      model.config.snippet_duration, rng, theta)
-            ctx, _ = model(torch.from_numpy(gather_views(_numpy(batch["clip"]), idx["context"])), audio)
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta)
+            ctx, _ = model(views["context"][0], audio)
             out["context_logits"] = _numpy(ctx)
     return out

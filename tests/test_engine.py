@@ -6,7 +6,7 @@ import torch
 import cten_jt.optim
 from cten_common.data.datasets import collate
 from cten_jt import engine as jeng
-from cten_jt.checkpoint import load_state_arrays
+from cten_jt.checkpoint import load_state_arrays, state_arrays
 from cten_jt.models import CTEN as JCTEN
 from cten_torch_ref import engine as teng
 from cten_torch_ref.models import CTEN as TCTEN
@@ -140,7 +140,7 @@ def test_audio_branch_once_equals_three_times():
         loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(4), audio_once=once)
         params = {n: p for n, p in model.named_parameters() if not p.is_stop_grad()}
         grads = dict(zip(params, [g.numpy() for g in jt.grad(loss, list(params.values()))]))
-        buffers = {n: np.array(v) for n, v in state_arrays_of(model).items()
+        buffers = {n: np.array(v) for n, v in state_arrays(model).items()
                    if n.endswith(("running_mean", "running_var", "num_batches_tracked"))}
         results[once] = {"loss": float(loss.numpy().reshape(-1)[0]), "grads": grads, "buffers": buffers,
                          "logits": [x.numpy() for x in info["logits"]]}
@@ -152,7 +152,3 @@ def test_audio_branch_once_equals_three_times():
     assert_close(ref["buffers"], got["buffers"], "BatchNorm buffers", atol=1e-6)
     assert got["buffers"]["a_fc.1.num_batches_tracked"].item() == 3
 
-
-def state_arrays_of(model):
-    from cten_jt.checkpoint import state_arrays
-    return state_arrays(model)

@@ -73,7 +73,7 @@ class CTEN(nn.Module):
     def eval(self):
         return set_train_mode(self, False)
 
-    def _check_inputs(self, visual, audio):
+    def _check_inputs(self, visual, audio, audio_features=None):
         cfg = self.config
         want = ("B", cfg.seq_len, 3, cfg.snippet_duration, cfg.sample_size, cfg.sample_size)
         if visual.ndim != 6 or tuple(visual.shape[1:]) != want[1:]:
@@ -82,6 +82,8 @@ class CTEN(nn.Module):
         if cfg.modality == "visual":
             if audio is not None:
                 raise ValueError("this CTEN is visual-only (modality='visual'): pass no audio")
+            return
+        if audio_features is not None:
             return
         want_a = [visual.shape[0], cfg.audio_frames, AUDIO_MEL_BINS]
         if audio is None or list(audio.shape) != want_a:
@@ -128,8 +130,7 @@ class CTEN(nn.Module):
         return jt.concat((v + v2a, a + a2v), dim=-1)
 
     def execute(self, visual, audio=None, audio_features=None):
-        if audio_features is None:
-            self._check_inputs(visual, audio)
+        self._check_inputs(visual, audio, audio_features)
         f = self.fuse(visual, audio, audio_features)
         gamma = self.ta_net(f)
         pooled = (f * gamma.unsqueeze(-1)).mean(dim=1)

@@ -68,7 +68,7 @@ class CTEN(nn.Module):
 
     # train() and eval() are nn.Module's: they change the mode only (cten_jt's do the same)
 
-    def _check_inputs(self, visual, audio):
+    def _check_inputs(self, visual, audio, audio_features=None):
         cfg = self.config
         want = ("B", cfg.seq_len, 3, cfg.snippet_duration, cfg.sample_size, cfg.sample_size)
         if visual.dim() != 6 or tuple(visual.shape[1:]) != want[1:]:
@@ -77,6 +77,8 @@ class CTEN(nn.Module):
         if cfg.modality == "visual":
             if audio is not None:
                 raise ValueError("this CTEN is visual-only (modality='visual'): pass no audio")
+            return
+        if audio_features is not None:
             return
         want_a = [visual.shape[0], cfg.audio_frames, AUDIO_MEL_BINS]
         if audio is None or list(audio.shape) != want_a:
@@ -103,19 +105,23 @@ class CTEN(nn.Module):
         a = self.a_fc(self.a_resnet(a).flatten(1))
         return a.reshape(n_seg, b, -1).transpose(0, 1)
 
-    def fuse(self, visual, audio=None):
+    def audio_branch(self, audio):
+        """See cten_jt.models.cten.CTEN.audio_branch."""
+        return self.nl_a(self.encode_audio(audio))
+
+    def fuse(self, visual, audio=None, audio_features=None):
         """Segment features after intra- and inter-modal attention: [B, T, fused_dim]."""
         v = self.nl(self.encode_visual(visual))
         if self.config.modality == "visual":
             return v
-        a = self.nl_a(self.encode_audio(audio))
+        a = audio_features if audio_features is not None else self.audio_branch(audio)
         v2a = self.v2a_attn(a, v, v)
         a2v = self.a2v_attn(v, a, a)
         return torch.cat((v + v2a, a + a2v), dim=-1)
 
-    def forward(self, visual, audio=None):
-        self._check_inputs(visual, audio)
-        f = self.fuse(visual, audio)
+    def forward(self, visual, audio=None, audio_features=None):
+        self._check_inputs(visual, audio, audio_features)
+        f = self.fuse(visual, audio, audio_features)
         gamma = self.ta_net(f)
         pooled = (f * gamma.unsqueeze(-1)).mean(dim=1)
         return self.fc(self.drop(pooled)), gamma

@@ -252,3 +252,22 @@ def test_bad_inputs_are_refused_with_the_expected_shape():
         TCTEN(**{**TINY_AV, "audio_n_segments": 3})
     with pytest.raises(ValueError, match="audio_embed_size"):
         JCTEN(**{**TINY_AV, "audio_embed_size": 256})
+
+
+def test_audio_features_given_once_equal_the_audio_path_in_both_frameworks():
+    visual, audio = random_inputs(TINY_AV, 2)
+    t_model, j_model = TCTEN(init_seed=0, **TINY_AV).eval(), JCTEN(init_seed=0, **TINY_AV)
+    j_model.eval()
+    with torch.no_grad():
+        tv, ta = torch.from_numpy(visual), torch.from_numpy(audio)
+        t_ref = t_model(tv, ta)
+        t_got = t_model(tv, audio_features=t_model.audio_branch(ta))
+    jv, ja = jt.array(visual), jt.array(audio)
+    j_ref = j_model(jv, ja)
+    j_got = j_model(jv, audio_features=j_model.audio_branch(ja))
+    assert_close([x.numpy() for x in t_ref], [x.numpy() for x in t_got], "torch, audio_features", atol=0)
+    assert_close([x.numpy() for x in j_ref], [x.numpy() for x in j_got], "jittor, audio_features", atol=0)
+    with pytest.raises(ValueError, match="visual must have shape"):     # visual still checked
+        j_model(jv[:, :2], audio_features=j_model.audio_branch(ja))
+    with pytest.raises(ValueError, match="visual must have shape"):
+        t_model(tv[:, :2], audio_features=t_model.audio_branch(ta))
