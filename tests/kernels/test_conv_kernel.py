@@ -17,6 +17,9 @@ CASES = [  # input shape, weight shape, stride, padding
     ((2, 8, 4, 6, 6), (16, 8, 1, 1, 1), (2, 2, 2), (0, 0, 0)),       # a strided shortcut
     ((3, 1, 20, 16), (6, 1, 7, 1), (2, 1), (3, 0)),                  # the audio ResNet's conv1
     ((2, 5, 11, 7), (6, 5, 3, 3), (1, 1), (1, 1)),
+    ((2, 8, 1, 3, 3), (6, 8, 3, 3, 3), (1, 1, 1), (1, 1, 1)),      # one frame: the middle taps only
+    ((2, 8, 1, 3, 3), (6, 8, 3, 3, 3), (2, 2, 2), (1, 1, 1)),
+    ((2, 4, 2, 5, 5), (6, 4, 5, 3, 3), (1, 1, 1), (2, 1, 1)),      # taps 1..3 of 5
 ]
 
 
@@ -57,3 +60,55 @@ def test_layers_use_it_and_keep_their_parameter_names():
     ref = jt.nn.conv3d(jt.ones((1, 3, 4, 5, 5)), c3.weight, c3.bias, 1, 1)
     assert_close(ref.numpy(), y3.numpy(), "Conv3d with bias", atol=MODULE_ATOL)
     assert y2.shape == [1, 3, 5, 5]
+
+
+@pytest.mark.parametrize("depth,kernel,stride,pad,expected", [
+    (1, 3, 1, 1, (1, 1, 0)),      # layer3/layer4 of the 3D ResNet at one frame
+    (1, 3, 2, 1, (1, 1, 0)),
+    (2, 3, 1, 1, None),           # every tap meets a frame
+    (2, 5, 1, 2, (1, 3, 1)),
+    (4, 1, 1, 0, None),
+    (3, 7, 2, 3, (1, 5, 2)),      # unused taps at both ends, padding stays symmetric
+    (2, 3, 2, 1, None),           # taps {1, 2}: padding would become 0 in front, 1 behind
+])
+def test_depth_taps(depth, kernel, stride, pad, expected):
+    assert dnnl_conv.depth_taps(depth, kernel, stride, pad) == expected
+    if expected is not None:       # the taps dropped only ever multiply zero padding
+        first, last, new_pad = expected
+        out = (depth + 2 * pad - kernel) // stride + 1
+        assert (depth + 2 * new_pad - (last - first + 1)) // stride + 1 == out
+        for k in set(range(kernel)) - set(range(first, last + 1)):
+            assert all(not 0 <= o * stride + k - pad < depth for o in range(out))
+
+
+def test_frozen_weights_are_cached_in_onednn_layout_and_refreshed():
+    rng = np.random.default_rng(7)
+    conv = Conv3d(8, 6, 3, padding=1, bias=False)
+    conv.weight.assign(jt.array((rng.standard_normal((6, 8, 3, 3, 3)) * 0.1).astype(np.float32)))
+    conv.weight.stop_grad()
+    x = jt.array(rng.standard_normal((2, 8, 3, 5, 5)).astype(np.float32))
+    try:
+        dnnl_conv.set_weight_cache(False)
+        plain = conv(x).numpy()
+        assert getattr(conv, "_dnnl_weights", None) is None or conv._dnnl_weights.key is None
+        dnnl_conv.set_weight_cache(True)
+        cached = conv(x).numpy()
+        cache = conv._dnnl_weights
+        assert cache.key is not None and cache.key[0] == conv.weight.id
+        np.testing.assert_array_equal(plain, cached)          # the same primitive, the same sums
+        blocked = cache.blocked
+        np.testing.assert_array_equal(conv(x).numpy(), cached)
+        assert cache.blocked is blocked                        # reused, not rebuilt
+        # a new weight (loading, an update) makes a new Jittor variable: the copy follows
+        conv.weight.update(conv.weight * 2)
+        np.testing.assert_allclose(conv(x).numpy(), 2 * plain, rtol=1e-6, atol=1e-6)
+        assert cache.key[0] == conv.weight.id and cache.blocked is not blocked
+        # a new input shape rebuilds it as well
+        y = conv(jt.array(rng.standard_normal((1, 8, 3, 5, 5)).astype(np.float32)))
+        assert y.shape == [1, 6, 3, 5, 5] and cache.key[1][1] == 1
+        # a trainable weight is never cached
+        live = Conv3d(8, 6, 3, padding=1, bias=False)
+        live(x).sync()
+        assert live._dnnl_weights.key is None
+    finally:
+        dnnl_conv.set_weight_cache(True)

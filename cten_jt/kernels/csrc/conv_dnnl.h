@@ -7,10 +7,17 @@
 // Sizes come as one int array `s` (see cten_jt/kernels/conv.py):
 //   s = {nd, N, C, D, H, W, O, KD, KH, KW, SD, SH, SW, PD, PH, PW, OD, OH, OW}
 // nd = 2 uses 4-D arrays (D = KD = SD = OD = 1, PD = 0), nd = 3 5-D ones.
+//
+// Frozen weights can be reordered once into the forward primitive's layout
+// (cten_conv_weights_blocked) and then used as they are
+// (cten_conv_forward_blocked): the same primitive, the same results, without
+// a reorder of the weights on every call.
 #pragma once
 #include <dnnl.hpp>
 #include <map>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace cten_conv {
@@ -113,6 +120,40 @@ inline void cten_conv_forward(const float* x, const float* w, float* y, const in
     auto f32 = memory::data_type::f32;
     memory xs = as_layout(p.fwd.src_desc(), memory({d.src, f32, d.act}, eng(), const_cast<float*>(x)), st);
     memory ws = as_layout(p.fwd.weights_desc(), memory({d.wei, f32, d.wtag}, eng(), const_cast<float*>(w)), st);
+    into_plain(p.fwd.dst_desc(), memory({d.dst, f32, d.act}, eng(), y), st, [&](memory& ys) {
+        p.fwd_prim.execute(st, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
+    });
+    st.wait();
+}
+
+// The plain weights in the layout the forward primitive wants, into `out`
+// (capacity `out_floats`; the blocked layouts pad channels to their blocks).
+inline void cten_conv_weights_blocked(const float* w, float* out, long long out_floats, const int* s) {
+    using namespace cten_conv;
+    Plan& p = plan_for(s);
+    Dims d = dims_of(s);
+    auto want = p.fwd.weights_desc();
+    if (want.get_size() > (size_t)out_floats * sizeof(float))
+        throw std::runtime_error("cten_conv_weights_blocked: the blocked weights need " +
+                                 std::to_string(want.get_size()) + " bytes, the buffer has " +
+                                 std::to_string(out_floats * sizeof(float)));
+    stream st(eng());
+    auto f32 = memory::data_type::f32;
+    memory plain({d.wei, f32, d.wtag}, eng(), const_cast<float*>(w));
+    memory blocked(want, eng(), out);
+    reorder(plain, blocked).execute(st, plain, blocked);
+    st.wait();
+}
+
+// The forward with weights already in the primitive's layout (cten_conv_weights_blocked).
+inline void cten_conv_forward_blocked(const float* x, const float* wb, float* y, const int* s) {
+    using namespace cten_conv;
+    Plan& p = plan_for(s);
+    Dims d = dims_of(s);
+    stream st(eng());
+    auto f32 = memory::data_type::f32;
+    memory xs = as_layout(p.fwd.src_desc(), memory({d.src, f32, d.act}, eng(), const_cast<float*>(x)), st);
+    memory ws(p.fwd.weights_desc(), eng(), const_cast<float*>(wb));
     into_plain(p.fwd.dst_desc(), memory({d.dst, f32, d.act}, eng(), y), st, [&](memory& ys) {
         p.fwd_prim.execute(st, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
     });
