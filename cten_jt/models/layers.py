@@ -52,45 +52,111 @@ class _BatchNorm(nn.Module):
             if n < 2:
                 raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
                                  f"when training, got input of shape {list(x.shape)}")
-            if not jt.flags.use_cuda and (jt.flags.no_grad or x.is_stop_grad()):
-                stats = bn_stats(x)        # the same float64 statistics, one fused op
-                mean, var = stats[0], stats[1]
-            else:
-                x64 = x.float64()
-                mean = x64.mean(dims=dims)
-                centred = x64 - mean.reshape(pshape)
-                var = (centred * centred).mean(dims=dims)
+            if not jt.flags.use_cuda:
+                # statistics, running averages and 1/std in one fused op (float64 accumulation)
+                stats = bn_train_stats(x.detach(), self.running_mean, self.running_var, self.momentum,
+                                       self.eps, self.stat_updates)
+                mean, invstd = stats[0], stats[1]
+                self.running_mean.update(stats[2])
+                self.running_var.update(stats[3])
+                self.num_batches_tracked.update(self.num_batches_tracked + self.stat_updates)
+                if not self._no_graph(x):
+                    return _BatchNormTrainCPU(pshape, n)(x, self.weight, self.bias, mean, invstd)
+                return _normalise(x, self.weight, self.bias, mean, invstd, pshape)
+            x64 = x.float64()
+            mean64 = x64.mean(dims=dims)
+            centred = x64 - mean64.reshape(pshape)
+            var = (centred * centred).mean(dims=dims)
             invstd = (1.0 / jt.sqrt(var + self.eps)).float32()
-            mean = mean.float32()
-            m = self.momentum
-            unbiased = (var * (n / (n - 1))).float32()
-            running_mean, running_var = self.running_mean, self.running_var
-            for _ in range(self.stat_updates):
-                running_mean = (1 - m) * running_mean + m * mean
-                running_var = (1 - m) * running_var + m * unbiased
-            self.running_mean.update(running_mean.detach())
-            self.running_var.update(running_var.detach())
-            self.num_batches_tracked.update(self.num_batches_tracked + self.stat_updates)
+            mean = mean64.float32()
+            self._update_running_stats(mean, (var * (n / (n - 1))).float32())
         else:
             mean, invstd = self.running_mean, 1.0 / jt.sqrt(self.running_var + self.eps)
-        alpha = self.weight * invstd
-        beta = self.bias - mean * alpha
-        return x * alpha.reshape(pshape) + beta.reshape(pshape)
+        return _normalise(x, self.weight, self.bias, mean, invstd, pshape)
+
+    def _no_graph(self, x):
+        return jt.flags.no_grad or (x.is_stop_grad() and self.weight.is_stop_grad() and self.bias.is_stop_grad())
+
+    def _update_running_stats(self, mean, unbiased):
+        m = self.momentum
+        running_mean, running_var = self.running_mean, self.running_var
+        for _ in range(self.stat_updates):
+            running_mean = (1 - m) * running_mean + m * mean
+            running_var = (1 - m) * running_var + m * unbiased
+        self.running_mean.update(running_mean.detach())
+        self.running_var.update(running_var.detach())
+        self.num_batches_tracked.update(self.num_batches_tracked + self.stat_updates)
+
+
+def _normalise(x, weight, bias, mean, invstd, pshape):
+    alpha = weight * invstd
+    beta = bias - mean * alpha
+    return x * alpha.reshape(pshape) + beta.reshape(pshape)
+
+
+class _BatchNormTrainCPU(jt.Function):
+    """Train-mode normalisation with PyTorch's CPU backward: the two per-channel
+    sums in one fused float64 op (``bn_backward_sums``), the rest elementwise in
+    float32; no float64 copy of the activations in either direction.
+
+    ``(x, weight, bias, mean, invstd) -> y``; the batch statistics come in
+    detached, the backward gives the whole gradient through them."""
+
+    def __init__(self, pshape, n):
+        self.pshape, self.n = pshape, n
+
+    def execute(self, x, weight, bias, mean, invstd):
+        self.saved = (x, weight, mean, invstd)
+        return _normalise(x, weight, bias, mean, invstd, self.pshape)
+
+    def grad(self, dy):
+        x, weight, mean, invstd = self.saved
+        sums = bn_backward_sums(dy, x, mean)
+        invstd64 = invstd.float64()
+        grad_mean = (sums[0] / self.n).float32()
+        proj = (sums[1] * invstd64 * invstd64 / self.n).float32()
+        r = self.pshape
+        dx = (dy - grad_mean.reshape(r) - (x - mean.reshape(r)) * proj.reshape(r)) * (weight * invstd).reshape(r)
+        return dx, (sums[1] * invstd64).float32(), sums[0].float32(), None, None
 
 
 _BN_STATS = None
 
 
-def bn_stats(x):
-    """float64 ``[2, C]``: per-channel mean and biased variance of ``x`` [N, C, ...]
-    (no gradient; CPU), without a float64 copy of ``x``."""
+def _bn_header():
     global _BN_STATS
     if _BN_STATS is None:
         from ..kernels import kernel_source
         _BN_STATS = kernel_source("bn_stats_cpu.h")
+    return _BN_STATS
+
+
+def bn_stats(x):
+    """float64 ``[2, C]``: per-channel mean and biased variance of ``x`` [N, C, ...]
+    (no gradient; CPU), without a float64 copy of ``x``."""
     x3 = x.reshape(x.shape[0], x.shape[1], -1)
-    return jt.code((2, x.shape[1]), "float64", [x3], cpu_header=_BN_STATS,
+    return jt.code((2, x.shape[1]), "float64", [x3], cpu_header=_bn_header(),
                    cpu_src="cten_bn_stats_cpu(in0_p, in0_shape0, in0_shape1, in0_shape2, out0_p);").stop_grad()
+
+
+def bn_train_stats(x, running_mean, running_var, momentum, eps, updates=1):
+    """float32 ``[4, C]``: batch mean, ``1/sqrt(var + eps)``, and the running mean and
+    variance after ``updates`` momentum updates with the unbiased variance (CPU, no
+    gradient); the statistics are accumulated in float64 without a float64 copy of ``x``."""
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    return jt.code((4, x.shape[1]), "float32", [x3, running_mean, running_var], cpu_header=_bn_header(),
+                   cpu_src="cten_bn_train_stats_cpu(in0_p, in1_p, in2_p, in0_shape0, in0_shape1, in0_shape2, "
+                           "data[\"momentum\"], data[\"eps\"], (int)data[\"updates\"], out0_p);",
+                   data={"momentum": float(momentum), "eps": float(eps), "updates": int(updates)}).stop_grad()
+
+
+def bn_backward_sums(dy, x, mean):
+    """float64 ``[2, C]``: per-channel ``sum(dy)`` and ``sum(dy * (x - mean))`` (CPU)."""
+    shape3 = (x.shape[0], x.shape[1], -1)
+    return jt.code((2, x.shape[1]), "float64", [dy.reshape(shape3), x.reshape(shape3), mean],
+                   cpu_header=_bn_header(),
+                   cpu_src="cten_bn_backward_sums_cpu(in0_p, in1_p, in2_p, in0_shape0, in0_shape1, "
+                           "in0_shape2, out0_p);").stop_grad()
 
 
 @contextlib.contextmanager
@@ -212,6 +278,14 @@ def _dnnl_ok(conv, x):
             and dnnl_conv.available())
 
 
+def _weight_cache(conv):
+    """The layer's ``WeightCache`` (created on first use; a frozen weight keeps its oneDNN layout)."""
+    cache = conv.__dict__.get("_dnnl_weights")
+    if cache is None:
+        cache = conv._dnnl_weights = dnnl_conv.WeightCache()
+    return cache
+
+
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` on oneDNN's preferred layouts on the CPU (``cten_jt.kernels.conv``);
     Jittor's own path elsewhere.  Same parameters and names."""
@@ -219,7 +293,7 @@ class Conv2d(nn.Conv2d):
     def execute(self, x):
         if not _dnnl_ok(self, x):
             return super().execute(x)
-        out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding)
+        out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding, _weight_cache(self))
         return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
 
 
@@ -238,7 +312,7 @@ class Conv3d(nn.Conv3d):
         if jt.flags.use_cuda or self.groups != 1 or tuple(self.dilation) != (1, 1, 1):
             return super().execute(x)
         if _dnnl_ok(self, x):
-            out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding)
+            out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding, _weight_cache(self))
             return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1, 1)
         kt, kh, kw = self.weight.shape[2:]
         st, sh, sw = self.stride

@@ -1,9 +1,13 @@
 // Per-channel batch mean and biased variance of a float32 NC... array,
 // accumulated in double (as PyTorch's CPU BatchNorm does for float32), in two
 // passes over the data and without a float64 copy of it.  out [2, C] float64.
+// Also the two sums of the train-mode backward.
 #pragma once
+#include <cmath>
 
-inline void cten_bn_stats_cpu(const float* x, long N, long C, long inner, double* out) {
+// Calls done(c, mean, biased variance) for every channel.
+template <typename Done>
+inline void cten_bn_stats_cpu_into(const float* x, long N, long C, long inner, Done done) {
     #pragma omp parallel for
     for (long c = 0; c < C; c++) {
         double sum = 0;
@@ -19,7 +23,58 @@ inline void cten_bn_stats_cpu(const float* x, long N, long C, long inner, double
                 sq += d * d;
             }
         }
-        out[c] = mean;
-        out[C + c] = sq / count;
+        done(c, mean, sq / count);
     }
+}
+
+inline void cten_bn_stats_cpu(const float* x, long N, long C, long inner, double* out) {
+    cten_bn_stats_cpu_into(x, N, C, inner, [&](long c, double mean, double var) {
+        out[c] = mean;
+        out[C + c] = var;
+    });
+}
+
+// For the train-mode backward: per channel, sum(dy) and sum(dy * (x - mean)),
+// accumulated in double (as PyTorch's CPU backward does).  out [2, C] float64.
+inline void cten_bn_backward_sums_cpu(const float* dy, const float* x, const float* mean,
+                                      long N, long C, long inner, double* out) {
+    #pragma omp parallel for
+    for (long c = 0; c < C; c++) {
+        double sum = 0, dot = 0, m = mean[c];
+        for (long n = 0; n < N; n++) {
+            const float* g = dy + (n * C + c) * inner;
+            const float* p = x + (n * C + c) * inner;
+            for (long i = 0; i < inner; i++) {
+                sum += g[i];
+                dot += g[i] * (p[i] - m);
+            }
+        }
+        out[c] = sum;
+        out[C + c] = dot;
+    }
+}
+
+// A whole train-mode statistics step in one op: out [4, C] float32 holds the
+// batch mean, 1/sqrt(var + eps) (computed in double), and the running mean and
+// running variance after `updates` momentum updates with the unbiased variance,
+// in float32 arithmetic as Jittor's elementwise ops would do them.
+inline void cten_bn_train_stats_cpu(const float* x, const float* running_mean, const float* running_var,
+                                    long N, long C, long inner, double momentum, double eps, int updates,
+                                    float* out) {
+    cten_bn_stats_cpu_into(x, N, C, inner, [&](long c, double mean, double var) {
+        double n = (double)N * inner;
+        float mean32 = (float)mean, unbiased = (float)(var * (n / (n - 1)));
+        float keep = (float)(1.0 - momentum), m = (float)momentum;
+        volatile float rm = running_mean[c], rv = running_var[c];   // no FMA contraction
+        for (int k = 0; k < updates; k++) {
+            volatile float a = keep * rm, b = m * mean32;
+            rm = a + b;
+            volatile float c2 = keep * rv, d = m * unbiased;
+            rv = c2 + d;
+        }
+        out[c] = mean32;
+        out[C + c] = (float)(1.0 / std::sqrt(var + eps));
+        out[2 * C + c] = rm;
+        out[3 * C + c] = rv;
+    });
 }
