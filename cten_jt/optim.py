@@ -18,6 +18,10 @@ class Adam(jt.optim.Adam):
     buffer for each (three copies of CTEN's frozen 3D ResNet, ~1 GB), where
     PyTorch's keeps none for parameters that never get a gradient."""
 
+    # the updates run in chunks of about this many parameter bytes, so that the
+    # new p, m and v of the whole model never wait in memory beside the old ones
+    SYNC_BYTES = 32 * 2 ** 20
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         params = list(params)
         if params and not isinstance(params[0], dict):
@@ -34,6 +38,7 @@ class Adam(jt.optim.Adam):
             beta1, beta2 = pg.get("betas", self.betas)
             step_size = lr / (1 - beta1 ** n)
             bias_correction2_sqrt = math.sqrt(1 - beta2 ** n)
+            pending, pending_bytes = [], 0
             for p, g, v, m in zip(pg["params"], pg["grads"], pg["values"], pg["m"]):
                 if p.is_stop_grad():
                     continue
@@ -43,6 +48,12 @@ class Adam(jt.optim.Adam):
                 v.update(beta2 * v + (1 - beta2) * g * g)
                 denom = jt.sqrt(v) / bias_correction2_sqrt + eps
                 p.update(p - step_size * m / denom)
+                pending += [p, m, v]
+                pending_bytes += 4 * p.numel()
+                if pending_bytes >= self.SYNC_BYTES:
+                    jt.sync(pending)
+                    pending, pending_bytes = [], 0
+            jt.sync(pending)
         self.post_step()
 
 

@@ -47,3 +47,21 @@ def test_adam_keeps_no_state_for_frozen_parameters():
     before = frozen[0].numpy().copy()
     opt.step(loss)
     assert not np.allclose(live[0].numpy(), 1) and np.array_equal(frozen[0].numpy(), before)
+
+
+def test_adam_updates_in_chunks_take_the_same_step(monkeypatch):
+    # a sync every parameter (SYNC_BYTES=1) against one sync for all: same parameters
+    rng = np.random.default_rng(3)
+    shapes = [(5, 4), (7,), (3, 3, 2)]
+    init = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    targets = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    results = {}
+    for chunk in (1, 2 ** 40):
+        monkeypatch.setattr(cten_jt.optim.Adam, "SYNC_BYTES", chunk)
+        ps = [jt.array(a.copy()) for a in init]
+        opt = cten_jt.optim.Adam(ps, lr=1e-2, weight_decay=5e-4)
+        for _ in range(3):
+            opt.step(sum((p * jt.array(t)).sum() for p, t in zip(ps, targets)))
+        results[chunk] = [p.numpy() for p in ps]
+    for a, b in zip(results[1], results[2 ** 40]):
+        np.testing.assert_array_equal(a, b)
