@@ -33,6 +33,7 @@ DEFAULTS = {
         "detection_threshold": 0.5,
         "kernels": "fused",         # fused (compiled attention and erasing, Jittor) | composed
         "audio_once": True,         # Jittor: the audio branch once per step for the three views
+        "device": "auto",           # Jittor: auto (the GPU when Jittor has CUDA) | cpu | cuda
     },
 }
 
@@ -83,6 +84,8 @@ def load_run_config(path=None, overrides=()):
     ModelConfig.from_dict(config["model"])          # validate early
     if config["train"]["kernels"] not in ("fused", "composed"):
         raise ValueError(f"train.kernels must be 'fused' or 'composed', got {config['train']['kernels']!r}")
+    if config["train"]["device"] not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {config['train']['device']!r}")
     if config["train"]["loss"] not in ("ce", "pcce"):
         raise ValueError(f"train.loss must be 'ce' or 'pcce', got {config['train']['loss']!r}")
     return config

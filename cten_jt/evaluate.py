@@ -27,6 +27,7 @@ def main(argv=None):
     from cten_common.run_config import load_run_config
     from cten_jt.models import build_model
     from cten_common.data.datasets import build_data
+    from cten_jt.device import set_device
 
     p = argparse.ArgumentParser(prog="python -m cten_jt.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
@@ -37,6 +38,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     config = load_run_config(a.config, a.set)
     set_kernels(config["train"]["kernels"])
+    set_device(config["train"]["device"])
     data = build_data(config, a.subset or config["data"]["eval_subset"], train=False)
     model = build_model(config["model"], init_seed=0)
     cten_jt.load_weights(model, a.weights)

@@ -30,6 +30,7 @@ DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(_
 def load_for_prediction(weights, config_path=None, overrides=()):
     """(model, config, class names) from a run checkpoint or weights + config."""
     from cten_common.run_config import load_run_config
+    from cten_jt.device import set_device
     from cten_jt.kernels import set_kernels
     from cten_jt.models import build_model
 
@@ -44,6 +45,7 @@ def load_for_prediction(weights, config_path=None, overrides=()):
     else:
         raise CheckpointError(f"{weights}: carries no config; pass --config")
     set_kernels(config.get("train", {}).get("kernels", "fused"))
+    set_device(config.get("train", {}).get("device", "auto"))
     model = build_model(config["model"], init_seed=0)
     cten_jt.load_weights(model, ckpt if isinstance(ckpt, dict) and "model" in ckpt else weights)
     classes = (ckpt or {}).get("classes") if isinstance(ckpt, dict) else None

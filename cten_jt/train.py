@@ -24,6 +24,7 @@ from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
 from cten_jt.data import CTENDataset
+from cten_jt.device import set_device
 from cten_jt.engine import erasing_step
 from cten_jt.evaluate import evaluate_model
 from cten_jt.kernels import set_kernels
@@ -76,6 +77,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
 
     tc = config["train"]
     set_kernels(tc.get("kernels", "fused"))
+    device = set_device(tc.get("device", "auto"))
     os.makedirs(out, exist_ok=True)
     jt.set_global_seed(tc["seed"])
     train_data = build_data(config, config["data"]["train_subset"], train=True)
@@ -162,7 +164,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
                        f"val acc {record['val_accuracy']:.3f}  (mean of views {record['val_accuracy_mean_views']:.3f})"
                        f"  mAP {record['val_mAP'] if record['val_mAP'] is None else round(record['val_mAP'], 3)}"
                        f"  {record['time_s']:.1f} s")
-    summary = {"epochs_done": len(history), "best": best, "last": history[-1] if history else None,
+    summary = {"device": device, "epochs_done": len(history), "best": best, "last": history[-1] if history else None,
                "classes": classes, "train_videos": len(train_data), "eval_videos": len(eval_data)}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
