@@ -13,20 +13,26 @@ from cten_common.losses import pcce_weights
 VIEWS = ("original", "context", "keyframe")
 
 
-def _to_tensor(x):
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+def _to_tensor(x, device=None):
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    return t if device is None else t.to(device)
+
+
+def _device(model):
+    return next(model.parameters()).device
 
 
 def _numpy(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def erased_inputs(gamma, batch, snippet_len, rng, theta):
-    """See cten_jt.engine.erased_inputs (here always the numpy sampler and a host gather)."""
+def erased_inputs(gamma, batch, snippet_len, rng, theta, device=None):
+    """See cten_jt.engine.erased_inputs (here always the numpy sampler and a host gather;
+    the views go to ``device``)."""
     n_frames = _numpy(batch["n_frames"])
     indices = erased_view_indices(_numpy(gamma), n_frames, snippet_len, rng, theta)
     clips = _numpy(batch["clip"])
-    return {view: (torch.from_numpy(gather_views(clips, indices[view], n_frames)), indices[view])
+    return {view: (_to_tensor(gather_views(clips, indices[view], n_frames), device), indices[view])
             for view in VIEWS[1:]}
 
 
@@ -34,18 +40,19 @@ def view_loss(logits, labels, weights=None):
     """Mean (weighted) cross-entropy of one view."""
     per_sample = F.cross_entropy(logits, labels, reduction="none")
     if weights is not None:
-        per_sample = per_sample * torch.from_numpy(weights)
+        per_sample = per_sample * torch.from_numpy(weights).to(per_sample.device)
     return per_sample.mean()
 
 
 def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5):
     """See cten_jt.engine.erasing_loss; the reference runs the audio branch for each
     view (cten_jt's ``audio_once`` is a Jittor-side optimisation with the same result)."""
-    audio = _to_tensor(batch["audio"]) if model.config.modality == "av" else None
-    labels = _to_tensor(batch["label"])
+    device = _device(model)
+    audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
+    labels = _to_tensor(batch["label"], device)
     labels_np = _numpy(batch["label"])
-    logits1, gamma1 = model(_to_tensor(batch["visual"]), audio)
-    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta)
+    logits1, gamma1 = model(_to_tensor(batch["visual"], device), audio)
+    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, device)
     outputs = [logits1]
     for view in VIEWS[1:]:
         logits, _ = model(views[view][0], audio)
@@ -75,12 +82,13 @@ def erasing_step(model, optimizer, batch, rng, **options):
 
 def predict_batch(model, batch, rng=None, theta=0.7):
     """See cten_jt.engine.predict_batch."""
+    device = _device(model)
     with torch.no_grad():
-        audio = _to_tensor(batch["audio"]) if model.config.modality == "av" else None
-        logits, gamma = model(_to_tensor(batch["visual"]), audio)
+        audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
+        logits, gamma = model(_to_tensor(batch["visual"], device), audio)
         out = {"logits": _numpy(logits), "gamma": _numpy(gamma)}
         if rng is not None and "clip" in batch:
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta)
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, device)
             ctx, _ = model(views["context"][0], audio)
             out["context_logits"] = _numpy(ctx)
     return out

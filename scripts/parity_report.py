@@ -1,7 +1,11 @@
-"""Main job until training lands: build CTEN in PyTorch, save it as the reference
-saves it, convert it to Jittor and back through files, and print the parity table.
+"""Build CTEN in PyTorch, save it as the reference saves it, convert it to Jittor
+and back through files, and print the parity table: eval and train forward,
+BatchNorm buffers, and the erasing step's views, logits and loss.
 
-    .venv/bin/python scripts/parity_report.py [--depth 101] [--out outputs/parity.json]
+    .venv/bin/python scripts/parity_report.py [--depth 101] [--device cpu|cuda] [--out outputs/parity.json]
+
+``--device cuda`` runs both frameworks on the GPU (PyTorch with TF32 off, as
+fp32 parity needs; its other-kernel floor then runs with cuDNN off).
 """
 import argparse
 import json
@@ -52,12 +56,45 @@ def _row(name, ref, port, floor=None):
             "ok": verdict != "NO"}
 
 
-def _reference_outputs(model, visual, audio, state):
+def _reference_outputs(model, visual, audio, state, device="cpu"):
     """Outputs of the PyTorch model from ``state`` (train mode updates BatchNorm buffers)."""
     model.load_state_dict(state)
     with torch.no_grad():
-        logits, gamma = model(torch.from_numpy(visual), torch.from_numpy(audio))
-    return logits.numpy(), gamma.numpy(), {k: v.numpy().copy() for k, v in model.state_dict().items()}
+        logits, gamma = model(torch.from_numpy(visual).to(device), torch.from_numpy(audio).to(device))
+    return (logits.cpu().numpy(), gamma.cpu().numpy(),
+            {k: v.cpu().numpy().copy() for k, v in model.state_dict().items()})
+
+
+def _other_kernels(device):
+    """PyTorch with its other convolution kernels: oneDNN off (CPU) or cuDNN off (GPU)."""
+    return torch.backends.cudnn.flags(enabled=False) if device == "cuda" else torch.backends.mkldnn.flags(enabled=False)
+
+
+def _erasing_rows(t_model, j_model, state, visual, audio, seed, device):
+    """The erasing step's three views in both frameworks from the same state and draws."""
+    from cten_jt import engine as jeng
+    from cten_torch_ref import engine as teng
+    b, t, _, frames, size, _ = visual.shape
+    rng = np.random.default_rng(seed + 7)
+    n_frames = np.array([frames * t + 3 * i for i in range(b)], np.int64)
+    clip = rng.uniform(0, 255, (b, int(n_frames.max()), 3, size, size)).astype(np.float32)
+    batch = {"visual": visual, "audio": audio, "label": (np.arange(b) % 8).astype(np.int64),
+             "n_frames": n_frames, "clip": clip}
+    t_model.load_state_dict(state)
+    t_model.train()
+    j_model.train()
+    t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(seed))
+    j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(seed))
+    rows = []
+    for view in ("context", "keyframe"):
+        same = bool(np.array_equal(t_info["indices"][view], j_info["indices"][view]))
+        rows.append({"output": f"erasing: {view} view frames", "max_abs_diff": 0.0 if same else float("nan"),
+                     "scale": 1.0, "relative": 0.0 if same else float("nan"), "reference_floor": None,
+                     "tolerance": 0.0, "verdict": "ok" if same else "NO", "ok": same})
+    for name, t_v, j_v in zip(("original", "context", "keyframe"), t_info["logits"], j_info["logits"]):
+        rows.append(_row(f"erasing: {name} view logits", t_v.detach().cpu().numpy(), j_v.numpy()))
+    rows.append(_row("erasing: loss", t_loss.detach().cpu().numpy(), j_loss.numpy()))
+    return rows
 
 
 def main(argv=None):
@@ -68,15 +105,22 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=8, help="frames per snippet (L)")
     parser.add_argument("--size", type=int, default=32, help="crop size (S)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default="outputs/parity.json")
     args = parser.parse_args(argv)
+    device = args.device
+    if device == "cuda":
+        from cten_jt.device import set_device
+        set_device("cuda")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     dim = 2048 if args.depth >= 50 else 512
     cfg = dict(n_classes=8, seq_len=args.segments, snippet_duration=args.frames,
                sample_size=args.size, audio_n_segments=args.segments, audio_embed_size=dim,
                visual_depth=args.depth, audio_arch="resnet18", modality="av", dropout=0.0)
-    print(f"CTEN {cfg}")
-    t_model = TCTEN(init_seed=args.seed, **cfg)
+    print(f"CTEN {cfg} on {device}")
+    t_model = TCTEN(init_seed=args.seed, **cfg).to(device)
     rng = np.random.default_rng(args.seed)
     visual = rng.uniform(0, 255, (args.batch, args.segments, 3, args.frames, args.size, args.size)).astype(np.float32)
     audio = rng.normal(size=(args.batch, 100 * args.segments, 128)).astype(np.float32)
@@ -85,10 +129,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         src, pkl, back = (os.path.join(tmp, n) for n in ("reference.pth", "model.pkl", "back.pth"))
         torch.save({"epoch": 0, "optimizer": {},
-                    "state_dict": {f"module.{k}": v for k, v in t_model.state_dict().items()}}, src)
+                    "state_dict": {f"module.{k}": v.cpu() for k, v in t_model.state_dict().items()}}, src)
         torch_to_jittor(src, pkl, settings={"snippet_duration": args.frames, "sample_size": args.size})
         j_model = cten_jt.load_weights(JCTEN(init_seed=args.seed + 1, **cfg), pkl)
         jittor_to_torch(pkl, back, fmt="reference")
+        t_model.to(device)
         again = torch.load(back, weights_only=True)["state_dict"]
         original = torch.load(src, weights_only=True)["state_dict"]
         identical = list(again) == list(original) and all(torch.equal(again[k], original[k]) for k in original)
@@ -98,21 +143,23 @@ def main(argv=None):
             getattr(t_model, mode)()
             getattr(j_model, mode)()
             # the reference against itself: pixels nudged by 1e-7, and its other conv kernels
-            others = [_reference_outputs(t_model, nudged, audio, initial)]
-            with torch.backends.mkldnn.flags(enabled=False):
-                others.append(_reference_outputs(t_model, visual, audio, initial))
-            t_logits, t_gamma, _ = _reference_outputs(t_model, visual, audio, initial)   # last: its buffers stay
+            others = [_reference_outputs(t_model, nudged, audio, initial, device)]
+            with _other_kernels(device):
+                others.append(_reference_outputs(t_model, visual, audio, initial, device))
+            t_logits, t_gamma, _ = _reference_outputs(t_model, visual, audio, initial, device)   # last: its buffers stay
             j_logits, j_gamma = j_model(jt.array(visual), jt.array(audio))
             rows.append(_row(f"{mode} logits", t_logits, j_logits.numpy(),
                              max(_relative(t_logits, o[0]) for o in others)))
             rows.append(_row(f"{mode} gamma", t_gamma, j_gamma.numpy(),
                              max(_relative(t_gamma, o[1]) for o in others)))
-        t_state = {k: v.numpy() for k, v in t_model.state_dict().items()}
+        t_state = {k: v.cpu().numpy() for k, v in t_model.state_dict().items()}
         j_state = cten_jt.state_arrays(j_model)
         stats = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
         worst = max(stats, key=lambda k: np.max(np.abs(t_state[k] - j_state[k])) / max(np.max(np.abs(t_state[k])), 1e-12))
         rows.append(_row(f"running stats after train ({worst})", t_state[worst], j_state[worst],
                          max(_relative(t_state[worst], o[2][worst]) for o in others)))
+        cten_jt.checkpoint.load_state_arrays(j_model, {k: v.cpu().numpy() for k, v in initial.items()}, "initial")
+        rows += _erasing_rows(t_model, j_model, initial, visual, audio, args.seed, device)
 
     print(f"\n{'output':<56} {'max |diff|':>10} {'scale':>7} {'relative':>9} {'ref floor':>9}  verdict")
     for r in rows:
@@ -124,7 +171,7 @@ def main(argv=None):
           f"{FLOOR_FACTOR:g}x of it (deep train-mode BatchNorm nets at random init amplify rounding).")
     print(f"\ntorch -> jittor -> torch round trip identical: {'yes' if identical else 'NO'}")
     print(f"total {time.time() - started:.1f} s")
-    report = {"config": cfg, "rows": rows, "round_trip_identical": identical,
+    report = {"config": cfg, "device": device, "rows": rows, "round_trip_identical": identical,
               "all_ok": identical and all(r["ok"] for r in rows)}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
