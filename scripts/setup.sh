@@ -29,5 +29,15 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".[torch,test]"
 .venv/bin/python -m pip check
+# cuDNN for the GPU convolution op (cten_jt/kernels/csrc/conv_cudnn.cuh), where a CUDA
+# toolkit is installed: the pip wheel for its major version (headers and libraries;
+# linked into Jittor's CUDA home on a GPU machine, compile-checked by the tests here)
+NVCC=$(command -v nvcc || true)
+[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+if [ -n "$NVCC" ]; then
+  major=$("$NVCC" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+  .venv/bin/python -m pip install -q --no-deps "nvidia-cudnn-cu${major}" \
+    || echo "setup: warning: no nvidia-cudnn-cu${major} wheel; the cuDNN op is not compile-checked"
+fi
 # first import compiles Jittor (about 2 minutes on 2 cores, once) and checks the set
 .venv/bin/python -m cten_jt.check_install

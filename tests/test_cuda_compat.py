@@ -120,3 +120,26 @@ def test_tests_leave_cc_flags_as_they_found_them():
     # prepare() extends os.environ["cc_flags"]; a leftover changes Jittor's compile
     # cache key for every later process (seen: a probe that only recompiled)
     assert "computeMode" not in os.environ.get("cc_flags", "")
+
+
+def test_the_gpu_convolution_finds_cudnn_in_the_cuda_home(tmp_path, monkeypatch):
+    # the CUDA home of links (build_home) holds the cuDNN wheel's headers and an
+    # unversioned libcudnn.so; cten_jt.kernels.conv uses cuDNN on the GPU only then
+    from cten_jt.kernels import conv
+    home = tmp_path / "home-13.0"
+    (home / "bin").mkdir(parents=True)
+    (home / "include").mkdir()
+    (home / "lib64").mkdir()
+    monkeypatch.setenv("nvcc_path", str(home / "bin" / "nvcc"))
+    conv.cudnn_home.cache_clear()
+    try:
+        assert conv.cudnn_home() is None                      # no cuDNN: Jittor's own conv
+        (home / "include" / "cudnn.h").write_text("")
+        (home / "lib64" / "libcudnn.so").write_text("")
+        conv.cudnn_home.cache_clear()
+        assert conv.cudnn_home() == str(home)
+        monkeypatch.setenv("nvcc_path", "")                   # CPU only
+        conv.cudnn_home.cache_clear()
+        assert conv.cudnn_home() is None
+    finally:
+        conv.cudnn_home.cache_clear()

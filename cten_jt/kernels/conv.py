@@ -1,11 +1,18 @@
-"""2D and 3D convolution on oneDNN for Jittor's CPU path, with gradients.
+"""2D and 3D convolution with gradients: oneDNN on the CPU, cuDNN on the GPU.
 
 Jittor's CPU conv3d is a broadcast-and-reduce loop (~100x slower than
-PyTorch's) and its conv2d runs oneDNN on plain layouts.  ``DnnlConv`` is a
+PyTorch's) and its conv2d runs oneDNN on plain layouts; on the GPU its cuDNN
+op library does not load against cuDNN 9 (``_cuda_compat`` sets conv_opt=1),
+which leaves the broadcast-and-reduce there too.  ``ConvFunction`` is a
 ``jt.Function`` of three single-output ``jt.code`` ops (forward,
-backward-data, backward-weights) calling oneDNN's convolution primitives with
-the layouts oneDNN prefers (``csrc/conv_dnnl.h``), linked against the system
-oneDNN that ``cten_jt._environment`` found and linked for Jittor.
+backward-data, backward-weights):
+
+* CPU: oneDNN's convolution primitives with the layouts oneDNN prefers
+  (``csrc/conv_dnnl.h``), linked against the system oneDNN that
+  ``cten_jt._environment`` found and linked for Jittor;
+* GPU: cuDNN's convolution API (``csrc/conv_cudnn.cuh``; cuDNN 8 or 9, e.g.
+  the ``nvidia-cudnn-cu13`` wheel linked into the CUDA home of
+  ``_cuda_compat``), fp32 without TF32 unless ``CTEN_CUDNN_TF32=1``.
 
 Frozen weights (``stop_grad``, e.g. CTEN's visual backbone) are reordered into
 the forward primitive's layout once and kept (``WeightCache``): the same
@@ -28,8 +35,9 @@ import jittor as jt
 from .. import _environment
 from . import kernel_source
 
-_HEADER = None
+_HEADERS = {}
 _WEIGHT_CACHE = os.environ.get("CTEN_CONV_WEIGHT_CACHE", "1") != "0"
+_TF32 = int(os.environ.get("CTEN_CUDNN_TF32", "0") == "1")
 
 
 def set_weight_cache(enabled):
@@ -44,9 +52,22 @@ def _system_dnnl():
             and _environment.find_system_dnnl() is not None)
 
 
+@functools.lru_cache(maxsize=None)
+def cudnn_home():
+    """The CUDA home whose include/ and lib64/ hold cuDNN (headers and libcudnn.so), or None."""
+    nvcc = os.environ.get("nvcc_path") or ""
+    home = os.path.dirname(os.path.dirname(nvcc)) if nvcc else ""
+    ok = home and os.path.exists(os.path.join(home, "include", "cudnn.h")) and os.path.exists(
+        os.path.join(home, "lib64", "libcudnn.so"))
+    return home if ok else None
+
+
 def available():
-    """True on the CPU with the system oneDNN that Jittor also uses."""
-    return not jt.flags.use_cuda and _system_dnnl()
+    """True where this op runs: the system oneDNN on the CPU (the one Jittor also
+    uses), cuDNN on the GPU."""
+    if jt.flags.use_cuda:
+        return cudnn_home() is not None
+    return _system_dnnl()
 
 
 def _sizes(x_shape, w_shape, stride, padding):
@@ -69,13 +90,28 @@ def _sizes(x_shape, w_shape, stride, padding):
 _UNPACK = "int s[19]; for (int i = 0; i < 19; i++) s[i] = (int)data[\"s\" + std::to_string(i)];"
 
 
-def _op(shape, inputs, call, sizes):
-    """One single-output op; the sizes travel as op data (no recompilation per shape)."""
-    global _HEADER
-    if _HEADER is None:
-        _HEADER = kernel_source("conv_dnnl.h")
-    y = jt.code(shape, "float32", inputs, cpu_header=_HEADER + "\n#include <string>",
-                cpu_src=f"{_UNPACK} {call}", data={f"s{i}": v for i, v in enumerate(sizes)})
+def _header(name):
+    if name not in _HEADERS:
+        _HEADERS[name] = kernel_source(name) + "\n#include <string>"
+    return _HEADERS[name]
+
+
+def _op(shape, inputs, entry, sizes):
+    """One single-output op calling ``cten_conv_<entry>(in0_p, in1_p, out0_p, s)``: the
+    oneDNN entry point on the CPU, its ``_cudnn`` twin on the GPU; the sizes travel as
+    op data (no recompilation per shape)."""
+    data = {f"s{i}": v for i, v in enumerate(sizes)}
+    if jt.flags.use_cuda:
+        src = f"{_UNPACK} cten_conv_{entry}_cudnn(in0_p, in1_p, out0_p, s, data[\"tf32\"] != 0);"
+        y = jt.code(shape, "float32", inputs, cuda_header=_header("conv_cudnn.cuh"), cuda_src=src,
+                    data={**data, "tf32": _TF32})
+        home = cudnn_home()
+        y.compile_options = {f"FLAGS: -I{home}/include -L{home}/lib64 -lcudnn ": 1}
+        return y
+    call = ("cten_conv_weights_blocked(in0_p, out0_p, out0_shape0, s);" if entry == "weights_blocked"
+            else f"cten_conv_{entry}(in0_p, in1_p, out0_p, s);")
+    y = jt.code(shape, "float32", inputs, cpu_header=_header("conv_dnnl.h"),
+                cpu_src=f"{_UNPACK} {call}", data=data)
     y.compile_options = {"FLAGS: -ldnnl ": 1}
     return y
 
@@ -115,14 +151,14 @@ class WeightCache:
         if key != self.key:
             self.key, self.blocked = None, None        # the old copy goes first
             self.blocked = _op((_blocked_capacity(source.shape),), [source],
-                               "cten_conv_weights_blocked(in0_p, out0_p, out0_shape0, s);", sizes).stop_grad()
+                               "weights_blocked", sizes).stop_grad()
             self.key = key
         return self.blocked
 
 
-class DnnlConv(jt.Function):
-    """``DnnlConv(stride, padding[, blocked])(x, weight)``: no bias, no dilation, one
-    group.  ``blocked``: the (frozen) weight already in oneDNN's layout (``WeightCache``)."""
+class ConvFunction(jt.Function):
+    """``ConvFunction(stride, padding[, blocked])(x, weight)``: no bias, no dilation, one
+    group.  ``blocked``: the (frozen) weight already in oneDNN's layout (``WeightCache``, CPU)."""
 
     def __init__(self, stride, padding, blocked=None):
         self.stride, self.padding, self.blocked = tuple(stride), tuple(padding), blocked
@@ -134,19 +170,20 @@ class DnnlConv(jt.Function):
         out_shape = tuple(x.shape[:1]) + (weight.shape[0],) + tuple(s[16:] if s[0] == 3 else s[17:])
         self.saved = (x, weight, s)
         if self.blocked is not None:
-            return _op(out_shape, [x, self.blocked], "cten_conv_forward_blocked(in0_p, in1_p, out0_p, s);", s)
-        return _op(out_shape, [x, weight], "cten_conv_forward(in0_p, in1_p, out0_p, s);", s)
+            return _op(out_shape, [x, self.blocked], "forward_blocked", s)
+        return _op(out_shape, [x, weight], "forward", s)
 
     def grad(self, dy):
         x, weight, s = self.saved
-        dx = _op(x.shape, [dy, weight], "cten_conv_backward_data(in0_p, in1_p, out0_p, s);", s)
-        dw = _op(weight.shape, [x, dy], "cten_conv_backward_weights(in0_p, in1_p, out0_p, s);", s)
+        dx = _op(x.shape, [dy, weight], "backward_data", s)
+        dw = _op(weight.shape, [x, dy], "backward_weights", s)
         return dx, dw
 
 
-def conv_dnnl(x, weight, stride, padding, cache=None):
-    """``conv2d``/``conv3d(x, weight)`` on oneDNN (float32, no bias, no dilation, one group);
-    ``cache``: a ``WeightCache`` that keeps a frozen weight in oneDNN's layout."""
+def fast_conv(x, weight, stride, padding, cache=None):
+    """``conv2d``/``conv3d(x, weight)`` on oneDNN (CPU) or cuDNN (GPU) (float32, no bias,
+    no dilation, one group); ``cache``: a ``WeightCache`` that keeps a frozen weight in
+    oneDNN's layout (CPU only)."""
     stride, padding, source = tuple(stride), tuple(padding), weight
     if x.ndim == 5:
         taps = depth_taps(x.shape[2], weight.shape[2], stride[0], padding[0])
@@ -154,6 +191,6 @@ def conv_dnnl(x, weight, stride, padding, cache=None):
             first, last, pad = taps
             source, padding = weight[:, :, first:last + 1], (pad,) + padding[1:]
     blocked = None
-    if cache is not None and _WEIGHT_CACHE and weight.is_stop_grad():
+    if cache is not None and _WEIGHT_CACHE and weight.is_stop_grad() and not jt.flags.use_cuda:
         blocked = cache.get(weight, source, _sizes(x.shape, source.shape, stride, padding))
-    return DnnlConv(stride, padding, blocked)(x, source)
+    return ConvFunction(stride, padding, blocked)(x, source)

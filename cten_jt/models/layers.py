@@ -12,7 +12,7 @@ import math
 
 import jittor as jt
 from jittor import nn
-from ..kernels import conv as dnnl_conv
+from ..kernels import conv as conv_ops
 
 
 class _BatchNorm(nn.Module):
@@ -273,47 +273,51 @@ def set_train_mode(module, mode=True):
     return module
 
 
-def _dnnl_ok(conv, x):
+def _fast_conv_ok(conv, x):
     return (x.dtype == "float32" and conv.groups == 1 and all(d == 1 for d in conv.dilation)
-            and dnnl_conv.available())
+            and conv_ops.available())
 
 
 def _weight_cache(conv):
     """The layer's ``WeightCache`` (created on first use; a frozen weight keeps its oneDNN layout)."""
     cache = conv.__dict__.get("_dnnl_weights")
     if cache is None:
-        cache = conv._dnnl_weights = dnnl_conv.WeightCache()
+        cache = conv._dnnl_weights = conv_ops.WeightCache()
     return cache
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` on oneDNN's preferred layouts on the CPU (``cten_jt.kernels.conv``);
-    Jittor's own path elsewhere.  Same parameters and names."""
+    """``nn.Conv2d`` on oneDNN's preferred layouts on the CPU, on cuDNN on the GPU
+    (``cten_jt.kernels.conv``); Jittor's own path where neither is found.  Same
+    parameters and names."""
 
     def execute(self, x):
-        if not _dnnl_ok(self, x):
+        if not _fast_conv_ok(self, x):
             return super().execute(x)
-        out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding, _weight_cache(self))
+        out = conv_ops.fast_conv(x, self.weight, self.stride, self.padding, _weight_cache(self))
         return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
 
 
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` with fast CPU paths.
+    """``nn.Conv3d`` with fast paths.
 
     Jittor's CPU conv3d is a broadcast-and-reduce loop (~100x slower than
-    PyTorch's).  With a system oneDNN it runs oneDNN's 3D convolution, forward
-    and backward (``cten_jt.kernels.conv``).  Without: out[:, :, t] = sum_i
-    conv2d(x[:, :, t*stride + i - pad], weight[:, :, i]), kt conv2d calls over
-    all output frames at once.  Same parameters and names; on GPU Jittor's own
-    (cuDNN) path is used.
+    PyTorch's), and so is its GPU one without a loadable cuDNN (cuDNN 9).  With
+    a system oneDNN (CPU) or cuDNN (GPU) it runs their 3D convolution, forward
+    and backward (``cten_jt.kernels.conv``).  On the CPU without oneDNN:
+    out[:, :, t] = sum_i conv2d(x[:, :, t*stride + i - pad], weight[:, :, i]),
+    kt conv2d calls over all output frames at once.  Elsewhere Jittor's own.
+    Same parameters and names.
     """
 
     def execute(self, x):
-        if jt.flags.use_cuda or self.groups != 1 or tuple(self.dilation) != (1, 1, 1):
+        if self.groups != 1 or tuple(self.dilation) != (1, 1, 1):
             return super().execute(x)
-        if _dnnl_ok(self, x):
-            out = dnnl_conv.conv_dnnl(x, self.weight, self.stride, self.padding, _weight_cache(self))
+        if _fast_conv_ok(self, x):
+            out = conv_ops.fast_conv(x, self.weight, self.stride, self.padding, _weight_cache(self))
             return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1, 1)
+        if jt.flags.use_cuda:
+            return super().execute(x)
         kt, kh, kw = self.weight.shape[2:]
         st, sh, sw = self.stride
         pt, ph, pw = self.padding

@@ -75,3 +75,48 @@ def test_no_include_inside_a_conditional():
                 depth -= 1
             elif s.startswith("#include"):
                 assert depth == 0, f"{name} (inlined) line {lineno}: #include inside #if"
+
+
+def _cudnn_dirs():
+    """(include, lib) of cuDNN: the nvidia-cudnn pip wheel (scripts/setup.sh installs it where
+    nvcc exists), or CUDNN_HOME."""
+    roots = [os.environ["CUDNN_HOME"]] if os.environ.get("CUDNN_HOME") else []
+    try:
+        import nvidia.cudnn
+        roots += list(nvidia.cudnn.__path__)
+    except ImportError:
+        pass
+    for root in roots:
+        inc, lib = os.path.join(root, "include"), os.path.join(root, "lib")
+        if os.path.exists(os.path.join(inc, "cudnn.h")) and os.path.isdir(lib):
+            return inc, lib
+    return None
+
+
+CUDNN_DRIVER = r'''
+#include "conv_cudnn.cuh"
+int main() {   // not run: linking proves every cuDNN call exists in the library
+    int s[19] = {3, 1, 2, 3, 4, 4, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3, 4, 4};
+    float *x = 0, *w = 0, *y = 0;
+    cten_conv_forward_cudnn(x, w, y, s, false);
+    cten_conv_backward_data_cudnn(y, w, x, s, false);
+    cten_conv_backward_weights_cudnn(x, y, w, s, true);
+    return 0;
+}
+'''
+
+
+@pytest.mark.parametrize("std", ["c++14", "c++17"])
+def test_cudnn_conv_compiles_and_links_against_the_cudnn_wheel(tmp_path, std):
+    dirs = _cudnn_dirs()
+    if dirs is None:
+        pytest.skip("no cuDNN headers (pip install nvidia-cudnn-cu13, or set CUDNN_HOME)")
+    inc, lib = dirs
+    libs = sorted(n for n in os.listdir(lib) if n.startswith("libcudnn.so"))
+    assert libs, f"no libcudnn.so* in {lib}"
+    src = tmp_path / "conv.cu"
+    src.write_text(CUDNN_DRIVER)
+    cmd = [NVCC, f"-std={std}", "-I", _CSRC, "-I", inc, "-Werror", "all-warnings", str(src),
+           "-o", str(tmp_path / "conv"), "-L", lib, f"-l:{libs[0]}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"nvcc failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}"
