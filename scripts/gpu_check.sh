@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (no network): environment, the kernels'
 # CUDA sources through CuPy/NVRTC, Jittor on CUDA through our compatibility
-# layer, the kernel tests with Jittor on the GPU, and the kernel benchmark.
+# layer, the kernel tests with Jittor on the GPU, parity Jittor CUDA vs PyTorch
+# CUDA (tiny and depth-101 models, forward and erasing step), a short training
+# run on the synthetic set, the kernel benchmark and the framework comparison.
 #
 #   bash scripts/gpu_check.sh            # writes under $OUT (default ./gpu_out)
+#   STEPS="environment parity_tiny train_gpu" bash scripts/gpu_check.sh   # some steps only
+#
+# All steps together exceed one 10-minute device call (Jittor compiles its CUDA
+# core and our ops first, ~70 s on 16 cores, then each new op): plan two calls in
+# one lease, e.g. STEPS="environment cupy_kernels jittor_import jittor_kernel_tests
+# parity_tiny parity_r101", then STEPS="train_gpu bench_kernels compare_frameworks".
 #
 # Python wheels that the machine lacks travel in .whl/ (numpy<2 for Jittor,
 # Jittor itself, astunparse): see README, "GPU".  Each step has its own time
@@ -21,8 +29,9 @@ SUMMARY="$OUT/summary.txt"
 export PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 
-step() {   # step NAME SECONDS LOGFILE COMMAND...
+step() {   # step NAME SECONDS LOGFILE COMMAND...   (only the steps named in $STEPS, when set)
   local name=$1 limit=$2 log=$3; shift 3
+  if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]]; then return 0; fi
   local t0=$(date +%s)
   echo "== $name ($(date -u +%H:%M:%S))" >> "$OUT/$log"
   timeout "$limit" bash -c '"$@"' _ "$@" >> "$OUT/$log" 2>&1      # runs exported functions too
@@ -81,13 +90,27 @@ step jittor_import 200 jittor_cuda.log jittor_import
 
 # 3. the kernel tests with Jittor on the GPU (fused vs composed, numpy sampler)
 step jittor_kernel_tests 170 jittor_tests_cuda.log \
-  env CTEN_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/kernels/test_attention_kernel.py tests/kernels/test_erasing_kernel.py
+  env CTEN_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/kernels/test_attention_kernel.py tests/kernels/test_erasing_kernel.py tests/kernels/test_conv_kernel.py
 
-# 4. the benchmark, fused vs composed, on the GPU
+# 4. parity on the GPU: Jittor CUDA vs PyTorch CUDA (TF32 off), tiny model and the real depth 101
+step parity_tiny 150 parity_gpu.log $PY scripts/parity_report.py --device cuda --out "$OUT/parity_gpu_tiny.json"
+step parity_r101 150 parity_gpu.log $PY scripts/parity_report.py --device cuda --depth 101 --frames 16 --size 112 \
+  --out "$OUT/parity_gpu_r101.json"
+
+# 5. a short training run on the synthetic set, on the GPU (train.device=cuda)
+train_gpu() {
+  $PY scripts/make_synthetic_dataset.py --out data/synthetic >/dev/null &&
+  $PY -m cten_jt.train --config configs/synthetic.yaml --set train.epochs=2 --set train.device=cuda \
+    --out "$OUT/train_gpu" && cat "$OUT/train_gpu/metrics.jsonl"
+}
+export -f train_gpu
+step train_gpu 200 train_gpu.log train_gpu
+
+# 6. the benchmark, fused vs composed, on the GPU
 step bench_kernels 70 bench_kernels_cuda.log $PY -m benchmarks.bench_kernels --device cuda --iters 20 \
   --out "$OUT/kernels_cuda.json"
 
-# 5. Jittor vs PyTorch at the seed's configuration (batch 32, 16 x 16x112x112, 1600x128 audio)
+# 7. Jittor vs PyTorch at the seed's configuration (batch 32, 16 x 16x112x112, 1600x128 audio)
 step compare_frameworks ${COMPARE_SECONDS:-240} compare_frameworks.log $PY -m benchmarks.compare_frameworks \
   --config configs/bench_gpu.yaml --device cuda --iters 3 --warmup 2 --repeats 1 --no-epoch \
   --out "$OUT/frameworks_gpu.json"
