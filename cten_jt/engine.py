@@ -9,6 +9,7 @@ import numpy as np
 from cten_common.erasing import erased_view_indices, gather_views
 from cten_common.losses import pcce_weights
 from .kernels import fused_enabled
+from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
 from .models.layers import repeated_stat_updates
 
@@ -90,8 +91,14 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
 
 
 def erasing_step(model, optimizer, batch, rng, **options):
-    """``erasing_loss`` and one optimiser step; returns numpy/float copies for logging."""
+    """``erasing_loss`` and one optimiser step; returns numpy/float copies for logging.
+
+    The three views' forwards run first; then the frozen backbone's cached weight
+    copies (``kernels.conv.WeightCache``) are dropped, so that the backward, where
+    the step's memory peaks, does not hold them."""
     total, info = erasing_loss(model, batch, rng, **options)
+    jt.sync([total] + info["logits"])
+    release_weight_caches(model)
     optimizer.step(total)
     return {"loss": float(total.numpy().reshape(-1)[0]),
             "view_losses": [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],

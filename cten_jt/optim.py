@@ -20,7 +20,7 @@ class Adam(jt.optim.Adam):
 
     # the updates run in chunks of about this many parameter bytes, so that the
     # new p, m and v of the whole model never wait in memory beside the old ones
-    SYNC_BYTES = 32 * 2 ** 20
+    SYNC_BYTES = 8 * 2 ** 20
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         params = list(params)

@@ -17,8 +17,12 @@ backward-data, backward-weights):
 Frozen weights (``stop_grad``, e.g. CTEN's visual backbone) are reordered into
 the forward primitive's layout once and kept (``WeightCache``): the same
 primitive and results, without reading and rewriting every weight on every
-forward (~30 ms of a 240 ms ResNet-101 forward on 2 cores).
-``CTEN_CONV_WEIGHT_CACHE=0`` or ``set_weight_cache(False)`` turns it off.
+forward (~30 ms of a 240 ms ResNet-101 forward on 2 cores).  A training step
+drops the copies before its backward (``release_weight_caches``), which is
+where its memory peaks and where the frozen weights are not used: the three
+views' forwards share one reorder, and training memory stays at its level
+without the cache.  ``CTEN_CONV_WEIGHT_CACHE=0`` or ``set_weight_cache(False)``
+turns it off.
 
 Temporal taps that only ever meet zero padding are dropped before the call
 (``depth_taps``): in CTEN's 3D ResNet, layer3 and layer4 see one frame, so
@@ -127,6 +131,14 @@ def depth_taps(depth, kernel, stride, pad):
     first, last = used[0], used[-1]
     front, back = pad - first, pad - (kernel - 1 - last)
     return (first, last, front) if front == back else None
+
+
+def release_weight_caches(module):
+    """Drop every cached weight copy under ``module``; the next forward rebuilds them."""
+    for m in module.modules():
+        cache = m.__dict__.get("_dnnl_weights")
+        if isinstance(cache, WeightCache):
+            cache.key, cache.blocked = None, None
 
 
 def _blocked_capacity(w_shape):

@@ -108,6 +108,11 @@ def test_frozen_weights_are_cached_in_onednn_layout_and_refreshed():
         # a new input shape rebuilds it as well
         y = conv(jt.array(rng.standard_normal((1, 8, 3, 5, 5)).astype(np.float32)))
         assert y.shape == [1, 6, 3, 5, 5] and cache.key[1][1] == 1
+        # dropped (a training step does so before its backward) and rebuilt by the next forward
+        dnnl_conv.release_weight_caches(jt.nn.Sequential(conv))
+        assert cache.key is None and cache.blocked is None
+        np.testing.assert_array_equal(conv(x).numpy(), y2 := conv(x).numpy())
+        assert cache.key is not None and y2.shape == (2, 6, 3, 5, 5)
         # a trainable weight is never cached
         live = Conv3d(8, 6, 3, padding=1, bias=False)
         live(x).sync()
