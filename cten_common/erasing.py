@@ -101,9 +101,27 @@ def erased_view_indices(gamma, n_frames, snippet_len, rng, theta=DEFAULT_THETA):
                                        erasing_uniforms(rng, *gamma.shape), theta)
 
 
+class RankRows:
+    """A generator for one part of a batch split across processes (MPI ranks):
+    ``random((B, ...))`` returns this rank's B rows of ``random((size * B, ...))``,
+    the draws one process makes for the whole batch, split as the batch is
+    (rank r holds rows r*B .. (r+1)*B - 1)."""
+
+    def __init__(self, generator, rank, size):
+        if not isinstance(generator, np.random.Generator):
+            raise TypeError(f"generator must be a numpy Generator, got {type(generator).__name__}")
+        self.generator, self.rank, self.size = generator, int(rank), int(size)
+
+    def random(self, shape):
+        shape = tuple(shape)
+        rows = self.generator.random((shape[0] * self.size,) + shape[1:])
+        return rows[self.rank * shape[0]:(self.rank + 1) * shape[0]]
+
+
 def erasing_uniforms(rng, batch, n_segments):
-    """float64 ``[B, 2, T]`` in [0, 1): the batch's draws for the two erased views."""
-    if not isinstance(rng, np.random.Generator):
+    """float64 ``[B, 2, T]`` in [0, 1): the batch's draws for the two erased views
+    (``rng``: a numpy Generator, or ``RankRows`` of one)."""
+    if not isinstance(rng, (np.random.Generator, RankRows)):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
     return rng.random((batch, 2, n_segments))
 

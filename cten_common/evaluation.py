@@ -13,27 +13,41 @@ def _softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def evaluate_model(model, data, train_config, predict_batch, batch_size=None, progress=True):
+def evaluate_model(model, data, train_config, predict_batch, batch_size=None, progress=True,
+                   shard=(0, 1), all_sum=None):
     """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``: accuracy of
     the original view and of the mean of original and context views, per class, the
-    confusion matrix, and weak detection where the items have ground-truth spans."""
+    confusion matrix, and weak detection where the items have ground-truth spans.
+
+    ``shard=(rank, size)`` with ``all_sum`` (an elementwise sum of a float64 array over
+    the ranks): this rank predicts batches rank, rank + size, ... and the predictions
+    of all ranks are gathered, so every rank returns the metrics of the whole split.
+    Each batch's context view draws from its own generator (seed, first index), so
+    the figures do not depend on the number of ranks."""
     from tqdm import tqdm
 
     model.eval()
-    rng = np.random.default_rng(train_config["seed"])      # the context view, reproducibly
+    rank, size = shard
     bs = batch_size or train_config["batch_size"]
-    outs, labels, n_frames, fps = [], [], [], []
-    for start in tqdm(range(0, len(data), bs), desc="evaluating", disable=not progress, leave=False):
-        batch = collate([data.load(i) for i in range(start, min(start + bs, len(data)))])
-        outs.append(predict_batch(model, batch, rng, train_config["theta"]))
-        labels.append(batch["label"])
-        n_frames.append(batch["n_frames"])
-        fps.append(batch["fps"])
-    labels = np.concatenate(labels)
-    logits = np.concatenate([o["logits"] for o in outs])
-    context = np.concatenate([o["context_logits"] for o in outs])
-    gamma = np.concatenate([o["gamma"] for o in outs])
-    n_frames, fps = np.concatenate(n_frames), np.concatenate(fps)
+    n = len(data)
+    n_classes, n_segments = len(data.class_names), data.clip.n_segments
+    # per video: label, n_frames, fps, logits, context logits, gamma (float64, gathered)
+    table = np.zeros((n, 3 + 2 * n_classes + n_segments), np.float64)
+    starts = list(range(0, n, bs))[rank::size]
+    for start in tqdm(starts, desc="evaluating", disable=not progress, leave=False):
+        stop = min(start + bs, n)
+        batch = collate([data.load(i) for i in range(start, stop)])
+        rng = np.random.default_rng([int(train_config["seed"]), start])   # the context view
+        out = predict_batch(model, batch, rng, train_config["theta"])
+        table[start:stop] = np.concatenate(
+            [np.stack([batch["label"], batch["n_frames"], batch["fps"]], 1), out["logits"],
+             out["context_logits"], out["gamma"]], 1)
+    if size > 1:
+        table = all_sum(table)
+    labels, n_frames, fps = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
+    logits = table[:, 3:3 + n_classes].astype(np.float32)
+    context = table[:, 3 + n_classes:3 + 2 * n_classes].astype(np.float32)
+    gamma = table[:, 3 + 2 * n_classes:].astype(np.float32)
     report = classification_report(labels, logits, data.class_names)
     report["accuracy_mean_views"] = mean_of_views_accuracy(labels, logits, context)
     if any(item.segments for item in data.items):

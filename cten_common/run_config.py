@@ -34,6 +34,7 @@ DEFAULTS = {
         "kernels": "fused",         # fused (compiled attention and erasing, Jittor) | composed
         "audio_once": True,         # Jittor: the audio branch once per step for the three views
         "device": "auto",           # Jittor: auto (the GPU when Jittor has CUDA) | cpu | cuda
+        "sync_bn": False,           # Jittor under MPI: BatchNorm over the global batch (else per rank)
     },
 }
 

@@ -19,8 +19,11 @@ from cten_jt.kernels import set_kernels
 
 
 def evaluate_model(model, data, train_config, batch_size=None, progress=True):
-    """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``."""
-    return evaluation.evaluate_model(model, data, train_config, predict_batch, batch_size, progress)
+    """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``; under MPI
+    the videos are split across the ranks and every prediction is gathered."""
+    from cten_jt import distributed
+    return evaluation.evaluate_model(model, data, train_config, predict_batch, batch_size, progress,
+                                     shard=distributed.world(), all_sum=distributed.all_sum)
 
 
 def main(argv=None):

@@ -24,11 +24,13 @@ from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
 from cten_jt.data import CTENDataset
+from cten_jt import distributed
 from cten_jt.device import set_device
 from cten_jt.engine import erasing_step
 from cten_jt.evaluate import evaluate_model
 from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
+from cten_jt.models.layers import set_sync_batchnorm
 from cten_jt.optim import Adam, adam_state, load_adam_state
 from cten_common.run_config import load_run_config
 
@@ -78,7 +80,12 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     tc = config["train"]
     set_kernels(tc.get("kernels", "fused"))
     device = set_device(tc.get("device", "auto"))
-    os.makedirs(out, exist_ok=True)
+    rank, world = distributed.world()
+    main_rank = rank == 0                   # the one that writes (MPI: mpirun -np N)
+    progress = progress and main_rank
+    distributed.check_batch(tc["batch_size"])
+    if main_rank:
+        os.makedirs(out, exist_ok=True)
     jt.set_global_seed(tc["seed"])
     train_data = build_data(config, config["data"]["train_subset"], train=True)
     eval_data = build_data(config, config["data"]["eval_subset"], train=False)
@@ -87,6 +94,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
                          f"has {len(classes)} classes {classes}: add --set model.n_classes={len(classes)}")
     model = build_model(config["model"], init_seed=tc["seed"])
+    set_sync_batchnorm(model, tc.get("sync_bn", False))
     for which in ("visual", "audio"):
         if tc[f"pretrained_{which}"]:
             load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
@@ -106,18 +114,21 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         start, best = ckpt["epoch"] + 1, ckpt["best"]
         with open(metrics_path) as f:
             history = [json.loads(line) for line in f if line.strip()][:start]
-    else:
+    elif main_rank:
         with open(os.path.join(out, "config.yaml"), "w") as f:
             yaml.safe_dump(config, f, sort_keys=False)
-    with open(metrics_path, "w") as f:       # drop lines of an epoch that did not finish
-        f.writelines(json.dumps(h) + "\n" for h in history)
+    if main_rank:
+        with open(metrics_path, "w") as f:       # drop lines of an epoch that did not finish
+            f.writelines(json.dumps(h) + "\n" for h in history)
 
     last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
     for epoch in tqdm(range(start, last_epoch), desc="epochs", disable=not progress,
                       initial=start, total=tc["epochs"]):
         began = time.time()
-        jt.set_global_seed(tc["seed"] * 1000003 + epoch)       # dropout, from (seed, epoch) only
+        jt.set_global_seed((tc["seed"] * 1000003 + epoch) * 1009 + rank)  # dropout: (seed, epoch, rank)
         rng = np.random.default_rng([tc["seed"], epoch, 17])    # erasing
+        if world > 1:
+            rng = distributed.RankRows(rng, rank, world)        # this rank's rows of the batch's draws
         loader.set_epoch(epoch)
         model.train()
         sums = {"loss": 0.0, "loss_original": 0.0, "loss_context": 0.0, "loss_keyframe": 0.0}
@@ -127,6 +138,9 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             out_step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
                                     class_names=classes, pcce_lambda=tc["pcce_lambda"],
                                     audio_once=tc.get("audio_once", True))
+            if world > 1:     # the global batch's losses, so that every rank stops alike
+                losses = distributed.all_sum([out_step["loss"]] + out_step["view_losses"]) / world
+                out_step["loss"], out_step["view_losses"] = float(losses[0]), [float(v) for v in losses[1:]]
             if not math.isfinite(out_step["loss"]):
                 raise NonFiniteLoss(
                     f"epoch {epoch + 1}, step {steps + 1}: the loss is {out_step['loss']} "
@@ -141,6 +155,9 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             correct += [int((logits.argmax(1) == labels).sum()) for logits in out_step["logits"]]
             seen += len(labels)
             bar.set_postfix(loss=f"{out_step['loss']:.3f}")
+        if world > 1:
+            counts = distributed.all_sum(np.concatenate([correct, [seen]]))
+            correct, seen = counts[:3].astype(np.int64), int(counts[3])
         record = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()},
                   "first_step_loss": first_loss,
                   **{f"train_acc_{view}": float(c) / max(seen, 1)
@@ -152,22 +169,27 @@ def train(config, out, resume=False, progress=True, stop_after=None):
                        "val_mAP": ev.get("detection", {}).get("mAP")})
         record["time_s"] = round(time.time() - began, 2)
         history.append(record)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if record["val_accuracy"] > best["val_accuracy"]:
+        improved = record["val_accuracy"] > best["val_accuracy"]
+        if improved:
             best = {"val_accuracy": record["val_accuracy"], "epoch": epoch + 1}
-            save_checkpoint(os.path.join(out, "best.pkl"), model, optimizer, epoch, config, best, classes)
-        save_checkpoint(os.path.join(out, "last.pkl"), model, optimizer, epoch, config, best, classes)
-        plot_curves(history, os.path.join(out, "curves.png"))
+        if main_rank:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if improved:
+                save_checkpoint(os.path.join(out, "best.pkl"), model, optimizer, epoch, config, best, classes)
+            save_checkpoint(os.path.join(out, "last.pkl"), model, optimizer, epoch, config, best, classes)
+            plot_curves(history, os.path.join(out, "curves.png"))
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc_original']:.3f}  "
                        f"val acc {record['val_accuracy']:.3f}  (mean of views {record['val_accuracy_mean_views']:.3f})"
                        f"  mAP {record['val_mAP'] if record['val_mAP'] is None else round(record['val_mAP'], 3)}"
                        f"  {record['time_s']:.1f} s")
-    summary = {"device": device, "epochs_done": len(history), "best": best, "last": history[-1] if history else None,
+    summary = {"device": device, "ranks": world, "epochs_done": len(history), "best": best,
+               "last": history[-1] if history else None,
                "classes": classes, "train_videos": len(train_data), "eval_videos": len(eval_data)}
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    if main_rank:
+        with open(os.path.join(out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
     return summary
 
 
@@ -197,7 +219,8 @@ def main(argv=None):
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(summary["best"]))
+    if distributed.is_main():
+        print(json.dumps(summary["best"]))
     return 0
 
 

@@ -9,8 +9,9 @@ PYTHON=${PYTHON:-python3}
 # System packages: a C++ compiler and Python headers (Jittor compiles its core),
 # venv, and Debian's oneDNN (Jittor's fast CPU conv/matmul; without it Jittor
 # would try to download oneDNN, so cten_jt switches it off instead), and ffmpeg
-# (audio tracks of video files, m4a).
-want=(g++ python3-venv python3-dev libdnnl-dev ffmpeg)
+# (audio tracks of video files, m4a), and OpenMPI (data-parallel training with
+# mpirun; single-process training does not need it).
+want=(g++ python3-venv python3-dev libdnnl-dev ffmpeg openmpi-bin libopenmpi-dev)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

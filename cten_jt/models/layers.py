@@ -32,6 +32,8 @@ class _BatchNorm(nn.Module):
         # how many times a train-mode forward applies its running-statistics update:
         # k > 1 stands for k forwards of the same batch (repeated_stat_updates)
         self.stat_updates = 1
+        # under MPI: normalise with the global batch's statistics (set_sync_batchnorm)
+        self.sync = False
 
     def _shape(self, x):
         if x.ndim not in self._input_ndims or x.shape[1] != self.num_features:
@@ -52,6 +54,8 @@ class _BatchNorm(nn.Module):
             if n < 2:
                 raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel "
                                  f"when training, got input of shape {list(x.shape)}")
+            if self.sync and jt.in_mpi:
+                return self._execute_synced(x, dims, pshape, n)
             if not jt.flags.use_cuda:
                 # statistics, running averages and 1/std in one fused op (float64 accumulation)
                 stats = bn_train_stats(x.detach(), self.running_mean, self.running_var, self.momentum,
@@ -61,18 +65,36 @@ class _BatchNorm(nn.Module):
                 self.running_var.update(stats[3])
                 self.num_batches_tracked.update(self.num_batches_tracked + self.stat_updates)
                 if not self._no_graph(x):
-                    return _BatchNormTrainCPU(pshape, n)(x, self.weight, self.bias, mean, invstd)
+                    return _BatchNormTrain(pshape, n)(x, self.weight, self.bias, mean, invstd)
                 return _normalise(x, self.weight, self.bias, mean, invstd, pshape)
-            x64 = x.float64()
-            mean64 = x64.mean(dims=dims)
-            centred = x64 - mean64.reshape(pshape)
-            var = (centred * centred).mean(dims=dims)
+            mean64, var = _batch_stats64(x, dims, pshape)
             invstd = (1.0 / jt.sqrt(var + self.eps)).float32()
             mean = mean64.float32()
             self._update_running_stats(mean, (var * (n / (n - 1))).float32())
         else:
             mean, invstd = self.running_mean, 1.0 / jt.sqrt(self.running_var + self.eps)
         return _normalise(x, self.weight, self.bias, mean, invstd, pshape)
+
+    def _execute_synced(self, x, dims, pshape, n):
+        """Train mode with the statistics of the global batch over the MPI ranks
+        (equal shards): mean and E[x^2] averaged across ranks in float64; the
+        backward sums its statistics' terms across ranks too."""
+        if jt.flags.use_cuda:
+            mean64, var = _batch_stats64(x.detach(), dims, pshape)
+        else:
+            stats = bn_stats(x.detach())
+            mean64, var = stats[0], stats[1]
+        size = float(jt.world_size)
+        both = jt.stack([mean64, var + mean64 * mean64]).mpi_all_reduce("add") / size
+        mean64 = both[0]
+        var = jt.maximum(both[1] - mean64 * mean64, 0.0)
+        total = n * int(jt.world_size)
+        invstd = (1.0 / jt.sqrt(var + self.eps)).float32()
+        mean = mean64.float32()
+        self._update_running_stats(mean, (var * (total / (total - 1))).float32())
+        if self._no_graph(x):
+            return _normalise(x, self.weight, self.bias, mean, invstd, pshape)
+        return _BatchNormTrain(pshape, total, synced=True)(x, self.weight, self.bias, mean, invstd)
 
     def _no_graph(self, x):
         return jt.flags.no_grad or (x.is_stop_grad() and self.weight.is_stop_grad() and self.bias.is_stop_grad())
@@ -88,22 +110,42 @@ class _BatchNorm(nn.Module):
         self.num_batches_tracked.update(self.num_batches_tracked + self.stat_updates)
 
 
+def _batch_stats64(x, dims, pshape):
+    """Batch mean and biased variance in float64, from Jittor's operators (two passes)."""
+    x64 = x.float64()
+    mean64 = x64.mean(dims=dims)
+    centred = x64 - mean64.reshape(pshape)
+    return mean64, (centred * centred).mean(dims=dims)
+
+
+def set_sync_batchnorm(module, sync=True):
+    """Under MPI, every BatchNorm under ``module`` normalises with the statistics of the
+    global batch (all ranks) instead of its own shard's; no effect outside MPI."""
+    for m in module.modules():
+        if isinstance(m, _BatchNorm):
+            m.sync = bool(sync)
+    return module
+
+
 def _normalise(x, weight, bias, mean, invstd, pshape):
     alpha = weight * invstd
     beta = bias - mean * alpha
     return x * alpha.reshape(pshape) + beta.reshape(pshape)
 
 
-class _BatchNormTrainCPU(jt.Function):
+class _BatchNormTrain(jt.Function):
     """Train-mode normalisation with PyTorch's CPU backward: the two per-channel
-    sums in one fused float64 op (``bn_backward_sums``), the rest elementwise in
-    float32; no float64 copy of the activations in either direction.
+    sums in float64 (one fused op on the CPU, ``bn_backward_sums``), the rest
+    elementwise in float32; no float64 copy of the activations on the CPU.
 
     ``(x, weight, bias, mean, invstd) -> y``; the batch statistics come in
-    detached, the backward gives the whole gradient through them."""
+    detached, the backward gives the whole gradient through them.  ``n``: values
+    per channel in the batch the statistics came from; ``synced``: that batch
+    spans the MPI ranks, so the input gradient uses the sums over all ranks (the
+    weight and bias gradients stay this rank's: the optimiser averages them)."""
 
-    def __init__(self, pshape, n):
-        self.pshape, self.n = pshape, n
+    def __init__(self, pshape, n, synced=False):
+        self.pshape, self.n, self.synced = pshape, n, synced
 
     def execute(self, x, weight, bias, mean, invstd):
         self.saved = (x, weight, mean, invstd)
@@ -111,13 +153,14 @@ class _BatchNormTrainCPU(jt.Function):
 
     def grad(self, dy):
         x, weight, mean, invstd = self.saved
-        sums = bn_backward_sums(dy, x, mean)
+        local = bn_backward_sums(dy, x, mean)
+        sums = local.mpi_all_reduce("add") if self.synced else local
         invstd64 = invstd.float64()
         grad_mean = (sums[0] / self.n).float32()
         proj = (sums[1] * invstd64 * invstd64 / self.n).float32()
         r = self.pshape
         dx = (dy - grad_mean.reshape(r) - (x - mean.reshape(r)) * proj.reshape(r)) * (weight * invstd).reshape(r)
-        return dx, (sums[1] * invstd64).float32(), sums[0].float32(), None, None
+        return dx, (local[1] * invstd64).float32(), local[0].float32(), None, None
 
 
 _BN_STATS = None
@@ -151,8 +194,13 @@ def bn_train_stats(x, running_mean, running_var, momentum, eps, updates=1):
 
 
 def bn_backward_sums(dy, x, mean):
-    """float64 ``[2, C]``: per-channel ``sum(dy)`` and ``sum(dy * (x - mean))`` (CPU)."""
+    """float64 ``[2, C]``: per-channel ``sum(dy)`` and ``sum(dy * (x - mean))`` (a fused
+    op on the CPU, Jittor's operators on the GPU)."""
     shape3 = (x.shape[0], x.shape[1], -1)
+    if jt.flags.use_cuda:
+        dy64 = dy.reshape(shape3).float64()
+        centred = x.reshape(shape3).float64() - mean.float64().reshape(1, -1, 1)
+        return jt.stack([dy64.sum(dims=[0, 2]), (dy64 * centred).sum(dims=[0, 2])]).stop_grad()
     return jt.code((2, x.shape[1]), "float64", [dy.reshape(shape3), x.reshape(shape3), mean],
                    cpu_header=_bn_header(),
                    cpu_src="cten_bn_backward_sums_cpu(in0_p, in1_p, in2_p, in0_shape0, in0_shape1, "

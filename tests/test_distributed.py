@@ -1,0 +1,117 @@
+"""Data-parallel training under mpirun: 2 ranks with batch b take the step of 1
+process with batch 2b (same weights, data split, erasing draws; BatchNorm over the
+global batch with train.sync_bn), and the trainer under mpirun follows the
+single-process run; rank 0 alone writes, and evaluation covers the split once."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPIRUN = shutil.which("mpirun")
+pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun (apt install openmpi-bin libopenmpi-dev)")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mpi")
+    make_synthetic_dataset(str(root / "data"), SyntheticSpec(classes=2, videos_per_class=6, duration=2.0,
+                                                             fps=8, size=32, seed=11), progress=False)
+    config = {"model": {"n_classes": 2, "seq_len": 2, "snippet_duration": 4, "sample_size": 32,
+                        "audio_n_segments": 2, "audio_embed_size": 512, "visual_depth": 10, "dropout": 0.0},
+              "data": {"annotation": "data/annotations.json", "video_root": "data/videos",
+                       "audio_root": "data/audio"},
+              "train": {"epochs": 2, "batch_size": 4, "seed": 2, "sync_bn": True, "lr": 1.0e-6}}
+    path = root / "mpi.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _train(args, out, ranks=None):
+    cmd = [sys.executable, "-m", "cten_jt.train", *args, "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    if ranks:
+        cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(ranks),
+               "--mca", "btl", "self,vader", "-x", "PYTHONPATH"] + cmd
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def _last(run):
+    with open(os.path.join(run, "last.pkl"), "rb") as f:
+        return pickle.load(f)
+
+
+def _run(cmd):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+
+
+def test_two_ranks_take_the_step_of_one_process(tmp_path):
+    script = os.path.join(ROOT, "tests", "mpi_step.py")
+    _run([sys.executable, script, str(tmp_path / "one.npz")])
+    _run([MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "2", "--mca", "btl", "self,vader",
+          "-x", "PYTHONPATH", sys.executable, script, str(tmp_path / "two.npz")])
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert set(one.files) == set(two.files)
+    for view in ("context", "keyframe"):                 # the same erased frames, exactly
+        assert np.array_equal(one[f"indices/{view}"], two[f"indices/{view}"]), view
+    assert abs(float(one["loss"][0]) - float(two["loss"][0])) <= 1e-6 * abs(float(one["loss"][0]))
+    grads = [k for k in one.files if k.startswith("grad/")]
+    scale = max(float(np.abs(one[k]).max()) for k in grads)
+    for k in grads:                                      # the model tolerance, as tests/test_engine.py
+        assert np.abs(one[k] - two[k]).max() <= 1e-4 * scale, (k, float(np.abs(one[k] - two[k]).max()), scale)
+    buffers = [k for k in one.files if k.startswith("buffer/")]
+    assert buffers
+    for k in buffers:                                    # global-batch statistics on every rank
+        assert np.abs(one[k] - two[k]).max() <= 1e-5 * max(float(np.abs(one[k]).max()), 1.0), k
+
+
+def test_trainer_under_mpirun_follows_one_process(data, tmp_path):
+    args = ["--config", str(data)]
+    _train(args, tmp_path / "one")
+    two = _train(args, tmp_path / "two", ranks=2)
+    a, b = _last(tmp_path / "one"), _last(tmp_path / "two")
+    assert a["epoch"] == b["epoch"] == 1
+    # parameters after 2 epochs of 2 steps: where a gradient is at rounding level (e.g. a
+    # BatchNorm bias before another BatchNorm) Adam's first steps move it by about lr
+    # whatever its size, so a rounding difference may move it by up to 2 lr per step
+    lr, steps = 1e-6, 4
+    for name, ref in a["model"].items():
+        got = b["model"][name]
+        if ref.dtype.kind in "iu":
+            assert np.array_equal(ref, got), name
+            continue
+        bound = 1e-5 * float(np.abs(ref).max()) + 2 * lr * steps
+        assert np.abs(ref - got).max() <= bound, (name, float(np.abs(ref - got).max()), bound)
+    # the logged epoch: the global batch's losses and counts, the whole validation split
+    one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    many = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert len(one) == len(many) == 2
+    for r1, r2 in zip(one, many):
+        for key in ("loss", "loss_context", "train_acc_original", "train_acc_keyframe", "val_accuracy",
+                    "val_accuracy_mean_views", "val_mAP"):
+            assert r1[key] == pytest.approx(r2[key], rel=1e-5, abs=1e-6), key
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["ranks"] == 2 and summary["eval_videos"] == 4
+    assert two.stdout.count('"val_accuracy"') == 1          # rank 0 alone reports
+
+
+def test_a_batch_that_does_not_split_is_refused(data, tmp_path):
+    cmd_args = ["--config", str(data), "--set", "train.batch_size=3"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "2", "--mca", "btl", "self,vader",
+           "-x", "PYTHONPATH", sys.executable, "-m", "cten_jt.train", *cmd_args, "--out", str(tmp_path / "x")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "does not split across 2 MPI ranks" in proc.stderr
