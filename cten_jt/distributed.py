@@ -18,7 +18,8 @@ its MPI ops at first import where ``mpicc`` exists).  What CTEN does with it:
 * rank 0 alone writes checkpoints, logs and plots; evaluation splits the videos
   across ranks and gathers every prediction, so the metrics cover the split once.
 
-Sums go through float64 (Jittor maps int64 to the wrong MPI type).
+Sums go through float64 (Jittor maps int64 to the wrong MPI type, and
+``jt.array`` turns float64 into float32 unless told not to).
 """
 import jittor as jt
 import numpy as np
@@ -42,7 +43,8 @@ def all_sum(array):
     array = np.asarray(array, np.float64)
     if not jt.in_mpi:
         return array
-    return jt.array(array).mpi_all_reduce("add").numpy().reshape(array.shape)
+    with jt.flag_scope(auto_convert_64_to_32=0):      # jt.array would make float64 float32
+        return jt.array(array).mpi_all_reduce("add").numpy().reshape(array.shape)
 
 
 def all_mean_var(x):

@@ -53,6 +53,8 @@ def main(out):
         full = np.zeros((b_total,) + local.shape[1:])
         full[rank * len(local):(rank + 1) * len(local)] = local
         result[f"indices/{view}"] = distributed.all_sum(full)
+    # integer counts go through float64: Jittor maps an int64 all-reduce to the wrong MPI type
+    result["counts"] = distributed.all_sum(np.array([rank + 1, 2 ** 40 + rank], np.int64))
     for name, value in model.state_dict().items():
         if name.endswith(("running_mean", "running_var")):
             result[f"buffer/{name}"] = value.numpy()

@@ -71,6 +71,7 @@ def test_two_ranks_take_the_step_of_one_process(tmp_path):
     scale = max(float(np.abs(one[k]).max()) for k in grads)
     for k in grads:                                      # the model tolerance, as tests/test_engine.py
         assert np.abs(one[k] - two[k]).max() <= 1e-4 * scale, (k, float(np.abs(one[k] - two[k]).max()), scale)
+    assert two["counts"].tolist() == [3, 2 ** 41 + 1] and one["counts"].tolist() == [1, 2 ** 40]
     buffers = [k for k in one.files if k.startswith("buffer/")]
     assert buffers
     for k in buffers:                                    # global-batch statistics on every rank
