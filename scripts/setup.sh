@@ -30,15 +30,37 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".[torch,test]"
 .venv/bin/python -m pip check
-# cuDNN for the GPU convolution op (cten_jt/kernels/csrc/conv_cudnn.cuh), where a CUDA
-# toolkit is installed: the pip wheel for its major version (headers and libraries;
-# linked into Jittor's CUDA home on a GPU machine, compile-checked by the tests here)
+# cuDNN headers and library for the GPU convolution op (cten_jt/kernels/csrc/conv_cudnn.cuh),
+# where a CUDA toolkit is installed: taken from the nvidia-cudnn wheel for its major version
+# into ~/.cache/cten_jt/cudnn-cuN (not installed into .venv: the wheel wants cuBLAS beside it),
+# so that the tests compile and link the op here.  GPU machines have the wheels already.
 NVCC=$(command -v nvcc || true)
 [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
 if [ -n "$NVCC" ]; then
   major=$("$NVCC" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
-  .venv/bin/python -m pip install -q --no-deps "nvidia-cudnn-cu${major}" \
-    || echo "setup: warning: no nvidia-cudnn-cu${major} wheel; the cuDNN op is not compile-checked"
+  dest="$HOME/.cache/cten_jt/cudnn-cu${major}"
+  if [ ! -f "$dest/include/cudnn.h" ]; then
+    tmp=$(mktemp -d)
+    if .venv/bin/python -m pip download -q --no-deps -d "$tmp" "nvidia-cudnn-cu${major}" >/dev/null 2>&1; then
+      .venv/bin/python - "$tmp" "$dest" <<'PYEOF'
+import glob, os, sys, zipfile
+tmp, dest = sys.argv[1:]
+wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        part = name.split("nvidia/cudnn/", 1)[-1]
+        if name.startswith("nvidia/cudnn/include/") or name.startswith("nvidia/cudnn/lib/libcudnn.so"):
+            target = os.path.join(dest, part)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with z.open(name) as src, open(target, "wb") as out:
+                out.write(src.read())
+print(f"setup: cuDNN headers and libcudnn.so from {os.path.basename(wheel)} in {dest}")
+PYEOF
+    else
+      echo "setup: warning: no nvidia-cudnn-cu${major} wheel; the cuDNN op is not compile-checked"
+    fi
+    rm -rf "$tmp"
+  fi
 fi
 # first import compiles Jittor (about 2 minutes on 2 cores, once) and checks the set
 .venv/bin/python -m cten_jt.check_install

@@ -78,14 +78,16 @@ def test_no_include_inside_a_conditional():
 
 
 def _cudnn_dirs():
-    """(include, lib) of cuDNN: the nvidia-cudnn pip wheel (scripts/setup.sh installs it where
-    nvcc exists), or CUDNN_HOME."""
+    """(include, lib) of cuDNN: CUDNN_HOME, the nvidia-cudnn pip wheel where installed, or
+    what scripts/setup.sh takes from that wheel into ~/.cache/cten_jt/cudnn-cuN where nvcc exists."""
+    import glob
     roots = [os.environ["CUDNN_HOME"]] if os.environ.get("CUDNN_HOME") else []
     try:
         import nvidia.cudnn
         roots += list(nvidia.cudnn.__path__)
     except ImportError:
         pass
+    roots += sorted(glob.glob(os.path.expanduser("~/.cache/cten_jt/cudnn-cu*")))
     for root in roots:
         inc, lib = os.path.join(root, "include"), os.path.join(root, "lib")
         if os.path.exists(os.path.join(inc, "cudnn.h")) and os.path.isdir(lib):
@@ -110,7 +112,7 @@ int main() {   // not run: linking proves every cuDNN call exists in the library
 def test_cudnn_conv_compiles_and_links_against_the_cudnn_wheel(tmp_path, std):
     dirs = _cudnn_dirs()
     if dirs is None:
-        pytest.skip("no cuDNN headers (pip install nvidia-cudnn-cu13, or set CUDNN_HOME)")
+        pytest.skip("no cuDNN headers (bash scripts/setup.sh takes them from the nvidia-cudnn wheel)")
     inc, lib = dirs
     libs = sorted(n for n in os.listdir(lib) if n.startswith("libcudnn.so"))
     assert libs, f"no libcudnn.so* in {lib}"
