@@ -15,6 +15,7 @@ DEFAULTS = {
         "video_root": None,
         "audio_root": None,         # null: each video's own audio track
         "allow_silence": False,
+        "augment": True,            # False: training frames get the evaluation transform
         "num_workers": 0,
         "train_subset": "training",
         "eval_subset": "validation",
@@ -35,6 +36,8 @@ DEFAULTS = {
         "audio_once": True,         # Jittor: the audio branch once per step for the three views
         "device": "auto",           # Jittor: auto (the GPU when Jittor has CUDA) | cpu | cuda
         "sync_bn": False,           # Jittor under MPI: BatchNorm over the global batch (else per rank)
+        "features": None,           # Jittor: a feature bank folder (cten_jt.extract_features)
+        "backbone_eval": False,     # the frozen visual backbone's BatchNorm in eval mode (a bank's is)
     },
 }
 

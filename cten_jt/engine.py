@@ -24,13 +24,26 @@ def _numpy(x):
     return np.asarray(x.numpy() if isinstance(x, jt.Var) else x)
 
 
-def erased_inputs(gamma, batch, snippet_len, rng, theta):
+def erased_inputs(gamma, batch, snippet_len, rng, theta, bank=None, counts=None):
     """``{view: (visual Var [B,T,3,L,S,S], indices)}`` of the context and keyframe views.
 
     Fused (the default): the compiled erasing operator, which gathers from the
     clips where they are (host or device).  Composed: the numpy sampler and a
     host gather.  Both draw from ``rng`` alike and give identical results.
+    ``bank`` (a ``FeatureBank``; the batch has ``bank_row``/``bank_variant``): the
+    numpy sampler's snippets are looked up, visual is the features [B,T,dim];
+    ``counts`` (a list [exact, total]) gets how many looked-up snippets were exact.
     """
+    if bank is not None:
+        indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
+        views = {}
+        for view in VIEWS[1:]:
+            features, exact = bank.lookup_rows(batch["bank_row"], batch["bank_variant"], indices[view])
+            views[view] = (jt.array(features), indices[view])
+            if counts is not None:
+                counts[0] += exact
+                counts[1] += indices[view].shape[0] * indices[view].shape[1]
+        return views
     if fused_enabled():
         views = erased_views(gamma.detach() if isinstance(gamma, jt.Var) else gamma, batch["n_frames"],
                              batch["clip"], snippet_len, rng, theta)
@@ -51,7 +64,7 @@ def view_loss(logits, labels, weights=None):
 
 
 def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5,
-                 audio_once=True):
+                 audio_once=True, bank=None):
     """Original view, then the context (keyframes erased) and keyframe views built
     from the batch's clips by the erasing sampler, the same audio for all three;
     returns (loss = mean of the three cross-entropies, info).
@@ -64,6 +77,9 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     once and its BatchNorms apply their running-statistics update three times,
     as three forwards of the same batch would; the gradients are the same sums.
     The reference runs it three times (``audio_once=False`` does too).
+
+    ``bank``: feature-bank training (``batch["visual"]`` holds the original view's
+    banked features; the erased views are looked up too).
     """
     audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_var(batch["label"])
@@ -74,7 +90,8 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
             shared["audio_features"] = model.audio_branch(audio)
         audio = None
     logits1, gamma1 = model(_to_var(batch["visual"]), audio, **shared)
-    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta)
+    counts = [0, 0]
+    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, bank, counts)
     outputs = [logits1]
     for view in VIEWS[1:]:
         logits, _ = model(views[view][0], audio, **shared)
@@ -87,7 +104,11 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
         losses.append(view_loss(logits, labels, weights))
     total = (losses[0] + losses[1] + losses[2]) / 3
     indices = {view: _numpy(views[view][1]).astype(np.int64) for view in VIEWS[1:]}
-    return total, {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices}
+    info = {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices}
+    if bank is not None:      # looked-up snippets that were exact: erased views, and all three views
+        original = int(np.sum(_numpy(batch["bank_exact"])))
+        info["bank_exact"] = (counts[0] + original, counts[1] + gamma1.shape[0] * gamma1.shape[1])
+    return total, info
 
 
 def erasing_step(model, optimizer, batch, rng, **options):
@@ -103,18 +124,19 @@ def erasing_step(model, optimizer, batch, rng, **options):
     return {"loss": float(total.numpy().reshape(-1)[0]),
             "view_losses": [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
             "logits": [x.numpy() for x in info["logits"]],
-            "gamma": info["gamma"], "indices": info["indices"]}
+            "gamma": info["gamma"], "indices": info["indices"], "bank_exact": info.get("bank_exact")}
 
 
-def predict_batch(model, batch, rng=None, theta=0.7):
+def predict_batch(model, batch, rng=None, theta=0.7, bank=None):
     """Eval-mode outputs: original logits and gamma, and the context view's logits
-    (``rng`` given: erased as in training, for the reference's mean-of-views figure)."""
+    (``rng`` given: erased as in training, for the reference's mean-of-views figure;
+    ``bank``: from a feature bank, as in ``erasing_loss``)."""
     with jt.no_grad():
         audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
         logits, gamma = model(_to_var(batch["visual"]), audio)
         out = {"logits": logits.numpy(), "gamma": gamma.numpy()}
-        if rng is not None and "clip" in batch:
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta)
+        if rng is not None and ("clip" in batch or bank is not None):
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, bank)
             ctx, _ = model(views["context"][0], audio)
             out["context_logits"] = ctx.numpy()
     return out

@@ -18,11 +18,14 @@ from cten_jt.engine import predict_batch
 from cten_jt.kernels import set_kernels
 
 
-def evaluate_model(model, data, train_config, batch_size=None, progress=True):
+def evaluate_model(model, data, train_config, batch_size=None, progress=True, bank=None):
     """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``; under MPI
-    the videos are split across the ranks and every prediction is gathered."""
+    the videos are split across the ranks and every prediction is gathered.  ``bank``:
+    the data's FeatureBank (the context view is looked up there too)."""
+    import functools
     from cten_jt import distributed
-    return evaluation.evaluate_model(model, data, train_config, predict_batch, batch_size, progress,
+    predict = functools.partial(predict_batch, bank=bank) if bank is not None else predict_batch
+    return evaluation.evaluate_model(model, data, train_config, predict, batch_size, progress,
                                      shard=distributed.world(), all_sum=distributed.all_sum)
 
 

@@ -6,6 +6,8 @@ CTEN's training with temporal erasing on Jittor.  RUN_DIR gets config.yaml
 optimiser, epoch, seeds), summary.json and curves.png.  Every epoch draws its
 shuffle, augmentation, dropout and erasing from (seed, epoch) alone, so a run
 resumed after epoch k ends with the same weights as an uninterrupted one.
+``--set train.features=BANK_DIR`` trains from a feature bank
+(``cten_jt.extract_features``; ``cten_common.data.bank`` says where it differs).
 """
 import argparse
 import json
@@ -20,6 +22,7 @@ import yaml
 
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
+from cten_common.data.bank import FeatureBank
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
@@ -30,7 +33,8 @@ from cten_jt.engine import erasing_step
 from cten_jt.evaluate import evaluate_model
 from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
-from cten_jt.models.layers import set_sync_batchnorm
+from cten_jt.extract_features import expected_meta
+from cten_jt.models.layers import set_sync_batchnorm, set_train_mode
 from cten_jt.optim import Adam, adam_state, load_adam_state
 from cten_common.run_config import load_run_config
 
@@ -87,8 +91,9 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     if main_rank:
         os.makedirs(out, exist_ok=True)
     jt.set_global_seed(tc["seed"])
-    train_data = build_data(config, config["data"]["train_subset"], train=True)
-    eval_data = build_data(config, config["data"]["eval_subset"], train=False)
+    bank = FeatureBank(tc["features"]) if tc.get("features") else None
+    train_data = build_data(config, config["data"]["train_subset"], train=True, bank=bank)
+    eval_data = build_data(config, config["data"]["eval_subset"], train=False, bank=bank)
     classes = train_data.class_names
     if len(classes) != config["model"]["n_classes"]:
         raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
@@ -98,6 +103,9 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     for which in ("visual", "audio"):
         if tc[f"pretrained_{which}"]:
             load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
+    if bank is not None:        # a bank serves this configuration and these backbone weights only
+        bank.check(expected_meta(config, model), [it.video_id for it in train_data.items + eval_data.items])
+    backbone_eval = bool(tc.get("backbone_eval")) or bank is not None
     optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     loader = CTENDataset(train_data, batch_size=tc["batch_size"], shuffle=True,
                          num_workers=config["data"]["num_workers"], drop_last=True, seed=tc["seed"])
@@ -131,13 +139,16 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             rng = distributed.RankRows(rng, rank, world)        # this rank's rows of the batch's draws
         loader.set_epoch(epoch)
         model.train()
+        if backbone_eval:
+            set_train_mode(model.resnet, False)
         sums = {"loss": 0.0, "loss_original": 0.0, "loss_context": 0.0, "loss_keyframe": 0.0}
         correct, seen, steps, first_loss = np.zeros(3, np.int64), 0, 0, None
+        bank_exact = np.zeros(2, np.int64)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
         for batch in bar:
             out_step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
                                     class_names=classes, pcce_lambda=tc["pcce_lambda"],
-                                    audio_once=tc.get("audio_once", True))
+                                    audio_once=tc.get("audio_once", True), bank=bank)
             if world > 1:     # the global batch's losses, so that every rank stops alike
                 losses = distributed.all_sum([out_step["loss"]] + out_step["view_losses"]) / world
                 out_step["loss"], out_step["view_losses"] = float(losses[0]), [float(v) for v in losses[1:]]
@@ -147,6 +158,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
                     f"(view losses {out_step['view_losses']}); stopped. {out}/last.pkl holds "
                     f"the last good epoch ({start if start else 'none yet'}); lower train.lr or check the data")
             steps += 1
+            if bank is not None:
+                bank_exact += out_step["bank_exact"]
             first_loss = out_step["loss"] if first_loss is None else first_loss
             sums["loss"] += out_step["loss"]
             for name, value in zip(("original", "context", "keyframe"), out_step["view_losses"]):
@@ -156,15 +169,17 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             seen += len(labels)
             bar.set_postfix(loss=f"{out_step['loss']:.3f}")
         if world > 1:
-            counts = distributed.all_sum(np.concatenate([correct, [seen]]))
-            correct, seen = counts[:3].astype(np.int64), int(counts[3])
+            counts = distributed.all_sum(np.concatenate([correct, [seen], bank_exact]))
+            correct, seen, bank_exact = counts[:3].astype(np.int64), int(counts[3]), counts[4:].astype(np.int64)
         record = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()},
                   "first_step_loss": first_loss,
                   **{f"train_acc_{view}": float(c) / max(seen, 1)
                      for view, c in zip(("original", "context", "keyframe"), correct)},
                   "train_time_s": round(time.time() - began, 2), "time_s": 0.0}
+        if bank is not None:        # snippets whose banked features were exactly theirs
+            record["bank_exact_fraction"] = float(bank_exact[0]) / max(int(bank_exact[1]), 1)
         model.eval()
-        ev = evaluate_model(model, eval_data, tc, progress=False)
+        ev = evaluate_model(model, eval_data, tc, progress=False, bank=bank)
         record.update({"val_accuracy": ev["accuracy"], "val_accuracy_mean_views": ev["accuracy_mean_views"],
                        "val_mAP": ev.get("detection", {}).get("mAP")})
         record["time_s"] = round(time.time() - began, 2)

@@ -19,6 +19,7 @@ import numpy as np
 from . import audio as audio_io
 from .errors import DataError
 from .fbank import audio_features, features_from_fbank
+from .bank import variant_for as bank_variant_for
 from .sampling import sample_eval, sample_train, segment_bounds
 from .transforms import EvalTransform, TrainTransform
 from .video import open_video
@@ -35,6 +36,7 @@ class ClipConfig:
     allow_silence: bool = False   # a video without audio track gets silence (logged) instead of an error
     keep_clip: bool = True        # keep the transformed clip for the erased views
     p_augment: float = 0.3
+    augment: bool = True          # False: training frames get the evaluation transform
 
 
 def sample_rng(seed, epoch, index):
@@ -44,12 +46,17 @@ def sample_rng(seed, epoch, index):
 
 
 class VideoEmotionData:
-    def __init__(self, items, class_names, clip=ClipConfig(), train=True):
+    """``bank``: a ``FeatureBank`` (cten_common.data.bank); samples then carry the
+    banked backbone features of their snippets as ``visual`` [T, dim] instead of
+    frames, and no video is decoded."""
+
+    def __init__(self, items, class_names, clip=ClipConfig(), train=True, bank=None):
         self.items = list(items)
         self.class_names = list(class_names)
         self.clip = clip
         self.train = train
-        self.transform = (TrainTransform(clip.sample_size, clip.p_augment) if train
+        self.bank = bank
+        self.transform = (TrainTransform(clip.sample_size, clip.p_augment) if train and clip.augment
                           else EvalTransform(clip.sample_size))
 
     def __len__(self):
@@ -74,6 +81,8 @@ class VideoEmotionData:
         item = self.items[index]
         if self.train and rng is None:
             raise ValueError("training samples need a random generator (sample_rng)")
+        if self.bank is not None:
+            return self._load_banked(index, rng)
         T, L = self.clip.n_segments, self.clip.snippet_len
         video = open_video(item.video_path)
         n = video.n_frames
@@ -88,7 +97,7 @@ class VideoEmotionData:
             local = np.vectorize(lookup.get)(indices)
         else:
             local = indices
-        if self.train:
+        if isinstance(self.transform, TrainTransform):
             clip = self.transform(frames, rng)            # [3, N, S, S]
         else:
             clip = self.transform(frames)
@@ -105,16 +114,48 @@ class VideoEmotionData:
         }
         if self.clip.keep_clip:
             sample["clip"] = clip
+        self._add_audio(sample, item, n, video.fps, rng)
+        return sample
+
+    def _load_banked(self, index, rng):
+        """A sample from the feature bank: the same draws as ``load`` in the same order
+        (snippet offsets, the transform's crop and augmentation, the audio), the
+        crop and a flip choosing the banked variant."""
+        item = self.items[index]
+        info = self.bank.info(item.video_id)
+        T, L, n = self.clip.n_segments, self.clip.snippet_len, int(info["n_frames"])
+        indices = (sample_train(np.arange(n), T, L, rng) if self.train else sample_eval(np.arange(n), T, L))
+        variant = "eval"
+        if isinstance(self.transform, TrainTransform):
+            params = self.transform.sample_params(rng, int(info["height"]), int(info["width"]))
+            variant = bank_variant_for(params, self.bank.meta["variants"])
+        features, exact = self.bank.lookup(item.video_id, variant, indices, evaluation=not self.train)
+        sample = {
+            "visual": features,
+            "label": np.int64(item.label),
+            "frame_indices": indices.astype(np.int64),
+            "n_frames": np.int64(n),
+            "fps": np.float32(info["fps"]),
+            "segment_bounds": np.asarray(segment_bounds(n, T), np.int64),
+            "index": np.int64(index),
+            "bank_row": np.int64(self.bank.row(item.video_id)),
+            "bank_variant": np.int64(self.bank.variant_index(variant)),
+            "bank_exact": np.int64(exact),
+        }
+        self._add_audio(sample, item, n, info["fps"], rng)
+        return sample
+
+    def _add_audio(self, sample, item, n, fps, rng):
+        T = self.clip.n_segments
         if self.clip.with_audio and (item.audio_path or "").endswith(".npy"):
             sample["audio"] = features_from_fbank(load_cached_fbank(item.audio_path), T,
                                                   rng if self.train else None)
         elif self.clip.with_audio:
-            wave, sr = self.load_audio(item, n / (video.fps or 30.0))
+            wave, sr = self.load_audio(item, n / (fps or 30.0))
             if wave.shape[-1] < int(sr * 0.025):
                 raise DataError(item.audio_path or item.video_path,
                                 "audio shorter than one 25 ms filterbank frame")
             sample["audio"] = audio_features(wave, sr, T, rng if self.train else None)
-        return sample
 
 
 def load_cached_fbank(path):
@@ -150,11 +191,13 @@ def clip_config(config, train):
     m, d = config["model"], config["data"]
     return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
                       sample_size=m["sample_size"], with_audio=m["modality"] == "av",
-                      allow_silence=bool(d["allow_silence"]), keep_clip=True)
+                      allow_silence=bool(d["allow_silence"]), keep_clip=True,
+                      augment=bool(d.get("augment", True)))
 
 
-def build_data(config, subset, train):
-    """The VideoEmotionData of one subset of a run configuration."""
+def build_data(config, subset, train, bank=None):
+    """The VideoEmotionData of one subset of a run configuration (``bank``: read the
+    visual features from this FeatureBank)."""
     from .check import build_index
     items, classes = build_index(config["data"], subset)
-    return VideoEmotionData(items, classes, clip_config(config, train), train)
+    return VideoEmotionData(items, classes, clip_config(config, train), train, bank)

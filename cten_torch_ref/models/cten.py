@@ -71,9 +71,11 @@ class CTEN(nn.Module):
     def _check_inputs(self, visual, audio, audio_features=None):
         cfg = self.config
         want = ("B", cfg.seq_len, 3, cfg.snippet_duration, cfg.sample_size, cfg.sample_size)
-        if visual.dim() != 6 or tuple(visual.shape[1:]) != want[1:]:
-            raise ValueError(f"visual must have shape [B, T, 3, L, S, S] = {list(want)}, "
-                             f"got {list(visual.shape)}")
+        features = visual.dim() == 3 and tuple(visual.shape[1:]) == (cfg.seq_len, cfg.visual_dim)
+        if not features and (visual.dim() != 6 or tuple(visual.shape[1:]) != want[1:]):
+            raise ValueError(f"visual must have shape [B, T, 3, L, S, S] = {list(want)} (snippets) or "
+                             f"[B, T, visual_dim] = [B, {cfg.seq_len}, {cfg.visual_dim}] (backbone "
+                             f"features, e.g. from a feature bank), got {list(visual.shape)}")
         if cfg.modality == "visual":
             if audio is not None:
                 raise ValueError("this CTEN is visual-only (modality='visual'): pass no audio")
@@ -87,15 +89,23 @@ class CTEN(nn.Module):
                              f"{AUDIO_MEL_BINS}] = {want_a}, got {got}")
 
     def encode_visual(self, visual):
-        """Frozen 3D ResNet features of every snippet: [B, T, visual_dim]."""
+        """Frozen 3D ResNet features of every snippet: [B, T, visual_dim].  ``visual``
+        [B, T, visual_dim] is taken as those features already (feature-bank training)."""
+        if visual.dim() == 3:
+            return visual.detach()
         b, t = visual.shape[:2]
-        v = (visual / PIXEL_SCALE - PIXEL_MEAN).reshape(b * t, *visual.shape[2:])
+        return self.backbone_features(visual.reshape(b * t, *visual.shape[2:])).reshape(b, t, -1)
+
+    def backbone_features(self, snippets):
+        """The frozen 3D ResNet's feature of each snippet [N, 3, L, S, S] (pixels 0..255):
+        [N, visual_dim], no gradient."""
+        v = snippets / PIXEL_SCALE - PIXEL_MEAN
         with torch.no_grad():
             v = self.resnet(v)
         if tuple(v.shape[1:]) != (self.config.visual_dim, 1, 1, 1):
             raise ValueError(f"visual backbone output {list(v.shape[1:])} is not pooled to one "
                              "feature per snippet: snippet_duration/sample_size do not match the input")
-        return v.reshape(b, t, -1)
+        return v.reshape(v.shape[0], -1)
 
     def encode_audio(self, audio):
         """Audio ResNet features of every 100-frame segment: [B, Ta, audio_embed_size]."""

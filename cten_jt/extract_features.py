@@ -1,0 +1,142 @@
+"""python -m cten_jt.extract_features --config CONFIG --out BANK_DIR [--stride K]
+       [--variants eval,center,center+flip] [--dtype float16|float32] [--eval-snippets]
+       [--chunk 32] [--set key=value ...] [--overwrite]
+
+Builds a feature bank (``cten_common.data.bank``): for every video of the
+configuration's training and evaluation subsets, the frozen visual backbone's
+feature of the snippet of L frames starting at every K-th frame, for each
+spatial variant, with the backbone in eval mode.  The backbone is the one
+training builds from the same configuration: ``train.seed``'s initialisation,
+or ``train.pretrained_visual``; the bank records its weights' digest and
+training refuses a bank built from other weights or settings.
+
+Resumable: each video is written whole (temporary name, then renamed) and then
+recorded in the index, so a killed extraction leaves a valid bank of the videos
+done so far; running the same command again continues.  Then train with
+``--set train.features=BANK_DIR``.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+import cten_jt  # noqa: F401  (Jittor settings first)
+import jittor as jt
+from cten_common.data import bank as bank_lib
+from cten_common.data.check import build_index
+from cten_common.data.errors import DataError
+from cten_common.data.video import open_video
+from cten_common.run_config import load_run_config
+from cten_jt.checkpoint import load_pretrained_backbone, state_arrays
+from cten_jt.device import set_device
+from cten_jt.models import build_model
+from cten_jt.models.layers import set_train_mode
+
+
+def backbone_model(config):
+    """The CTEN whose visual backbone training will use (train.seed, pretrained_visual)."""
+    tc = config["train"]
+    model = build_model(config["model"], init_seed=tc["seed"])
+    if tc.get("pretrained_visual"):
+        load_pretrained_backbone(model, tc["pretrained_visual"], "visual")
+    set_train_mode(model.resnet, False)       # the bank's BatchNorm: running statistics
+    return model
+
+
+def backbone_digest(model):
+    return bank_lib.weights_digest({k: v for k, v in state_arrays(model).items() if k.startswith("resnet.")})
+
+
+def expected_meta(config, model):
+    """What a bank must have been built with to serve this configuration and model."""
+    m = config["model"]
+    return {"format": bank_lib.FORMAT, **{k: int(m[k]) for k in bank_lib.MODEL_KEYS},
+            "backbone_sha256": backbone_digest(model)}
+
+
+def video_items(config):
+    """Every video of the training and evaluation subsets, once."""
+    items = {}
+    for subset in (config["data"]["train_subset"], config["data"]["eval_subset"]):
+        for item in build_index(config["data"], subset)[0]:
+            items.setdefault(item.video_id, item)
+    return list(items.values())
+
+
+def _features(model, clip, frames, chunk):
+    """Backbone features [len(frames), dim] of snippets ``frames`` [N, L] of ``clip`` [3, n, S, S]."""
+    out = []
+    for i in range(0, len(frames), chunk):
+        snippets = np.ascontiguousarray(clip[:, frames[i:i + chunk]].transpose(1, 0, 2, 3, 4))  # [c,3,L,S,S]
+        out.append(model.backbone_features(jt.array(snippets)).numpy())
+    return np.concatenate(out)
+
+
+def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_snippets=False, chunk=32,
+            overwrite=False, progress=True, stop_after=None):
+    """Build or continue the bank at ``out``; returns the FeatureBank.  ``stop_after``:
+    return after that many new videos (to test resuming)."""
+    from tqdm import tqdm
+
+    m = config["model"]
+    L, S, T = m["snippet_duration"], m["sample_size"], m["seq_len"]
+    set_device(config["train"].get("device", "auto"))
+    model = backbone_model(config)
+    meta = bank_lib.bank_meta(m, stride, variants, dtype, backbone_digest(model), eval_snippets)
+    bank = bank_lib.FeatureBank.open_for_extraction(out, meta, overwrite)
+    items = video_items(config)
+    todo = [it for it in items if it.video_id not in bank.videos]
+    transforms = {v: bank_lib.variant_transform(v, S) for v in meta["variants"]}
+    eval_transform = bank_lib.variant_transform("eval", S)
+    done = 0
+    bar = tqdm(todo, desc="extracting", disable=not progress, initial=len(items) - len(todo), total=len(items))
+    for item in bar:
+        if stop_after is not None and done >= stop_after:
+            break
+        video = open_video(item.video_path)
+        raw = video.read(range(video.n_frames))
+        n = raw.shape[0]
+        starts = bank_lib.snippet_starts(n, stride)
+        frames = bank_lib.snippet_frames(starts, n, L)
+        feats = np.stack([_features(model, transforms[v](raw), frames, chunk) for v in meta["variants"]])
+        eval_feats = None
+        if eval_snippets:
+            eval_feats = _features(model, eval_transform(raw), bank_lib.eval_snippet_frames(n, T, L), chunk)
+        bank.write_video(item.video_id, feats, {"n_frames": int(n), "height": int(raw.shape[1]),
+                                                "width": int(raw.shape[2]), "fps": float(video.fps or 0.0)},
+                         eval_feats)
+        done += 1
+    return bank
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m cten_jt.extract_features", description=__doc__.split("\n\n")[1])
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True, help="bank folder")
+    p.add_argument("--stride", type=int, default=1, help="a snippet at every K-th frame (default 1: every frame)")
+    p.add_argument("--variants", default="eval",
+                   help=f"comma-separated spatial variants among {','.join(bank_lib.VARIANTS)}")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--eval-snippets", action="store_true",
+                   help="also store the T evaluation snippets of every video exactly")
+    p.add_argument("--chunk", type=int, default=32, help="snippets per backbone call")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true", help="replace a bank built with other settings")
+    a = p.parse_args(argv)
+    try:
+        config = load_run_config(a.config, a.set)
+        began = time.time()
+        bank = extract(config, a.out, a.stride, a.variants.split(","), a.dtype, a.eval_snippets, a.chunk,
+                       a.overwrite)
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(bank.videos)} videos in {a.out} ({time.time() - began:.1f} s); train with "
+          f"--set train.features={os.path.abspath(a.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
