@@ -61,3 +61,25 @@ def random_inputs(cfg, batch, seed=0):
     visual = rng.uniform(0, 255, (batch, t, 3, l, s, s)).astype(np.float32)
     audio = rng.normal(0, 1, (batch, 100 * t, 128)).astype(np.float32)
     return visual, audio
+
+
+TINY_RUN_MODEL = {"n_classes": 2, "seq_len": 2, "snippet_duration": 4, "sample_size": 32, "audio_n_segments": 2,
+                  "audio_embed_size": 512, "visual_depth": 10}
+
+
+def make_tiny_run(root, videos_per_class=4, duration=2.0, seed=5, model=None, data=None, train=None):
+    """A synthetic data set of 2 classes (32x32, 8 fps) under ``root/data`` and a run
+    config ``root/tiny.yaml`` over it (TINY_RUN_MODEL, updated by ``model``, ``data``,
+    ``train``); returns the config's path."""
+    import yaml
+    from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
+    make_synthetic_dataset(str(root / "data"), SyntheticSpec(classes=2, videos_per_class=videos_per_class,
+                                                             duration=duration, fps=8, size=32, seed=seed),
+                           progress=False)
+    config = {"model": {**TINY_RUN_MODEL, **(model or {})},
+              "data": {"annotation": "data/annotations.json", "video_root": "data/videos",
+                       "audio_root": "data/audio", **(data or {})},
+              "train": {"epochs": 2, "batch_size": 2, "seed": 3, **(train or {})}}
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

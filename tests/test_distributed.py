@@ -11,9 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
-from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
+from helpers import make_tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIRUN = shutil.which("mpirun")
@@ -22,17 +21,8 @@ pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun (apt install o
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mpi")
-    make_synthetic_dataset(str(root / "data"), SyntheticSpec(classes=2, videos_per_class=6, duration=2.0,
-                                                             fps=8, size=32, seed=11), progress=False)
-    config = {"model": {"n_classes": 2, "seq_len": 2, "snippet_duration": 4, "sample_size": 32,
-                        "audio_n_segments": 2, "audio_embed_size": 512, "visual_depth": 10, "dropout": 0.0},
-              "data": {"annotation": "data/annotations.json", "video_root": "data/videos",
-                       "audio_root": "data/audio"},
-              "train": {"epochs": 2, "batch_size": 4, "seed": 2, "sync_bn": True, "lr": 1.0e-6}}
-    path = root / "mpi.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return make_tiny_run(tmp_path_factory.mktemp("mpi"), videos_per_class=6, seed=11, model={"dropout": 0.0},
+                         train={"batch_size": 4, "seed": 2, "sync_bn": True, "lr": 1.0e-6})
 
 
 def _train(args, out, ranks=None):

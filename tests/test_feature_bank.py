@@ -9,19 +9,16 @@ import sys
 import jittor as jt
 import numpy as np
 import pytest
-import yaml
 
 import cten_jt.optim
-from cten_common.data import bank as bank_lib
 from cten_common.data.datasets import build_data, collate, sample_rng
 from cten_common.data.errors import DataError
-from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from cten_common.run_config import load_run_config
 from cten_jt import engine
 from cten_jt.extract_features import backbone_model, expected_meta, extract
 from cten_jt.models import build_model
 from cten_jt.models.layers import set_train_mode
-from helpers import MODEL_RTOL, assert_close
+from helpers import MODEL_RTOL, assert_close, make_tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,17 +26,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("bank")
-    # 24 frames of 32x40 per video: T*L = 8, so the erased views of T=2 stay inside
-    # one run of kept frames and every looked-up snippet is exact
-    make_synthetic_dataset(str(root / "data"), SyntheticSpec(classes=2, videos_per_class=6, duration=3.0,
-                                                             fps=8, size=32, seed=4), progress=False)
-    config = {"model": {"n_classes": 2, "seq_len": 2, "snippet_duration": 4, "sample_size": 32,
-                        "audio_n_segments": 2, "audio_embed_size": 512, "visual_depth": 10, "dropout": 0.0},
-              "data": {"annotation": "data/annotations.json", "video_root": "data/videos",
-                       "audio_root": "data/audio", "augment": False},
-              "train": {"epochs": 1, "batch_size": 4, "seed": 5, "backbone_eval": True}}
-    path = root / "bank.yaml"
-    path.write_text(yaml.safe_dump(config))
+    # 24 frames per video: T*L = 8, so the erased views of T=2 stay inside one run of
+    # kept frames and every looked-up snippet is exact
+    path = make_tiny_run(root, videos_per_class=6, duration=3.0, seed=4, model={"dropout": 0.0},
+                         data={"augment": False}, train={"epochs": 1, "batch_size": 4, "seed": 5,
+                                                         "backbone_eval": True})
     config = load_run_config(str(path))
     bank = extract(config, str(root / "bank32"), stride=1, variants=["eval"], dtype="float32",
                    eval_snippets=True, progress=False)

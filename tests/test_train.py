@@ -7,10 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
-from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from cten_common.run_config import load_run_config
+from helpers import make_tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,16 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    make_synthetic_dataset(str(root / "data"), SyntheticSpec(classes=2, videos_per_class=4, duration=2.0,
-                                                             fps=8, size=32, seed=5), progress=False)
-    config = {"model": {"n_classes": 2, "seq_len": 2, "snippet_duration": 4, "sample_size": 32,
-                        "audio_n_segments": 2, "audio_embed_size": 512, "visual_depth": 10},
-              "data": {"annotation": "data/annotations.json", "video_root": "data/videos",
-                       "audio_root": "data/audio"},
-              "train": {"epochs": 2, "batch_size": 2, "seed": 3}}
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return root, path
+    return root, make_tiny_run(root)
 
 
 def _weights(run):

@@ -112,18 +112,27 @@ inline void into_plain(const memory::desc& want, memory out, stream& st, Run run
 
 }  // namespace cten_conv
 
+// The forward with the weights `ws` already in the primitive's layout.
+inline void cten_conv_forward_with(cten_conv::Plan& p, const float* x, dnnl::memory ws, float* y, const int* s,
+                                   dnnl::stream& st) {
+    using namespace cten_conv;
+    Dims d = dims_of(s);
+    auto f32 = memory::data_type::f32;
+    memory xs = as_layout(p.fwd.src_desc(), memory({d.src, f32, d.act}, eng(), const_cast<float*>(x)), st);
+    into_plain(p.fwd.dst_desc(), memory({d.dst, f32, d.act}, eng(), y), st, [&](memory& ys) {
+        p.fwd_prim.execute(st, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
+    });
+    st.wait();
+}
+
 inline void cten_conv_forward(const float* x, const float* w, float* y, const int* s) {
     using namespace cten_conv;
     Plan& p = plan_for(s);
     Dims d = dims_of(s);
     stream st(eng());
-    auto f32 = memory::data_type::f32;
-    memory xs = as_layout(p.fwd.src_desc(), memory({d.src, f32, d.act}, eng(), const_cast<float*>(x)), st);
-    memory ws = as_layout(p.fwd.weights_desc(), memory({d.wei, f32, d.wtag}, eng(), const_cast<float*>(w)), st);
-    into_plain(p.fwd.dst_desc(), memory({d.dst, f32, d.act}, eng(), y), st, [&](memory& ys) {
-        p.fwd_prim.execute(st, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
-    });
-    st.wait();
+    memory ws = as_layout(p.fwd.weights_desc(),
+                          memory({d.wei, memory::data_type::f32, d.wtag}, eng(), const_cast<float*>(w)), st);
+    cten_conv_forward_with(p, x, ws, y, s, st);
 }
 
 // The plain weights in the layout the forward primitive wants, into `out`
@@ -149,15 +158,8 @@ inline void cten_conv_weights_blocked(const float* w, float* out, long long out_
 inline void cten_conv_forward_blocked(const float* x, const float* wb, float* y, const int* s) {
     using namespace cten_conv;
     Plan& p = plan_for(s);
-    Dims d = dims_of(s);
     stream st(eng());
-    auto f32 = memory::data_type::f32;
-    memory xs = as_layout(p.fwd.src_desc(), memory({d.src, f32, d.act}, eng(), const_cast<float*>(x)), st);
-    memory ws(p.fwd.weights_desc(), eng(), const_cast<float*>(wb));
-    into_plain(p.fwd.dst_desc(), memory({d.dst, f32, d.act}, eng(), y), st, [&](memory& ys) {
-        p.fwd_prim.execute(st, {{DNNL_ARG_SRC, xs}, {DNNL_ARG_WEIGHTS, ws}, {DNNL_ARG_DST, ys}});
-    });
-    st.wait();
+    cten_conv_forward_with(p, x, memory(p.fwd.weights_desc(), eng(), const_cast<float*>(wb)), y, s, st);
 }
 
 inline void cten_conv_backward_data(const float* dy, const float* w, float* dx, const int* s) {
