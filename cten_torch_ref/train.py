@@ -28,6 +28,9 @@ def train(config, out, progress=True):
     from tqdm import tqdm
 
     tc = config["train"]
+    if tc.get("features"):
+        raise ValueError("train.features (feature-bank training) is a cten_jt feature; the PyTorch "
+                         "reference trains from the videos")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.yaml"), "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
@@ -45,6 +48,8 @@ def train(config, out, progress=True):
         dataset.set_epoch(epoch)
         order = np.random.default_rng([tc["seed"], epoch]).permutation(len(dataset))
         model.train()
+        if tc.get("backbone_eval"):
+            model.resnet.eval()            # the frozen backbone's BatchNorm on running statistics
         losses, correct, seen = [], 0, 0
         bs = tc["batch_size"]
         for start in range(0, len(order) - bs + 1, bs):                     # drop_last
