@@ -11,7 +11,7 @@
 # All steps together exceed one 10-minute device call (Jittor compiles its CUDA
 # core and our ops first, ~70 s on 16 cores, then each new op): plan two calls in
 # one lease, e.g. STEPS="environment cupy_kernels jittor_import jittor_kernel_tests
-# parity_tiny parity_r101", then STEPS="train_gpu bench_kernels compare_frameworks".
+# parity_tiny parity_r101", then STEPS="train_gpu bank_gpu bench_kernels compare_frameworks".
 #
 # Python wheels that the machine lacks travel in .whl/ (numpy<2 for Jittor,
 # Jittor itself, astunparse): see README, "GPU".  Each step has its own time
@@ -105,6 +105,10 @@ train_gpu() {
 }
 export -f train_gpu
 step train_gpu 200 train_gpu.log train_gpu
+
+# 5b. feature-bank training against normal training on the GPU (synthetic set, same seeds)
+step bank_gpu 200 bank_gpu.log $PY -m benchmarks.compare_bank --device cuda --epochs 4 \
+  --out "$OUT/bank_synthetic_gpu.json"
 
 # 6. the benchmark, fused vs composed, on the GPU
 step bench_kernels 70 bench_kernels_cuda.log $PY -m benchmarks.bench_kernels --device cuda --iters 20 \
