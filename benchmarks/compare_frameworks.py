@@ -20,7 +20,9 @@ figures beside ours.
 * peak memory: CUDA, each framework's allocator peak; CPU, the peak resident
   set of the framework's own process (median over the R processes);
 * epoch: a training epoch on the synthetic set (``--epoch-config``), the second
-  of two so that Jittor's compilation is not counted, evaluation excluded.
+  of two so that Jittor's compilation is not counted, evaluation excluded;
+  and Jittor's epoch from a feature bank of that set (``--no-bank``: not), its
+  extraction not counted, beside PyTorch's normal epoch.
 
 Writes NAME.json, NAME.md (the table) and NAME.png (bar chart).
 """
@@ -57,9 +59,11 @@ def _worker(framework, a, tmp, rep):
         return json.load(f)
 
 
-def _epoch(framework, config, tmp, rep, device):
-    out = os.path.join(tmp, f"epoch_{framework}_{rep}")
+def _epoch(framework, config, tmp, rep, device, bank=None):
+    out = os.path.join(tmp, f"epoch_{framework}_{rep}{'_bank' if bank else ''}")
     cmd = [sys.executable, "-m", TRAINERS[framework], "--config", config, "--out", out, "--set", "train.epochs=2"]
+    if bank:
+        cmd += ["--set", f"train.features={bank}"]
     env = dict(os.environ)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -67,6 +71,16 @@ def _epoch(framework, config, tmp, rep, device):
     with open(os.path.join(out, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f if line.strip()]
     return records[-1]["train_time_s"]
+
+
+def _bank(config, tmp, device):
+    """A feature bank of the epoch configuration (stride 1, eval/centre/flipped centre)."""
+    out = os.path.join(tmp, "bank")
+    cmd = [sys.executable, "-m", "cten_jt.extract_features", "--config", config, "--out", out,
+           "--variants", "eval,center,center+flip", "--eval-snippets", "--set", f"train.device={device}"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="") if device == "cpu" else None
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
+    return out
 
 
 def _ensure_synthetic(config):
@@ -83,7 +97,7 @@ def _stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def summarise(runs, epochs):
+def summarise(runs, epochs, bank_epochs=None):
     """{measure: {framework: stats}} from the workers' results."""
     table = {}
     for measure in MEASURES:
@@ -93,12 +107,15 @@ def summarise(runs, epochs):
                           for fw in FRAMEWORKS}
     if epochs:
         table["epoch_s"] = {fw: _stats(epochs[fw]) for fw in FRAMEWORKS}
+    if bank_epochs:       # Jittor from a feature bank, against PyTorch's normal epoch
+        table["epoch_bank_s"] = {"torch": table["epoch_s"]["torch"], "jittor": _stats(bank_epochs)}
     return table
 
 
 def render(table, meta):
     labels = {**MEASURES, "memory_mb": "peak memory (MB)" + (" GPU" if meta["device"] == "cuda" else ", RSS"),
-              "epoch_s": "epoch, synthetic set (s)"}
+              "epoch_s": "epoch, synthetic set (s)",
+              "epoch_bank_s": "epoch, synthetic set, Jittor from a feature bank (s)"}
     lines = [f"CTEN, Jittor vs PyTorch, {meta['device']}: {meta['description']}", "",
              "| measure | PyTorch | Jittor | Jittor/PyTorch | seed: PyTorch | seed: first Jittor port |",
              "|---|---|---|---|---|---|"]
@@ -143,11 +160,13 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="processes per framework, alternating")
     p.add_argument("--epoch-config", default=os.path.join(ROOT, "configs", "synthetic.yaml"))
     p.add_argument("--no-epoch", action="store_true")
+    p.add_argument("--no-bank", action="store_true", help="no feature-bank epoch row")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="NAME.json; NAME.md and NAME.png go beside it")
     a = p.parse_args(argv)
     runs = {fw: [] for fw in FRAMEWORKS}
     epochs = {fw: [] for fw in FRAMEWORKS} if not a.no_epoch else None
+    bank_epochs = [] if epochs is not None and not a.no_bank else None
     if epochs is not None:
         _ensure_synthetic(a.epoch_config)
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,6 +180,11 @@ def main(argv=None):
                 for fw in (FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]):
                     print(f"epoch {rep + 1}: {fw} ...", flush=True)
                     epochs[fw].append(_epoch(fw, a.epoch_config, tmp, rep, a.device))
+            if bank_epochs is not None:
+                print("feature bank, then an epoch from it: jittor ...", flush=True)
+                bank = _bank(a.epoch_config, tmp, a.device)
+                bank_epochs += [_epoch("jittor", a.epoch_config, tmp, rep, a.device, bank)
+                                for rep in range(max(1, a.repeats // 2))]
     m = runs["jittor"][0]["model"]
     description = (f"batch {runs['jittor'][0]['batch']}, T={m['seq_len']} segments of {m['snippet_duration']}x"
                    f"{m['sample_size']}x{m['sample_size']}, audio {100 * m['audio_n_segments']}x128, "
@@ -168,13 +192,14 @@ def main(argv=None):
                    f"iterations per framework")
     meta = {"device": a.device, "description": description, "config": a.config, "overrides": a.set,
             "machine": describe()}
-    table = summarise(runs, epochs)
+    table = summarise(runs, epochs, bank_epochs)
     text = render(table, meta)
     print(text)
     base = os.path.splitext(a.out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
     with open(base + ".json", "w") as f:
-        json.dump({**meta, "table": table, "seed": SEED, "runs": runs, "epochs": epochs}, f, indent=1)
+        json.dump({**meta, "table": table, "seed": SEED, "runs": runs, "epochs": epochs,
+                   "bank_epochs": bank_epochs}, f, indent=1)
     with open(base + ".md", "w") as f:
         f.write(text + f"\n\nMachine: {json.dumps(meta['machine'])}\n")
     plot(table, base + ".png", f"{a.device}: {description}")
