@@ -5,7 +5,8 @@
 
 Under MPI each rank takes its contiguous part of the batch and its rows of the
 erasing draws (RankRows), BatchNorm uses the global batch (set_sync_batchnorm),
-and the gradients are averaged over the ranks as Jittor's optimiser averages them.
+and the gradients are the ones the trainer's optimiser holds after its backward
+(Jittor's optimiser averages them over the ranks).
 """
 import os
 import sys
@@ -20,6 +21,7 @@ from cten_common.erasing import RankRows  # noqa: E402
 from cten_jt import distributed, engine  # noqa: E402
 from cten_jt.models import CTEN  # noqa: E402
 from cten_jt.models.layers import set_sync_batchnorm  # noqa: E402
+from cten_jt.optim import Adam  # noqa: E402
 
 CFG = dict(n_classes=2, seq_len=2, snippet_duration=4, sample_size=32, audio_n_segments=2,
            audio_embed_size=512, visual_depth=10, dropout=0.0)
@@ -45,8 +47,13 @@ def main(out):
         draws = RankRows(draws, rank, size)
     loss, info = engine.erasing_loss(model, batch, draws)
     params = {n: p for n, p in model.named_parameters() if not p.is_stop_grad()}
-    grads = jt.grad(loss, list(params.values()))
-    result = {f"grad/{n}": distributed.all_sum(g.numpy()) / size for n, g in zip(params, grads)}
+    optimizer = Adam(list(params.values()), lr=2e-4, weight_decay=5e-4)
+    optimizer.backward(loss)
+    grads = {n: g.numpy() for n, g in zip(params, optimizer.param_groups[0]["grads"])}
+    result = {f"grad/{n}": g for n, g in grads.items()}
+    # every rank must hold the same (averaged) gradients
+    result["grad_spread"] = np.array([max(float(np.abs(distributed.all_sum(g) / size - g).max())
+                                          for g in grads.values())])
     result["loss"] = distributed.all_sum(loss.numpy()) / size
     for view in ("context", "keyframe"):        # every rank's frames, in batch order
         local = info["indices"][view].astype(np.float64)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun (apt install o
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_tiny_run(tmp_path_factory.mktemp("mpi"), videos_per_class=6, seed=11, model={"dropout": 0.0},
-                         train={"batch_size": 4, "seed": 2, "sync_bn": True, "lr": 1.0e-6})
+                         train={"batch_size": 4, "seed": 2, "sync_bn": True})
 
 
 def _train(args, out, ranks=None):
@@ -61,6 +61,7 @@ def test_two_ranks_take_the_step_of_one_process(tmp_path):
     scale = max(float(np.abs(one[k]).max()) for k in grads)
     for k in grads:                                      # the model tolerance, as tests/test_engine.py
         assert np.abs(one[k] - two[k]).max() <= 1e-4 * scale, (k, float(np.abs(one[k] - two[k]).max()), scale)
+    assert float(two["grad_spread"][0]) == 0.0 == float(one["grad_spread"][0])
     assert two["counts"].tolist() == [3, 2 ** 41 + 1] and one["counts"].tolist() == [1, 2 ** 40]
     buffers = [k for k in one.files if k.startswith("buffer/")]
     assert buffers
@@ -74,25 +75,28 @@ def test_trainer_under_mpirun_follows_one_process(data, tmp_path):
     two = _train(args, tmp_path / "two", ranks=2)
     a, b = _last(tmp_path / "one"), _last(tmp_path / "two")
     assert a["epoch"] == b["epoch"] == 1
-    # parameters after 2 epochs of 2 steps: where a gradient is at rounding level (e.g. a
-    # BatchNorm bias before another BatchNorm) Adam's first steps move it by about lr
-    # whatever its size, so a rounding difference may move it by up to 2 lr per step
-    lr, steps = 1e-6, 4
+    # parameters after 2 epochs of 2 steps (lr 2e-4).  Where a gradient is at rounding level
+    # (e.g. a BatchNorm bias before another BatchNorm) Adam's first steps move the parameter by
+    # about lr whatever its size, so rounding may flip such a move; those are few.  Measured:
+    # 0.07% of the elements differ by more than lr/10; with per-rank BatchNorm (sync_bn off,
+    # not the same step) 47% do.
+    lr, moved, total = 2e-4, 0, 0
     for name, ref in a["model"].items():
         got = b["model"][name]
         if ref.dtype.kind in "iu":
             assert np.array_equal(ref, got), name
             continue
-        bound = 1e-5 * float(np.abs(ref).max()) + 2 * lr * steps
-        assert np.abs(ref - got).max() <= bound, (name, float(np.abs(ref - got).max()), bound)
+        moved += int((np.abs(ref - got) > 0.1 * lr).sum())
+        total += ref.size
+    assert moved <= 0.01 * total, f"{moved} of {total} parameter elements differ by more than lr/10"
     # the logged epoch: the global batch's losses and counts, the whole validation split
     one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     many = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(one) == len(many) == 2
-    for r1, r2 in zip(one, many):
+    for r1, r2, rel in zip(one, many, (1e-5, 1e-4)):    # epoch 2 follows two Adam steps (see above)
         for key in ("loss", "loss_context", "train_acc_original", "train_acc_keyframe", "val_accuracy",
                     "val_accuracy_mean_views", "val_mAP"):
-            assert r1[key] == pytest.approx(r2[key], rel=1e-5, abs=1e-6), key
+            assert r1[key] == pytest.approx(r2[key], rel=rel, abs=1e-6), (r1["epoch"], key)
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["ranks"] == 2 and summary["eval_videos"] == 4
     assert two.stdout.count('"val_accuracy"') == 1          # rank 0 alone reports
