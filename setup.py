@@ -14,6 +14,8 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "opencv-python-headless>=4.8,<4.12",   # 4.12+ and 5.x require numpy 2
+        "av>=12",                  # PyAV (own FFmpeg): video reads that seek to the frames a step
+                                   # uses instead of decoding whole files; tested with 18.1
         "librosa>=0.10",
         "soundfile>=0.12",
         "scikit-learn>=1.2",

@@ -3,10 +3,15 @@
 Each frame k is one flat RGB colour, ``colour(k)``: R and G step by 12 per
 frame, B alternates 60/160, so a decoded frame is identified by its nearest
 colour.  The lossy codecs (mp4v in mp4, MJPG in avi and mkv) were measured to
-stay within 4 of the written values on such flat frames; the tests allow
-CODEC_TOL = 6 (half the step between neighbouring frames).
+stay within 4 of the written values on such flat frames (measured with
+OpenCV's decoder; PyAV, which the reader now uses, gives the very same RGB on
+these files); the tests allow CODEC_TOL = 6 (half the step between
+neighbouring frames).  The seeking tests use ffmpeg-made testsrc2 videos
+(H.264 with B-frames, MPEG-4 part 2) and compare reads bit for bit.
 """
 import os
+import shutil
+import subprocess
 
 import cv2
 import numpy as np
@@ -109,7 +114,8 @@ def test_frame_count_is_the_decodable_count(tmp_path):
 
 @pytest.mark.parametrize("ext", sorted(CODECS))
 def test_cut_in_half_gives_fewer_frames_or_data_error(tmp_path, ext):
-    """Measured with OpenCV 4.11: mp4 (index at the end) and avi raise, mkv keeps 9 frames."""
+    """Measured with PyAV 18.1, as with OpenCV 4.11 before: mp4 (index at the end) and avi
+    raise, mkv keeps 9 frames."""
     path = write_video(tmp_path / f"half.{ext}")
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
@@ -204,3 +210,154 @@ def test_frame_folder_undecodable_frame(tmp_path):
     with pytest.raises(DataError, match="cannot decode") as e:
         FrameFolder(folder).read([1])
     assert e.value.path == str(folder / "000002.jpg")
+
+
+# --- seeking reads (PyAV) -------------------------------------------------------------------
+
+def ffmpeg_video(path, seconds, codec_args, size="64x48", rate=25):
+    """A testsrc2 video made by the ffmpeg command line (skips when there is none)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size={size}:rate={rate}", "-t", str(seconds), *codec_args,
+                    str(path)], check=True)
+    return path
+
+
+H264_BFRAMES = ["-c:v", "libx264", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"]
+MPEG4 = ["-c:v", "mpeg4", "-q:v", "5", "-g", "30"]
+
+
+@pytest.fixture(scope="module", params=["h264", "mpeg4", "mjpg"])
+def seek_video(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("seek")
+    if request.param == "mjpg":
+        return write_video(folder / "clip.avi", n=120)
+    args = H264_BFRAMES if request.param == "h264" else MPEG4
+    return ffmpeg_video(folder / f"{request.param}.mp4", 12, args)
+
+
+class DecodeCounter:
+    """Counts the frames that VideoFile decodes (wraps video._decode)."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        real = video._decode
+
+        def counting(*args):
+            for frame in real(*args):
+                self.count += 1
+                yield frame
+        monkeypatch.setattr(video, "_decode", counting)
+
+
+def test_seeking_reads_equal_whole_reads_bit_for_bit(seek_video):
+    v = VideoFile(seek_video)
+    whole = v.read_all()
+    assert len(whole) == v.n_frames and v.n_frames >= 120
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        idx = rng.integers(0, v.n_frames, 40)
+        assert np.array_equal(v.read(idx), whole[idx])
+    snippets = (np.sort(rng.integers(0, v.n_frames - 8, 6))[:, None] + np.arange(8)).ravel()
+    assert np.array_equal(v.read(snippets), whole[snippets])
+    last = [v.n_frames - 1, 0, v.n_frames - 1]
+    assert np.array_equal(v.read(last), whole[last])
+    assert np.array_equal(np.stack(list(v.iter_frames())), whole)
+
+
+def test_h264_test_video_has_b_frames_and_several_keyframes(tmp_path):
+    """The seeking test above is only meaningful if the file reorders frames and has GOPs."""
+    import av
+    path = ffmpeg_video(tmp_path / "b.mp4", 12, H264_BFRAMES)
+    with av.open(str(path)) as c:
+        packets = [p for p in c.demux(video=0) if p.size]
+    assert sum(p.is_keyframe for p in packets) >= 5
+    assert any(p.pts != p.dts for p in packets)          # B-frames: decode order != display order
+
+
+def test_sparse_reads_decode_a_small_part_of_a_long_video(tmp_path, monkeypatch):
+    path = ffmpeg_video(tmp_path / "long.mp4", 60, ["-c:v", "libx264", "-g", "50", "-bf", "2",
+                                                    "-pix_fmt", "yuv420p"])
+    v = VideoFile(path)
+    assert v.n_frames == 1500
+    idx = np.concatenate([s + np.arange(8) for s in (100, 620, 1010, 1400)])
+    whole = v.read_all()
+    counter = DecodeCounter(monkeypatch)
+    frames = v.read(idx)
+    assert np.array_equal(frames, whole[idx])
+    # keyframes every 50 frames: each snippet decodes from its GOP's keyframe to its end,
+    # (100-107) + (600-627) + (1000-1017) + (1400-1407) = 62 of the 1500 frames
+    assert len(idx) <= counter.count <= 62 + 4, counter.count
+    counter.count = 0
+    v.read(np.arange(10))
+    assert counter.count <= 10 + 4
+
+
+def test_reads_from_several_threads_at_once(seek_video):
+    from concurrent.futures import ThreadPoolExecutor
+    v = VideoFile(seek_video)
+    whole = v.read_all()
+    draws = [np.random.default_rng(k).integers(0, v.n_frames, 30) for k in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(v.read, draws))
+    for idx, frames in zip(draws, results):
+        assert np.array_equal(frames, whole[idx])
+
+
+def test_truncated_mp4_serves_only_what_decodes(tmp_path):
+    """An mp4 with its index first (faststart) cut at 60 %: the index still lists every
+    frame, the reader lists only the complete packets, and they are the original frames."""
+    path = ffmpeg_video(tmp_path / "fs.mp4", 12, H264_BFRAMES + ["-movflags", "+faststart"])
+    full = VideoFile(path)
+    whole = full.read_all()
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    v = VideoFile(cut)
+    assert 0 < v.n_frames < full.n_frames
+    frames = v.read_all()
+    original = np.searchsorted(full._meta.pts, v._meta.pts)   # the same pts in the full file
+    assert np.array_equal(full._meta.pts[original], v._meta.pts)
+    assert np.array_equal(frames, whole[original])
+    idx = np.random.default_rng(1).integers(0, v.n_frames, 30)
+    assert np.array_equal(v.read(idx), frames[idx])
+
+
+def test_frame_listed_but_not_decodable_names_file_and_frame(tmp_path):
+    """A frame table that lists frames past the decodable end (as a file changed in place
+    behind the cache would): the read raises naming the file and the frame."""
+    path = ffmpeg_video(tmp_path / "fs.mp4", 12, H264_BFRAMES + ["-movflags", "+faststart"])
+    full = VideoFile(path)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[:int(path.stat().st_size * 0.6)])
+    st = cut.stat()
+    video._META_CACHE[(os.path.realpath(cut), st.st_size, st.st_mtime_ns)] = full._meta
+    v = VideoFile(cut)
+    assert v.n_frames == full.n_frames
+    assert v.read([0, 1]).shape == (2, 48, 64, 3)
+    with pytest.raises(DataError, match=f"frame {full.n_frames - 1} does not decode") as e:
+        v.read([5, full.n_frames - 1])
+    assert e.value.path == str(cut)
+    with pytest.raises(DataError, match="does not decode") as e:
+        v.read_all()
+    assert e.value.path == str(cut)
+
+
+def test_video_without_audio_and_odd_frame_rate(tmp_path):
+    path = ffmpeg_video(tmp_path / "odd.mp4", 3, H264_BFRAMES, rate="30000/1001")
+    v = VideoFile(path)
+    assert v.fps == pytest.approx(29.97, abs=1e-3)
+    assert v.n_frames == 90
+    assert np.array_equal(v.read([89, 0]), v.read_all()[[89, 0]])
+
+
+def test_video_file_without_video_stream(tmp_path):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    path = tmp_path / "sound.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440", "-t", "1",
+                    "-c:a", "aac", str(path)], check=True)
+    with pytest.raises(DataError, match=r"no video stream \(only audio\)") as e:
+        VideoFile(path)
+    assert e.value.path == str(path)
