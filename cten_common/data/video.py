@@ -1,4 +1,4 @@
-"""Read RGB frames from a video file (PyAV) or from the reference's folder of jpgs.
+"""Read RGB frames from a video file (PyAV), a frame store or the reference's folder of jpgs.
 
 Every reader shares one interface: ``path``, ``n_frames``, ``fps`` (None when
 unknown), ``height``, ``width``, ``read(indices)`` with 0-based frame indices
@@ -49,7 +49,8 @@ import numpy as np
 from cten_common.data.errors import DataError
 
 DECODED_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
-VIDEO_EXTENSIONS = DECODED_EXTENSIONS
+STORE_EXTENSION = ".frames"          # cten_common.data.frame_store
+VIDEO_EXTENSIONS = DECODED_EXTENSIONS + (STORE_EXTENSION,)
 FRAME_FOLDER_FPS = 30.0
 _FRAME_NAME = re.compile(r"^\d{6}\.jpg$")
 _COUNT_FILE_MAX_BYTES = 64           # an n_frames file holds one number
@@ -489,8 +490,11 @@ def _jpeg_size(head):
 
 
 def open_video(path):
-    """A folder is a ``FrameFolder``, anything else a ``VideoFile``."""
+    """A folder is a ``FrameFolder``, a ``.frames`` file a ``FrameStore``, anything else a ``VideoFile``."""
     path = str(path)
     if os.path.isdir(path):
         return FrameFolder(path)
+    if path.lower().endswith(STORE_EXTENSION):
+        from cten_common.data.frame_store import FrameStore
+        return FrameStore(path)
     return VideoFile(path)

@@ -361,3 +361,41 @@ def test_video_file_without_video_stream(tmp_path):
     with pytest.raises(DataError, match=r"no video stream \(only audio\)") as e:
         VideoFile(path)
     assert e.value.path == str(path)
+
+
+def test_frame_folder_size_from_the_jpeg_header_without_decoding(tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "f", n=3, count_text="3")
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded a frame to learn the folder's frame size")
+    monkeypatch.setattr(video, "decode_jpeg", no_decode)
+    v = FrameFolder(folder)
+    assert (v.height, v.width) == (H, W)
+    assert video._jpeg_size(b"not a jpeg") is None
+    assert video._jpeg_size((folder / "000001.jpg").read_bytes()[:20]) is None   # header cut short
+
+
+def test_frame_folder_frame_deleted_after_opening(tmp_path):
+    folder = write_folder(tmp_path / "f", count_text="20")
+    v = FrameFolder(folder)
+    assert_frames(v.read([2, 3]), [2, 3])
+    (folder / "000004.jpg").unlink()
+    with pytest.raises(DataError, match="missing frame 3") as e:
+        v.read([2, 3])
+    assert e.value.path == str(folder / "000004.jpg")
+
+
+def test_frame_folder_count_file_read_with_a_bound(tmp_path):
+    folder = write_folder(tmp_path / "f", n=2, count_text="2" + " " * 100)
+    with pytest.raises(DataError, match="longer than 64 bytes") as e:
+        FrameFolder(folder)
+    assert e.value.path == str(folder / "n_frames")
+
+
+def test_frame_store_extension_opens_a_frame_store(tmp_path):
+    from cten_common.data.frame_store import FrameStore, write_store
+    source = write_video(tmp_path / "v.avi")
+    write_store(source, tmp_path / "v.frames", short_side=0)
+    store = open_video(str(tmp_path / "v.frames"))
+    assert isinstance(store, FrameStore)
+    assert_frames(store.read([19, 0]), [19, 0])
