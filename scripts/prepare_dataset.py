@@ -3,6 +3,8 @@ optionally cache frames (the reference's frame-folder layout) and audio tracks.
 
     python scripts/prepare_dataset.py --videos ROOT --out ANN.json [--ratio 2:1 --runs 10 | --folds 5]
                                       [--seed 0] [--frames-out DIR] [--audio-out DIR]
+                                      [--features-out DIR [--audio-in DIR]]
+                                      [--store-out DIR [--store-short-side 240] [--store-quality 90]]
 
 ROOT holds ``{label}/{id}.{mp4,avi,mkv,webm}`` (or frame folders ``{label}/{id}/``).
 ``--ratio 2:1 --runs 10`` writes ANN_01.json .. ANN_10.json, each a stratified
@@ -13,6 +15,16 @@ writes ANN.json itself.  ``--frames-out`` decodes every video into
 each video's audio track to ``DIR/{label}/{id}.wav``; ``--features-out DIR``
 caches each video's Kaldi filterbank as ``DIR/{label}/{id}.npy``, which the data
 sets read instead of decoding audio when DIR is their audio root.
+
+``--store-out DIR`` writes each video's frame store ``DIR/{label}/{id}.frames``
+(cten_common.data.frame_store): every frame as a JPEG of short side
+``--store-short-side`` (default 240, the reference's frame height; 0 keeps the
+source size) at ``--store-quality`` (default 90), in one random-access file per
+video that the data sets read like a video when DIR is their video root.  It is
+the fast layout for real-length videos: a training step reads only its frames,
+without one file per frame.  Each video is decoded once; writes are atomic, and
+a rerun skips the stores that are current (same source size and mtime, same
+settings), so an interrupted run resumes.
 """
 import argparse
 import json
@@ -86,6 +98,8 @@ def annotation(videos, subset):
 
 
 def cache_frames(videos, out):
+    """``out/{label}/{id}/000001.jpg ...`` + ``n_frames``: one sequential decode per video,
+    one frame in memory at a time."""
     import cv2
     from tqdm import tqdm
 
@@ -95,11 +109,32 @@ def cache_frames(videos, out):
             video = open_video(path)
             folder = os.path.join(out, label, vid)
             os.makedirs(folder, exist_ok=True)
-            for i, frame in enumerate(video.read(range(video.n_frames))):
+            for i, frame in enumerate(video.iter_frames()):
                 cv2.imwrite(os.path.join(folder, f"{i + 1:06d}.jpg"), frame[:, :, ::-1],
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
             with open(os.path.join(folder, "n_frames"), "w") as f:
                 f.write(f"{video.n_frames}\n")
+
+
+def cache_stores(videos, out, short_side=240, quality=90):
+    """``out/{label}/{id}.frames``: the frame store of every video; current stores are
+    skipped.  Returns the DataErrors of videos that could not be stored."""
+    from tqdm import tqdm
+
+    from cten_common.data.frame_store import EXTENSION, write_store
+    problems, skipped = [], 0
+    for label in sorted(videos):
+        for vid, path in tqdm(videos[label], desc=f"stores {label}"):
+            try:
+                done = write_store(path, os.path.join(out, label, vid + EXTENSION),
+                                   short_side=short_side, quality=quality, progress=True)
+            except DataError as exc:
+                problems.append(exc)
+                continue
+            skipped += done == "skipped"
+    if skipped:
+        print(f"stores: {skipped} already current, left alone")
+    return problems
 
 
 def cache_audio(videos, out):
@@ -155,7 +190,16 @@ def main(argv=None):
                                           "pass it as the data set's audio root")
     p.add_argument("--audio-in", help="with --features-out: separate audio files "
                                       "{audio-in}/{label}/{id}.{ext} instead of the videos' tracks")
+    p.add_argument("--store-out", help="also write each video's frame store "
+                                       "DIR/{label}/{id}.frames (pass DIR as the video root)")
+    p.add_argument("--store-short-side", type=int, default=240,
+                   help="short side of the stored frames in pixels (default 240; 0: source size)")
+    p.add_argument("--store-quality", type=int, default=90, help="JPEG quality of the store (default 90)")
     a = p.parse_args(argv)
+    if a.store_short_side < 0:
+        p.error("--store-short-side must be >= 0")
+    if not 1 <= a.store_quality <= 100:
+        p.error("--store-quality must be in 1..100")
     try:
         videos = find_videos(a.videos)
     except DataError as exc:
@@ -185,6 +229,8 @@ def main(argv=None):
     problems = cache_audio(videos, a.audio_out) if a.audio_out else []
     if a.features_out:
         problems += cache_features(videos, a.features_out, a.audio_in)
+    if a.store_out:
+        problems += cache_stores(videos, a.store_out, a.store_short_side, a.store_quality)
     for exc in problems:
         print(f"BAD {exc}")
     return 1 if problems else 0

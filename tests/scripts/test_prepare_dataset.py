@@ -76,7 +76,7 @@ def test_cached_filterbanks_give_the_same_audio_features(tmp_path):
     decoded = load_annotation(ann, videos, str(tmp_path / "syn" / "audio"), "training")
     cached = load_annotation(ann, videos, str(tmp_path / "fb"), "training")
     assert cached[0][0].audio_path.endswith(".npy")
-    clip = ClipConfig(4, 4, 32, keep_clip=False)
+    clip = ClipConfig(4, 4, 32)
     for train in (False, True):
         rng = (lambda: np.random.default_rng(1)) if train else (lambda: None)
         a = VideoEmotionData(*decoded, clip, train).load(0, rng())["audio"]
@@ -87,3 +87,38 @@ def test_cached_filterbanks_give_the_same_audio_features(tmp_path):
     from cten_common.data.errors import DataError
     with pytest.raises(DataError, match=r"bad.npy: a cached filterbank must be \[frames, 128\]"):
         load_cached_fbank(str(tmp_path / "fb" / "Anger" / "bad.npy"))
+
+
+def test_frame_stores_end_to_end(tmp_path):
+    """--store-out writes DIR/{label}/{id}.frames from each video, a rerun leaves them alone,
+    and an annotation with DIR as video root finds and reads them."""
+    from cten_common.data.frame_store import FrameStore, encode_frame
+    from cten_common.data.video import decode_jpeg
+    make_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec(classes=2, videos_per_class=1,
+                           duration=2.0, fps=8, size=32, seed=5), progress=False)
+    videos = tmp_path / "syn" / "videos"
+    args = ("--videos", videos, "--out", tmp_path / "x.json", "--store-out", tmp_path / "st",
+            "--store-short-side", 24, "--store-quality", 80)
+    out = _run(*args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    stores = sorted((tmp_path / "st").glob("*/*.frames"))
+    assert [s.relative_to(tmp_path / "st").as_posix() for s in stores] == \
+        ["Anger/Anger_0000.frames", "Anticipation/Anticipation_0000.frames"]
+    for store in stores:
+        s = open_video(str(store))
+        assert isinstance(s, FrameStore) and (s.n_frames, s.height, s.width) == (16, 24, 24)
+        assert s.fps == 8.0 and s.header.quality == 80
+        src = open_video(str(videos / store.parent.name / (store.stem + ".mp4"))).read_all()
+        want = np.stack([decode_jpeg(encode_frame(f, (24, 24), 80), "x") for f in src])
+        assert np.array_equal(s.read_all(), want)
+    mtimes = [s.stat().st_mtime_ns for s in stores]
+    again = _run(*args)
+    assert again.returncode == 0 and "2 already current" in again.stdout
+    assert [s.stat().st_mtime_ns for s in stores] == mtimes
+    items, _ = load_annotation(tmp_path / "syn" / "annotations.json", str(tmp_path / "st"),
+                               str(tmp_path / "syn" / "audio"), "training")
+    assert items and all(i.video_path.endswith(".frames") for i in items)
+    assert open_video(items[0].video_path).read([15, 0]).shape == (2, 24, 24, 3)
+    bad = _run("--videos", videos, "--out", tmp_path / "y.json", "--store-out", tmp_path / "st",
+               "--store-quality", 0)
+    assert bad.returncode == 2 and "--store-quality must be in 1..100" in bad.stderr
