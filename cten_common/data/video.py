@@ -78,6 +78,19 @@ def _check_indices(indices, n_frames):
     return idx
 
 
+def _check_sorted(idx):
+    if len(idx) > 1 and (np.diff(idx) < 0).any():
+        raise ValueError("read_chunks needs non-decreasing frame indices")
+    return idx
+
+
+def _read_chunks(reader, indices, chunk):
+    """``reader.read(indices)`` in consecutive pieces of at most ``chunk`` frames."""
+    idx = _check_sorted(_check_indices(indices, reader.n_frames))
+    for start in range(0, len(idx), chunk):
+        yield reader.read(idx[start:start + chunk])
+
+
 def _fill(out, idx, decode_into):
     """Fill ``out[k]`` with frame ``idx[k]``: each distinct frame is decoded once,
     in increasing order, straight into the first slot that wants it, then copied
@@ -133,7 +146,27 @@ class VideoFile:
         out = np.empty((len(idx), self.height, self.width, 3), np.uint8)
         if not len(idx):
             return out
-        return _fill(out, idx, lambda wanted, slots: self._decode_into(wanted, out, slots))
+
+        def decode_into(wanted, slots):
+            for (_, frame), slot in zip(self._frames_at(wanted), slots.tolist()):
+                out[slot] = frame
+        return _fill(out, idx, decode_into)
+
+    def read_chunks(self, indices, chunk=32):
+        """``read(indices)`` as consecutive arrays of at most ``chunk`` frames, for
+        non-decreasing ``indices``: one decoding pass for all of them (each GOP decoded
+        once), holding one chunk at a time."""
+        idx = _check_sorted(_check_indices(indices, self.n_frames))
+        frames = self._frames_at(np.unique(idx))
+        current = (-1, None)
+        for start in range(0, len(idx), chunk):
+            part = idx[start:start + chunk].tolist()
+            out = np.empty((len(part), self.height, self.width, 3), np.uint8)
+            for k, i in enumerate(part):
+                if current[0] != i:
+                    current = next(frames)
+                out[k] = current[1]
+            yield out
 
     def read_all(self):
         """Every frame, in one sequential decode."""
@@ -146,29 +179,22 @@ class VideoFile:
         """Every frame in order (uint8 [H, W, 3]), one sequential decode, one frame held."""
         with _open_container(self.path) as container:
             stream = container.streams.video[0]
-            expected = 0
-            for i, frame in self._sequential(container, stream):
-                if i != expected:
-                    raise DataError(self.path, f"frame {expected} does not decode")
-                yield self._rgb(frame, i)
-                expected += 1
-                if expected == self.n_frames:
-                    return
-        raise DataError(self.path, f"frame {expected} does not decode (file truncated or changed?)")
+            for _, frame in self._pick(self._sequential(container, stream), range(self.n_frames)):
+                yield frame
 
-    def _decode_into(self, wanted, out, slots):
-        """Decode the sorted distinct frames ``wanted`` into ``out[slots]``."""
-        slot_of = dict(zip(wanted.tolist(), slots.tolist()))
+    def _frames_at(self, wanted):
+        """(index, RGB frame) for each of the increasing distinct ``wanted``, in order,
+        from one container: a run of them is decoded from its keyframe on."""
         with _open_container(self.path) as container:
             stream = container.streams.video[0]
             if self._meta.pts is None:
-                self._collect(self._sequential(container, stream), slot_of, out)
+                yield from self._pick(self._sequential(container, stream), wanted.tolist())
                 return
             for start, run in _plan_runs(wanted, self._meta.key_index):
-                self._decode_run(container, stream, start, run, slot_of, out)
+                yield from self._pick(self._seek_run(container, stream, start, run[0]), run)
 
-    def _decode_run(self, container, stream, start, run, slot_of, out):
-        """Frames ``run`` (sorted) decoded from keyframe index ``start``.  Should the seek
+    def _seek_run(self, container, stream, start, first):
+        """(index, frame) pairs decoded from keyframe index ``start`` on.  Should the seek
         land after that keyframe (a demuxer whose index disagrees), seek again from
         ever earlier keyframes, down to the first."""
         keys = self._meta.key_index
@@ -177,26 +203,31 @@ class VideoFile:
             candidates.append(0)
         for key in candidates:
             frames = self._from_keyframe(container, stream, key)
-            first = next(frames, None)
-            if first is None:
-                raise DataError(self.path, f"frame {run[0]} does not decode (file truncated or changed?)")
-            if first[0] <= key:
+            head = next(frames, None)
+            if head is None:
+                raise DataError(self.path, f"frame {first} does not decode (file truncated or changed?)")
+            if head[0] <= key:
                 break
-        self._collect(_chain([first], frames), {i: slot_of[i] for i in run}, out)
+        return _chain([head], frames)
 
-    def _collect(self, frames, slot_of, out):
-        """Write the frames of ``slot_of`` from the (index, frame) stream; stop after the last."""
-        remaining = set(slot_of)
-        if remaining:
-            for i, frame in frames:
-                if i in remaining:
-                    out[slot_of[i]] = self._rgb(frame, i)
-                    remaining.discard(i)
-                    if not remaining:
-                        return
-        if remaining:
-            raise DataError(self.path, f"frame {min(remaining)} does not decode "
-                                       f"(file truncated or changed?)")
+    def _pick(self, frames, wanted):
+        """(index, RGB) of the increasing ``wanted`` from the increasing (index, frame)
+        stream ``frames``; a wanted frame the stream skips or lacks is a DataError."""
+        wanted = iter(wanted)
+        target = next(wanted, None)
+        if target is None:
+            return
+        for i, frame in frames:
+            if i < target:
+                continue
+            if i > target:
+                break
+            yield i, self._rgb(frame, i)
+            target = next(wanted, None)
+            if target is None:
+                return                  # decode nothing past the last wanted frame
+        if target is not None:
+            raise DataError(self.path, f"frame {target} does not decode (file truncated or changed?)")
 
     def _from_keyframe(self, container, stream, key):
         """(index, frame) pairs decoded after seeking to the keyframe of frame index ``key``."""
@@ -400,12 +431,10 @@ class FrameFolder:
     height = property(lambda self: self._size[0])
     width = property(lambda self: self._size[1])
 
-    def _load(self, i):
+    def _load(self, i, out=None):
         path = self.frame_path(i)
-        frame = decode_jpeg(_read_file(path, i, n_frames=self.n_frames), path)
-        if frame.shape[:2] != self._size:
-            raise DataError(path, f"size {frame.shape[:2]} differs from frame 0's {self._size}")
-        return frame
+        return decode_jpeg(_read_file(path, i, n_frames=self.n_frames), path,
+                           size=self._size, out=out, wrong_size="differs from frame 0's")
 
     def read(self, indices):
         """Frames at 0-based ``indices``; each distinct file is read and decoded once."""
@@ -414,8 +443,12 @@ class FrameFolder:
 
         def decode_into(wanted, slots):
             for i, slot in zip(wanted.tolist(), slots.tolist()):
-                out[slot] = self._load(i)
+                self._load(i, out[slot])
         return _fill(out, idx, decode_into)
+
+    def read_chunks(self, indices, chunk=32):
+        """``read(indices)`` in consecutive arrays of at most ``chunk`` frames (non-decreasing indices)."""
+        return _read_chunks(self, indices, chunk)
 
     def read_all(self):
         return self.read(np.arange(self.n_frames))
@@ -455,12 +488,22 @@ def _read_file(path, i, head=None, n_frames=None):
         raise DataError(path, f"cannot read frame {i}: {exc}") from None
 
 
-def decode_jpeg(data, path, what="cannot decode as an image"):
-    """RGB uint8 [H, W, 3] of encoded image bytes; a DataError naming ``path`` otherwise."""
+def decode_jpeg(data, path, what="cannot decode as an image", size=None, out=None,
+                wrong_size="differs from the expected"):
+    """RGB uint8 [H, W, 3] of encoded image bytes, written into ``out`` when given (a
+    C-contiguous uint8 [H, W, 3]: no temporary RGB copy); a DataError naming ``path``
+    when the bytes do not decode or the image is not (height, width) ``size``."""
     frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
     if frame is None:
         raise DataError(path, what)
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if size is not None and frame.shape[:2] != tuple(size):
+        raise DataError(path, f"size {frame.shape[:2]} {wrong_size} {tuple(size)}")
+    if out is None:
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=out)
+    if not np.shares_memory(rgb, out):       # OpenCV allocated instead (out not usable as is)
+        out[...] = rgb
+    return out
 
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}

@@ -157,7 +157,7 @@ def test_lying_offsets_are_refused(tmp_path, source):
 
 def test_wrong_header_size_or_bad_jpeg_fails_at_read_naming_file_and_frame(tmp_path, source):
     bad = _patched(tmp_path, source, _set_header("width", 40))
-    with pytest.raises(DataError, match="frame 2 has size") as e:
+    with pytest.raises(DataError, match=r"size \(24, 43\) of frame 2 differs from the header's \(24, 40\)") as e:
         FrameStore(bad).read([2])
     assert e.value.path == str(bad)
 

@@ -399,3 +399,32 @@ def test_frame_store_extension_opens_a_frame_store(tmp_path):
     store = open_video(str(tmp_path / "v.frames"))
     assert isinstance(store, FrameStore)
     assert_frames(store.read([19, 0]), [19, 0])
+
+
+def test_read_chunks_is_read_in_pieces_and_decodes_each_gop_once(tmp_path, monkeypatch):
+    from cten_common.data.frame_store import write_store
+    path = ffmpeg_video(tmp_path / "long.mp4", 20, ["-c:v", "libx264", "-g", "50", "-bf", "2",
+                                                    "-pix_fmt", "yuv420p"])
+    write_store(path, tmp_path / "long.frames", short_side=0)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i, frame in enumerate(VideoFile(path).iter_frames()):
+        cv2.imwrite(str(folder / f"{i + 1:06d}.jpg"), frame[..., ::-1])
+    idx = np.sort(np.concatenate([s + np.arange(8) for s in (30, 35, 120, 400, 404)]))  # repeats
+    for reader in (VideoFile(path), open_video(str(tmp_path / "long.frames")), FrameFolder(folder)):
+        pieces = list(reader.read_chunks(idx, chunk=7))
+        assert [len(p) for p in pieces] == [7] * 5 + [5]
+        assert np.array_equal(np.concatenate(pieces), reader.read(idx))
+        with pytest.raises(ValueError, match="non-decreasing"):
+            list(reader.read_chunks([5, 3]))
+    counter = DecodeCounter(monkeypatch)
+    v = VideoFile(path)
+    v.read(idx)
+    one_read = counter.count
+    counter.count = 0
+    list(v.read_chunks(idx, chunk=7))
+    assert counter.count == one_read
+    counter.count = 0
+    for start in range(0, len(idx), 7):           # separate reads decode the shared GOPs again
+        v.read(idx[start:start + 7])
+    assert counter.count > one_read
