@@ -14,7 +14,13 @@ decoding: ~30 ms for a 107 s 640x360 H.264 file) lists the presentation
 timestamps and keyframes of every complete packet; that table is cached per
 (real path, size, mtime).  ``read`` then decodes only what the wanted frames
 need: it groups them into runs, seeks to the keyframe at or before each run and
-decodes forward until the run's last frame has come out.  A packet cut short by
+decodes forward until the run's last frame has come out, skipping the frames
+that are neither wanted nor referenced by others (``skip_frame = NONREF``).
+On a 107 s 640x360 x264 file (keyframe every 250 frames, B-frames; 2 CPU
+cores): a training view's 256 frames (16 snippets) take 1.1 s of CPU, its three
+views' 718 distinct frames 2.1 s in one ``read_chunks`` pass, against 3.4 s to
+decode the whole file to RGB (the former OpenCV reader decoded up to the largest
+index, i.e. ~2.6 s, on every read).  A packet cut short by
 a truncated file ends the table, so a truncated file serves the frames it still
 holds; a frame that the table lists but that does not decode raises a
 ``DataError`` naming the file and the frame.  Files whose packets carry no
@@ -191,9 +197,9 @@ class VideoFile:
                 yield from self._pick(self._sequential(container, stream), wanted.tolist())
                 return
             for start, run in _plan_runs(wanted, self._meta.key_index):
-                yield from self._pick(self._seek_run(container, stream, start, run[0]), run)
+                yield from self._pick(self._seek_run(container, stream, start, run), run)
 
-    def _seek_run(self, container, stream, start, first):
+    def _seek_run(self, container, stream, start, run):
         """(index, frame) pairs decoded from keyframe index ``start`` on.  Should the seek
         land after that keyframe (a demuxer whose index disagrees), seek again from
         ever earlier keyframes, down to the first."""
@@ -201,11 +207,12 @@ class VideoFile:
         candidates = [int(k) for k in keys[keys <= start][::-1]]
         if not candidates or candidates[-1] != 0:
             candidates.append(0)
+        wanted_pts = set(self._meta.pts[run].tolist())
         for key in candidates:
-            frames = self._from_keyframe(container, stream, key)
+            frames = self._from_keyframe(container, stream, key, wanted_pts)
             head = next(frames, None)
             if head is None:
-                raise DataError(self.path, f"frame {first} does not decode (file truncated or changed?)")
+                raise DataError(self.path, f"frame {run[0]} does not decode (file truncated or changed?)")
             if head[0] <= key:
                 break
         return _chain([head], frames)
@@ -229,8 +236,9 @@ class VideoFile:
         if target is not None:
             raise DataError(self.path, f"frame {target} does not decode (file truncated or changed?)")
 
-    def _from_keyframe(self, container, stream, key):
-        """(index, frame) pairs decoded after seeking to the keyframe of frame index ``key``."""
+    def _from_keyframe(self, container, stream, key, wanted_pts=None):
+        """(index, frame) pairs decoded after seeking to the keyframe of frame index ``key``
+        (frames that are neither wanted nor referenced skipped, see ``_decode``)."""
         import av
         target = int(self._meta.pts[key])
         try:
@@ -238,12 +246,12 @@ class VideoFile:
         except av.FFmpegError:        # no keyframe at or before it (a stream starting without one)
             container.seek(target, stream=stream, backward=True, any_frame=True)
         stream.codec_context.flush_buffers()
-        return self._indexed(container, stream)
+        return self._indexed(container, stream, wanted_pts)
 
-    def _indexed(self, container, stream):
+    def _indexed(self, container, stream, wanted_pts=None):
         """Decoded frames with their indices from the pts table; frames it does not list are skipped."""
         pts = self._meta.pts
-        for frame in _decode(container, stream, self.path):
+        for frame in _decode(container, stream, self.path, wanted_pts):
             if frame.pts is None:
                 continue
             i = int(np.searchsorted(pts, frame.pts))
@@ -322,19 +330,36 @@ def _packets(container, stream):
             yield packet
 
 
-def _decode(container, stream, path):
+def _decode(container, stream, path, wanted_pts=None):
     """Decoded frames of ``stream`` from the container's position, in presentation
-    order; a packet that fails to decode only loses its own frame."""
+    order; a packet that fails to decode only loses its own frame.
+
+    With ``wanted_pts`` (a set), packets of other frames are decoded with
+    ``skip_frame = NONREF``: frames that no other frame references and that are not
+    wanted are not decoded at all (about half of an x264 stream's frames, a third of
+    its decoding time), which changes no other frame."""
     import av
-    for packet in _packets(container, stream):
-        try:
-            yield from stream.decode(packet)
-        except av.FFmpegError:
-            continue
+    context = stream.codec_context
+    skipping = False
     try:
-        yield from stream.decode(None)          # drain the frames held for reordering
-    except av.FFmpegError:
-        return
+        for packet in _packets(container, stream):
+            if wanted_pts is not None and (packet.pts not in wanted_pts) != skipping:
+                skipping = not skipping
+                context.skip_frame = "NONREF" if skipping else "DEFAULT"
+            try:
+                yield from stream.decode(packet)
+            except av.FFmpegError:
+                continue
+        if skipping:
+            context.skip_frame = "DEFAULT"
+            skipping = False
+        try:
+            yield from stream.decode(None)          # drain the frames held for reordering
+        except av.FFmpegError:
+            return
+    finally:
+        if skipping:
+            context.skip_frame = "DEFAULT"
 
 
 def _frame_rate(stream):

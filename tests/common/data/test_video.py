@@ -225,7 +225,7 @@ def ffmpeg_video(path, seconds, codec_args, size="64x48", rate=25):
 
 
 H264_BFRAMES = ["-c:v", "libx264", "-g", "60", "-bf", "2", "-pix_fmt", "yuv420p"]
-MPEG4 = ["-c:v", "mpeg4", "-q:v", "5", "-g", "30"]
+MPEG4 = ["-c:v", "mpeg4", "-q:v", "5", "-g", "30", "-bf", "2"]
 
 
 @pytest.fixture(scope="module", params=["h264", "mpeg4", "mjpg"])
