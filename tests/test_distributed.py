@@ -69,6 +69,11 @@ def test_two_ranks_take_the_step_of_one_process(tmp_path):
         assert np.abs(one[k] - two[k]).max() <= 1e-5 * max(float(np.abs(one[k]).max()), 1.0), k
 
 
+FLIPPED = 0.01       # parameter elements whose Adam step may flip sign between 1 and 2 ranks
+LOSSES = ("loss", "loss_original", "loss_context", "loss_keyframe")
+COUNTED = ("train_acc_original", "train_acc_keyframe", "val_accuracy", "val_accuracy_mean_views", "val_mAP")
+
+
 def test_trainer_under_mpirun_follows_one_process(data, tmp_path):
     args = ["--config", str(data)]
     _train(args, tmp_path / "one")
@@ -88,15 +93,28 @@ def test_trainer_under_mpirun_follows_one_process(data, tmp_path):
             continue
         moved += int((np.abs(ref - got) > 0.1 * lr).sum())
         total += ref.size
-    assert moved <= 0.01 * total, f"{moved} of {total} parameter elements differ by more than lr/10"
-    # the logged epoch: the global batch's losses and counts, the whole validation split
+    assert moved <= FLIPPED * total, f"{moved} of {total} parameter elements differ by more than lr/10"
+    # the logged epochs: the global batch's losses and counts, the whole validation split
     one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     many = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert len(one) == len(many) == 2
-    for r1, r2, rel in zip(one, many, (1e-5, 1e-4)):    # epoch 2 follows two Adam steps (see above)
-        for key in ("loss", "loss_context", "train_acc_original", "train_acc_keyframe", "val_accuracy",
-                    "val_accuracy_mean_views", "val_mAP"):
-            assert r1[key] == pytest.approx(r2[key], rel=rel, abs=1e-6), (r1["epoch"], key)
+    # Epoch 1 (steps 1-2: one Adam step of drift at most): tight.
+    for key in LOSSES + COUNTED:
+        assert one[0][key] == pytest.approx(many[0][key], rel=1e-5, abs=1e-6), (1, key)
+    # Epoch 2 follows two more Adam steps.  Adam's first steps move each element by about
+    # lr * sign(g) whatever |g|; the two runs differ only where g is at rounding level and
+    # its sign flips: at most FLIPPED of the elements (asserted above), and those with the
+    # smallest |g|, so their share of sum |g| * lr, which is what the steps changed the loss
+    # by to first order, is at most FLIPPED.  A flip moves its element by 2 lr, not lr: the
+    # epoch-2 losses may differ by 2 * FLIPPED * |loss(epoch 2) - loss(epoch 1)|, plus the
+    # epoch-1 bound.  (Measured: 1.1e-4 on AVX-512/AMX, where 1e-4 relative failed; the
+    # bound there is about 3e-3.)  Accuracies and mAP are counts of the same predictions.
+    for key in LOSSES:
+        moved_by_training = abs(one[1][key] - one[0][key])
+        bound = 2 * FLIPPED * moved_by_training + 1e-5 * abs(one[1][key]) + 1e-6
+        assert abs(one[1][key] - many[1][key]) <= bound, (2, key, one[1][key], many[1][key], bound)
+    for key in COUNTED:
+        assert one[1][key] == pytest.approx(many[1][key], rel=1e-4, abs=1e-6), (2, key)
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["ranks"] == 2 and summary["eval_videos"] == 4
     assert two.stdout.count('"val_accuracy"') == 1          # rank 0 alone reports
