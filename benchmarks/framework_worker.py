@@ -32,14 +32,15 @@ MEASURES = ("forward_train", "train_step", "inference")
 
 
 def make_batch(config, batch, seed=0):
-    """numpy inputs: visual, audio, labels, and the clips the erased views come from."""
+    """numpy inputs: visual, audio, labels, and the uint8 clips the erased views are read
+    from (``clip``: not moved to the device; ``cten_common.erasing.ClipViews`` reads it)."""
     m = config["model"]
     T, L, S = m["seq_len"], m["snippet_duration"], m["sample_size"]
     rng = np.random.default_rng(seed)
     n_frames = 2 * T * L
-    clips = rng.uniform(0, 255, (batch, n_frames, 3, S, S)).astype(np.float32)
+    clips = rng.integers(0, 256, (batch, n_frames, 3, S, S)).astype(np.uint8)
     idx = np.sort(rng.integers(0, n_frames, (batch, T * L)), axis=1).reshape(batch, T, L)
-    visual = clips[np.arange(batch)[:, None, None], idx].transpose(0, 1, 3, 2, 4, 5).copy()
+    visual = clips[np.arange(batch)[:, None, None], idx].transpose(0, 1, 3, 2, 4, 5).astype(np.float32)
     return {"visual": visual,
             "audio": rng.normal(0, 1, (batch, 100 * m["audio_n_segments"], 128)).astype(np.float32),
             "label": (np.arange(batch) % m["n_classes"]).astype(np.int64),
@@ -63,8 +64,11 @@ class _Jittor:
         self.optimizer = Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
 
     def prepare(self, batch):
+        from cten_common.erasing import ClipViews
         jt = self.jt
-        self.batch = {k: jt.array(v) for k, v in batch.items()}
+        self.batch = {k: jt.array(v) for k, v in batch.items() if k != "clip"}
+        self.batch["n_frames"] = batch["n_frames"]
+        self.reader = ClipViews(batch["clip"])
         self.visual, self.audio = self.batch["visual"], self.batch["audio"]
 
     def sync(self):
@@ -77,7 +81,7 @@ class _Jittor:
 
     def train_step(self, rng):
         self.model.train()
-        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng)
+        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader)
 
     def inference(self):
         self.model.eval()
@@ -100,8 +104,11 @@ class _Torch:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
 
     def prepare(self, batch):
+        from cten_common.erasing import ClipViews
         torch = self.torch
-        self.batch = {k: (torch.from_numpy(v).to(self.device) if k != "clip" else v) for k, v in batch.items()}
+        self.batch = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items() if k != "clip"}
+        self.batch["n_frames"] = batch["n_frames"]
+        self.reader = ClipViews(batch["clip"])
         self.visual, self.audio = self.batch["visual"], self.batch["audio"]
 
     def sync(self):
@@ -115,7 +122,7 @@ class _Torch:
 
     def train_step(self, rng):
         self.model.train()
-        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng)
+        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader)
         self.sync()
 
     def inference(self):

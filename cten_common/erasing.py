@@ -178,6 +178,21 @@ def gather_views(clips, indices, n_frames=None):
     return clips[np.arange(B)[:, None, None], indices].transpose(0, 1, 3, 2, 4, 5)
 
 
+class ClipViews:
+    """A reader of erased views over whole clips held in memory, ``clips``
+    [B, N, 3, S, S] (zero-padded past each video's frames): what the engines'
+    ``reader`` argument takes, for tests and benchmarks whose batches are made
+    by hand.  Training reads from the videos instead (``VideoEmotionData.read_views``),
+    which gives the same frames as this whole-clip gather."""
+
+    def __init__(self, clips):
+        self.clips = np.asarray(clips)
+
+    def __call__(self, batch, views):
+        return {view: gather_views(self.clips, indices, np.asarray(batch["n_frames"]))
+                for view, indices in views.items()}
+
+
 def _as_gamma(gamma):
     gamma = np.asarray(gamma, dtype=np.float64)
     if gamma.ndim != 2 or gamma.shape[1] == 0:

@@ -36,9 +36,9 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
     starts = list(range(0, n, bs))[rank::size]
     for start in tqdm(starts, desc="evaluating", disable=not progress, leave=False):
         stop = min(start + bs, n)
-        batch = collate([data.load(i) for i in range(start, stop)])
+        batch = collate(data.load_many(range(start, stop)))
         rng = np.random.default_rng([int(train_config["seed"]), start])   # the context view
-        out = predict_batch(model, batch, rng, train_config["theta"])
+        out = predict_batch(model, batch, rng, train_config["theta"], reader=data.read_views)
         table[start:stop] = np.concatenate(
             [np.stack([batch["label"], batch["n_frames"], batch["fps"]], 1), out["logits"],
              out["context_logits"], out["gamma"]], 1)

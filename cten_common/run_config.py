@@ -16,7 +16,8 @@ DEFAULTS = {
         "audio_root": None,         # null: each video's own audio track
         "allow_silence": False,
         "augment": True,            # False: training frames get the evaluation transform
-        "num_workers": 0,
+        "num_workers": 0,           # loader processes preparing the next batches (0: a prefetch thread)
+        "read_threads": 0,          # threads reading the erased views' frames (0: 2 per core, at most 16)
         "train_subset": "training",
         "eval_subset": "validation",
     },

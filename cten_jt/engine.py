@@ -3,11 +3,14 @@
 ``cten_torch_ref.engine`` is the same file in PyTorch: for the same weights,
 batch and generator both take the same step.
 """
+import time
+
 import jittor as jt
 import numpy as np
 
-from cten_common.erasing import erased_view_indices, gather_views
+from cten_common.erasing import erased_view_indices
 from cten_common.losses import pcce_weights
+from .data import model_visual
 from .kernels import fused_enabled
 from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
@@ -24,12 +27,15 @@ def _numpy(x):
     return np.asarray(x.numpy() if isinstance(x, jt.Var) else x)
 
 
-def erased_inputs(gamma, batch, snippet_len, rng, theta, bank=None, counts=None):
+def erased_inputs(gamma, batch, snippet_len, rng, theta, reader=None, bank=None, counts=None, timing=None):
     """``{view: (visual Var [B,T,3,L,S,S], indices)}`` of the context and keyframe views.
 
-    Fused (the default): the compiled erasing operator, which gathers from the
-    clips where they are (host or device).  Composed: the numpy sampler and a
-    host gather.  Both draw from ``rng`` alike and give identical results.
+    The indices come from the compiled erasing operator (fused, the default) or
+    the numpy sampler (composed): the same draws from ``rng``, the same indices.
+    ``reader(batch, {view: indices [B,T,L]})`` then reads exactly those frames,
+    uint8, with each sample's own transform (``VideoEmotionData.read_views``, or
+    ``cten_common.erasing.ClipViews`` over clips in memory); ``model_visual``
+    makes them float on the device.  ``timing`` (a dict) gets ``read_s``.
     ``bank`` (a ``FeatureBank``; the batch has ``bank_row``/``bank_variant``): the
     numpy sampler's snippets are looked up, visual is the features [B,T,dim];
     ``counts`` (a list [exact, total]) gets how many looked-up snippets were exact.
@@ -44,15 +50,19 @@ def erased_inputs(gamma, batch, snippet_len, rng, theta, bank=None, counts=None)
                 counts[0] += exact
                 counts[1] += indices[view].shape[0] * indices[view].shape[1]
         return views
+    if reader is None:
+        raise ValueError("the erased views need a reader of the batch's frames (VideoEmotionData.read_views)")
     if fused_enabled():
-        views = erased_views(gamma.detach() if isinstance(gamma, jt.Var) else gamma, batch["n_frames"],
-                             batch["clip"], snippet_len, rng, theta)
-        return {view: (visual, indices) for view, (indices, visual) in views.items()}
-    n_frames = _numpy(batch["n_frames"])
-    indices = erased_view_indices(_numpy(gamma), n_frames, snippet_len, rng, theta)
-    clips = _numpy(batch["clip"])
-    return {view: (jt.array(gather_views(clips, indices[view], n_frames)), indices[view])
-            for view in VIEWS[1:]}
+        indices = erased_views(gamma.detach() if isinstance(gamma, jt.Var) else gamma, _numpy(batch["n_frames"]),
+                               snippet_len, rng, theta)
+    else:
+        indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
+    began = time.perf_counter()
+    frames = reader(batch, indices)
+    if timing is not None:
+        timing["read_s"] = timing.get("read_s", 0.0) + time.perf_counter() - began
+    brightness = batch.get("brightness")
+    return {view: (model_visual(frames[view], brightness), indices[view]) for view in VIEWS[1:]}
 
 
 def view_loss(logits, labels, weights=None):
@@ -64,13 +74,15 @@ def view_loss(logits, labels, weights=None):
 
 
 def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5,
-                 audio_once=True, bank=None):
-    """Original view, then the context (keyframes erased) and keyframe views built
-    from the batch's clips by the erasing sampler, the same audio for all three;
-    returns (loss = mean of the three cross-entropies, info).
+                 audio_once=True, bank=None, reader=None):
+    """Original view, then the context (keyframes erased) and keyframe views, whose
+    frames ``reader`` reads at the erasing sampler's indices, the same audio for
+    all three; returns (loss = mean of the three cross-entropies, info).
 
-    ``batch``: visual [B,T,3,L,S,S], audio, label, clip [B,N,3,S,S] (numpy) and
-    n_frames.  ``info`` holds numpy copies of what a caller logs or a test compares.
+    ``batch``: a collated batch (``cten_common.data.datasets``' table: visual
+    uint8 [B,T,3,L,S,S], brightness, audio, label, n_frames, and what ``reader``
+    needs).  ``info`` holds numpy copies of what a caller logs or a test
+    compares, and ``read_s``, the seconds spent reading the erased views.
 
     ``audio_once``: the three views share the audio, and the audio branch
     (backbone, projection, non-local block) depends on nothing else, so it runs
@@ -89,9 +101,9 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
         with repeated_stat_updates([model.a_resnet, model.a_fc, model.nl_a], len(VIEWS)):
             shared["audio_features"] = model.audio_branch(audio)
         audio = None
-    logits1, gamma1 = model(_to_var(batch["visual"]), audio, **shared)
-    counts = [0, 0]
-    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, bank, counts)
+    logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness")), audio, **shared)
+    counts, timing = [0, 0], {}
+    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, bank, counts, timing)
     outputs = [logits1]
     for view in VIEWS[1:]:
         logits, _ = model(views[view][0], audio, **shared)
@@ -104,7 +116,8 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
         losses.append(view_loss(logits, labels, weights))
     total = (losses[0] + losses[1] + losses[2]) / 3
     indices = {view: _numpy(views[view][1]).astype(np.int64) for view in VIEWS[1:]}
-    info = {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices}
+    info = {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices,
+            "read_s": timing.get("read_s", 0.0)}
     if bank is not None:      # looked-up snippets that were exact: erased views, and all three views
         original = int(np.sum(_numpy(batch["bank_exact"])))
         info["bank_exact"] = (counts[0] + original, counts[1] + gamma1.shape[0] * gamma1.shape[1])
@@ -124,19 +137,20 @@ def erasing_step(model, optimizer, batch, rng, **options):
     return {"loss": float(total.numpy().reshape(-1)[0]),
             "view_losses": [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
             "logits": [x.numpy() for x in info["logits"]],
-            "gamma": info["gamma"], "indices": info["indices"], "bank_exact": info.get("bank_exact")}
+            "gamma": info["gamma"], "indices": info["indices"], "bank_exact": info.get("bank_exact"),
+            "read_s": info["read_s"]}
 
 
-def predict_batch(model, batch, rng=None, theta=0.7, bank=None):
+def predict_batch(model, batch, rng=None, theta=0.7, bank=None, reader=None):
     """Eval-mode outputs: original logits and gamma, and the context view's logits
-    (``rng`` given: erased as in training, for the reference's mean-of-views figure;
-    ``bank``: from a feature bank, as in ``erasing_loss``)."""
+    (``rng`` and ``reader`` given: erased as in training, for the reference's
+    mean-of-views figure; ``bank``: from a feature bank, as in ``erasing_loss``)."""
     with jt.no_grad():
         audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
-        logits, gamma = model(_to_var(batch["visual"]), audio)
+        logits, gamma = model(model_visual(batch["visual"], batch.get("brightness")), audio)
         out = {"logits": logits.numpy(), "gamma": gamma.numpy()}
-        if rng is not None and ("clip" in batch or bank is not None):
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, bank)
+        if rng is not None and (reader is not None or bank is not None):
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, bank)
             ctx, _ = model(views["context"][0], audio)
             out["context_logits"] = ctx.numpy()
     return out

@@ -65,13 +65,21 @@ def video_items(config):
     return list(items.values())
 
 
-def _features(model, clip, frames, chunk):
-    """Backbone features [len(frames), dim] of snippets ``frames`` [N, L] of ``clip`` [3, n, S, S]."""
-    out = []
+def _features(model, video, transforms, frames, chunk):
+    """``{variant: features [len(frames), dim]}`` of the snippets ``frames`` [N, L] of
+    ``video``: ``chunk`` snippets at a time, each of their frames read once for all
+    variants, so that a long video is never held whole."""
+    out = {name: [] for name in transforms}
     for i in range(0, len(frames), chunk):
-        snippets = np.ascontiguousarray(clip[:, frames[i:i + chunk]].transpose(1, 0, 2, 3, 4))  # [c,3,L,S,S]
-        out.append(model.backbone_features(jt.array(snippets)).numpy())
-    return np.concatenate(out)
+        part = frames[i:i + chunk]
+        used, position = np.unique(part, return_inverse=True)
+        raw = video.read(used)
+        position = position.reshape(part.shape)
+        for name, transform in transforms.items():
+            clip = transform(raw)                                                      # [3, U, S, S]
+            snippets = np.ascontiguousarray(clip[:, position].transpose(1, 0, 2, 3, 4))  # [c, 3, L, S, S]
+            out[name].append(model.backbone_features(jt.array(snippets)).numpy())
+    return {name: np.concatenate(f) for name, f in out.items()}
 
 
 def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_snippets=False, chunk=32,
@@ -96,16 +104,16 @@ def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_sni
         if stop_after is not None and done >= stop_after:
             break
         video = open_video(item.video_path)
-        raw = video.read(range(video.n_frames))
-        n = raw.shape[0]
-        starts = bank_lib.snippet_starts(n, stride)
-        frames = bank_lib.snippet_frames(starts, n, L)
-        feats = np.stack([_features(model, transforms[v](raw), frames, chunk) for v in meta["variants"]])
+        n = video.n_frames
+        frames = bank_lib.snippet_frames(bank_lib.snippet_starts(n, stride), n, L)
+        feats = _features(model, video, transforms, frames, chunk)
+        feats = np.stack([feats[v] for v in meta["variants"]])
         eval_feats = None
         if eval_snippets:
-            eval_feats = _features(model, eval_transform(raw), bank_lib.eval_snippet_frames(n, T, L), chunk)
-        bank.write_video(item.video_id, feats, {"n_frames": int(n), "height": int(raw.shape[1]),
-                                                "width": int(raw.shape[2]), "fps": float(video.fps or 0.0)},
+            eval_feats = _features(model, video, {"eval": eval_transform},
+                                   bank_lib.eval_snippet_frames(n, T, L), chunk)["eval"]
+        bank.write_video(item.video_id, feats, {"n_frames": int(n), "height": int(video.height),
+                                                "width": int(video.width), "fps": float(video.fps or 0.0)},
                          eval_feats)
         done += 1
     return bank

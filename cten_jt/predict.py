@@ -83,7 +83,9 @@ def predict_video(model, config, classes, video, audio=None, allow_silence=False
                      for (s, e), g, a in zip(times, gamma, normalise_attention(gamma))],
         "intervals": [{"emotion": classes[lab], "start_s": s, "end_s": e, "score": sc}
                       for lab, s, e, sc in intervals],
-        "_clip": sample["clip"],
+        # the first frame of each segment's snippet, with its time: what the plot shows
+        "_thumbs": [(float(sample["frame_indices"][t, 0]) / fps, sample["visual"][t, :, 0].transpose(1, 2, 0))
+                    for t in range(len(gamma))],
     }
 
 
@@ -91,13 +93,14 @@ def plot_prediction(result, path, n_thumbs=6):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    clip = result["_clip"]
+    thumbs = result["_thumbs"]
     fig = plt.figure(figsize=(10, 4.2))
-    idx = np.linspace(0, len(clip) - 1, n_thumbs).round().astype(int)
+    idx = np.linspace(0, len(thumbs) - 1, min(n_thumbs, len(thumbs))).round().astype(int)
     for k, i in enumerate(idx):
+        seconds, frame = thumbs[i]
         ax = fig.add_subplot(2, n_thumbs, k + 1)
-        ax.imshow(np.clip(clip[i].transpose(1, 2, 0), 0, 255).astype(np.uint8))
-        ax.set_title(f"{i / result['fps']:.1f} s", fontsize=8)
+        ax.imshow(frame)
+        ax.set_title(f"{seconds:.1f} s", fontsize=8)
         ax.axis("off")
     ax = fig.add_subplot(2, 1, 2)
     for seg in result["segments"]:

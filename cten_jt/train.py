@@ -36,6 +36,7 @@ from cten_jt.models import build_model
 from cten_jt.extract_features import expected_meta
 from cten_jt.models.layers import set_sync_batchnorm, set_train_mode
 from cten_jt.optim import Adam, adam_state, load_adam_state
+from cten_common.data.prefetch import batches
 from cten_common.run_config import load_run_config
 
 
@@ -144,11 +145,15 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         sums = {"loss": 0.0, "loss_original": 0.0, "loss_context": 0.0, "loss_keyframe": 0.0}
         correct, seen, steps, first_loss = np.zeros(3, np.int64), 0, 0, None
         bank_exact = np.zeros(2, np.int64)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+        read_s, stepping = 0.0, time.time()
+        feed = batches(loader, config["data"]["num_workers"])      # the next batch is made during the step
+        bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:
             out_step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
                                     class_names=classes, pcce_lambda=tc["pcce_lambda"],
-                                    audio_once=tc.get("audio_once", True), bank=bank)
+                                    audio_once=tc.get("audio_once", True), bank=bank,
+                                    reader=train_data.read_views)
+            read_s += out_step["read_s"]
             if world > 1:     # the global batch's losses, so that every rank stops alike
                 losses = distributed.all_sum([out_step["loss"]] + out_step["view_losses"]) / world
                 out_step["loss"], out_step["view_losses"] = float(losses[0]), [float(v) for v in losses[1:]]
@@ -164,7 +169,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             sums["loss"] += out_step["loss"]
             for name, value in zip(("original", "context", "keyframe"), out_step["view_losses"]):
                 sums[f"loss_{name}"] += value
-            labels = batch["label"].numpy()
+            labels = np.asarray(batch["label"])
             correct += [int((logits.argmax(1) == labels).sum()) for logits in out_step["logits"]]
             seen += len(labels)
             bar.set_postfix(loss=f"{out_step['loss']:.3f}")
@@ -175,7 +180,10 @@ def train(config, out, resume=False, progress=True, stop_after=None):
                   "first_step_loss": first_loss,
                   **{f"train_acc_{view}": float(c) / max(seen, 1)
                      for view, c in zip(("original", "context", "keyframe"), correct)},
-                  "train_time_s": round(time.time() - began, 2), "time_s": 0.0}
+                  "train_time_s": round(time.time() - began, 2), "time_s": 0.0,
+                  # time the steps waited for data: the next batch, then the erased views' frames
+                  "data_wait_s": round(feed.waited_s, 3), "view_read_s": round(read_s, 3),
+                  "data_wait_fraction": round((feed.waited_s + read_s) / max(time.time() - stepping, 1e-9), 4)}
         if bank is not None:        # snippets whose banked features were exactly theirs
             record["bank_exact_fraction"] = float(bank_exact[0]) / max(int(bank_exact[1]), 1)
         model.eval()

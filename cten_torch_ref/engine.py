@@ -3,12 +3,15 @@
 ``cten_jt.engine`` is the same file in Jittor: for the same weights, batch and
 generator both take the same step.
 """
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cten_common.erasing import erased_view_indices, gather_views
+from cten_common.erasing import erased_view_indices
 from cten_common.losses import pcce_weights
+from .data import model_visual
 
 VIEWS = ("original", "context", "keyframe")
 
@@ -26,14 +29,18 @@ def _numpy(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def erased_inputs(gamma, batch, snippet_len, rng, theta, device=None):
-    """See cten_jt.engine.erased_inputs (here always the numpy sampler and a host gather;
-    the views go to ``device``)."""
-    n_frames = _numpy(batch["n_frames"])
-    indices = erased_view_indices(_numpy(gamma), n_frames, snippet_len, rng, theta)
-    clips = _numpy(batch["clip"])
-    return {view: (_to_tensor(gather_views(clips, indices[view], n_frames), device), indices[view])
-            for view in VIEWS[1:]}
+def erased_inputs(gamma, batch, snippet_len, rng, theta, reader=None, device=None, timing=None):
+    """See cten_jt.engine.erased_inputs (here always the numpy sampler; the views go
+    to ``device``)."""
+    if reader is None:
+        raise ValueError("the erased views need a reader of the batch's frames (VideoEmotionData.read_views)")
+    indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
+    began = time.perf_counter()
+    frames = reader(batch, indices)
+    if timing is not None:
+        timing["read_s"] = timing.get("read_s", 0.0) + time.perf_counter() - began
+    brightness = batch.get("brightness")
+    return {view: (model_visual(frames[view], brightness, device), indices[view]) for view in VIEWS[1:]}
 
 
 def view_loss(logits, labels, weights=None):
@@ -44,15 +51,16 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5):
+def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5, reader=None):
     """See cten_jt.engine.erasing_loss; the reference runs the audio branch for each
     view (cten_jt's ``audio_once`` is a Jittor-side optimisation with the same result)."""
     device = _device(model)
     audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
     labels = _to_tensor(batch["label"], device)
     labels_np = _numpy(batch["label"])
-    logits1, gamma1 = model(_to_tensor(batch["visual"], device), audio)
-    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, device)
+    logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness"), device), audio)
+    timing = {}
+    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, device, timing)
     outputs = [logits1]
     for view in VIEWS[1:]:
         logits, _ = model(views[view][0], audio)
@@ -65,7 +73,8 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
         losses.append(view_loss(logits, labels, weights))
     total = (losses[0] + losses[1] + losses[2]) / 3
     indices = {view: views[view][1] for view in VIEWS[1:]}
-    return total, {"view_losses": losses, "logits": outputs, "gamma": _numpy(gamma1), "indices": indices}
+    return total, {"view_losses": losses, "logits": outputs, "gamma": _numpy(gamma1), "indices": indices,
+                   "read_s": timing.get("read_s", 0.0)}
 
 
 def erasing_step(model, optimizer, batch, rng, **options):
@@ -77,18 +86,18 @@ def erasing_step(model, optimizer, batch, rng, **options):
     return {"loss": float(total.detach()),
             "view_losses": [float(x.detach()) for x in info["view_losses"]],
             "logits": [_numpy(x) for x in info["logits"]],
-            "gamma": info["gamma"], "indices": info["indices"]}
+            "gamma": info["gamma"], "indices": info["indices"], "read_s": info["read_s"]}
 
 
-def predict_batch(model, batch, rng=None, theta=0.7):
+def predict_batch(model, batch, rng=None, theta=0.7, reader=None):
     """See cten_jt.engine.predict_batch."""
     device = _device(model)
     with torch.no_grad():
         audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
-        logits, gamma = model(_to_tensor(batch["visual"], device), audio)
+        logits, gamma = model(model_visual(batch["visual"], batch.get("brightness"), device), audio)
         out = {"logits": _numpy(logits), "gamma": _numpy(gamma)}
-        if rng is not None and "clip" in batch:
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, device)
+        if rng is not None and reader is not None:
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, device)
             ctx, _ = model(views["context"][0], audio)
             out["context_logits"] = _numpy(ctx)
     return out

@@ -55,11 +55,12 @@ def train(config, out, progress=True):
         for start in range(0, len(order) - bs + 1, bs):                     # drop_last
             batch = dataset.collate_batch([dataset[int(i)] for i in order[start:start + bs]])
             step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
-                                class_names=train_data.class_names, pcce_lambda=tc["pcce_lambda"])
+                                class_names=train_data.class_names, pcce_lambda=tc["pcce_lambda"],
+                                reader=train_data.read_views)
             if not math.isfinite(step["loss"]):
                 raise RuntimeError(f"epoch {epoch + 1}: the loss is {step['loss']}; stopped")
             losses.append(step["loss"])
-            correct += int((step["logits"][0].argmax(1) == batch["label"].numpy()).sum())
+            correct += int((step["logits"][0].argmax(1) == batch["label"]).sum())
             seen += bs
         train_time = round(time.time() - began, 2)
         model.eval()

@@ -72,6 +72,7 @@ def _other_kernels(device):
 
 def _erasing_rows(t_model, j_model, state, visual, audio, seed, device):
     """The erasing step's three views in both frameworks from the same state and draws."""
+    from cten_common.erasing import ClipViews
     from cten_jt import engine as jeng
     from cten_torch_ref import engine as teng
     b, t, _, frames, size, _ = visual.shape
@@ -79,12 +80,13 @@ def _erasing_rows(t_model, j_model, state, visual, audio, seed, device):
     n_frames = np.array([frames * t + 3 * i for i in range(b)], np.int64)
     clip = rng.uniform(0, 255, (b, int(n_frames.max()), 3, size, size)).astype(np.float32)
     batch = {"visual": visual, "audio": audio, "label": (np.arange(b) % 8).astype(np.int64),
-             "n_frames": n_frames, "clip": clip}
+             "n_frames": n_frames}
+    reader = ClipViews(clip)              # the erased views' frames: from these clips
     t_model.load_state_dict(state)
     t_model.train()
     j_model.train()
-    t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(seed))
-    j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(seed))
+    t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(seed), reader=reader)
+    j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(seed), reader=reader)
     rows = []
     for view in ("context", "keyframe"):
         same = bool(np.array_equal(t_info["indices"][view], j_info["indices"][view]))

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cten_jt  # noqa: E402,F401  (settings first)
 import jittor as jt  # noqa: E402
-from cten_common.erasing import RankRows  # noqa: E402
+from cten_common.erasing import ClipViews, RankRows  # noqa: E402
 from cten_jt import distributed, engine  # noqa: E402
 from cten_jt.models import CTEN  # noqa: E402
 from cten_jt.models.layers import set_sync_batchnorm  # noqa: E402
@@ -45,7 +45,7 @@ def main(out):
         rows = slice(rank * b, (rank + 1) * b)
         batch = {k: v[rows] for k, v in batch.items()}
         draws = RankRows(draws, rank, size)
-    loss, info = engine.erasing_loss(model, batch, draws)
+    loss, info = engine.erasing_loss(model, batch, draws, reader=ClipViews(batch["clip"]))
     params = {n: p for n, p in model.named_parameters() if not p.is_stop_grad()}
     optimizer = Adam(list(params.values()), lr=2e-4, weight_decay=5e-4)
     optimizer.backward(loss)

@@ -5,6 +5,7 @@ import torch
 
 import cten_jt.optim
 from cten_common.data.datasets import collate
+from cten_common.erasing import ClipViews
 from cten_jt import engine as jeng
 from cten_jt.checkpoint import load_state_arrays, state_arrays
 from cten_jt.models import CTEN as JCTEN
@@ -17,16 +18,26 @@ CLASSES = ["Anger", "Anticipation", "Disgust", "Fear", "Joy"]
 
 
 def _batch(seed=0):
-    """Two videos of 23 and 40 frames: clips, the original view sampled from them, audio."""
+    """Two videos of 23 and 40 frames: uint8 clips (zero-padded to 40 frames), the
+    original view sampled from them, a brightness factor each (the second one
+    darkened, as the training transform may draw), audio."""
     rng = np.random.default_rng(seed)
     samples = []
-    for i, n in enumerate((23, 40)):
-        clip = rng.uniform(0, 255, (n, 3, 32, 32)).astype(np.float32)
+    for i, (n, brightness) in enumerate(((23, 1.0), (40, 0.8))):
+        clip = np.zeros((40, 3, 32, 32), np.uint8)
+        clip[:n] = rng.integers(0, 256, (n, 3, 32, 32))
         idx = np.sort(rng.integers(0, n, (4, 4)), axis=None).reshape(4, 4)
         samples.append({"visual": clip[idx].transpose(0, 2, 1, 3, 4).copy(),
+                        "brightness": np.float32(brightness),
                         "audio": rng.normal(size=(400, 128)).astype(np.float32),
                         "label": np.int64(i + 1), "n_frames": np.int64(n), "clip": clip})
     return collate(samples)
+
+
+def _reader(batch):
+    """The erased views' frames from the batch's whole clips (what reading them from
+    the videos gives: tests/common/data/test_datasets.py)."""
+    return ClipViews(batch["clip"])
 
 
 def _grads_torch(model, loss):
@@ -42,7 +53,7 @@ def test_full_erasing_step_matches():
     batch = _batch()
     t_model.train()
     j_model.train()
-    opts = dict(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5)
+    opts = dict(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5, reader=_reader(batch))
 
     t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(3), **opts)
     j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(3), **opts)
@@ -105,7 +116,7 @@ def test_step_draws_context_then_keyframe_per_video_from_one_generator():
     j_model = JCTEN(init_seed=1, **CFG)
     batch = _batch(1)
     j_model.train()
-    _, info = jeng.erasing_loss(j_model, batch, np.random.default_rng(11))
+    _, info = jeng.erasing_loss(j_model, batch, np.random.default_rng(11), reader=_reader(batch))
     again = erased_view_indices(info["gamma"], batch["n_frames"], 4, np.random.default_rng(11), 0.7)
     for view in ("context", "keyframe"):
         assert np.array_equal(info["indices"][view], again[view])
@@ -119,7 +130,8 @@ def test_fused_and_composed_kernels_take_the_same_step():
         model = JCTEN(init_seed=0, **CFG)
         model.train()
         with kernels(mode):
-            loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(5), theta=0.7)
+            loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(5), theta=0.7,
+                                               reader=_reader(batch))
             results[mode] = (float(loss.numpy().reshape(-1)[0]), info)
     (c_loss, c_info), (f_loss, f_info) = results["composed"], results["fused"]
     for view in ("context", "keyframe"):               # the erasing kernel: the same frames
@@ -137,7 +149,8 @@ def test_audio_branch_once_equals_three_times():
     for once in (False, True):
         model = JCTEN(init_seed=0, **CFG)
         model.train()
-        loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(4), audio_once=once)
+        loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(4), audio_once=once,
+                                           reader=_reader(batch))
         params = {n: p for n, p in model.named_parameters() if not p.is_stop_grad()}
         grads = dict(zip(params, [g.numpy() for g in jt.grad(loss, list(params.values()))]))
         buffers = {n: np.array(v) for n, v in state_arrays(model).items()

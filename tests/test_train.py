@@ -47,8 +47,11 @@ def test_resume_ends_with_the_same_weights(tiny, tmp_path):
     resumed = json.loads(lines[1])
     assert {"loss_original", "loss_context", "loss_keyframe", "train_acc_original", "train_acc_context",
             "train_acc_keyframe", "val_accuracy", "val_accuracy_mean_views", "val_mAP"} <= set(straight)
-    assert {k: v for k, v in resumed.items() if not k.endswith("time_s")} == \
-        {k: v for k, v in straight.items() if not k.endswith("time_s")}
+    timing = ("time_s", "train_time_s", "data_wait_s", "view_read_s", "data_wait_fraction")
+    assert {"data_wait_s", "view_read_s", "data_wait_fraction"} <= set(straight)
+    assert 0 < straight["view_read_s"] and 0 <= straight["data_wait_fraction"] < 1
+    assert {k: v for k, v in resumed.items() if k not in timing} == \
+        {k: v for k, v in straight.items() if k not in timing}
     for name in ("config.yaml", "best.pkl", "summary.json", "curves.png"):
         assert (tmp_path / "straight" / name).exists(), name
 

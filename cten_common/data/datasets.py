@@ -1,17 +1,43 @@
 """The numpy core of CTEN's data sets: one video in, model-ready arrays out.
 
-``VideoEmotionData.load(index, rng)`` runs the named steps: read the frames
-(one pass over the file), sample T snippets of L frames (TSN; training and
-evaluation paths kept apart), transform every frame of the view with the same
-parameters, and compute the audio features.  The Jittor and PyTorch data sets
-(``cten_jt.data``, ``cten_torch_ref.data``) only wrap it, so for the same seed
-they give identical arrays.
+``VideoEmotionData.load(index, rng)`` runs the named steps: sample T snippets
+of L frames (TSN; training and evaluation paths kept apart), draw the view's
+transform, read only the frames the snippets use, transform them (uint8 in,
+uint8 out) and compute the audio features.  ``read_views(batch, indices)``
+reads the erased views' frames of a batch later, in parallel threads, with
+each sample's own transform: exactly the frames the whole transformed video
+would give at those indices.  A sample therefore holds O(T*L) frames whatever
+the video's length.  The Jittor and PyTorch data sets (``cten_jt.data``,
+``cten_torch_ref.data``) only wrap it, so for the same seed they give
+identical arrays.
 
-A sample keeps the whole transformed clip (``clip``, [n_frames, 3, S, S]):
-the erased views of the training step re-sample snippets from it without
-another pass over the disk.
+What a sample holds (one video; a batch stacks them along a new first axis):
+
+==============  ==========================  =====================================
+key             shape, dtype                used by
+==============  ==========================  =====================================
+visual          uint8 [T, 3, L, S, S]       the model, through ``model_visual``
+                (bank: float [T, dim])      (float32, brightness, on the device)
+brightness      float32 []                  ``model_visual``: the training
+                                            brightness factor (1.0: none)
+transform       float64 [7]                 ``read_views``: the view's transform
+                                            draw (``transforms.params_to_array``)
+index           int64 []                    ``read_views``: which video
+n_frames        int64 []                    erasing (segments), metrics
+fps             float32 []                  metrics (seconds)
+label           int64 []                    loss, metrics
+frame_indices   int64 [T, L]                the original view's 0-based frames
+segment_bounds  int64 [T, 2]                the segments' frame ranges
+audio           float32 [100*T, 128]        the model (modality "av" only)
+bank_row,       int64 []                    feature-bank training only
+bank_variant,
+bank_exact
+==============  ==========================  =====================================
 """
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +47,12 @@ from .errors import DataError
 from .fbank import audio_features, features_from_fbank
 from .bank import variant_for as bank_variant_for
 from .sampling import sample_eval, sample_train, segment_bounds
-from .transforms import EvalTransform, TrainTransform
+from .transforms import EvalTransform, TrainTransform, params_from_array, params_to_array
 from .video import open_video
 
 log = logging.getLogger(__name__)
+
+READ_CHUNK = 32     # frames decoded and transformed at a time: bounds a read's full-size frames
 
 
 @dataclass(frozen=True)
@@ -34,9 +62,9 @@ class ClipConfig:
     sample_size: int = 112        # S
     with_audio: bool = True
     allow_silence: bool = False   # a video without audio track gets silence (logged) instead of an error
-    keep_clip: bool = True        # keep the transformed clip for the erased views
     p_augment: float = 0.3
     augment: bool = True          # False: training frames get the evaluation transform
+    read_threads: int = 0         # threads reading erased views (0: 2 per core, at most 16)
 
 
 def sample_rng(seed, epoch, index):
@@ -58,9 +86,20 @@ class VideoEmotionData:
         self.bank = bank
         self.transform = (TrainTransform(clip.sample_size, clip.p_augment) if train and clip.augment
                           else EvalTransform(clip.sample_size))
+        self._pool, self._pool_pid = None, None
+        self._pool_lock = threading.Lock()
 
     def __len__(self):
         return len(self.items)
+
+    def __getstate__(self):          # loader workers get the data set, not its threads
+        state = dict(self.__dict__)
+        state.update(_pool=None, _pool_pid=None, _pool_lock=None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._pool_lock = threading.Lock()
 
     def load_audio(self, item, duration):
         """Waveform and rate of an item: its audio file, else its video's own track."""
@@ -76,46 +115,93 @@ class VideoEmotionData:
             raise
 
     def load(self, index, rng=None):
-        """One sample as a dict of numpy arrays; ``rng`` drives every random choice
-        (required in training, unused in evaluation)."""
-        item = self.items[index]
+        """One sample as a dict of numpy arrays (see the module's table); ``rng`` drives
+        every random choice (required in training, unused in evaluation)."""
         if self.train and rng is None:
             raise ValueError("training samples need a random generator (sample_rng)")
         if self.bank is not None:
             return self._load_banked(index, rng)
+        item = self.items[index]
         T, L = self.clip.n_segments, self.clip.snippet_len
         video = open_video(item.video_path)
         n = video.n_frames
-        frames = video.read(range(n)) if self.clip.keep_clip else None
-        all_frames = np.arange(n)
-        indices = (sample_train(all_frames, T, L, rng) if self.train
-                   else sample_eval(all_frames, T, L))
-        if frames is None:
-            used = np.unique(indices)
-            lookup = {f: i for i, f in enumerate(used)}
-            frames = video.read(used)
-            local = np.vectorize(lookup.get)(indices)
-        else:
-            local = indices
-        if isinstance(self.transform, TrainTransform):
-            clip = self.transform(frames, rng)            # [3, N, S, S]
-        else:
-            clip = self.transform(frames)
-        clip = np.ascontiguousarray(clip.transpose(1, 0, 2, 3))   # [N, 3, S, S]
-        visual = clip[local].transpose(0, 2, 1, 3, 4)               # [T, 3, L, S, S]
+        indices = sample_train(np.arange(n), T, L, rng) if self.train else sample_eval(np.arange(n), T, L)
+        params = None
+        if isinstance(self.transform, TrainTransform):       # drawn after the offsets, as always
+            params = self.transform.sample_params(rng, video.height, video.width)
         sample = {
-            "visual": np.ascontiguousarray(visual, dtype=np.float32),
-            "label": np.int64(item.label),
-            "frame_indices": indices.astype(np.int64),
-            "n_frames": np.int64(n),
-            "fps": np.float32(video.fps or 0.0),
-            "segment_bounds": np.asarray(segment_bounds(n, T), np.int64),
-            "index": np.int64(index),
+            "visual": self._view(video, params, indices),
+            "brightness": np.float32(1.0 if params is None else params.brightness),
+            "transform": params_to_array(params),
+            **self._common(index, indices, n, video.fps or 0.0),
         }
-        if self.clip.keep_clip:
-            sample["clip"] = clip
         self._add_audio(sample, item, n, video.fps, rng)
         return sample
+
+    def load_many(self, indices, rngs=None):
+        """Samples ``indices`` (with generators ``rngs`` in training), loaded in this
+        process's reader threads."""
+        rngs = [None] * len(indices) if rngs is None else list(rngs)
+        return list(self._threads().map(self.load, indices, rngs))
+
+    def _common(self, index, indices, n, fps):
+        """The keys every sample has, banked or not."""
+        return {
+            "label": np.int64(self.items[index].label),
+            "frame_indices": indices.astype(np.int64),
+            "n_frames": np.int64(n),
+            "fps": np.float32(fps),
+            "segment_bounds": np.asarray(segment_bounds(n, self.clip.n_segments), np.int64),
+            "index": np.int64(index),
+        }
+
+    def _view(self, video, params, indices):
+        """uint8 ``[T, 3, L, S, S]``: the frames at ``indices`` [T, L] of ``video``, transformed.
+
+        Each distinct frame is read and transformed once, READ_CHUNK at a time."""
+        used, position = np.unique(indices, return_inverse=True)
+        size = self.clip.sample_size
+        out = np.empty((3, len(used), size, size), np.uint8)
+        for start in range(0, len(used), READ_CHUNK):
+            frames = video.read(used[start:start + READ_CHUNK])
+            out[:, start:start + len(frames)] = self.transform.apply_uint8(frames, params)
+        view = out[:, position.reshape(indices.shape)]                  # [3, T, L, S, S]
+        return np.ascontiguousarray(view.transpose(1, 0, 2, 3, 4))
+
+    def read_view(self, sample, indices):
+        """uint8 ``[T, 3, L, S, S]``: the frames at ``indices`` [T, L] of the video of
+        ``sample`` (a sample or one row of a batch), with the sample's own transform."""
+        index = int(sample["index"])
+        params = params_from_array(sample["transform"])
+        if isinstance(self.transform, TrainTransform) and params is None:
+            raise ValueError("a training sample carries no transform draw")
+        video, indices = open_video(self.items[index].video_path), np.asarray(indices)
+        if indices.size and int(indices.max()) >= video.n_frames:    # the file changed since it was sampled
+            raise DataError(video.path, f"frame {int(indices.max())} is needed but the video now has "
+                                        f"{video.n_frames} frames (truncated or replaced during the run?)")
+        return self._view(video, params, indices)
+
+    def read_views(self, batch, views):
+        """``{view: uint8 [B, T, 3, L, S, S]}`` of ``views`` ``{view: int [B, T, L]}``: each
+        video's views read together (its frames once), the videos in parallel threads."""
+        names = list(views)
+        B = len(batch["index"])
+
+        def one(b):
+            row = {"index": batch["index"][b], "transform": batch["transform"][b]}
+            both = np.concatenate([np.asarray(views[v][b]) for v in names])     # [len(names)*T, L]
+            return np.split(self.read_view(row, both), len(names))
+
+        per_video = list(self._threads().map(one, range(B)))
+        return {v: np.stack([per_video[b][k] for b in range(B)]) for k, v in enumerate(names)}
+
+    def _threads(self):
+        """This process's reader threads (created on first use; a forked worker makes its own)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                n = self.clip.read_threads or min(16, 2 * (os.cpu_count() or 1))
+                self._pool, self._pool_pid = ThreadPoolExecutor(n, thread_name_prefix="cten-read"), os.getpid()
+            return self._pool
 
     def _load_banked(self, index, rng):
         """A sample from the feature bank: the same draws as ``load`` in the same order
@@ -132,12 +218,7 @@ class VideoEmotionData:
         features, exact = self.bank.lookup(item.video_id, variant, indices, evaluation=not self.train)
         sample = {
             "visual": features,
-            "label": np.int64(item.label),
-            "frame_indices": indices.astype(np.int64),
-            "n_frames": np.int64(n),
-            "fps": np.float32(info["fps"]),
-            "segment_bounds": np.asarray(segment_bounds(n, T), np.int64),
-            "index": np.int64(index),
+            **self._common(index, indices, n, info["fps"]),
             "bank_row": np.int64(self.bank.row(item.video_id)),
             "bank_variant": np.int64(self.bank.variant_index(variant)),
             "bank_exact": np.int64(exact),
@@ -170,20 +251,8 @@ def load_cached_fbank(path):
 
 
 def collate(samples):
-    """Stack samples into a batch; clips of different lengths are zero-padded at the
-    end (``n_frames`` says how many frames each has)."""
-    out = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        if key == "clip":
-            longest = max(v.shape[0] for v in values)
-            padded = np.zeros((len(values), longest) + values[0].shape[1:], values[0].dtype)
-            for i, v in enumerate(values):
-                padded[i, :v.shape[0]] = v
-            out[key] = padded
-        else:
-            out[key] = np.stack(values)
-    return out
+    """Stack samples into a batch: every key gets a new first axis."""
+    return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
 
 
 def clip_config(config, train):
@@ -191,8 +260,8 @@ def clip_config(config, train):
     m, d = config["model"], config["data"]
     return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
                       sample_size=m["sample_size"], with_audio=m["modality"] == "av",
-                      allow_silence=bool(d["allow_silence"]), keep_clip=True,
-                      augment=bool(d.get("augment", True)))
+                      allow_silence=bool(d["allow_silence"]), augment=bool(d.get("augment", True)),
+                      read_threads=int(d.get("read_threads", 0)))
 
 
 def build_data(config, subset, train, bank=None):

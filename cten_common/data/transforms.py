@@ -1,10 +1,17 @@
-"""Spatial transforms of one video view: uint8 RGB ``[N, H, W, 3]`` -> float32 ``[3, N, S, S]``.
+"""Spatial transforms of one video view: uint8 RGB ``[N, H, W, 3]`` -> ``[3, N, S, S]``.
 
 Every frame of a view gets the same parameters.  Pixel values stay in 0..255:
 the model normalises its input itself.  Training: a square crop of the short
 side at one of five positions, resized to S x S, then with probability
 ``p_aug`` one of flip / rotation / brightness.  Evaluation: short side resized
 to S, centre crop.  Centred offsets are ``(extent - crop) // 2``.
+
+Every step but brightness maps uint8 frames to uint8 frames, one frame at a
+time, so a view's frames stay uint8 until the model (``apply_uint8``): 1 byte a
+pixel instead of 4, and any subset of a video's frames transforms to exactly
+the frames the whole video would give.  Brightness is the one float step; it
+is applied where the frames become float (``apply_brightness``, the same float32
+product in numpy, Jittor and PyTorch), with the factor carried beside the frames.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -33,6 +40,33 @@ class TrainParams:
     augment: Optional[str] = None
     angle: float = 0.0
     brightness: float = 1.0
+
+
+# A TrainParams as float64 [7], so that a sample (a dict of arrays) carries its
+# view's draw: position code (-1: the evaluation transform), top, left, side,
+# augmentation code (-1: none), angle, brightness.
+PARAMS_LEN = 7
+
+
+def params_to_array(params):
+    """float64 ``[PARAMS_LEN]`` of a TrainParams, or of None (the evaluation transform)."""
+    if params is None:
+        return np.array([-1, 0, 0, 0, -1, 0.0, 1.0], np.float64)
+    augment = -1 if params.augment is None else AUGMENTATIONS.index(params.augment)
+    return np.array([CROP_POSITIONS.index(params.position), params.top, params.left, params.side,
+                     augment, params.angle, params.brightness], np.float64)
+
+
+def params_from_array(row):
+    """The TrainParams of ``params_to_array`` (None for the evaluation transform); exact."""
+    row = np.asarray(row, np.float64)
+    if row.shape != (PARAMS_LEN,):
+        raise ValueError(f"transform parameters must be float64 [{PARAMS_LEN}], got {row.shape}")
+    if row[0] < 0:
+        return None
+    augment = None if row[4] < 0 else AUGMENTATIONS[int(row[4])]
+    return TrainParams(CROP_POSITIONS[int(row[0])], int(row[1]), int(row[2]), int(row[3]), augment,
+                       float(row[5]), float(row[6]))
 
 
 def crop_box(position, height, width):
@@ -71,16 +105,18 @@ class TrainTransform:
         return TrainParams(**params)
 
     def apply(self, frames, params):
+        """float32 ``[3, N, S, S]``: ``apply_uint8`` and the brightness factor."""
+        return apply_brightness(self.apply_uint8(frames, params), params.brightness)
+
+    def apply_uint8(self, frames, params):
+        """uint8 ``[3, N, S, S]``: crop, resize and flip or rotation; not the brightness."""
         _check_frames(frames)
         p = params
         if p.top < 0 or p.left < 0 or p.top + p.side > frames.shape[1] \
                 or p.left + p.side > frames.shape[2]:
             raise ValueError(f"crop {p} does not fit frames of size {frames.shape[1:3]}")
-        out = np.stack([self._frame(f[p.top:p.top + p.side, p.left:p.left + p.side], p)
-                        for f in frames]).astype(np.float32)
-        if p.augment == "brightness":
-            out = np.clip(out * np.float32(p.brightness), 0.0, 255.0)
-        return _to_chw(out)
+        return _to_chw(np.stack([self._frame(f[p.top:p.top + p.side, p.left:p.left + p.side], p)
+                                 for f in frames]), np.uint8)
 
     def _frame(self, crop, p):
         out = _resize(crop, self.size, self.size)
@@ -110,11 +146,16 @@ class EvalTransform:
         return int(height * self.size / width), self.size
 
     def __call__(self, frames):
+        """float32 ``[3, N, S, S]``."""
+        return self.apply_uint8(frames).astype(np.float32)
+
+    def apply_uint8(self, frames, params=None):
+        """uint8 ``[3, N, S, S]`` (``params`` is ignored: evaluation draws nothing)."""
         _check_frames(frames)
         h, w = self.scaled_size(frames.shape[1], frames.shape[2])
         top, left = (h - self.size) // 2, (w - self.size) // 2
         return _to_chw(np.stack([_resize(f, h, w)[top:top + self.size, left:left + self.size]
-                                 for f in frames]))
+                                 for f in frames]), np.uint8)
 
 
 def _resize(frame, height, width):
@@ -131,6 +172,17 @@ def _check_frames(frames):
         raise ValueError(f"frames must be non-empty uint8 [N, H, W, 3] RGB, got {dtype} {shape}")
 
 
-def _to_chw(frames):
-    """``[N, S, S, 3]`` -> contiguous float32 ``[3, N, S, S]``."""
-    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32)
+def apply_brightness(frames, factor):
+    """float32 frames of uint8 (or float) ``frames`` times ``factor``, clipped to
+    0..255: the training brightness.  A factor of 1.0 changes nothing, so every
+    view goes through it; ``cten_jt.data.model_visual`` and its PyTorch twin do
+    the same float32 product on the device."""
+    out = np.asarray(frames).astype(np.float32)
+    if float(factor) == 1.0:
+        return out
+    return np.clip(out * np.float32(factor), 0.0, 255.0)
+
+
+def _to_chw(frames, dtype=np.float32):
+    """``[N, S, S, 3]`` -> contiguous ``[3, N, S, S]`` of ``dtype``."""
+    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=dtype)

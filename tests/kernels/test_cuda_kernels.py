@@ -22,7 +22,7 @@ try:
 except Exception as exc:          # noqa: BLE001  (CUDA runtime errors vary)
     pytest.skip(f"no usable GPU: {exc}", allow_module_level=True)
 
-from cten_common.erasing import erased_view_indices_uniform, erasing_uniforms, gather_views  # noqa: E402
+from cten_common.erasing import erased_view_indices_uniform, erasing_uniforms  # noqa: E402
 
 THREADS = 128       # a multiple of 32, as the kernels require; they loop over any grid
 
@@ -73,16 +73,14 @@ def test_attention_kernels(N, Tq, Tk, D, E):
         assert diff <= bound, f"{name} (N={N} Tq={Tq} Tk={Tk} D={D} E={E}): {diff:.3e} > {bound:.3e}"
 
 
-@pytest.mark.parametrize("dtype,ctype", [(np.float32, "float"), (np.uint8, "unsigned char")])
-def test_erasing_kernel(dtype, ctype):
-    name = f"cten_erase_view_kernel<{ctype}>"
+def test_erasing_kernel():
+    name = "cten_erase_view_kernel"
     mod = _module("erasing_cuda.cuh", [name])
     kernel = mod.get_function(name)
     rng = np.random.default_rng(0)
     for trial in range(30):
         B, T, L = int(rng.integers(1, 5)), int(rng.integers(1, 12)), int(rng.integers(1, 9))
-        n_frames = rng.integers(1, 90, size=B)
-        N, S = int(n_frames.max()) + 1, 5
+        n_frames = rng.integers(1, 90, size=B) if trial % 3 else rng.integers(1, 20000, size=B)
         gamma = rng.random((B, T)).astype(np.float32)
         if trial % 5 == 0:
             gamma = (np.round(gamma * 3) / 3).astype(np.float32)     # ties at the threshold
@@ -90,16 +88,12 @@ def test_erasing_kernel(dtype, ctype):
             gamma[:] = 0.5                                           # all equal: fallback
         theta = float(rng.choice([0.0, 0.3, 0.7, 1.0]))
         u = erasing_uniforms(rng, B, T)
-        clips = rng.integers(0, 256, size=(B, N, 3, S, S)).astype(dtype)
         ref = erased_view_indices_uniform(gamma, n_frames, L, u, theta)
         for code, view in enumerate(("context", "keyframe")):
             idx = cp.empty((B, T, L), cp.int32)
-            out = cp.empty((B, T, 3, L, S, S), cp.float32)
-            kernel((max(1, B * T // 2),), (64,),
-                   (cp.asarray(gamma.astype(np.float64)), cp.asarray(n_frames.astype(np.int32)), cp.asarray(np.ascontiguousarray(u[:, code])),
-                    cp.asarray(clips), np.int32(B), np.int32(T), np.int32(N), np.int32(3), np.int32(S), np.int32(S),
-                    np.int32(L), np.float64(theta), np.int32(code), idx, out))
+            kernel((max(1, (B * T * L + 63) // 64),), (64,),
+                   (cp.asarray(gamma.astype(np.float64)), cp.asarray(n_frames.astype(np.int32)),
+                    cp.asarray(np.ascontiguousarray(u[:, code])), np.int32(B), np.int32(T), np.int32(L),
+                    np.float64(theta), np.int32(code), idx))
             where = f"{view} trial {trial}: n_frames={n_frames.tolist()} T={T} L={L} theta={theta}"
             np.testing.assert_array_equal(cp.asnumpy(idx), ref[view], err_msg=where)
-            np.testing.assert_array_equal(cp.asnumpy(out), gather_views(clips, ref[view], n_frames).astype(np.float32),
-                                          err_msg=where)

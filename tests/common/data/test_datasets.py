@@ -11,6 +11,9 @@ from cten_common.data.annotations import load_annotation
 from cten_common.data.datasets import ClipConfig, VideoEmotionData, collate, sample_rng
 from cten_common.data.errors import DataError
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
+from cten_common.data.transforms import apply_brightness, params_from_array
+from cten_common.data.video import open_video
+from cten_common.erasing import ClipViews, erased_view_indices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CLIP = ClipConfig(n_segments=4, snippet_len=4, sample_size=32)
@@ -31,17 +34,73 @@ def _data(synthetic, train=True, clip=CLIP, audio=True):
     return VideoEmotionData(items, classes, clip, train)
 
 
+def _whole_clip(data, index, params):
+    """The old design's clip: every frame of the video, transformed (uint8 [n, 3, S, S])."""
+    frames = open_video(data.items[index].video_path).read_all()
+    return np.ascontiguousarray(data.transform.apply_uint8(frames, params).transpose(1, 0, 2, 3))
+
+
 def test_sample_shapes_and_consistency(synthetic):
     data = _data(synthetic)
     s = data.load(0, sample_rng(0, 0, 0))
-    assert s["visual"].shape == (4, 3, 4, 32, 32) and s["visual"].dtype == np.float32
+    assert s["visual"].shape == (4, 3, 4, 32, 32) and s["visual"].dtype == np.uint8
     assert s["audio"].shape == (400, 128) and s["audio"].dtype == np.float32
-    assert s["n_frames"] == 24 and s["clip"].shape == (24, 3, 32, 32)
-    assert 0 <= s["visual"].min() and s["visual"].max() <= 255
-    # the snippets are the clip's frames at the sampled indices: erased views can re-gather
-    idx = s["frame_indices"]
-    assert np.array_equal(s["visual"], s["clip"][idx].transpose(0, 2, 1, 3, 4))
+    assert s["n_frames"] == 24 and "clip" not in s
+    assert s["transform"].shape == (7,) and s["brightness"].dtype == np.float32
+    # the snippets are the whole transformed video's frames at the sampled indices
+    params = params_from_array(s["transform"])
+    clip = _whole_clip(data, 0, params)
+    assert np.array_equal(s["visual"], clip[s["frame_indices"]].transpose(0, 2, 1, 3, 4))
     assert s["segment_bounds"].shape == (4, 2)
+
+
+def test_float_frames_equal_the_float_transform(synthetic):
+    """uint8 frames plus the brightness factor give the float32 transform's frames."""
+    data = _data(synthetic, clip=ClipConfig(4, 4, 32, p_augment=1.0))
+    seen = set()
+    for seed in range(12):
+        s = data.load(1, sample_rng(seed, 0, 1))
+        params = params_from_array(s["transform"])
+        seen.add(params.augment)
+        frames = open_video(data.items[1].video_path).read(s["frame_indices"].ravel())
+        expected = data.transform.apply(frames, params).reshape(3, 4, 4, 32, 32).transpose(1, 0, 2, 3, 4)
+        assert np.array_equal(apply_brightness(s["visual"], s["brightness"]), expected), params
+    assert seen == {"flip", "rotate", "brightness"}
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_erased_views_read_lazily_equal_the_whole_clip_gather(synthetic, train):
+    data = _data(synthetic, train, clip=ClipConfig(4, 4, 32, p_augment=0.8, with_audio=False))
+    rng = np.random.default_rng(3)
+    samples = [data.load(i, sample_rng(7, 1, i) if train else None) for i in range(len(data))]
+    batch = collate(samples)
+    gamma = rng.random((len(samples), 4)).astype(np.float32)
+    views = erased_view_indices(gamma, batch["n_frames"], 4, rng)
+    lazy = data.read_views(batch, views)
+    clips = np.stack([_whole_clip(data, i, params_from_array(s["transform"])) for i, s in enumerate(samples)])
+    whole = ClipViews(clips)(batch, views)
+    for view in views:
+        assert lazy[view].dtype == np.uint8 and lazy[view].shape == (len(samples), 4, 3, 4, 32, 32)
+        assert np.array_equal(lazy[view], whole[view]), view
+
+
+def test_a_video_ten_times_longer_does_not_grow_the_sample(tmp_path):
+    import cv2
+    from cten_common.data.annotations import VideoItem
+    items = []
+    for name, n in (("short", 60), ("long", 600)):
+        path = str(tmp_path / f"{name}.avi")
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25, (40, 32))
+        for k in range(n):
+            writer.write(np.full((32, 40, 3), k % 256, np.uint8))
+        writer.release()
+        items.append(VideoItem(name, 0, "Joy", path))
+    for train in (True, False):
+        data = VideoEmotionData(items, ["Joy"], ClipConfig(4, 4, 32, with_audio=False), train)
+        short, long = (data.load(i, sample_rng(0, 0, i) if train else None) for i in (0, 1))
+        assert long["n_frames"] == 600 and short["n_frames"] == 60
+        size = lambda s: sum(np.asarray(v).nbytes for v in s.values())   # noqa: E731
+        assert size(long) == size(short) and long["visual"].nbytes == 4 * 3 * 4 * 32 * 32
 
 
 def test_seed_reproduces_and_eval_is_deterministic(synthetic):
@@ -56,15 +115,7 @@ def test_seed_reproduces_and_eval_is_deterministic(synthetic):
         data.load(0)
 
 
-def test_without_clip_gives_the_same_snippets(synthetic):
-    full = _data(synthetic, train=False)
-    lean = _data(synthetic, train=False, clip=ClipConfig(4, 4, 32, keep_clip=False))
-    a, b = full.load(3), lean.load(3)
-    assert "clip" not in b and np.array_equal(a["visual"], b["visual"])
-
-
 def test_jittor_and_pytorch_datasets_give_identical_arrays(synthetic):
-    import jittor as jt
     from cten_jt.data import CTENDataset as JData
     from cten_torch_ref.data import CTENDataset as TData
     data = _data(synthetic)
@@ -75,17 +126,17 @@ def test_jittor_and_pytorch_datasets_give_identical_arrays(synthetic):
     j_batch = next(iter(j_set))
     t_batch = next(iter(t_set.loader(batch_size=2, shuffle=False)))
     assert set(j_batch) == set(t_batch)
-    for key in j_batch:
-        j_val = j_batch[key].numpy() if isinstance(j_batch[key], jt.Var) else np.asarray(j_batch[key])
-        assert np.array_equal(j_val.astype(np.float64), t_batch[key].numpy().astype(np.float64)), key
+    for key in j_batch:           # both stay numpy until the engine moves them to the device
+        assert isinstance(j_batch[key], np.ndarray) and isinstance(t_batch[key], np.ndarray), key
+        assert j_batch[key].dtype == t_batch[key].dtype and np.array_equal(j_batch[key], t_batch[key]), key
     assert len(j_set) == 3          # 6 training videos, batch 2, drop_last
 
 
-def test_collate_pads_clips_of_different_lengths():
-    a = {"clip": np.ones((3, 3, 2, 2), np.float32), "n_frames": np.int64(3)}
-    b = {"clip": np.ones((5, 3, 2, 2), np.float32), "n_frames": np.int64(5)}
+def test_collate_stacks_every_key():
+    a = {"visual": np.ones((2, 3, 1, 2, 2), np.uint8), "n_frames": np.int64(3)}
+    b = {"visual": np.zeros((2, 3, 1, 2, 2), np.uint8), "n_frames": np.int64(5)}
     out = collate([a, b])
-    assert out["clip"].shape == (2, 5, 3, 2, 2) and out["clip"][0, 3:].sum() == 0
+    assert out["visual"].shape == (2, 2, 3, 1, 2, 2) and out["visual"].dtype == np.uint8
     assert list(out["n_frames"]) == [3, 5]
 
 
@@ -148,13 +199,13 @@ def test_video_shorter_than_one_snippet_is_loop_padded(tmp_path):
 
 def test_jittor_loader_shuffles_with_workers_and_keeps_samples(synthetic):
     from cten_jt.data import CTENDataset
-    data = _data(synthetic, clip=ClipConfig(4, 4, 32, keep_clip=False, with_audio=False))
+    data = _data(synthetic, clip=ClipConfig(4, 4, 32, with_audio=False))
     serial = CTENDataset(data, batch_size=2, shuffle=False, num_workers=0, drop_last=False, seed=4)
-    by_index = {int(i): v for b in serial for i, v in zip(b["index"], b["visual"].numpy())}
+    by_index = {int(i): v for b in serial for i, v in zip(b["index"], b["visual"])}
     parallel = CTENDataset(data, batch_size=2, shuffle=True, num_workers=2, drop_last=False, seed=4)
     seen = []
     for batch in parallel:
-        for i, v in zip(batch["index"], batch["visual"].numpy()):
+        for i, v in zip(batch["index"], batch["visual"]):
             seen.append(int(i))
             assert np.array_equal(v, by_index[int(i)]), f"sample {i} differs with workers"
     assert sorted(seen) == list(range(len(data)))
