@@ -158,13 +158,15 @@ class VideoEmotionData:
     def _view(self, video, params, indices):
         """uint8 ``[T, 3, L, S, S]``: the frames at ``indices`` [T, L] of ``video``, transformed.
 
-        Each distinct frame is read and transformed once, READ_CHUNK at a time."""
+        Each distinct frame is read and transformed once, in one pass over the video,
+        READ_CHUNK frames at a time (the full-size frames held at once)."""
         used, position = np.unique(indices, return_inverse=True)
         size = self.clip.sample_size
         out = np.empty((3, len(used), size, size), np.uint8)
-        for start in range(0, len(used), READ_CHUNK):
-            frames = video.read(used[start:start + READ_CHUNK])
+        start = 0
+        for frames in video.read_chunks(used, READ_CHUNK):    # one pass: a keyframe group decodes once
             out[:, start:start + len(frames)] = self.transform.apply_uint8(frames, params)
+            start += len(frames)
         view = out[:, position.reshape(indices.shape)]                  # [3, T, L, S, S]
         return np.ascontiguousarray(view.transpose(1, 0, 2, 3, 4))
 
