@@ -83,3 +83,12 @@ def make_tiny_run(root, videos_per_class=4, duration=2.0, seed=5, model=None, da
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def run_checkpoint(run, which="last"):
+    """A run folder's ``last``/``best`` checkpoint as its dict (``model``, ``optimizer``,
+    ``epoch``, ...), read as the trainer reads it."""
+    from cten_common.safe_load import find_run_checkpoint, read_run_checkpoint
+    path = find_run_checkpoint(run, which)
+    assert path is not None, f"{run}: no {which} checkpoint"
+    return read_run_checkpoint(path)
