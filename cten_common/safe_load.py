@@ -109,6 +109,13 @@ def _latin1_bytes(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _empty_bytes(*args):
+    """``bytes()``, as pickle protocols 0-2 spell ``b""`` (an empty array's data)."""
+    if args:
+        raise _Refused(f"bytes{args!r:.40}")
+    return b""
+
+
 def _numpy_names(spelling):
     return {(f"{spelling}.multiarray", "_reconstruct"): _reconstruct,
             (f"{spelling}.multiarray", "scalar"): _scalar,
@@ -120,11 +127,13 @@ def _numpy_names(spelling):
 # _frombuffer), numpy scalars and dtypes, OrderedDicts and builtin values; the
 # latter (dict, list, tuple, str, bytes, int, float, bool, None) are pickle
 # opcodes and need no name, except bytes in protocols 0-2 (``_codecs.encode``
-# of latin-1 text).  numpy 2 spells numpy.core as numpy._core.  The rebuilding
+# of latin-1 text, ``bytes()`` for b"").  numpy 2 spells numpy.core as numpy._core.  The rebuilding
 # functions are this module's checked wrappers, not numpy's own.
 PICKLE_ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"): OrderedDict,
     ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     **_numpy_names("numpy.core"),
