@@ -209,3 +209,24 @@ def test_an_older_runs_pkl_checkpoint_still_resumes(tiny, tmp_path):
     resumed = run_checkpoint(run)
     assert (run / "last.safetensors").exists() and resumed["epoch"] == 1
     assert resumed["optimizer"]["n_step"] > ckpt["optimizer"]["n_step"]
+
+
+def test_a_full_disk_keeps_the_feature_bank(tmp_path, monkeypatch):
+    from cten_common.safe_save import FileWriteError
+    bank = _feature_bank(tmp_path / "bank")
+    files = [os.path.join(bank.root, "bank.json"),
+             os.path.join(bank.root, "features", bank.info("a")["file"] + ".npy")]
+    before = [open(p, "rb").read() for p in files]
+
+    def full_save(file, array, allow_pickle=True):
+        file.write(b"\x93NUMPY half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(np, "save", full_save)
+    with pytest.raises(FileWriteError, match=r"\.npy: not written"):
+        bank.write_video("a", np.zeros((1, 2, 8), np.float32), bank.info("a"))
+    monkeypatch.undo()
+    assert [open(p, "rb").read() for p in files] == before
+    leftovers = [n for d in (bank.root, os.path.join(bank.root, "features")) for n in os.listdir(d)
+                 if n.startswith(".") or n.endswith(".tmp")]
+    assert not leftovers
+    FeatureBank(bank.root).check(bank.meta, ["a", "b"])
