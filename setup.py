@@ -20,6 +20,7 @@ setup(
         "soundfile>=0.12",
         "scikit-learn>=1.2",
         "matplotlib>=3.6",
+        "safetensors>=0.4",        # pickle-free weights and checkpoints, numpy API, no torch needed
     ],
     extras_require={
         "torch": ["torch==2.13.0"],          # the reference; a CPU build is enough

@@ -5,11 +5,14 @@ model: ``unwrap_state_dict`` finds the state dict inside a training checkpoint,
 ``strip_prefix`` removes DataParallel's ``module.``, ``rename_backbone`` maps a
 pretrained ResNet's names onto CTEN's using the layouts below (data, not code),
 and ``match_state_dict`` checks names and shapes against the model and lists
-every problem at once.
+every problem at once.  Files are read by ``cten_common.safe_load``, which never
+runs code from them.
 """
 from collections import OrderedDict
 
 import numpy as np
+
+from .safe_load import CheckpointError, UnsafeFileError, read_checkpoint  # noqa: F401  (re-exported)
 
 DATA_PARALLEL_PREFIX = "module."
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
@@ -31,10 +34,6 @@ BACKBONES = {
     "visual": ("resnet.", VISUAL_BACKBONE_LAYOUT, VISUAL_BACKBONE_DROPPED, ()),
     "audio": ("a_resnet.", AUDIO_BACKBONE_LAYOUT, AUDIO_BACKBONE_DROPPED, ("a_resnet.0.",)),
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file."""
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -145,35 +144,6 @@ def match_state_dict(state, expected_shapes, source):
     if missing or unexpected or misshaped:
         raise CheckpointMismatchError(source, missing, unexpected, misshaped)
     return out
-
-
-def read_checkpoint(path):
-    """The object stored in a checkpoint file: ``.pkl`` (Jittor) or ``.pth``/``.pt`` (PyTorch).
-
-    PyTorch files are read with ``torch.load(weights_only=True)`` where PyTorch
-    is installed and with Jittor's own reader otherwise.
-    """
-    import os
-    import pickle
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        if path.endswith((".pkl", ".pickle")):   # Jittor's format: a pickle of numpy arrays
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        try:
-            import torch
-        except ImportError:
-            from jittor_utils.load_pytorch import load_pytorch
-            return load_pytorch(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint: "
-                              f"{type(exc).__name__}: {exc}") from exc
 
 
 def read_state(source):

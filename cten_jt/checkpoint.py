@@ -2,10 +2,13 @@
 
 Jittor's own ``Module.load_parameters`` skips unknown names and misshaped
 arrays with a log line; ``load_weights`` here refuses them and lists them all.
+Files are read by ``cten_common.safe_load`` (no code from a file ever runs)
+and written by ``cten_common.safe_save`` (safetensors, atomically).
 """
 import jittor as jt
 import numpy as np
 
+from cten_common.safe_save import save_pickle_weights, save_weights_file, weights_kind
 from cten_common.weights import match_state_dict, read_state
 
 
@@ -31,16 +34,21 @@ def load_state_arrays(model, arrays, source):
 
 
 def load_weights(model, source):
-    """Load a checkpoint file (.pkl, or .pth) or a state dict strictly; ``module.`` is stripped."""
+    """Load a weights or checkpoint file (.safetensors, .pkl, .pth/.pt) or a state dict
+    strictly; ``module.`` is stripped."""
     state, name = read_state(source)
     load_state_arrays(model, state, name)
     return model
 
 
 def save_weights(model, path):
-    """A pickle of ``{name: numpy array}``; readable by ``load_weights``, Jittor's
-    ``Module.load`` and plain ``pickle``."""
-    jt.save(state_arrays(model), str(path))
+    """Write ``{name: numpy array}``, atomically, in the format of ``path``'s extension:
+    ``.safetensors`` (the default everywhere: no pickle, the model configuration in
+    its metadata) or ``.pkl`` (Jittor's ``jt.save`` layout, for ``Module.load``)."""
+    if weights_kind(path) == "pickle":
+        save_pickle_weights(path, state_arrays(model))
+    else:
+        save_weights_file(path, state_arrays(model), model.config.to_dict())
 
 
 def load_pretrained_backbone(model, path, backbone):

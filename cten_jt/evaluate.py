@@ -13,6 +13,8 @@ import sys
 
 import cten_jt
 from cten_common import evaluation
+from cten_common.data.errors import DataError
+from cten_common.weights import CheckpointError
 from cten_common.evaluation import plot_confusion, print_report  # noqa: F401  (re-exported)
 from cten_jt.engine import predict_batch
 from cten_jt.kernels import set_kernels
@@ -37,7 +39,9 @@ def main(argv=None):
 
     p = argparse.ArgumentParser(prog="python -m cten_jt.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--weights", required=True, help="a .pkl (ours, or a training checkpoint) or .pth")
+    p.add_argument("--weights", required=True,
+                   help="weights or a run checkpoint (.safetensors; older .pkl), or a PyTorch .pth; "
+                        "no code in the file is ever run")
     p.add_argument("--out", help="JSON report; the confusion matrix PNG goes beside it")
     p.add_argument("--subset", help="default: data.eval_subset")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -45,9 +49,13 @@ def main(argv=None):
     config = load_run_config(a.config, a.set)
     set_kernels(config["train"]["kernels"])
     set_device(config["train"]["device"])
-    data = build_data(config, a.subset or config["data"]["eval_subset"], train=False)
     model = build_model(config["model"], init_seed=0)
-    cten_jt.load_weights(model, a.weights)
+    try:
+        cten_jt.load_weights(model, a.weights)      # first: a refused file costs no data loading
+        data = build_data(config, a.subset or config["data"]["eval_subset"], train=False)
+    except (CheckpointError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     report = evaluate_model(model, data, config["train"])
     print_report(report, data.class_names)
     if a.out:

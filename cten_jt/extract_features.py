@@ -138,7 +138,7 @@ def main(argv=None):
         began = time.time()
         bank = extract(config, a.out, a.stride, a.variants.split(","), a.dtype, a.eval_snippets, a.chunk,
                        a.overwrite)
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError, OSError) as exc:    # OSError: a failed write (full disk)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(bank.videos)} videos in {a.out} ({time.time() - began:.1f} s); train with "

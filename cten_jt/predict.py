@@ -3,52 +3,53 @@
 Top-k emotions with probabilities, the attention of every segment, and the
 detected emotion intervals in seconds (cten_common.metrics: segments whose
 min-max normalised attention >= --threshold, merged into runs).  W may be a
-run's best.pkl / last.pkl (which carry their config and class names) or a
-converted .pkl / .pth with --config.  A video without an audio track is
+run's best.safetensors / last.safetensors (or an older run's .pkl; these carry
+their config and class names) or converted weights (.safetensors, .pkl, .pth)
+with --config.  No code in W is ever run (cten_common.safe_load).  A video without an audio track is
 refused unless --allow-silence; --audio FILE takes the sound from elsewhere.
 """
 import argparse
 import dataclasses
 import json
 import os
-import pickle
 import sys
 
 import numpy as np
 
-import cten_jt
+import cten_jt  # noqa: F401  (Jittor settings first)
 from cten_common.data.annotations import VideoItem
 from cten_common.data.datasets import VideoEmotionData, collate
 from cten_common.data.errors import DataError
 from cten_common.metrics import detections_for_video, normalise_attention, segment_times
-from cten_common.weights import CheckpointError
+from cten_common.safe_load import run_checkpoint_path
+from cten_common.weights import CheckpointError, read_checkpoint, strip_prefix, unwrap_state_dict
 
-DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "runs", "synthetic", "best.pkl")
+DEFAULT_WEIGHTS = run_checkpoint_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                   "runs", "synthetic"), "best")
 
 
 def load_for_prediction(weights, config_path=None, overrides=()):
     """(model, config, class names) from a run checkpoint or weights + config."""
     from cten_common.run_config import load_run_config
+    from cten_jt.checkpoint import load_state_arrays
     from cten_jt.device import set_device
     from cten_jt.kernels import set_kernels
     from cten_jt.models import build_model
 
-    ckpt = None
-    if str(weights).endswith(".pkl"):
-        with open(weights, "rb") as f:
-            ckpt = pickle.load(f)
+    ckpt = read_checkpoint(weights)          # any format; never runs code from the file
+    run = isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
     if config_path:
         config = load_run_config(config_path, overrides)
-    elif isinstance(ckpt, dict) and "config" in ckpt:
+    elif run:
         config = ckpt["config"]
     else:
         raise CheckpointError(f"{weights}: carries no config; pass --config")
     set_kernels(config.get("train", {}).get("kernels", "fused"))
     set_device(config.get("train", {}).get("device", "auto"))
     model = build_model(config["model"], init_seed=0)
-    cten_jt.load_weights(model, ckpt if isinstance(ckpt, dict) and "model" in ckpt else weights)
-    classes = (ckpt or {}).get("classes") if isinstance(ckpt, dict) else None
+    name = str(weights)
+    load_state_arrays(model, strip_prefix(unwrap_state_dict(ckpt, name)), name)
+    classes = ckpt.get("classes") if run else None
     if not classes and config["data"].get("annotation") and os.path.exists(config["data"]["annotation"]):
         with open(config["data"]["annotation"]) as f:
             classes = json.load(f)["labels"]
@@ -124,8 +125,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m cten_jt.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("video")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS,
-                   help="a run's best.pkl / last.pkl, or converted weights with --config "
-                        "(default: the main job's runs/synthetic/best.pkl)")
+                   help="a run's best.safetensors / last.safetensors (older runs: .pkl), or "
+                        "converted weights with --config (default: the main job's "
+                        "runs/synthetic/best.safetensors)")
     p.add_argument("--config")
     p.add_argument("--audio", help="audio file to use instead of the video's own track")
     p.add_argument("--allow-silence", action="store_true", help="accept a video without audio (silence)")

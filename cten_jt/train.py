@@ -2,8 +2,9 @@
    python -m cten_jt.train --resume RUN_DIR
 
 CTEN's training with temporal erasing on Jittor.  RUN_DIR gets config.yaml
-(resolved), metrics.jsonl (one line per epoch), last.pkl and best.pkl (model,
-optimiser, epoch, seeds), summary.json and curves.png.  Every epoch draws its
+(resolved), metrics.jsonl (one line per epoch), last.safetensors and
+best.safetensors (model, optimiser, epoch, seeds; ``cten_common.safe_save``),
+summary.json and curves.png.  Every epoch draws its
 shuffle, augmentation, dropout and erasing from (seed, epoch) alone, so a run
 resumed after epoch k ends with the same weights as an uninterrupted one.
 ``--set train.features=BANK_DIR`` trains from a feature bank
@@ -13,7 +14,6 @@ import argparse
 import json
 import math
 import os
-import pickle
 import sys
 import time
 
@@ -25,6 +25,8 @@ import jittor as jt
 from cten_common.data.bank import FeatureBank
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
+from cten_common.safe_load import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
+from cten_common.safe_save import save_checkpoint_file
 from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
 from cten_jt.data import CTENDataset
 from cten_jt import distributed
@@ -45,12 +47,13 @@ class NonFiniteLoss(RuntimeError):
 
 
 def save_checkpoint(path, model, optimizer, epoch, config, best, classes):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump({"model": state_arrays(model), "optimizer": adam_state(optimizer, model),
-                     "epoch": epoch, "config": config, "best": best, "classes": list(classes),
-                     "seed": config["train"]["seed"]}, f, protocol=4)
-    os.replace(tmp, path)          # a killed run never leaves half a checkpoint
+    """One safetensors file: arrays ``model/<name>``, ``optimizer/m/<name>``,
+    ``optimizer/v/<name>``; epoch, config, best, classes, seed and Adam's step count
+    as JSON in its metadata.  Atomic: a killed run or a full disk never leaves half a
+    checkpoint, and the previous one stays as it was."""
+    save_checkpoint_file(path, {"model": state_arrays(model), "optimizer": adam_state(optimizer, model),
+                                "epoch": epoch, "config": config, "best": best, "classes": list(classes),
+                                "seed": config["train"]["seed"]}, config["model"])
 
 
 def plot_curves(history, path):
@@ -116,9 +119,11 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     history, start, best = [], 0, {"val_accuracy": -1.0, "epoch": None}
     metrics_path = os.path.join(out, "metrics.jsonl")
     if resume:
-        with open(os.path.join(out, "last.pkl"), "rb") as f:
-            ckpt = pickle.load(f)
-        load_state_arrays(model, ckpt["model"], os.path.join(out, "last.pkl"))
+        last = find_run_checkpoint(out, "last")
+        if last is None:
+            raise ValueError(f"{out}: no last checkpoint to resume from (no epoch finished)")
+        ckpt = read_run_checkpoint(last)         # never runs code from the file, either format
+        load_state_arrays(model, ckpt["model"], last)
         load_adam_state(optimizer, model, ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
         with open(metrics_path) as f:
@@ -160,7 +165,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             if not math.isfinite(out_step["loss"]):
                 raise NonFiniteLoss(
                     f"epoch {epoch + 1}, step {steps + 1}: the loss is {out_step['loss']} "
-                    f"(view losses {out_step['view_losses']}); stopped. {out}/last.pkl holds "
+                    f"(view losses {out_step['view_losses']}); stopped. {run_checkpoint_path(out)} holds "
                     f"the last good epoch ({start if start else 'none yet'}); lower train.lr or check the data")
             steps += 1
             if bank is not None:
@@ -199,8 +204,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if improved:
-                save_checkpoint(os.path.join(out, "best.pkl"), model, optimizer, epoch, config, best, classes)
-            save_checkpoint(os.path.join(out, "last.pkl"), model, optimizer, epoch, config, best, classes)
+                save_checkpoint(run_checkpoint_path(out, "best"), model, optimizer, epoch, config, best, classes)
+            save_checkpoint(run_checkpoint_path(out, "last"), model, optimizer, epoch, config, best, classes)
             plot_curves(history, os.path.join(out, "curves.png"))
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  train acc {record['train_acc_original']:.3f}  "
@@ -228,8 +233,8 @@ def main(argv=None):
         with open(os.path.join(a.resume, "config.yaml")) as f:
             config = yaml.safe_load(f)
         out = a.resume
-        if not os.path.exists(os.path.join(out, "last.pkl")):
-            p.error(f"{out}/last.pkl not found: nothing to resume (no epoch finished)")
+        if find_run_checkpoint(out, "last") is None:
+            p.error(f"{run_checkpoint_path(out)} not found: nothing to resume (no epoch finished)")
     else:
         if not (a.config and a.out):
             p.error("give --config and --out (or --resume RUN_DIR)")
@@ -239,7 +244,7 @@ def main(argv=None):
     except NonFiniteLoss as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError, OSError) as exc:    # bad data or files; a failed write (full disk)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if distributed.is_main():

@@ -1,7 +1,14 @@
-"""State dicts of the PyTorch model as numpy arrays; strict loading and saving."""
+"""State dicts of the PyTorch model as numpy arrays; strict loading and saving.
+
+Files are read by ``cten_common.safe_load`` (no code from a file ever runs)
+and written by ``cten_common.safe_save`` (safetensors, atomically).
+"""
+import os
+
 import numpy as np
 import torch
 
+from cten_common.safe_save import atomic_write, save_weights_file
 from cten_common.weights import match_state_dict, read_state
 
 
@@ -26,12 +33,23 @@ def load_state_arrays(model, arrays, source):
 
 
 def load_weights(model, source):
-    """Load a checkpoint file or a state dict strictly; ``module.`` prefixes are stripped."""
+    """Load a weights or checkpoint file (.safetensors, .pkl, .pth/.pt) or a state dict
+    strictly; ``module.`` prefixes are stripped."""
     state, name = read_state(source)
     load_state_arrays(model, state, name)
     return model
 
 
 def save_weights(model, path):
-    """A plain PyTorch state dict file (``torch.save``)."""
-    torch.save(model.state_dict(), path)
+    """Write the state dict, atomically, in the format of ``path``'s extension:
+    ``.safetensors`` (the default everywhere: no pickle, the model configuration in
+    its metadata) or ``.pth``/``.pt`` (``torch.save``, for code that expects it)."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext in (".pth", ".pt"):
+        with atomic_write(path) as f:
+            torch.save(model.state_dict(), f)
+    elif ext == ".safetensors":
+        save_weights_file(path, state_arrays(model), model.config.to_dict())
+    else:
+        raise ValueError(f"{path}: weights are written as .safetensors (or .pth/.pt), not "
+                         f"{ext or 'no extension'}")

@@ -3,7 +3,9 @@
 The same training as ``cten_jt.train`` in PyTorch (same config files, data,
 sampling, erasing, seeds per epoch and initial weights), so that the two
 frameworks can be trained side by side (benchmarks/compare_training.py).
-Writes config.yaml, metrics.jsonl, last.pth and summary.json.
+Writes config.yaml, metrics.jsonl, last.safetensors (the model, epoch, config
+and seed, as ``cten_jt.train`` writes them, without the optimiser) and
+summary.json.
 """
 import argparse
 import json
@@ -19,6 +21,9 @@ import yaml
 from cten_common.data.datasets import build_data
 from cten_common.evaluation import evaluate_model
 from cten_common.run_config import load_run_config
+from cten_common.safe_load import run_checkpoint_path
+from cten_common.safe_save import save_checkpoint_file
+from cten_torch_ref.checkpoint import state_arrays
 from cten_torch_ref.data import CTENDataset
 from cten_torch_ref.engine import erasing_step, predict_batch
 from cten_torch_ref.models import build_model
@@ -73,7 +78,9 @@ def train(config, out, progress=True):
         history.append(record)
         with open(os.path.join(out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
-    torch.save({"epoch": tc["epochs"] - 1, "state_dict": model.state_dict()}, os.path.join(out, "last.pth"))
+    save_checkpoint_file(run_checkpoint_path(out, "last"),
+                         {"model": state_arrays(model), "epoch": tc["epochs"] - 1, "config": config,
+                          "classes": list(train_data.class_names), "seed": tc["seed"]}, config["model"])
     summary = {"epochs_done": len(history), "last": history[-1] if history else None}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -16,6 +16,7 @@ sys.path.insert(0, ROOT)
 import cten_jt  # noqa: E402,F401
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset  # noqa: E402
 from cten_common.run_config import load_run_config  # noqa: E402
+from cten_common.safe_load import run_checkpoint_path  # noqa: E402
 
 
 def main(argv=None):
@@ -44,8 +45,8 @@ def main(argv=None):
         shutil.rmtree(a.out)
     summary = train(config, a.out)
 
-    print("3/4 evaluating best.pkl on the validation split")
-    model, _, classes = load_for_prediction(os.path.join(a.out, "best.pkl"))
+    print("3/4 evaluating best.safetensors on the validation split")
+    model, _, classes = load_for_prediction(run_checkpoint_path(a.out, "best"))
     data = build_data(config, config["data"]["eval_subset"], train=False)
     report = evaluate_model(model, data, config["train"], progress=False)
     print_report(report, classes)
@@ -70,7 +71,7 @@ def main(argv=None):
     with open(os.path.join(a.out, "report.json"), "w") as f:
         json.dump(final, f, indent=1)
     print("\nreport: " + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in final.items()}))
-    print(f"files in {a.out}: metrics.jsonl, curves.png, best.pkl, last.pkl, evaluation.json, "
+    print(f"files in {a.out}: metrics.jsonl, curves.png, best.safetensors, last.safetensors, evaluation.json, "
           "confusion.png, prediction.png, report.json")
     return 0
 

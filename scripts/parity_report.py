@@ -129,12 +129,12 @@ def main(argv=None):
 
     rows, started = [], time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        src, pkl, back = (os.path.join(tmp, n) for n in ("reference.pth", "model.pkl", "back.pth"))
+        src, jittor_file, back = (os.path.join(tmp, n) for n in ("reference.pth", "model.safetensors", "back.pth"))
         torch.save({"epoch": 0, "optimizer": {},
                     "state_dict": {f"module.{k}": v.cpu() for k, v in t_model.state_dict().items()}}, src)
-        torch_to_jittor(src, pkl, settings={"snippet_duration": args.frames, "sample_size": args.size})
-        j_model = cten_jt.load_weights(JCTEN(init_seed=args.seed + 1, **cfg), pkl)
-        jittor_to_torch(pkl, back, fmt="reference")
+        torch_to_jittor(src, jittor_file, settings={"snippet_duration": args.frames, "sample_size": args.size})
+        j_model = cten_jt.load_weights(JCTEN(init_seed=args.seed + 1, **cfg), jittor_file)
+        jittor_to_torch(jittor_file, back, fmt="reference")
         t_model.to(device)
         again = torch.load(back, weights_only=True)["state_dict"]
         original = torch.load(src, weights_only=True)["state_dict"]

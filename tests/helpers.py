@@ -83,3 +83,63 @@ def make_tiny_run(root, videos_per_class=4, duration=2.0, seed=5, model=None, da
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def run_checkpoint(run, which="last"):
+    """A run folder's ``last``/``best`` checkpoint as its dict (``model``, ``optimizer``,
+    ``epoch``, ...), read as the trainer reads it."""
+    from cten_common.safe_load import find_run_checkpoint, read_run_checkpoint
+    path = find_run_checkpoint(run, which)
+    assert path is not None, f"{run}: no {which} checkpoint"
+    return read_run_checkpoint(path)
+
+
+class _Payload:
+    """Unpickling this calls ``func(*args)``: what a malicious weights file does."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def payloads(canary):
+    """``{name: object}``: objects whose unpickling creates the file ``canary``, through
+    ``os.system``, ``builtins.exec`` and ``subprocess.call``, each inside a state dict."""
+    import os
+    import subprocess
+    canary = str(canary)
+    calls = {"os.system": (os.system, (f"touch '{canary}'",)),
+             "builtins.exec": (exec, (f"open({canary!r}, 'w').close()",)),
+             "subprocess.call": (subprocess.call, (["touch", canary],))}
+    return {name: {"state_dict": {"fc.weight": _Payload(*call)}} for name, call in calls.items()}
+
+
+def write_malicious_files(folder, canary):
+    """``{id: path}``: for each payload, a Jittor-style ``.pkl``, a PyTorch zip ``.pth``
+    whose ``data.pkl`` is the payload, and a PyTorch legacy (non-zip) ``.pth``."""
+    import pickle
+    import zipfile
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, obj in payloads(canary).items():
+        stem = name.replace(".", "_")
+        path = folder / f"{stem}.pkl"
+        path.write_bytes(pickle.dumps(obj, protocol=4))
+        files[f"pkl-{name}"] = path
+        path = folder / f"{stem}_zip.pth"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", pickle.dumps(obj, protocol=2))
+            z.writestr("archive/byteorder", "little")
+            z.writestr("archive/version", "3\n")
+        files[f"zip-{name}"] = path
+        path = folder / f"{stem}_legacy.pth"
+        with open(path, "wb") as f:
+            for header in (0x1950a86a20f9469cfc6c, 1001,
+                           {"protocol_version": 1001, "little_endian": True, "type_sizes": {}}):
+                pickle.dump(header, f, protocol=2)
+            pickle.dump(obj, f, protocol=2)
+            pickle.dump([], f, protocol=2)
+        files[f"legacy-{name}"] = path
+    return files

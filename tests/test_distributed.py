@@ -37,8 +37,8 @@ def _train(args, out, ranks=None):
 
 
 def _last(run):
-    with open(os.path.join(run, "last.pkl"), "rb") as f:
-        return pickle.load(f)
+    from helpers import run_checkpoint
+    return run_checkpoint(run, "last")
 
 
 def _run(cmd):

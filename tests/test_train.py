@@ -1,7 +1,6 @@
 """Training, resume, NaN stop, evaluation and prediction on a tiny synthetic set."""
 import json
 import os
-import pickle
 import subprocess
 import sys
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 from cten_common.run_config import load_run_config
-from helpers import make_tiny_run
+from helpers import make_tiny_run, run_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,8 +20,7 @@ def tiny(tmp_path_factory):
 
 
 def _weights(run):
-    with open(os.path.join(run, "last.pkl"), "rb") as f:
-        return pickle.load(f)
+    return run_checkpoint(run, "last")
 
 
 def test_resume_ends_with_the_same_weights(tiny, tmp_path):
@@ -52,7 +50,7 @@ def test_resume_ends_with_the_same_weights(tiny, tmp_path):
     assert 0 < straight["view_read_s"] and 0 <= straight["data_wait_fraction"] < 1
     assert {k: v for k, v in resumed.items() if k not in timing} == \
         {k: v for k, v in straight.items() if k not in timing}
-    for name in ("config.yaml", "best.pkl", "summary.json", "curves.png"):
+    for name in ("config.yaml", "best.safetensors", "summary.json", "curves.png"):
         assert (tmp_path / "straight" / name).exists(), name
 
 
@@ -87,7 +85,7 @@ def test_command_line_train_evaluate_predict(tiny, tmp_path):
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
         return out.stdout
     cli("cten_jt.train", "--config", path, "--out", run, "--set", "train.epochs=1")
-    report = cli("cten_jt.evaluate", "--config", path, "--weights", run / "best.pkl",
+    report = cli("cten_jt.evaluate", "--config", path, "--weights", run / "best.safetensors",
                  "--out", run / "eval.json")
     assert "accuracy (original view)" in report and "weak detection mAP" in report
     data = json.loads((run / "eval.json").read_text())
@@ -95,16 +93,16 @@ def test_command_line_train_evaluate_predict(tiny, tmp_path):
     assert (run / "eval_confusion.png").exists()
     video = next((root / "data" / "videos" / "Anger").iterdir())
     audio = root / "data" / "audio" / "Anger" / (video.stem + ".wav")
-    out = cli("cten_jt.predict", video, "--weights", run / "best.pkl", "--audio", audio,
+    out = cli("cten_jt.predict", video, "--weights", run / "best.safetensors", "--audio", audio,
               "--plot", tmp_path / "p.png", "--json", tmp_path / "p.json")
     assert "Anger" in out and (tmp_path / "p.png").exists()
     pred = json.loads((tmp_path / "p.json").read_text())
     assert len(pred["segments"]) == 2 and abs(sum(t["probability"] for t in pred["top"]) - 1) < 1e-5
     # the synthetic mp4 has no audio track: refused unless silence is asked for
     refused = subprocess.run([sys.executable, "-m", "cten_jt.predict", str(video), "--weights",
-                              str(run / "best.pkl")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                              str(run / "best.safetensors")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "no audio track" in refused.stderr
-    cli("cten_jt.predict", video, "--weights", run / "best.pkl", "--allow-silence")
+    cli("cten_jt.predict", video, "--weights", run / "best.safetensors", "--allow-silence")
 
 
 def test_pytorch_trainer_takes_the_same_first_epoch(tiny, tmp_path):

@@ -2,9 +2,13 @@
 
 A CTEN checkpoint (a reference training checkpoint, or a state dict with or
 without ``module.``) is converted name for name after its configuration is
-inferred from its names and shapes.  A pretrained backbone (``backbone=
-"visual"``: a Kinetics 3D ResNet; ``"audio"``: a torchvision ImageNet ResNet)
-is renamed into a freshly initialised CTEN built from ``config``.
+inferred from its names and shapes (and from the model configuration that our
+safetensors files and run checkpoints carry).  A pretrained backbone
+(``backbone="visual"``: a Kinetics 3D ResNet; ``"audio"``: a torchvision
+ImageNet ResNet) is renamed into a freshly initialised CTEN built from
+``config``.  Sources are read by ``cten_common.safe_load``, which never runs
+code from a file; outputs are written atomically, and only after the source
+was read and fitted, so a refused or misfitting source leaves no output file.
 """
 import json
 import os
@@ -12,6 +16,8 @@ import os
 import numpy as np
 
 from cten_common.config import ModelConfig, infer_config
+from cten_common.safe_load import read_model_config, sniff_format
+from cten_common.safe_save import atomic_write, save_weights_file, weights_kind
 from cten_common.weights import (CheckpointError, backbone_shapes, match_state_dict,
                                  read_checkpoint, rename_backbone, strip_prefix,
                                  unwrap_state_dict)
@@ -41,11 +47,29 @@ def _shapes(state):
     return {k: tuple(np.shape(v)) for k, v in state.items()}
 
 
+def _model_settings(src, obj):
+    """The model configuration a source carries: our safetensors files' metadata, or a
+    run checkpoint's ``config["model"]``; {} for foreign files."""
+    carried = None
+    if sniff_format(src) == "safetensors":
+        carried = read_model_config(src)
+    if carried is None and isinstance(obj, dict) and isinstance(obj.get("config"), dict):
+        carried = obj["config"].get("model")
+    known = set(ModelConfig.__dataclass_fields__)
+    return {k: v for k, v in (carried or {}).items() if k in known}
+
+
 def _source_state(src):
+    """``(state dict, epoch or None, carried model settings)`` of a source file."""
     obj = read_checkpoint(src)
     state = strip_prefix(unwrap_state_dict(obj, str(src)))
     epoch = obj.get("epoch") if isinstance(obj, dict) else None
-    return state, epoch
+    return state, epoch, _model_settings(src, obj)
+
+
+def _settings(carried, settings, backbone):
+    """A backbone file's carried settings are not the target's; given ones win."""
+    return dict(settings or {}) if backbone else {**carried, **(settings or {})}
 
 
 def convert_state(state, source, build_model, state_arrays, load_state_arrays,
@@ -72,27 +96,37 @@ def convert_state(state, source, build_model, state_arrays, load_state_arrays,
 
 
 def torch_to_jittor(src, dst, backbone=None, settings=None, seed=0):
-    """Convert a PyTorch checkpoint to a Jittor ``.pkl``; returns the ModelConfig."""
-    state, _ = _source_state(src)       # read first: PyTorch must be imported before Jittor
+    """Convert a PyTorch checkpoint to Jittor weights: ``.safetensors`` (with the model
+    configuration in its metadata), or ``.pkl`` on request (for Jittor's
+    ``Module.load``); returns the ModelConfig."""
+    weights_kind(dst)                   # refuse an unknown output format before any work
+    state, _, carried = _source_state(src)   # read first: PyTorch must be imported before Jittor
     import cten_jt
     from cten_jt.checkpoint import load_state_arrays, state_arrays
     from cten_jt.models import build_model
 
     model, config = convert_state(state, src, lambda c, s: build_model(c, init_seed=s),
-                                  state_arrays, load_state_arrays, backbone, settings, seed)
+                                  state_arrays, load_state_arrays, backbone,
+                                  _settings(carried, settings, backbone), seed)
     cten_jt.save_weights(model, dst)
     return config
 
 
 def jittor_to_torch(src, dst, fmt="state_dict", backbone=None, settings=None, seed=0):
-    """Convert a Jittor checkpoint to a PyTorch ``.pth``; returns the ModelConfig.
+    """Convert Jittor weights or a run checkpoint (.safetensors, .pkl) for PyTorch;
+    returns the ModelConfig.
 
-    ``fmt="state_dict"`` writes a plain state dict; ``fmt="reference"`` writes
-    the reference's training checkpoint layout, ``{"epoch", "state_dict"}``
-    with ``module.`` names, which the reference code loads as it is.
+    ``dst`` ending in ``.safetensors`` gets the state dict as safetensors (no
+    pickle); otherwise ``torch.save`` writes it, for code that ``torch.load``s:
+    ``fmt="state_dict"`` a plain state dict, ``fmt="reference"`` the reference's
+    training checkpoint layout, ``{"epoch", "state_dict"}`` with ``module.``
+    names, which the reference code loads as it is.
     """
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"format must be one of {OUTPUT_FORMATS}, got {fmt!r}")
+    safetensors_out = str(dst).endswith(".safetensors")
+    if safetensors_out and fmt == "reference":
+        raise ValueError("--format reference is torch.save's {epoch, state_dict} layout: write a .pth")
     try:
         import torch
     except ImportError as exc:
@@ -101,14 +135,19 @@ def jittor_to_torch(src, dst, fmt="state_dict", backbone=None, settings=None, se
     from cten_torch_ref.checkpoint import load_state_arrays, state_arrays
     from cten_torch_ref.models import build_model
 
-    state, epoch = _source_state(src)
+    state, epoch, carried = _source_state(src)
     model, config = convert_state(state, src, lambda c, s: build_model(c, init_seed=s),
-                                  state_arrays, load_state_arrays, backbone, settings, seed)
+                                  state_arrays, load_state_arrays, backbone,
+                                  _settings(carried, settings, backbone), seed)
+    if safetensors_out:
+        save_weights_file(dst, state_arrays(model), config.to_dict())
+        return config
     out = model.state_dict()
     if fmt == "reference":
         out = {"epoch": int(epoch or 0),
                "state_dict": {f"module.{k}": v for k, v in out.items()}}
-    torch.save(out, dst)
+    with atomic_write(dst) as f:
+        torch.save(out, f)
     return config
 
 
@@ -117,11 +156,13 @@ def main(direction, argv=None):
     import argparse
     import sys
 
-    src_ext, dst_ext = (".pth", ".pkl") if direction == "torch2jittor" else (".pkl", ".pth")
+    src_ext, dst_ext = ((".pth", ".safetensors (or .pkl)") if direction == "torch2jittor"
+                        else (".safetensors or .pkl", ".pth (or .safetensors)"))
     parser = argparse.ArgumentParser(
         prog=f"python -m weights_convert.{direction}",
         description=f"Convert a CTEN checkpoint ({src_ext} -> {dst_ext}), strictly: every "
-                    "missing, unexpected or misshaped parameter is listed and nothing is written.")
+                    "missing, unexpected or misshaped parameter is listed and nothing is written. "
+                    "No code in the source file is ever run.")
     parser.add_argument("src", help=f"source checkpoint ({src_ext})")
     parser.add_argument("dst", help=f"output file ({dst_ext})")
     parser.add_argument("--backbone", choices=("visual", "audio"),
@@ -143,7 +184,7 @@ def main(direction, argv=None):
         else:
             config = jittor_to_torch(args.src, args.dst, args.format, args.backbone, settings,
                                      args.seed)
-    except (CheckpointError, ValueError, OSError) as exc:
+    except (CheckpointError, ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     size = os.path.getsize(args.dst) / 2 ** 20

@@ -1,4 +1,4 @@
-"""python -m weights_convert.jittor2torch SRC.pkl DST.pth [--format state_dict|reference]"""
+"""python -m weights_convert.jittor2torch SRC.safetensors DST.pth [--format state_dict|reference]"""
 import sys
 
 from .convert import main

@@ -1,4 +1,4 @@
-"""python -m weights_convert.torch2jittor SRC.pth DST.pkl [--backbone visual|audio] [--config CFG]"""
+"""python -m weights_convert.torch2jittor SRC.pth DST.safetensors [--backbone visual|audio] [--config CFG]"""
 import sys
 
 from .convert import main

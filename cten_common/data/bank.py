@@ -45,6 +45,7 @@ import os
 
 import numpy as np
 
+from ..safe_save import atomic_write
 from .errors import DataError
 from .sampling import sample_eval
 from .transforms import CROP_POSITIONS, EvalTransform, TrainParams, TrainTransform, crop_box
@@ -121,16 +122,13 @@ def bank_meta(model_config, stride, variants, dtype, digest, eval_snippets):
 
 
 def _atomic_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:      # a failed write (full disk) keeps the old index
         json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _atomic_npy(path, array):
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        np.save(f, array, allow_pickle=False)
 
 
 class FeatureBank:
@@ -220,9 +218,11 @@ class FeatureBank:
         if key not in self._arrays:
             info = self.videos[video_id]
             path = os.path.join(self.root, "features", info["file"] + kind + ".npy")
-            try:
-                a = np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as exc:
+            try:        # a .npy array only: never a pickle, never an object array
+                a = np.load(path, mmap_mode="r", allow_pickle=False)
+                if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+                    raise ValueError(f"not a .npy array of floats: {type(a).__name__}")
+            except (OSError, ValueError, EOFError) as exc:
                 raise DataError(path, f"unreadable feature bank file ({exc}): run "
                                       "python -m cten_jt.extract_features again") from None
             if kind == "":

@@ -1,6 +1,5 @@
 """Strict conversion in both directions, through files, with every checkpoint kind."""
 import os
-import pickle
 import subprocess
 import sys
 
@@ -10,8 +9,9 @@ import pytest
 import torch
 
 import cten_jt
+from cten_common.safe_load import WEIGHTS_FORMAT, read_model_config, read_safetensors
 from cten_common.weights import (AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT,
-                                 CheckpointMismatchError)
+                                 CheckpointMismatchError, read_checkpoint)
 from cten_jt.models import CTEN as JCTEN
 from cten_torch_ref.models import CTEN as TCTEN
 from helpers import MODEL_RTOL, TINY_AV, TINY_VISUAL, assert_close, random_inputs
@@ -43,11 +43,15 @@ def test_round_trip_and_outputs_through_files(tmp_path, cfg):
                 t.fill_(12)
     src = tmp_path / "ref.pth"
     _reference_checkpoint(t_model, src)
-    config = torch_to_jittor(src, tmp_path / "model.pkl", settings=SIZE)
+    config = torch_to_jittor(src, tmp_path / "model.safetensors", settings=SIZE)
     assert config == t_model.config
+    _, metadata = read_safetensors(tmp_path / "model.safetensors")
+    assert metadata["format"] == WEIGHTS_FORMAT
+    assert read_model_config(tmp_path / "model.safetensors") == config.to_dict()
 
-    # the Jittor file loads with our strict loader and with Jittor's own Module.load
-    j_model = cten_jt.load_weights(JCTEN(init_seed=0, **cfg), tmp_path / "model.pkl")
+    # the default file loads with our strict loader; a .pkl, on request, with Jittor's own Module.load
+    j_model = cten_jt.load_weights(JCTEN(init_seed=0, **cfg), tmp_path / "model.safetensors")
+    torch_to_jittor(src, tmp_path / "model.pkl", settings=SIZE)
     j_plain = JCTEN(init_seed=1, **cfg)
     j_plain.load(str(tmp_path / "model.pkl"))
     t_state = {k: v.numpy() for k, v in t_model.state_dict().items()}
@@ -63,14 +67,18 @@ def test_round_trip_and_outputs_through_files(tmp_path, cfg):
     j_out = j_model(jt.array(visual), jt.array(audio) if av else None)
     assert_close(t_out, j_out, "outputs after torch -> jittor file", rtol_scale=MODEL_RTOL)
 
-    # back to PyTorch: identical names and tensors, in both output formats
-    jittor_to_torch(tmp_path / "model.pkl", tmp_path / "back.pth")
+    # back to PyTorch: identical names and tensors, in both output formats; the sizes
+    # the weights do not record come from the file's metadata
+    assert jittor_to_torch(tmp_path / "model.safetensors", tmp_path / "back.pth") == config
+    assert jittor_to_torch(tmp_path / "model.pkl", tmp_path / "back_pkl.pth", settings=SIZE) == config
+    assert all(torch.equal(a, b) for a, b in zip(torch.load(tmp_path / "back_pkl.pth", weights_only=True).values(),
+                                                 t_model.state_dict().values()))
     back = torch.load(tmp_path / "back.pth", weights_only=True)
     assert list(back) == list(t_model.state_dict())
     for name, value in t_model.state_dict().items():
         assert back[name].dtype == value.dtype and back[name].shape == value.shape, name
         assert torch.equal(back[name], value), name
-    jittor_to_torch(tmp_path / "model.pkl", tmp_path / "back_ref.pth", fmt="reference")
+    jittor_to_torch(tmp_path / "model.safetensors", tmp_path / "back_ref.pth", fmt="reference")
     ref = torch.load(tmp_path / "back_ref.pth", weights_only=True)
     original = torch.load(src, weights_only=True)["state_dict"]
     assert set(ref) == {"epoch", "state_dict"} and list(ref["state_dict"]) == list(original)
@@ -82,13 +90,13 @@ def test_plain_state_dict_without_prefix_and_config_override(tmp_path):
     torch.save(t_model.state_dict(), tmp_path / "plain.pth")
     (tmp_path / "cfg.yaml").write_text("model:\n  snippet_duration: 8\n  sample_size: 32\n")
     out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
-                          str(tmp_path / "plain.pth"), str(tmp_path / "plain.pkl"),
+                          str(tmp_path / "plain.pth"), str(tmp_path / "plain.safetensors"),
                           "--config", str(tmp_path / "cfg.yaml")],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "visual_depth=10" in out.stdout and "sample_size=32" in out.stdout
-    with open(tmp_path / "plain.pkl", "rb") as f:
-        state = pickle.load(f)          # plain pickle of numpy arrays: no Jittor needed to read
+    from safetensors.numpy import load_file
+    state = load_file(str(tmp_path / "plain.safetensors"))     # no Jittor (nor torch) needed to read
     assert set(state) == set(t_model.state_dict())
     assert np.array_equal(state["fc.weight"], t_model.state_dict()["fc.weight"].numpy())
 
@@ -100,16 +108,16 @@ def test_bad_checkpoint_lists_every_problem_and_writes_nothing(tmp_path):
     state["module.ta_net.fc.bias"] = torch.zeros(5)
     torch.save({"epoch": 1, "state_dict": state}, tmp_path / "bad.pth")
     with pytest.raises(CheckpointMismatchError) as err:
-        torch_to_jittor(tmp_path / "bad.pth", tmp_path / "bad.pkl", settings=SIZE)
+        torch_to_jittor(tmp_path / "bad.pth", tmp_path / "bad.safetensors", settings=SIZE)
     msg = str(err.value)
     for name in ("nl.0.theta.weight", "a_fc.1.running_var", "extra.weight", "ta_net.fc.bias"):
         assert name in msg, msg
     assert "2 missing" in msg and "1 unexpected" in msg and "1 misshaped" in msg
     assert str(tmp_path / "bad.pth") in msg
-    assert not (tmp_path / "bad.pkl").exists()
+    assert os.listdir(tmp_path) == ["bad.pth"]          # no output, no temporary file
 
     out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
-                          str(tmp_path / "bad.pth"), str(tmp_path / "bad.pkl")],
+                          str(tmp_path / "bad.pth"), str(tmp_path / "bad.safetensors")],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "nl.0.theta.weight" in out.stderr and "extra.weight" in out.stderr
 
@@ -117,12 +125,14 @@ def test_bad_checkpoint_lists_every_problem_and_writes_nothing(tmp_path):
 def test_unreadable_and_non_checkpoint_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth: cannot be read"):
-        torch_to_jittor(tmp_path / "junk.pth", tmp_path / "x.pkl")
+        torch_to_jittor(tmp_path / "junk.pth", tmp_path / "x.safetensors")
     torch.save({"epoch": 3, "arch": "resnet"}, tmp_path / "nostate.pth")
     with pytest.raises(ValueError, match="no state dict found"):
-        torch_to_jittor(tmp_path / "nostate.pth", tmp_path / "x.pkl")
+        torch_to_jittor(tmp_path / "nostate.pth", tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match="no such file"):
-        jittor_to_torch(tmp_path / "missing.pkl", tmp_path / "x.pth")
+        jittor_to_torch(tmp_path / "missing.safetensors", tmp_path / "x.pth")
+    with pytest.raises(ValueError, match="not .npz"):
+        torch_to_jittor(tmp_path / "nostate.pth", tmp_path / "x.npz")
 
 
 def _kinetics_state(depth, n_fc, prefix):
@@ -146,10 +156,9 @@ def test_kinetics_visual_backbone_into_fresh_model(tmp_path):
     state = _kinetics_state(10, 400, "module.")
     torch.save({"epoch": 200, "arch": "resnet-10", "state_dict": state, "optimizer": {}},
                tmp_path / "kinetics.pth")
-    torch_to_jittor(tmp_path / "kinetics.pth", tmp_path / "init.pkl", backbone="visual",
+    torch_to_jittor(tmp_path / "kinetics.pth", tmp_path / "init.safetensors", backbone="visual",
                     settings=TINY_AV, seed=5)
-    with open(tmp_path / "init.pkl", "rb") as f:
-        out = pickle.load(f)
+    out = read_checkpoint(tmp_path / "init.safetensors")
     assert np.array_equal(out["resnet.0.weight"], state["module.conv1.weight"].numpy())
     assert np.array_equal(out["resnet.7.0.bn2.running_var"],
                           state["module.layer4.0.bn2.running_var"].numpy())
@@ -160,7 +169,7 @@ def test_kinetics_visual_backbone_into_fresh_model(tmp_path):
     # a 101-layer checkpoint into a depth-10 model: every problem named
     torch.save({"state_dict": _kinetics_state(18, 1039, "")}, tmp_path / "r18.pth")
     with pytest.raises(CheckpointMismatchError) as err:
-        torch_to_jittor(tmp_path / "r18.pth", tmp_path / "x.pkl", backbone="visual",
+        torch_to_jittor(tmp_path / "r18.pth", tmp_path / "x.safetensors", backbone="visual",
                         settings=TINY_AV)
     assert "resnet.4.1.conv1.weight" in str(err.value) and "as the visual backbone" in str(err.value)
 
@@ -177,14 +186,13 @@ def test_torchvision_audio_backbone(tmp_path):
     src["conv1.weight"] = torch.randn(64, 3, 7, 7)      # RGB conv1: not used
     src["fc.weight"], src["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)
     torch.save(src, tmp_path / "resnet18.pth")
-    torch_to_jittor(tmp_path / "resnet18.pth", tmp_path / "init.pkl", backbone="audio",
+    torch_to_jittor(tmp_path / "resnet18.pth", tmp_path / "init.safetensors", backbone="audio",
                     settings=TINY_AV, seed=2)
-    with open(tmp_path / "init.pkl", "rb") as f:
-        out = pickle.load(f)
+    out = read_checkpoint(tmp_path / "init.safetensors")
     assert np.array_equal(out["a_resnet.4.1.conv2.weight"], src["layer1.1.conv2.weight"].numpy())
     assert out["a_resnet.0.weight"].shape == (64, 1, 7, 1)
     with pytest.raises(CheckpointMismatchError, match="a_resnet.4.0.conv3.weight"):
-        torch_to_jittor(tmp_path / "resnet18.pth", tmp_path / "x.pkl", backbone="audio",
+        torch_to_jittor(tmp_path / "resnet18.pth", tmp_path / "x.safetensors", backbone="audio",
                         settings={**TINY_AV, "audio_arch": "resnet50"})
 
 
@@ -200,7 +208,8 @@ def test_jittors_own_loader_skips_silently_ours_refuses():
 
 
 def test_pytorch_files_are_read_without_pytorch(tmp_path, monkeypatch):
-    """Where PyTorch is not installed, torch2jittor reads .pth with Jittor's own reader."""
+    """Where PyTorch is not installed, .pth files are read by our own zip reader
+    (cten_common.safe_load), never by Jittor's (which runs any pickle)."""
     from cten_common.weights import read_state
     model = TCTEN(init_seed=0, **TINY_VISUAL)
     torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
