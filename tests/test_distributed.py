@@ -4,7 +4,6 @@ global batch with train.sync_bn), and the trainer under mpirun follows the
 single-process run; rank 0 alone writes, and evaluation covers the split once."""
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
