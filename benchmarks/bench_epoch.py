@@ -17,7 +17,6 @@ Then ``python -m cten_jt.predict`` on the 300 s video (its mp4), with its peak R
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -49,15 +48,20 @@ def build_set(cache, layout, n_train=16, n_val=4):
     return root, labels
 
 
+_PEAK = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+
+
 def run(cmd):
-    """(seconds, peak RSS MB of the child, completed process)."""
+    """(seconds, peak RSS MB of the command's largest process, completed process): each
+    command under its own small parent, so that one command's peak is not another's."""
     began = time.time()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *cmd], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return time.time() - began, max(peak, before) / 1024, proc
+    peak_kb = int(proc.stderr.strip().splitlines()[-1])
+    return time.time() - began, peak_kb / 1024, proc
 
 
 def main(argv=None):
@@ -73,7 +77,7 @@ def main(argv=None):
     run_dir = os.path.join(cache, f"run_{a.layout}")
     settings = {"data.annotation": os.path.join(root, "annotations.json"),
                 "data.video_root": os.path.join(root, "videos"), "data.audio_root": os.path.join(root, "fbank"),
-                "data.num_workers": a.workers, "model.n_classes": len(labels), "model.visual_depth": 10,
+                "data.num_workers": a.workers, "model.n_classes": len(labels), "model.visual_depth": 10, "model.audio_embed_size": 512,
                 "model.seq_len": 16, "model.audio_n_segments": 16, "model.snippet_duration": 16,
                 "model.sample_size": 112, "train.epochs": 1, "train.batch_size": a.batch,
                 "train.pretrained_visual": "null"}
