@@ -7,6 +7,8 @@
 #
 #   bash scripts/gpu_check.sh            # writes under $OUT (default ./gpu_out)
 #   STEPS="environment parity_tiny train_gpu" bash scripts/gpu_check.sh   # some steps only
+#   bash scripts/gpu_check.sh --dry-run  # every step on this CPU at small sizes: checks the
+#                                        # script's plumbing before device time is spent
 #
 # All steps together exceed one 10-minute device call (Jittor compiles its CUDA
 # core and our ops first, ~70 s on 16 cores, then each new op): plan two calls in
@@ -21,6 +23,16 @@
 # (the device tool returns at most 8 files).
 set -u
 cd "$(dirname "$0")/.."
+DRY=0
+[ "${1:-}" = "--dry-run" ] && DRY=1
+if [ $DRY = 1 ]; then      # the same steps on the CPU, small: the venv's python, no wheels
+  DEVICE=cpu; PYTHON=${PYTHON:-.venv/bin/python}
+  R101=(--depth 10 --frames 4 --size 32); BENCH_CONFIG=configs/bench_cpu.yaml; BANK_EPOCHS=1
+else
+  DEVICE=cuda
+  R101=(--depth 101 --frames 16 --size 112); BENCH_CONFIG=configs/bench_gpu.yaml; BANK_EPOCHS=4
+fi
+export DEVICE
 FINAL=${OUT:-$PWD/gpu_out}
 OUT=$(mktemp -d)
 mkdir -p "$FINAL"
@@ -56,7 +68,7 @@ step environment 20 env.txt env_report
 step cupy_kernels 80 cupy_kernels.log $PY -m pytest -q -p no:cacheprovider --noconftest tests/kernels/test_cuda_kernels.py
 
 # 2. Jittor on CUDA: wheels to a private site folder, numpy<2 first on the path
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [ $DRY = 0 ] && ls .whl/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     >> "$OUT/jittor_cuda.log" 2>&1
   export PYTHONPATH=/tmp/site:$PWD
@@ -77,12 +89,12 @@ if os.path.isdir(os.path.join(home, "lib64")):
 import jittor as jt
 import numpy as np
 print("import took", round(time.time() - t0, 1), "s; has_cuda", jt.has_cuda)
-jt.flags.use_cuda = 1
+jt.flags.use_cuda = int(os.environ["DEVICE"] == "cuda")
 a = jt.array(np.arange(12, dtype=np.float32).reshape(3, 4))
-print("matmul on cuda:", (a @ a.transpose()).numpy().tolist())
+print(f"matmul on {os.environ['DEVICE']}:", (a @ a.transpose()).numpy().tolist())
 x = jt.array(np.random.default_rng(0).standard_normal((2, 3, 8, 16, 16)).astype(np.float32))
 w = jt.array(np.random.default_rng(1).standard_normal((4, 3, 3, 3, 3)).astype(np.float32))
-print("conv3d on cuda:", jt.nn.conv3d(x, w, padding=1).numpy().shape)
+print(f"conv3d on {os.environ['DEVICE']}:", jt.nn.conv3d(x, w, padding=1).numpy().shape)
 PYEOF
 }
 export -f jittor_import
@@ -90,33 +102,33 @@ step jittor_import 200 jittor_cuda.log jittor_import
 
 # 3. the kernel tests with Jittor on the GPU (fused vs composed, numpy sampler)
 step jittor_kernel_tests 170 jittor_tests_cuda.log \
-  env CTEN_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/kernels/test_attention_kernel.py tests/kernels/test_erasing_kernel.py tests/kernels/test_conv_kernel.py
+  env CTEN_TEST_DEVICE=$DEVICE $PY -m pytest -q -p no:cacheprovider tests/kernels/test_attention_kernel.py tests/kernels/test_erasing_kernel.py tests/kernels/test_conv_kernel.py
 
 # 4. parity on the GPU: Jittor CUDA vs PyTorch CUDA (TF32 off), tiny model and the real depth 101
-step parity_tiny 150 parity_gpu.log $PY scripts/parity_report.py --device cuda --out "$OUT/parity_gpu_tiny.json"
-step parity_r101 150 parity_gpu.log $PY scripts/parity_report.py --device cuda --depth 101 --frames 16 --size 112 \
+step parity_tiny 150 parity_gpu.log $PY scripts/parity_report.py --device $DEVICE --out "$OUT/parity_gpu_tiny.json"
+step parity_r101 150 parity_gpu.log $PY scripts/parity_report.py --device $DEVICE "${R101[@]}" \
   --out "$OUT/parity_gpu_r101.json"
 
 # 5. a short training run on the synthetic set, on the GPU (train.device=cuda)
 train_gpu() {
   $PY scripts/make_synthetic_dataset.py --out data/synthetic >/dev/null &&
-  $PY -m cten_jt.train --config configs/synthetic.yaml --set train.epochs=2 --set train.device=cuda \
+  $PY -m cten_jt.train --config configs/synthetic.yaml --set train.epochs=2 --set train.device=$DEVICE \
     --out "$OUT/train_gpu" && cat "$OUT/train_gpu/metrics.jsonl"
 }
 export -f train_gpu
 step train_gpu 200 train_gpu.log train_gpu
 
 # 5b. feature-bank training against normal training on the GPU (synthetic set, same seeds)
-step bank_gpu 200 bank_gpu.log $PY -m benchmarks.compare_bank --device cuda --epochs 4 \
+step bank_gpu 200 bank_gpu.log $PY -m benchmarks.compare_bank --device $DEVICE --epochs $BANK_EPOCHS \
   --out "$OUT/bank_synthetic_gpu.json"
 
 # 6. the benchmark, fused vs composed, on the GPU
-step bench_kernels 70 bench_kernels_cuda.log $PY -m benchmarks.bench_kernels --device cuda --iters 20 \
+step bench_kernels 70 bench_kernels_cuda.log $PY -m benchmarks.bench_kernels --device $DEVICE --iters 20 \
   --out "$OUT/kernels_cuda.json"
 
 # 7. Jittor vs PyTorch at the seed's configuration (batch 32, 16 x 16x112x112, 1600x128 audio)
 step compare_frameworks ${COMPARE_SECONDS:-240} compare_frameworks.log $PY -m benchmarks.compare_frameworks \
-  --config configs/bench_gpu.yaml --device cuda --iters 3 --warmup 2 --repeats 1 --no-epoch \
+  --config $BENCH_CONFIG --device $DEVICE --iters 3 --warmup 2 --repeats 1 --no-epoch \
   --out "$OUT/frameworks_gpu.json"
 
 cp "$SUMMARY" "$FINAL/summary.txt"
