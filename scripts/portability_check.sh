@@ -7,6 +7,7 @@
 #               standing in for another CPU's kernels and rounding;
 #   1thread   - one OpenMP thread (other reduction splits in oneDNN and PyTorch).
 # Usage: bash scripts/portability_check.sh [pytest args, default: tests]
+#        MODES="avx2 1thread" bash scripts/portability_check.sh     # some of the three
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/cten_portability}
@@ -21,7 +22,7 @@ declare -A ENVS=(
 )
 status=0
 summary=()
-for mode in default avx2 1thread; do
+for mode in ${MODES:-default avx2 1thread}; do
   log="$OUT/$mode.log"
   echo "== $mode: ${ENVS[$mode]:-(no limits)}"
   env ${ENVS[$mode]} $PY scripts/machine_info.py | tee "$log"
