@@ -59,6 +59,9 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
                                                        train_config.get("detection_threshold", 0.5))
             gts[item.video_id] = (item.label, item.segments)
         report["detection"] = detection_map(dets, gts, len(data.class_names))
+    else:      # said, not left as a silent "mAP None"
+        report["detection_skipped"] = ("no ground-truth spans in this split: weak detection needs "
+                                       "'segments' per video (cten_common.data.annotations.label_and_spans)")
     report["per_video"] = [{"video_id": it.video_id, "label": int(labels[i]),
                             "pred": int(logits[i].argmax()), "gamma": gamma[i].round(4).tolist()}
                            for i, it in enumerate(data.items)]
@@ -79,6 +82,8 @@ def print_report(report, class_names):
     if det:
         print("weak detection mAP: " + "  ".join(f"{k} {v:.3f}" for k, v in det.items()
                                                  if k.startswith("mAP")))
+    elif report.get("detection_skipped"):
+        print(f"weak detection: not measured: {report['detection_skipped']}")
 
 
 def plot_confusion(report, class_names, path):

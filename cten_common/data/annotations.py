@@ -64,11 +64,44 @@ def find_audio(audio_root, label, video_id):
     return None
 
 
+def label_and_spans(entry):
+    """``(label, [[start_s, end_s], ...])`` of one database entry, from any of the span
+    layouts seen in VideoEmotion-8 / Ekman-6 style files:
+
+    * ``{"annotations": {"label": L}, "segments": [[t0, t1], ...]}`` (ours);
+    * ``{"annotations": {"label": L, "segments": [[t0, t1], ...]}}``;
+    * ActivityNet's ``{"annotations": [{"segment": [t0, t1], "label": L}, ...]}``, whose
+      spans must all carry the video's one label.
+
+    Raises ValueError saying what is wrong with the entry."""
+    annotations = entry.get("annotations")
+    if isinstance(annotations, list):
+        labels = {a.get("label") for a in annotations if isinstance(a, dict)}
+        if len(labels) != 1 or len(annotations) != sum(isinstance(a, dict) for a in annotations):
+            raise ValueError(f"its annotations list must hold spans of one label, found {sorted(map(str, labels))}")
+        label, raw = labels.pop(), [a.get("segment") for a in annotations]
+    else:
+        annotations = annotations or {}
+        label = annotations.get("label")
+        raw = list(entry.get("segments") or []) + list(annotations.get("segments") or [])
+    spans = []
+    for span in raw:
+        try:
+            start, end = (float(t) for t in span)
+        except (TypeError, ValueError):
+            raise ValueError(f"span {span!r} is not [start_seconds, end_seconds]") from None
+        if not 0 <= start < end:
+            raise ValueError(f"span {span!r} does not have 0 <= start < end")
+        spans.append([start, end])
+    return label, spans
+
+
 def load_annotation(path, video_root, audio_root=None, subset="training", problems=None):
     """Items of one subset of a VideoEmotion-8 / Ekman-6 style annotation JSON.
 
     ``{"labels": [...], "database": {id: {"subset": ..., "annotations": {"label": ...},
-    "segments": [[start, end], ...]}}}``; videos are ``{video_root}/{label}/{id}`` (frame
+    "segments": [[start, end], ...]}}}`` (or another span layout: ``label_and_spans``);
+    videos are ``{video_root}/{label}/{id}`` (frame
     folder or file), audio ``{audio_root}/{label}/{id}.{mp3,wav,flac,m4a}`` or, without
     an audio root, the video's own track.  Missing videos or audio and unknown labels
     go to ``problems`` (or raise together when it is None).
@@ -89,7 +122,11 @@ def load_annotation(path, video_root, audio_root=None, subset="training", proble
     for video_id, entry in data["database"].items():
         if entry.get("subset") != subset:
             continue
-        label = (entry.get("annotations") or {}).get("label")
+        try:
+            label, spans = label_and_spans(entry)
+        except ValueError as exc:
+            collect.add(path, f"video {video_id!r}: {exc}")
+            continue
         if label not in index:
             collect.add(path, f"video {video_id!r} has label {label!r}, not one of {classes}")
             continue
@@ -107,8 +144,7 @@ def load_annotation(path, video_root, audio_root=None, subset="training", proble
                             f"audio of video {video_id!r} not found "
                             f"({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)})")
                 continue
-        items.append(VideoItem(video_id, index[label], label, video, audio, subset,
-                               [list(map(float, s)) for s in entry.get("segments", [])]))
+        items.append(VideoItem(video_id, index[label], label, video, audio, subset, spans))
     if problems is None:
         collect.raise_if_any(path)
     return items, classes

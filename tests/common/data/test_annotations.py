@@ -79,3 +79,34 @@ def test_caer_layout(tmp_path):
     assert [i.video_id for i in items] == ["0004"]
     with pytest.raises(DataError, match="CAER subset folder not found"):
         load_caer(str(tmp_path / "nowhere"), "training")
+
+
+def test_every_common_span_layout_is_read(tmp_path):
+    for vid in ("top", "inside", "anet", "none"):
+        _touch(str(tmp_path / "v" / "Joy" / f"{vid}.mp4"))
+    db = {"top": {"subset": "training", "annotations": {"label": "Joy"}, "segments": [[1, 2]]},
+          "inside": {"subset": "training", "annotations": {"label": "Joy", "segments": [[0, 3.5], [4, 5]]}},
+          "anet": {"subset": "training", "annotations": [{"segment": [2, 4], "label": "Joy"},
+                                                         {"segment": [6.5, 7], "label": "Joy"}]},
+          "none": {"subset": "training", "annotations": {"label": "Joy"}}}
+    _write_json(tmp_path / "a.json", db)
+    items, _ = load_annotation(tmp_path / "a.json", str(tmp_path / "v"))
+    spans = {i.video_id: i.segments for i in items}
+    assert spans == {"top": [[1.0, 2.0]], "inside": [[0.0, 3.5], [4.0, 5.0]], "anet": [[2.0, 4.0], [6.5, 7.0]],
+                     "none": []}
+    assert all(i.label == 0 for i in items)
+
+
+def test_bad_spans_are_reported_with_the_video(tmp_path):
+    for vid in ("mixed", "backwards", "words"):
+        _touch(str(tmp_path / "v" / "Joy" / f"{vid}.mp4"))
+    db = {"mixed": {"subset": "training", "annotations": [{"segment": [0, 1], "label": "Joy"},
+                                                          {"segment": [2, 3], "label": "Fear"}]},
+          "backwards": {"subset": "training", "annotations": {"label": "Joy"}, "segments": [[5, 2]]},
+          "words": {"subset": "training", "annotations": {"label": "Joy", "segments": [["a", "b"]]}}}
+    _write_json(tmp_path / "a.json", db)
+    problems = IndexProblems()
+    items, _ = load_annotation(tmp_path / "a.json", str(tmp_path / "v"), problems=problems)
+    assert items == [] and len(problems.problems) == 3
+    text = " ".join(str(p) for p in problems.problems)
+    assert "'mixed'" in text and "one label" in text and "'backwards'" in text and "'words'" in text
