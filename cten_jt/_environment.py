@@ -15,6 +15,11 @@ environment is left as it is.  The choices:
   installed we lay out a folder of links to it where Jittor's installer looks,
   so that Jittor finds it and downloads nothing; where no oneDNN is available
   we turn it off (Jittor then uses its own, slower, CPU kernels).
+* ``log_silent``: Jittor prints info lines (``[i ... Load cc_path ...]``, ``Found
+  mpicc``, compile progress) before a command's own output.  They are hidden
+  unless ``CTEN_VERBOSE=1``; errors still raise with their messages.  Instead, a
+  first import that has to compile Jittor's core says so in one line
+  (``announce_core_compile``).
 """
 import glob
 import json
@@ -142,4 +147,31 @@ def configure():
     for name in ("use_cutt", "use_cutlass", "use_nccl"):
         _default(name, "0", "would be downloaded at first CUDA use")
     _choose_dnnl()
+    if os.environ.get("CTEN_VERBOSE", "0") not in ("", "0"):
+        decisions["log_silent"] = (os.environ.get("log_silent", "0"), "CTEN_VERBOSE: Jittor's log lines shown")
+    else:
+        _default("log_silent", "1", "Jittor's info lines hidden (CTEN_VERBOSE=1 shows them)")
     return decisions
+
+
+def core_is_compiled():
+    """Whether Jittor's cache holds a compiled core for this Jittor and Python (any build
+    folder: one per compiler settings, e.g. one per virtualenv path)."""
+    try:
+        from importlib.metadata import version
+        jittor_version = ".".join(version("jittor").split(".")[:3])
+    except Exception:  # noqa: BLE001 - an unknown version: look for any
+        jittor_version = "*"
+    py = "py{}.{}.{}".format(*platform.python_version_tuple())
+    pattern = os.path.join(jittor_home(), ".cache", "jittor", f"jt{jittor_version}", "*", py,
+                           "**", "jittor_core*.so")
+    return bool(glob.glob(pattern, recursive=True))
+
+
+def announce_core_compile(stream):
+    """One line before a first import that compiles Jittor's core (silent otherwise)."""
+    if os.environ.get("log_silent", "0") != "0" and not core_is_compiled():
+        print("cten_jt: compiling Jittor's core once (about 2-3 minutes on 2 cores; cached in "
+              "~/.cache/jittor) ...", file=stream, flush=True)
+        return True
+    return False

@@ -44,3 +44,34 @@ def test_installed_set_is_consistent():
     assert int(np.__version__.split(".")[0]) < 2, "Jittor 1.3.11 needs numpy<2"
     out = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _command(args, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("log_silent", "CTEN_VERBOSE")}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env={**clean, "PYTHONPATH": ROOT, **env},
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_commands_first_line_is_its_own():
+    for args in (["cten_jt.train", "--help"], ["cten_jt.predict", "--help"], ["cten_jt.evaluate", "--help"],
+                 ["cten_jt.extract_features", "--help"], ["weights_convert.torch2jittor", "--help"]):
+        out = _command(args)
+        assert out.returncode == 0, (args, out.stderr[-2000:])
+        first = (out.stderr + out.stdout).splitlines()[0]
+        assert first.startswith("usage:"), (args, first)
+
+
+def test_jittor_lines_on_request():
+    out = _command(["cten_jt.predict", "--help"], CTEN_VERBOSE="1")
+    assert out.returncode == 0 and "Jittor(1.3.11" in out.stdout + out.stderr
+
+
+def test_a_first_compile_is_announced_once(tmp_path, monkeypatch, capsys):
+    import io
+    monkeypatch.setenv("log_silent", "1")
+    assert _environment.core_is_compiled()                   # this machine's import compiled it
+    monkeypatch.setenv("JITTOR_HOME", str(tmp_path))         # an empty cache: a first compile
+    stream = io.StringIO()
+    assert _environment.announce_core_compile(stream) and "compiling Jittor's core once" in stream.getvalue()
+    monkeypatch.setenv("log_silent", "0")                    # Jittor's own progress is shown instead
+    assert not _environment.announce_core_compile(io.StringIO())
