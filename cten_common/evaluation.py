@@ -5,12 +5,7 @@ import numpy as np
 
 from .data.datasets import collate
 from .metrics import (classification_report, detection_map, detections_for_video,
-                      mean_of_views_accuracy)
-
-
-def _softmax(x):
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+                      mean_of_views_accuracy, softmax)
 
 
 def evaluate_model(model, data, train_config, predict_batch, batch_size=None, progress=True,
@@ -51,7 +46,7 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
     report = classification_report(labels, logits, data.class_names)
     report["accuracy_mean_views"] = mean_of_views_accuracy(labels, logits, context)
     if any(item.segments for item in data.items):
-        probs = _softmax(logits)
+        probs = softmax(logits)
         dets, gts = {}, {}
         for i, item in enumerate(data.items):
             rate = float(fps[i]) if fps[i] > 0 else 30.0

@@ -62,7 +62,8 @@ DEFAULT_TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5)
 # --------------------------------------------------------------------------
 # classification
 
-def _softmax(logits):
+def softmax(logits):
+    """Class probabilities of ``logits`` [..., C], in float64, max-subtracted."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -123,7 +124,7 @@ def mean_of_views_accuracy(labels, logits_a, logits_b):
     _, b = _check_classification(labels, logits_b)
     if a.shape != b.shape:
         raise ValueError(f"the two views' logits differ in shape: {a.shape} vs {b.shape}")
-    probs = (_softmax(a) + _softmax(b)) / 2
+    probs = (softmax(a) + softmax(b)) / 2
     return float(np.mean(probs.argmax(axis=1) == labels))
 
 

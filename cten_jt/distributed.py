@@ -47,13 +47,6 @@ def all_sum(array):
         return jt.array(array).mpi_all_reduce("add").numpy().reshape(array.shape)
 
 
-def all_mean_var(x):
-    """A Jittor variable's elementwise mean over the ranks (itself outside MPI)."""
-    if not jt.in_mpi:
-        return x
-    return x.mpi_all_reduce("add") / float(jt.world_size)
-
-
 def check_batch(batch_size):
     """The global batch must split evenly across the ranks."""
     rank, size = world()

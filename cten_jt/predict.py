@@ -20,7 +20,7 @@ import cten_jt  # noqa: F401  (Jittor settings first)
 from cten_common.data.annotations import VideoItem
 from cten_common.data.datasets import VideoEmotionData, collate
 from cten_common.data.errors import DataError
-from cten_common.metrics import detections_for_video, normalise_attention, segment_times
+from cten_common.metrics import detections_for_video, normalise_attention, segment_times, softmax
 from cten_common.safe_load import run_checkpoint_path
 from cten_common.weights import CheckpointError, read_checkpoint, strip_prefix, unwrap_state_dict
 
@@ -71,8 +71,7 @@ def predict_video(model, config, classes, video, audio=None, allow_silence=False
     model.eval()
     out = predict_batch(model, collate([sample]))
     logits, gamma = out["logits"][0], out["gamma"][0]
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+    probs = softmax(logits)
     n, fps = int(sample["n_frames"]), float(sample["fps"]) or 30.0
     order = np.argsort(-probs)[:top_k]
     times = segment_times(n, fps, len(gamma))
