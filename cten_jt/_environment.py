@@ -28,6 +28,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from . import switches
+
 # the folder name Jittor's installer checks (compile_extern.install_mkl)
 _JITTOR_DNNL_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"
 _SYSTEM_DNNL_HEADERS = ("dnnl.h", "dnnl.hpp", "dnnl_config.h", "dnnl_debug.h",
@@ -130,7 +132,7 @@ def configure():
     if decisions:
         return decisions
     if has_nvidia_gpu():
-        if "nvcc_path" in os.environ or os.environ.get("CTEN_CUDA_COMPAT") == "0":
+        if "nvcc_path" in os.environ or not switches.cuda_compat_enabled():
             decisions["nvcc_path"] = (os.environ.get("nvcc_path", "(auto)"), "NVIDIA GPU present; "
                                       "CUDA compatibility layer not applied (nvcc_path or CTEN_CUDA_COMPAT=0 set)")
         else:
@@ -147,7 +149,7 @@ def configure():
     for name in ("use_cutt", "use_cutlass", "use_nccl"):
         _default(name, "0", "would be downloaded at first CUDA use")
     _choose_dnnl()
-    if os.environ.get("CTEN_VERBOSE", "0") not in ("", "0"):
+    if switches.verbose():
         decisions["log_silent"] = (os.environ.get("log_silent", "0"), "CTEN_VERBOSE: Jittor's log lines shown")
     else:
         _default("log_silent", "1", "Jittor's info lines hidden (CTEN_VERBOSE=1 shows them)")

@@ -14,7 +14,7 @@ from .data import model_visual
 from .kernels import fused_enabled
 from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
-from .models.layers import repeated_stat_updates
+from .models.norm import repeated_stat_updates
 
 VIEWS = ("original", "context", "keyframe")
 

@@ -32,7 +32,7 @@ from cten_common.run_config import load_run_config
 from cten_jt.checkpoint import load_pretrained_backbone, state_arrays
 from cten_jt.device import set_device
 from cten_jt.models import build_model
-from cten_jt.models.layers import set_train_mode
+from cten_jt.models.norm import set_train_mode
 
 
 def backbone_model(config):

@@ -36,7 +36,7 @@ from cten_jt.evaluate import evaluate_model
 from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
 from cten_jt.extract_features import expected_meta
-from cten_jt.models.layers import set_sync_batchnorm, set_train_mode
+from cten_jt.models.norm import set_sync_batchnorm, set_train_mode
 from cten_jt.optim import Adam, adam_state, load_adam_state
 from cten_common.data.prefetch import batches
 from cten_common.run_config import load_run_config

@@ -20,7 +20,7 @@ import jittor as jt  # noqa: E402
 from cten_common.erasing import ClipViews, RankRows  # noqa: E402
 from cten_jt import distributed, engine  # noqa: E402
 from cten_jt.models import CTEN  # noqa: E402
-from cten_jt.models.layers import set_sync_batchnorm  # noqa: E402
+from cten_jt.models.norm import set_sync_batchnorm  # noqa: E402
 from cten_jt.optim import Adam  # noqa: E402
 
 CFG = dict(n_classes=2, seq_len=2, snippet_duration=4, sample_size=32, audio_n_segments=2,

@@ -18,7 +18,7 @@ from cten_jt import engine
 from cten_jt.data import model_visual
 from cten_jt.extract_features import backbone_model, expected_meta, extract
 from cten_jt.models import build_model
-from cten_jt.models.layers import set_train_mode
+from cten_jt.models.norm import set_train_mode
 from helpers import MODEL_RTOL, assert_close, make_tiny_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,51 +1,35 @@
-"""CTEN's compiled kernels: fused attention and the temporal erasing operator.
+"""CTEN's compiled kernels: every ``jt.code`` op of the package lives here.
 
-Each kernel is one Jittor ``jt.code`` op with a C++ (``cpu_src``) and a CUDA
-(``cuda_src``) source, kept in ``csrc/`` as plain headers so that they also
-compile outside Jittor (``nvcc``, NVRTC; see ``tests/kernels``).
+=================  ===============================  ==========================================
+module             what                             sources (``csrc/``)
+=================  ===============================  ==========================================
+``attention``      fused scaled-dot-product         ``sdpa_cpu.h``, ``sdpa_cuda.cuh``
+                   attention, forward and backward
+``erasing``        the temporal erasing operator    ``erasing_common.h``, ``erasing_cpu.h``,
+                   (keep mask and frame indices)    ``erasing_cuda.cuh``
+``conv``           2D/3D convolution with           ``conv_dnnl.h`` (oneDNN, CPU),
+                   gradients (``fast_conv``)        ``conv_cudnn.cuh`` (cuDNN, GPU)
+``batchnorm``      BatchNorm statistics, running    ``bn_stats_cpu.h`` (CPU only)
+                   averages and backward sums in
+                   float64 (``batch_norm``)
+=================  ===============================  ==========================================
 
-They are on by default.  ``set_kernels("composed")`` (or the run config's
-``train.kernels: composed``, or the environment variable
-``CTEN_KERNELS=composed``) switches back to composed Jittor operators for the
-attention and to the numpy sampler plus a host gather for the erasing; the
-results agree to fp32 rounding (attention) and exactly (erasing).
+Each kernel is a Jittor ``jt.code`` op with a C++ (``cpu_src``) and, where
+there is one, a CUDA (``cuda_src``) source, kept in ``csrc/`` as plain headers
+so that they also compile outside Jittor (``nvcc``, NVRTC; see
+``tests/kernels``).  The layers in ``cten_jt.models`` call them through one
+function each (``fused_attention``, ``erased_views``, ``fast_conv``,
+``batch_norm``).
+
+Attention and erasing are on by default.  ``set_kernels("composed")`` (or the
+run config's ``train.kernels: composed``, or ``CTEN_KERNELS=composed``; every
+switch is in ``cten_jt.switches``) switches back to composed Jittor operators
+for the attention and to the numpy sampler plus a host gather for the erasing;
+the results agree to fp32 rounding (attention) and exactly (erasing).
 """
-import contextlib
 import os
 
-MODES = ("fused", "composed")
-_mode = os.environ.get("CTEN_KERNELS", "fused")
-if _mode not in MODES:
-    raise ValueError(f"CTEN_KERNELS must be one of {MODES}, got {_mode!r}")
-
-
-def kernels_mode():
-    """``"fused"`` or ``"composed"``."""
-    return _mode
-
-
-def fused_enabled():
-    return _mode == "fused"
-
-
-def set_kernels(mode):
-    """Choose the fused kernels or the composed operators for what follows."""
-    global _mode
-    if mode not in MODES:
-        raise ValueError(f"kernels must be one of {MODES}, got {mode!r}")
-    _mode = mode
-
-
-@contextlib.contextmanager
-def kernels(mode):
-    """``with kernels("composed"): ...`` and the previous mode is restored after."""
-    previous = _mode
-    set_kernels(mode)
-    try:
-        yield
-    finally:
-        set_kernels(previous)
-
+from ..switches import KERNEL_MODES as MODES, fused_enabled, kernels, kernels_mode, set_kernels  # noqa: F401
 
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 

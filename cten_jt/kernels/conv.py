@@ -22,7 +22,7 @@ drops the copies before its backward (``release_weight_caches``), which is
 where its memory peaks and where the frozen weights are not used: the three
 views' forwards share one reorder, and training memory stays at its level
 without the cache.  ``CTEN_CONV_WEIGHT_CACHE=0`` or ``set_weight_cache(False)``
-turns it off.
+turns it off (``cten_jt.switches``).
 
 Temporal taps that only ever meet zero padding are dropped before the call
 (``depth_taps``): in CTEN's 3D ResNet, layer3 and layer4 see one frame, so
@@ -33,21 +33,15 @@ instead of ~340 MB), shrink by a third for those layers.
 import functools
 import math
 import os
+import typing
 
 import jittor as jt
 
-from .. import _environment
+from .. import _environment, switches
+from ..switches import set_weight_cache  # noqa: F401  (this module's switch, kept under its name)
 from . import kernel_source
 
 _HEADERS = {}
-_WEIGHT_CACHE = os.environ.get("CTEN_CONV_WEIGHT_CACHE", "1") != "0"
-_TF32 = int(os.environ.get("CTEN_CUDNN_TF32", "0") == "1")
-
-
-def set_weight_cache(enabled):
-    """Keep frozen weights in oneDNN's layout (True, the default) or reorder them every call."""
-    global _WEIGHT_CACHE
-    _WEIGHT_CACHE = bool(enabled)
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,24 +68,72 @@ def available():
     return _system_dnnl()
 
 
-def _sizes(x_shape, w_shape, stride, padding):
-    """The int array ``s`` of conv_dnnl.h."""
-    nd = len(x_shape) - 2
-    if nd == 2:
-        n, c, h, w = x_shape
-        o, _, kh, kw = w_shape
-        d = kd = sd = 1
-        pd = 0
-        (sh, sw), (ph, pw) = stride, padding
-    else:
-        n, c, d, h, w = x_shape
-        o, _, kd, kh, kw = w_shape
-        (sd, sh, sw), (pd, ph, pw) = stride, padding
-    out = [(d + 2 * pd - kd) // sd + 1, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1]
-    return [nd, n, c, d, h, w, o, kd, kh, kw, sd, sh, sw, pd, ph, pw] + out
+class ConvSizes(typing.NamedTuple):
+    """The sizes of one convolution, as the C++/CUDA entry points read them.
+
+    ``as_array()`` gives the ``int s[19]`` that ``csrc/conv_dnnl.h`` and
+    ``csrc/conv_cudnn.cuh`` read, in this field order (a 2D convolution has
+    ``d = kd = sd = 1``, ``pd = 0`` and ``d_out = 1``)::
+
+        s[0]  nd                        2 or 3
+        s[1]  n, s[2] c                 batch, input channels
+        s[3]  d, s[4] h, s[5] w         input depth, height, width
+        s[6]  o                         output channels
+        s[7]  kd, s[8] kh, s[9] kw      kernel
+        s[10] sd, s[11] sh, s[12] sw    stride
+        s[13] pd, s[14] ph, s[15] pw    padding (symmetric)
+        s[16] d_out, s[17] h_out, s[18] w_out
+    """
+
+    nd: int
+    n: int
+    c: int
+    d: int
+    h: int
+    w: int
+    o: int
+    kd: int
+    kh: int
+    kw: int
+    sd: int
+    sh: int
+    sw: int
+    pd: int
+    ph: int
+    pw: int
+    d_out: int
+    h_out: int
+    w_out: int
+
+    @classmethod
+    def of(cls, x_shape, w_shape, stride, padding):
+        """From the input and weight shapes ([N, C, (D,) H, W], [O, C, (kD,) kH, kW])."""
+        nd = len(x_shape) - 2
+        if nd == 2:
+            n, c, h, w = x_shape
+            o, _, kh, kw = w_shape
+            d = kd = sd = 1
+            pd = 0
+            (sh, sw), (ph, pw) = stride, padding
+        else:
+            n, c, d, h, w = x_shape
+            o, _, kd, kh, kw = w_shape
+            (sd, sh, sw), (pd, ph, pw) = stride, padding
+        return cls(nd, n, c, d, h, w, o, kd, kh, kw, sd, sh, sw, pd, ph, pw,
+                   (d + 2 * pd - kd) // sd + 1, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+
+    @property
+    def out_spatial(self):
+        """The output's spatial shape: (d_out, h_out, w_out) in 3D, (h_out, w_out) in 2D."""
+        return (self.d_out, self.h_out, self.w_out) if self.nd == 3 else (self.h_out, self.w_out)
+
+    def as_array(self):
+        """The ``int s[19]`` of the C++ side (the one place the layout is flattened)."""
+        return [int(v) for v in self]
 
 
-_UNPACK = "int s[19]; for (int i = 0; i < 19; i++) s[i] = (int)data[\"s\" + std::to_string(i)];"
+_N = len(ConvSizes._fields)        # 19
+_UNPACK = f"int s[{_N}]; for (int i = 0; i < {_N}; i++) s[i] = (int)data[\"s\" + std::to_string(i)];"
 
 
 def _header(name):
@@ -102,13 +144,13 @@ def _header(name):
 
 def _op(shape, inputs, entry, sizes):
     """One single-output op calling ``cten_conv_<entry>(in0_p, in1_p, out0_p, s)``: the
-    oneDNN entry point on the CPU, its ``_cudnn`` twin on the GPU; the sizes travel as
-    op data (no recompilation per shape)."""
-    data = {f"s{i}": v for i, v in enumerate(sizes)}
+    oneDNN entry point on the CPU, its ``_cudnn`` twin on the GPU; the sizes
+    (``ConvSizes``) travel as op data ``s0..s18`` (no recompilation per shape)."""
+    data = {f"s{i}": v for i, v in enumerate(sizes.as_array())}
     if jt.flags.use_cuda:
         src = f"{_UNPACK} cten_conv_{entry}_cudnn(in0_p, in1_p, out0_p, s, data[\"tf32\"] != 0);"
         y = jt.code(shape, "float32", inputs, cuda_header=_header("conv_cudnn.cuh"), cuda_src=src,
-                    data={**data, "tf32": _TF32})
+                    data={**data, "tf32": switches.CUDNN_TF32})
         home = cudnn_home()
         y.compile_options = {f"FLAGS: -I{home}/include -L{home}/lib64 -lcudnn ": 1}
         return y
@@ -158,7 +200,8 @@ class WeightCache:
         self.key, self.blocked = None, None
 
     def get(self, weight, source, sizes):
-        """``source``: the weight as the convolution uses it (``weight`` or a slice of it)."""
+        """``source``: the weight as the convolution uses it (``weight`` or a slice of it);
+        ``sizes``: its ``ConvSizes``."""
         key = (weight.id, tuple(sizes))
         if key != self.key:
             self.key, self.blocked = None, None        # the old copy goes first
@@ -178,8 +221,8 @@ class ConvFunction(jt.Function):
     def execute(self, x, weight):
         if x.shape[1] != weight.shape[1]:
             raise ValueError(f"conv: input has {x.shape[1]} channels, weight expects {weight.shape[1]}")
-        s = _sizes(x.shape, weight.shape, self.stride, self.padding)
-        out_shape = tuple(x.shape[:1]) + (weight.shape[0],) + tuple(s[16:] if s[0] == 3 else s[17:])
+        s = ConvSizes.of(x.shape, weight.shape, self.stride, self.padding)
+        out_shape = (s.n, s.o) + s.out_spatial
         self.saved = (x, weight, s)
         if self.blocked is not None:
             return _op(out_shape, [x, self.blocked], "forward_blocked", s)
@@ -203,6 +246,6 @@ def fast_conv(x, weight, stride, padding, cache=None):
             first, last, pad = taps
             source, padding = weight[:, :, first:last + 1], (pad,) + padding[1:]
     blocked = None
-    if cache is not None and _WEIGHT_CACHE and weight.is_stop_grad() and not jt.flags.use_cuda:
-        blocked = cache.get(weight, source, _sizes(x.shape, source.shape, stride, padding))
+    if cache is not None and switches.weight_cache_enabled() and weight.is_stop_grad() and not jt.flags.use_cuda:
+        blocked = cache.get(weight, source, ConvSizes.of(x.shape, source.shape, stride, padding))
     return ConvFunction(stride, padding, blocked)(x, source)

@@ -10,7 +10,7 @@ from jittor import nn
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
 from ..kernels import fused_enabled
 from ..kernels.attention import MAX_KEYS, composed_attention, fused_attention
-from .layers import BatchNorm1d
+from .norm import BatchNorm1d
 
 
 def scaled_dot_product_attention(query, key, value, scale):

@@ -11,7 +11,7 @@ from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelCo
 from cten_common.init import initial_state
 from ..checkpoint import load_state_arrays, state_shapes
 from .attention import MultiHeadAttention, NonLocalBlock
-from .layers import BatchNorm1d, set_train_mode
+from .norm import BatchNorm1d, set_train_mode
 from .resnet import audio_backbone, visual_backbone
 
 PIXEL_SCALE = 255.0

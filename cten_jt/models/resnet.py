@@ -13,7 +13,9 @@ import math
 from jittor import nn
 
 from cten_common.config import AUDIO_ARCHS, VISUAL_DEPTHS
-from .layers import AvgPool2d, AvgPool3d, BatchNorm2d, BatchNorm3d, Conv2d, Conv3d, MaxPool2d, MaxPool3d
+from .conv import Conv2d, Conv3d
+from .norm import BatchNorm2d, BatchNorm3d
+from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
 
 _CONV = {2: Conv2d, 3: Conv3d}
 _BN = {2: BatchNorm2d, 3: BatchNorm3d}

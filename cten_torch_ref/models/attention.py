@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
-from .layers import BatchNorm1d
+from .norm import BatchNorm1d
 
 
 def scaled_dot_product_attention(query, key, value, scale):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cten_jt.kernels import conv as dnnl_conv
-from cten_jt.models.layers import Conv2d, Conv3d
+from cten_jt.models.conv import Conv2d, Conv3d
 from helpers import MODULE_ATOL, assert_close
 
 pytestmark = pytest.mark.skipif(not dnnl_conv.available(), reason="no system oneDNN (libdnnl-dev) / no cuDNN")

@@ -134,7 +134,7 @@ def test_gradients_and_one_adam_step(modality):
     other flips a ReLU.  Measured: with every BatchNorm in eval mode the worst
     gradient differs by 1.8e-5 of the largest; with train-mode BatchNorms by
     up to 1.1e-3.  Train-mode BatchNorm forward and backward are checked module
-    by module (tests/models/test_layers.py) and train-mode forward, loss and
+    by module (tests/models/test_norm.py, test_pool.py) and train-mode forward, loss and
     running statistics of the whole model above."""
     cfg = CONFIGS[modality]
     t_model, j_model = _synced_pair(cfg, "eval", dropout=0.0)

@@ -1,11 +1,11 @@
-"""Layers whose Jittor semantics differ from PyTorch's: BatchNorm and pooling."""
+"""BatchNorm with PyTorch's semantics (cten_jt.models.norm) against PyTorch's."""
 import jittor as jt
 import numpy as np
 import pytest
 import torch
 
-from cten_jt.models import layers as jl
-from cten_torch_ref.models import layers as tl
+from cten_jt.models import norm as jl
+from cten_torch_ref.models import norm as tl
 from helpers import MODULE_ATOL, assert_close, copy_torch_to_jittor
 
 BN_CASES = [("BatchNorm1d", (6, 5)), ("BatchNorm1d", (3, 5, 4)),
@@ -67,29 +67,11 @@ def test_batchnorm_rejects_single_value_per_channel_in_training():
         jl.BatchNorm1d(4).train()(jt.ones((1, 4)))
 
 
-POOL_CASES = [
-    ("MaxPool3d", dict(kernel_size=3, stride=2, padding=1), (2, 3, 8, 9, 9)),
-    ("MaxPool3d", dict(kernel_size=3, stride=2, padding=1), (2, 3, 2, 3, 3)),   # size <= kernel
-    ("AvgPool3d", dict(kernel_size=(1, 4, 4), stride=1), (2, 3, 1, 4, 4)),      # reference's final pool
-    ("AvgPool3d", dict(kernel_size=(1, 2, 2), stride=1), (2, 3, 2, 5, 5)),
-    ("MaxPool2d", dict(kernel_size=3, stride=2, padding=1), (2, 3, 50, 128)),
-    ("AvgPool2d", dict(kernel_size=(4, 8)), (2, 3, 4, 8)),                      # audio's final pool
-    ("AvgPool2d", dict(kernel_size=(2, 2)), (2, 3, 6, 7)),
-]
-
-
-@pytest.mark.parametrize("cls,kwargs,shape", POOL_CASES)
-def test_pooling_matches_torch(cls, kwargs, shape):
-    x = np.random.default_rng(3).normal(size=shape).astype(np.float32)
-    t_out = getattr(tl, cls)(**kwargs)(torch.from_numpy(x))
-    j_out = getattr(jl, cls)(**kwargs)(jt.array(x))
-    assert_close(t_out, j_out, f"{cls}{kwargs} on {shape}", atol=MODULE_ATOL)
-
-
 def test_batchnorm_without_a_graph_uses_fused_statistics_and_agrees():
     # under no_grad (CTEN's frozen 3D ResNet) the train-mode statistics come from one
-    # fused float64 op (layers.bn_stats); with a graph from float64 Jittor ops
-    from cten_jt.models.layers import BatchNorm3d as JBN3, bn_stats
+    # fused float64 op (kernels.batchnorm.bn_stats); with a graph from float64 Jittor ops
+    from cten_jt.kernels.batchnorm import bn_stats
+    from cten_jt.models.norm import BatchNorm3d as JBN3
     x = (np.random.default_rng(5).standard_normal((3, 6, 2, 4, 4)) * 4 + 2).astype(np.float32)
     stats = bn_stats(jt.array(x)).numpy()
     x64 = x.astype(np.float64)
