@@ -25,7 +25,7 @@ import numpy as np
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
 from cten_common.data import bank as bank_lib
-from cten_common.data.check import build_index
+from cten_common.data.annotations import build_index
 from cten_common.data.errors import DataError
 from cten_common.data.video import open_video
 from cten_common.run_config import load_run_config

@@ -171,3 +171,21 @@ def load_caer(root, subset="training", problems=None):
     if problems is None:
         collect.raise_if_any(folder)
     return items, classes
+
+
+FORMATS = ("ve8", "ekman6", "caer")
+
+
+def build_index(data, subset, problems=None):
+    """Items and class names of one subset, from a config's ``data`` section.
+
+    ``format``: ve8 / ekman6 (``annotation`` JSON, ``video_root``, optional
+    ``audio_root``) or caer (``video_root`` holding train/validation/test).
+    """
+    fmt = data.get("format", "ve8")
+    if fmt not in FORMATS:
+        raise ValueError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+    if fmt == "caer":
+        return load_caer(data["video_root"], subset, problems)
+    return load_annotation(data["annotation"], data["video_root"], data.get("audio_root"),
+                           subset, problems)

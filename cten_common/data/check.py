@@ -1,27 +1,18 @@
-"""Scan a data set before training: every bad entry at once, each naming its file."""
-from .annotations import IndexProblems, load_annotation, load_caer
+"""cten-check-data --config CONFIG.yaml | --annotation A --video-root V [--audio-root R]
+
+Reads every video and audio file of the data set once and reports every bad
+entry at once (missing, corrupt, silent, unknown label), before training starts.
+Exit status 1 when anything is wrong.  Needs no framework: also
+``python -m cten_common.data.check`` (or ``python -m cten_jt.data.check``).
+"""
+import argparse
+import sys
+
+from .annotations import FORMATS, IndexProblems, build_index
 from .audio import load_audio
-from .datasets import load_cached_fbank
 from .errors import DataError
+from .fbank import load_cached_fbank
 from .video import open_video
-
-FORMATS = ("ve8", "ekman6", "caer")
-
-
-def build_index(data, subset, problems=None):
-    """Items and class names of one subset, from a config's ``data`` section.
-
-    ``format``: ve8 / ekman6 (``annotation`` JSON, ``video_root``, optional
-    ``audio_root``) or caer (``video_root`` holding train/validation/test).
-    """
-    fmt = data.get("format", "ve8")
-    if fmt not in FORMATS:
-        raise ValueError(f"data.format must be one of {FORMATS}, got {fmt!r}")
-    if fmt == "caer":
-        return load_caer(data["video_root"], subset, problems)
-    return load_annotation(data["annotation"], data["video_root"], data.get("audio_root"),
-                           subset, problems)
-
 
 def scan_items(items, with_audio=True, allow_silence=False, progress=True):
     """Open every video (and its audio) once; return the list of DataErrors."""
@@ -63,3 +54,35 @@ def scan(data, subsets=("training", "validation"), with_audio=True, progress=Tru
     problems = index_problems.problems + scan_items(
         items, with_audio, bool(data.get("allow_silence", False)), progress)
     return items, problems
+
+
+def main(argv=None, prog="cten-check-data"):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
+    p.add_argument("--config", help="YAML with a 'data' section (format, annotation, video_root, audio_root)")
+    p.add_argument("--format", choices=FORMATS)
+    p.add_argument("--annotation")
+    p.add_argument("--video-root")
+    p.add_argument("--audio-root")
+    p.add_argument("--allow-silence", action="store_true", help="videos without audio track are not errors")
+    p.add_argument("--no-audio", action="store_true", help="visual-only: do not check audio")
+    a = p.parse_args(argv)
+    data = {}
+    if a.config:
+        from ..run_config import load_run_config
+        data = {k: v for k, v in load_run_config(a.config)["data"].items() if v is not None}
+    for key in ("format", "annotation", "video_root", "audio_root"):
+        if getattr(a, key) is not None:
+            data[key] = getattr(a, key)
+    if a.allow_silence:
+        data["allow_silence"] = True
+    if "video_root" not in data or (data.get("format", "ve8") != "caer" and "annotation" not in data):
+        p.error("give --config or --annotation and --video-root (--format caer: --video-root)")
+    items, problems = scan(data, with_audio=not a.no_audio)
+    for problem in problems:
+        print(f"BAD {problem}")
+    print(f"{len(items)} videos indexed, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m cten_common.data.check"))

@@ -43,8 +43,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import audio as audio_io
+from .annotations import build_index
 from .errors import DataError
-from .fbank import audio_features, features_from_fbank
+from .fbank import audio_features, features_from_fbank, load_cached_fbank
 from .bank import variant_for as bank_variant_for
 from .sampling import sample_eval, sample_train, segment_bounds
 from .transforms import EvalTransform, TrainTransform, params_from_array, params_to_array
@@ -241,17 +242,6 @@ class VideoEmotionData:
             sample["audio"] = audio_features(wave, sr, T, rng if self.train else None)
 
 
-def load_cached_fbank(path):
-    """A filterbank cached by scripts/prepare_dataset.py --features-out: float32 [n, 128]."""
-    try:
-        fbank = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the cached filterbank: {exc}") from exc
-    if fbank.ndim != 2 or fbank.shape[1] != 128 or fbank.shape[0] < 1:
-        raise DataError(path, f"a cached filterbank must be [frames, 128], got {list(fbank.shape)}")
-    return fbank
-
-
 def collate(samples):
     """Stack samples into a batch: every key gets a new first axis."""
     return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
@@ -269,6 +259,5 @@ def clip_config(config, train):
 def build_data(config, subset, train, bank=None):
     """The VideoEmotionData of one subset of a run configuration (``bank``: read the
     visual features from this FeatureBank)."""
-    from .check import build_index
     items, classes = build_index(config["data"], subset)
     return VideoEmotionData(items, classes, clip_config(config, train), train, bank)

@@ -7,6 +7,8 @@ snip_edges, DC removal, pre-emphasis 0.97, power spectrum, mel bins from 20 Hz t
 """
 import numpy as np
 
+from .errors import DataError
+
 FRAMES_PER_SEGMENT = 100
 NORM_MEAN = -6.6268077
 NORM_STD = 5.358466
@@ -106,3 +108,14 @@ def features_from_fbank(fbank, n_segments, rng=None):
 def audio_features(waveform, sample_rate, n_segments, rng=None):
     """Kaldi fbank, fitted to ``n_segments`` x 100 frames, normalised: float32 [100 * n_segments, 128]."""
     return features_from_fbank(kaldi_fbank(waveform, sample_rate), n_segments, rng)
+
+
+def load_cached_fbank(path):
+    """A filterbank cached by cten-prepare-dataset --features-out (cten_common.data.prepare): float32 [n, 128]."""
+    try:
+        fbank = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read the cached filterbank: {exc}") from exc
+    if fbank.ndim != 2 or fbank.shape[1] != 128 or fbank.shape[0] < 1:
+        raise DataError(path, f"a cached filterbank must be [frames, 128], got {list(fbank.shape)}")
+    return fbank

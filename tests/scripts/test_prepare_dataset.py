@@ -83,7 +83,7 @@ def test_cached_filterbanks_give_the_same_audio_features(tmp_path):
         b = VideoEmotionData(*cached, clip, train).load(0, rng())["audio"]
         assert np.array_equal(a, b)
     np.save(tmp_path / "fb" / "Anger" / "bad.npy", np.zeros((5, 3), np.float32))
-    from cten_common.data.datasets import load_cached_fbank
+    from cten_common.data.fbank import load_cached_fbank
     from cten_common.data.errors import DataError
     with pytest.raises(DataError, match=r"bad.npy: a cached filterbank must be \[frames, 128\]"):
         load_cached_fbank(str(tmp_path / "fb" / "Anger" / "bad.npy"))
