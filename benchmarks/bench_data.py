@@ -218,7 +218,7 @@ def measure_layout(cache, specs, layout, repeats, seed):
     the time the layout's reader alone takes for the training sample's distinct frames
     (after the sample: the peak RSS is the sample's and the reader's together)."""
     from cten_common.data.datasets import ClipConfig, VideoEmotionData, sample_rng
-    from cten_common.data.video import open_video
+    from cten_common.data.readers import open_video
     items = items_for(cache, specs, layout)
     classes = [s.label for s in specs]
     clip = ClipConfig(n_segments=T, snippet_len=L, sample_size=S, allow_silence=True)

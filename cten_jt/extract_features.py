@@ -27,7 +27,7 @@ import jittor as jt
 from cten_common.data import bank as bank_lib
 from cten_common.data.annotations import build_index
 from cten_common.data.errors import DataError
-from cten_common.data.video import open_video
+from cten_common.data.readers import open_video
 from cten_common.run_config import load_run_config
 from cten_jt.checkpoint import load_pretrained_backbone, state_arrays
 from cten_jt.device import set_device

@@ -9,7 +9,7 @@ import pytest
 
 from cten_common.data.datasets import build_data, sample_rng
 from cten_common.data.errors import DataError
-from cten_common.data.video import open_video
+from cten_common.data.readers import open_video
 from cten_common.run_config import load_run_config
 from helpers import make_tiny_run
 

@@ -6,7 +6,7 @@ import numpy as np
 import cten_jt.optim
 from cten_common.data.datasets import build_data, collate, sample_rng
 from cten_common.data.transforms import apply_brightness, params_from_array
-from cten_common.data.video import open_video
+from cten_common.data.readers import open_video
 from cten_common.erasing import ClipViews
 from cten_common.run_config import load_run_config
 from cten_jt import engine

@@ -12,7 +12,7 @@ from .annotations import FORMATS, IndexProblems, build_index
 from .audio import load_audio
 from .errors import DataError
 from .fbank import load_cached_fbank
-from .video import open_video
+from .readers import open_video
 
 def scan_items(items, with_audio=True, allow_silence=False, progress=True):
     """Open every video (and its audio) once; return the list of DataErrors."""

@@ -47,9 +47,9 @@ from .annotations import build_index
 from .errors import DataError
 from .fbank import audio_features, features_from_fbank, load_cached_fbank
 from .bank import variant_for as bank_variant_for
+from .readers import open_video
 from .sampling import sample_eval, sample_train, segment_bounds
 from .transforms import EvalTransform, TrainTransform, params_from_array, params_to_array
-from .video import open_video
 
 log = logging.getLogger(__name__)
 

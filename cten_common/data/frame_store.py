@@ -1,7 +1,7 @@
 """A frame store: one video's frames as JPEGs in one random-access file.
 
-``{root}/{label}/{id}.frames``, written once by ``scripts/prepare_dataset.py
---store-out`` (``write_store``) and read through ``open_video`` like a video file
+``{root}/{label}/{id}.frames``, written once by ``cten-prepare-dataset
+--store-out`` (``write_store``) and read through ``open_video`` (``readers``) like a video file
 or frame folder (``FrameStore``: ``n_frames``, ``fps``, ``height``, ``width``,
 ``read(indices)``, ``read_all()``, ``iter_frames()``).
 
@@ -57,8 +57,8 @@ import cv2
 import numpy as np
 
 from cten_common.data.errors import DataError
-from cten_common.data.video import (_check_indices, _fill, _file_key, _read_chunks, decode_jpeg,
-                                     open_video)
+from cten_common.data.video import (FrameFolder, VideoFile, _check_indices, _fill, _file_key, _read_chunks,
+                                     decode_jpeg)
 
 MAGIC = b"CTENFRMS"
 VERSION = 1
@@ -237,7 +237,7 @@ def write_store(source_path, store_path, short_side=240, quality=90, progress=Fa
     if is_current(store_path, source_path, short_side, quality):
         return "skipped"
     st = os.stat(source_path)
-    video = open_video(source_path)
+    video = _open_source(source_path)
     n = video.n_frames
     size = store_size(video.height, video.width, short_side)
     header = StoreHeader(n, video.fps, size[0], size[1], int(quality), int(short_side),
@@ -256,6 +256,17 @@ def write_store(source_path, store_path, short_side=240, quality=90, progress=Fa
             os.remove(tmp)
     _fsync_dir(folder)
     return "written"
+
+
+def _open_source(path):
+    """The reader of a store's source, as ``readers.open_video`` opens it (that module
+    sits above this one): a frame folder, another store or a video file."""
+    path = str(path)
+    if os.path.isdir(path):
+        return FrameFolder(path)
+    if path.lower().endswith(EXTENSION):
+        return FrameStore(path)
+    return VideoFile(path)
 
 
 def _write_frames(f, header, video, progress):

@@ -1,4 +1,7 @@
-"""Read RGB frames from a video file (PyAV), a frame store or the reference's folder of jpgs.
+"""Read RGB frames from a video file (PyAV) or the reference's folder of jpgs.
+
+Frame stores (``frame_store.FrameStore``) follow the same interface, and
+``readers.open_video`` picks the reader for a path.
 
 Every reader shares one interface: ``path``, ``n_frames``, ``fps`` (None when
 unknown), ``height``, ``width``, ``read(indices)`` with 0-based frame indices
@@ -555,14 +558,3 @@ def _jpeg_size(head):
             return (height, width) if height and width else None
         pos += 2 + length
     return None
-
-
-def open_video(path):
-    """A folder is a ``FrameFolder``, a ``.frames`` file a ``FrameStore``, anything else a ``VideoFile``."""
-    path = str(path)
-    if os.path.isdir(path):
-        return FrameFolder(path)
-    if path.lower().endswith(STORE_EXTENSION):
-        from cten_common.data.frame_store import FrameStore
-        return FrameStore(path)
-    return VideoFile(path)

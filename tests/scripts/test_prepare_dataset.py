@@ -10,7 +10,7 @@ import pytest
 from cten_common.data.annotations import load_annotation
 from cten_common.data.datasets import ClipConfig, VideoEmotionData
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
-from cten_common.data.video import open_video
+from cten_common.data.readers import open_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "prepare_dataset.py")

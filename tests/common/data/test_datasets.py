@@ -12,7 +12,7 @@ from cten_common.data.datasets import ClipConfig, VideoEmotionData, collate, sam
 from cten_common.data.errors import DataError
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from cten_common.data.transforms import apply_brightness, params_from_array
-from cten_common.data.video import open_video
+from cten_common.data.readers import open_video
 from cten_common.erasing import ClipViews, erased_view_indices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

@@ -10,7 +10,8 @@ from cten_common.data import frame_store
 from cten_common.data.errors import DataError
 from cten_common.data.frame_store import (HEADER, FrameStore, encode_frame, read_header, store_size,
                                           write_store)
-from cten_common.data.video import VideoFile, decode_jpeg, open_video
+from cten_common.data.readers import open_video
+from cten_common.data.video import VideoFile, decode_jpeg
 
 from test_video import H, N, W, write_folder, write_video
 

@@ -19,7 +19,8 @@ import pytest
 
 from cten_common.data import video
 from cten_common.data.errors import DataError
-from cten_common.data.video import FrameFolder, VideoFile, open_video
+from cten_common.data.readers import open_video
+from cten_common.data.video import FrameFolder, VideoFile
 
 N, H, W, FPS = 20, 24, 32, 25.0
 CODEC_TOL = 6
