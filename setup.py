@@ -1,12 +1,27 @@
 from setuptools import find_packages, setup
 
+# one command per tool; each is also ``python -m <module>`` (see the README)
+CONSOLE_SCRIPTS = [
+    "cten-train = cten_jt.train:main",
+    "cten-evaluate = cten_jt.evaluate:main",
+    "cten-predict = cten_jt.predict:main",
+    "cten-extract-features = cten_jt.extract_features:main",
+    "cten-main-job = cten_jt.main_job:main",
+    "cten-parity-report = cten_jt.parity_report:main",
+    "cten-convert = weights_convert.cli:main",            # cten-convert torch2jittor|jittor2torch ...
+    "cten-check-data = cten_common.data.check:main",
+    "cten-prepare-dataset = cten_common.data.prepare:main",
+    "cten-make-synthetic = cten_common.data.make_synthetic:main",
+    "cten-bench = benchmarks.cli:main",                   # cten-bench frameworks|kernels|training|...
+]
+
 setup(
     name="cten-jittor",
     version="0.1.0",
     description="CTEN (CVPR 2023) video emotion recognition in Jittor, with a PyTorch reference",
     python_requires=">=3.9",
     packages=find_packages(include=["cten_jt*", "cten_torch_ref*", "cten_common*",
-                                    "weights_convert*"]),
+                                    "weights_convert*", "benchmarks"]),
     package_data={"cten_jt.kernels": ["csrc/*.h", "csrc/*.cuh"]},
     install_requires=[
         "jittor==1.3.11",
@@ -22,6 +37,7 @@ setup(
         "matplotlib>=3.6",
         "safetensors>=0.4",        # pickle-free weights and checkpoints, numpy API, no torch needed
     ],
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     extras_require={
         "torch": ["torch==2.13.0"],          # the reference; a CPU build is enough
         "test": ["pytest>=7"],

@@ -432,7 +432,7 @@ def main(argv=None):
         p.error(f"--only: unknown parts {sorted(unknown)} (choose from {PARTS})")
     if shutil.which("ffmpeg") is None:
         p.error("ffmpeg is needed to make the videos")
-    from benchmarks.machine import describe
+    from benchmarks.common import describe
     report = {"quick": args.quick, "repeats": args.repeats, "seed": args.seed, "machine": describe(),
               "cache": args.cache}
     print(f"data set under {args.cache}", flush=True)

@@ -22,7 +22,7 @@ import numpy as np
 
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
-from benchmarks.machine import describe, timed
+from benchmarks.common import describe, timed
 from cten_common.erasing import erased_view_indices
 from cten_jt.kernels.attention import composed_attention, fused_attention
 from cten_jt.kernels.erasing import erased_views

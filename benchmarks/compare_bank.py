@@ -20,8 +20,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.compare_frameworks import _ensure_synthetic
-from benchmarks.machine import describe
+from benchmarks.common import describe, ensure_synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +55,7 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    _ensure_synthetic(a.config)
+    ensure_synthetic(a.config)
     with tempfile.TemporaryDirectory() as tmp:
         bank = os.path.join(tmp, "bank")
         began = time.time()

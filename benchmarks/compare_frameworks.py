@@ -35,7 +35,7 @@ import sys
 import tempfile
 import textwrap
 
-from benchmarks.machine import describe
+from benchmarks.common import describe, ensure_synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ("jittor", "torch")
@@ -81,16 +81,6 @@ def _bank(config, tmp, device):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="") if device == "cpu" else None
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=env)
     return out
-
-
-def _ensure_synthetic(config):
-    from cten_common.run_config import load_run_config
-    ann = load_run_config(config)["data"]["annotation"]
-    if ann and not os.path.exists(ann):
-        root = os.path.dirname(ann)
-        print(f"making the synthetic set in {root}")
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_synthetic_dataset.py"), "--out", root],
-                       cwd=ROOT, check=True)
 
 
 def _stats(values):
@@ -168,7 +158,7 @@ def main(argv=None):
     epochs = {fw: [] for fw in FRAMEWORKS} if not a.no_epoch else None
     bank_epochs = [] if epochs is not None and not a.no_bank else None
     if epochs is not None:
-        _ensure_synthetic(a.epoch_config)
+        ensure_synthetic(a.epoch_config)
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.repeats):
             order = FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]

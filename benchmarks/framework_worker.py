@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from benchmarks.machine import timed
+from benchmarks.common import timed
 
 MEASURES = ("forward_train", "train_step", "inference")
 

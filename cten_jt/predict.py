@@ -136,7 +136,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the result as JSON")
     a = p.parse_args(argv)
     if not os.path.exists(a.weights):
-        p.error(f"{a.weights} not found: pass --weights (run scripts/main_job.py for the default)")
+        p.error(f"{a.weights} not found: pass --weights (run cten-main-job for the default)")
     try:
         model, config, classes = load_for_prediction(a.weights, a.config)
         result = predict_video(model, config, classes, a.video, a.audio, a.allow_silence,

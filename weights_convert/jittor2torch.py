@@ -1,7 +1,15 @@
-"""python -m weights_convert.jittor2torch SRC.safetensors DST.pth [--format state_dict|reference]"""
+"""python -m weights_convert.jittor2torch SRC.safetensors DST.pth [--format state_dict|reference]
+
+(also ``cten-convert jittor2torch ...``)
+"""
 import sys
 
-from .convert import main
+from . import convert
+
+
+def main(argv=None):
+    return convert.main("jittor2torch", argv)
+
 
 if __name__ == "__main__":
-    sys.exit(main("jittor2torch"))
+    sys.exit(main())

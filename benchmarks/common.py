@@ -1,8 +1,16 @@
-"""A description of the machine a benchmark ran on, stored with its results."""
+"""What the benchmarks share: the machine's description stored with each result
+(``describe``), timing (``timed``) and the synthetic data set (``ensure_synthetic``).
+
+Benchmarks import their helpers from here, never from each other's modules.
+"""
 import os
 import platform
 import subprocess
+import sys
 import time
+
+# the checkout's root: benchmarks run their commands from it
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cpu_model():
@@ -49,3 +57,14 @@ def timed(fn, iters, warmup, sync):
         sync()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def ensure_synthetic(config):
+    """Make the synthetic data set that run config ``config`` reads, unless it exists."""
+    from cten_common.run_config import load_run_config
+    ann = load_run_config(config)["data"]["annotation"]
+    if ann and not os.path.exists(ann):
+        root = os.path.dirname(ann)
+        print(f"making the synthetic set in {root}")
+        subprocess.run([sys.executable, "-m", "cten_common.data.make_synthetic", "--out", root],
+                       cwd=ROOT, check=True)

@@ -1,0 +1,24 @@
+"""cten-bench frameworks|kernels|training|bank|data|epoch [...]: every benchmark under one command.
+
+Each is also ``python -m benchmarks.<module>``; results go to ``benchmarks/results/``.
+"""
+import sys
+
+from cten_common.cli import dispatch
+
+TOOLS = {
+    "frameworks": ("benchmarks.compare_frameworks:main", "Jittor against PyTorch: steps, epochs, memory"),
+    "kernels": ("benchmarks.bench_kernels:main", "fused kernels against composed operators"),
+    "training": ("benchmarks.compare_training:main", "the same training run in both frameworks"),
+    "bank": ("benchmarks.compare_bank:main", "training from a feature bank against end to end"),
+    "data": ("benchmarks.bench_data:main", "data readers: frame folder, store, mp4, filterbank"),
+    "epoch": ("benchmarks.bench_epoch:main", "one real-length epoch: train and predict"),
+}
+
+
+def main(argv=None):
+    return dispatch("cten-bench", "Run one of CTEN's benchmarks.", TOOLS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
