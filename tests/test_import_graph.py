@@ -99,3 +99,18 @@ def test_the_graph_sees_the_packages_and_their_imports():
 def test_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_benchmarks_share_helpers_through_common_only():
+    """A benchmark takes nothing private from another benchmark (shared helpers: benchmarks/common.py)."""
+    modules = _modules()
+    offenders = []
+    for module, (path, is_package) in modules.items():
+        if not module.startswith("benchmarks."):
+            continue
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.ImportFrom):
+                start = _resolve(module, is_package, node)
+                if start.startswith("benchmarks.") and start != "benchmarks.common":
+                    offenders += [f"{module}: {start}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert not offenders, offenders
