@@ -4,7 +4,7 @@ import numpy as np
 
 from cten_common.weights import to_numpy
 
-# fp32 tolerances of the project (README, "Parity")
+# fp32 tolerances of the project (docs/parity.md)
 MODULE_ATOL = 1e-5       # max abs difference per module
 MODEL_RTOL = 1e-4        # whole model: max abs difference / max abs of the reference output
 
