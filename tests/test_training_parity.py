@@ -31,6 +31,7 @@ def test_the_verdict_fails_a_shift_and_sees_the_sensitivity_runs(tmp_path):
     a = study.analyse(runs, seeds)
     assert a["verdict"]["contains_zero"] and a["verdict"]["within_goal"]
     assert a["verdict"]["sensitivity_detected"] == {"jittor, no erasing": True, "jittor, theta 0.0": False}
+    assert a["verdict"]["sensitivity_significant"] == {"jittor, no erasing": True, "jittor, theta 0.0": False}
     shifted = dict(runs, torch={s: _records(a - 0.08 + 0.002 * s, 0.5) for s, a in zip(seeds, jit)})
     assert not study.analyse(shifted, seeds)["verdict"]["contains_zero"]
     result = {"argv": [], "spec": study.PRESET_SPEC, "config": study.PRESET_CONFIG, "seeds": seeds, "epochs": 3, "eval_videos": 120,
