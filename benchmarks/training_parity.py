@@ -130,7 +130,7 @@ def paired_interval(a, b, level=0.95):
         return {"n": n, "mean": float(d.mean()) if n else None, "sd": None, "low": None, "high": None,
                 "half_width": None, "differences": d.tolist()}
     sd = float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / np.sqrt(n)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
     return {"n": n, "mean": float(d.mean()), "sd": sd, "low": float(d.mean()) - half,
             "high": float(d.mean()) + half, "half_width": half, "differences": d.tolist()}
 
