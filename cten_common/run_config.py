@@ -27,6 +27,7 @@ DEFAULTS = {
         "lr": 2e-4,
         "weight_decay": 5e-4,
         "theta": 0.7,               # erasing threshold on min-max normalised attention
+        "erasing": True,            # False: the original view alone is trained (no context/keyframe views)
         "loss": "ce",               # ce | pcce
         "pcce_lambda": 0.5,
         "seed": 0,
@@ -91,6 +92,8 @@ def load_run_config(path=None, overrides=()):
         raise ValueError(f"train.kernels must be 'fused' or 'composed', got {config['train']['kernels']!r}")
     if config["train"]["device"] not in ("auto", "cpu", "cuda"):
         raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {config['train']['device']!r}")
+    if not isinstance(config["train"]["erasing"], bool):
+        raise ValueError(f"train.erasing must be true or false, got {config['train']['erasing']!r}")
     if config["train"]["loss"] not in ("ce", "pcce"):
         raise ValueError(f"train.loss must be 'ce' or 'pcce', got {config['train']['loss']!r}")
     return config

@@ -74,7 +74,7 @@ def view_loss(logits, labels, weights=None):
 
 
 def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5,
-                 audio_once=True, bank=None, reader=None):
+                 audio_once=True, bank=None, reader=None, erasing=True):
     """Original view, then the context (keyframes erased) and keyframe views, whose
     frames ``reader`` reads at the erasing sampler's indices, the same audio for
     all three; returns (loss = mean of the three cross-entropies, info).
@@ -92,20 +92,25 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
 
     ``bank``: feature-bank training (``batch["visual"]`` holds the original view's
     banked features; the erased views are looked up too).
+
+    ``erasing=False`` (``train.erasing``): the original view alone, its
+    cross-entropy the loss; no view is erased or read (an ablation).
     """
     audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_var(batch["label"])
     labels_np = _numpy(batch["label"])
+    n_views = len(VIEWS) if erasing else 1
     shared = {}
     if audio is not None and audio_once:
-        with repeated_stat_updates([model.a_resnet, model.a_fc, model.nl_a], len(VIEWS)):
+        with repeated_stat_updates([model.a_resnet, model.a_fc, model.nl_a], n_views):
             shared["audio_features"] = model.audio_branch(audio)
         audio = None
     logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness")), audio, **shared)
     counts, timing = [0, 0], {}
-    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, bank, counts, timing)
+    views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, bank, counts, timing)
+             if erasing else {})
     outputs = [logits1]
-    for view in VIEWS[1:]:
+    for view in VIEWS[1:n_views]:
         logits, _ = model(views[view][0], audio, **shared)
         outputs.append(logits)
     losses = []
@@ -114,8 +119,8 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
         if loss == "pcce":
             weights = pcce_weights(logits.numpy(), labels_np, class_names, pcce_lambda)
         losses.append(view_loss(logits, labels, weights))
-    total = (losses[0] + losses[1] + losses[2]) / 3
-    indices = {view: _numpy(views[view][1]).astype(np.int64) for view in VIEWS[1:]}
+    total = (losses[0] + losses[1] + losses[2]) / 3 if erasing else losses[0]
+    indices = {view: _numpy(views[view][1]).astype(np.int64) for view in VIEWS[1:n_views]}
     info = {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices,
             "read_s": timing.get("read_s", 0.0)}
     if bank is not None:      # looked-up snippets that were exact: erased views, and all three views

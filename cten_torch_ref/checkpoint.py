@@ -53,3 +53,18 @@ def save_weights(model, path):
     else:
         raise ValueError(f"{path}: weights are written as .safetensors (or .pth/.pt), not "
                          f"{ext or 'no extension'}")
+
+
+def load_pretrained_backbone(model, path, backbone):
+    """See cten_jt.checkpoint.load_pretrained_backbone: the visual (Kinetics 3D ResNet)
+    or audio (torchvision ImageNet ResNet) backbone from a checkpoint file, strictly;
+    the rest of the model is untouched."""
+    from cten_common.weights import backbone_shapes, rename_backbone
+
+    state, name = read_state(path)
+    arrays = state_arrays(model)
+    expected = backbone_shapes({k: v.shape for k, v in arrays.items()}, backbone)
+    arrays.update(match_state_dict(rename_backbone(state, backbone, name), expected,
+                                   f"{name} (as the {backbone} backbone)"))
+    load_state_arrays(model, arrays, name)
+    return model

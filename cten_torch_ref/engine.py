@@ -51,7 +51,8 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5, reader=None):
+def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5, reader=None,
+                 erasing=True):
     """See cten_jt.engine.erasing_loss; the reference runs the audio branch for each
     view (cten_jt's ``audio_once`` is a Jittor-side optimisation with the same result)."""
     device = _device(model)
@@ -59,10 +60,12 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     labels = _to_tensor(batch["label"], device)
     labels_np = _numpy(batch["label"])
     logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness"), device), audio)
+    n_views = len(VIEWS) if erasing else 1
     timing = {}
-    views = erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, device, timing)
+    views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, device, timing)
+             if erasing else {})
     outputs = [logits1]
-    for view in VIEWS[1:]:
+    for view in VIEWS[1:n_views]:
         logits, _ = model(views[view][0], audio)
         outputs.append(logits)
     losses = []
@@ -71,8 +74,8 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
         if loss == "pcce":
             weights = pcce_weights(_numpy(logits), labels_np, class_names, pcce_lambda)
         losses.append(view_loss(logits, labels, weights))
-    total = (losses[0] + losses[1] + losses[2]) / 3
-    indices = {view: views[view][1] for view in VIEWS[1:]}
+    total = (losses[0] + losses[1] + losses[2]) / 3 if erasing else losses[0]
+    indices = {view: views[view][1] for view in VIEWS[1:n_views]}
     return total, {"view_losses": losses, "logits": outputs, "gamma": _numpy(gamma1), "indices": indices,
                    "read_s": timing.get("read_s", 0.0)}
 

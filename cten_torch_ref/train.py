@@ -1,99 +1,169 @@
 """python -m cten_torch_ref.train --config CONFIG.yaml [--set key=value ...] --out RUN_DIR
+   python -m cten_torch_ref.train --resume RUN_DIR
 
-The same training as ``cten_jt.train`` in PyTorch (same config files, data,
-sampling, erasing, seeds per epoch and initial weights), so that the two
-frameworks can be trained side by side (benchmarks/compare_training.py).
-Writes config.yaml, metrics.jsonl, last.safetensors (the model, epoch, config
-and seed, as ``cten_jt.train`` writes them, without the optimiser) and
-summary.json.
+The same training as ``cten_jt.train`` in PyTorch, line for line (same config
+files, data, batch order, sampling, erasing, seeds per epoch and initial
+weights; what is not the framework's is ``cten_common.training``), so that the
+two frameworks can be trained side by side (benchmarks/training_parity.py).
+RUN_DIR gets what cten_jt.train writes there: config.yaml, metrics.jsonl (the
+same keys), last.safetensors and best.safetensors (model and Adam state in the
+same layout), summary.json and curves.png; ``--resume RUN_DIR`` continues a
+run, and a run resumed after epoch k ends with the same weights as a straight one.
+
+Every key of ``cten_common.run_config.DEFAULTS`` is honoured, except those in
+REFUSED (a value other than the default is a ValueError before anything runs)
+and NO_OP (Jittor-side ways of computing the same step; accepted, nothing to do).
 """
 import argparse
 import json
-import math
-import os
 import sys
 import time
 
-import numpy as np
 import torch
-import yaml
 
 from cten_common.data.datasets import build_data
+from cten_common.data.errors import DataError
+from cten_common.data.prefetch import batches
 from cten_common.evaluation import evaluate_model
-from cten_common.run_config import load_run_config
-from cten_common.safe_load import run_checkpoint_path
-from cten_common.safe_save import save_checkpoint_file
-from cten_torch_ref.checkpoint import state_arrays
+from cten_common.run_config import DEFAULTS, load_run_config
+from cten_common.safe_load import find_run_checkpoint, run_checkpoint_path
+from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, add_validation,  # noqa: F401
+                                  dropout_seed, erasing_rng, improved_best, progress_line,
+                                  resume_config, run_summary)
+from cten_torch_ref.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
 from cten_torch_ref.data import CTENDataset
+from cten_torch_ref.device import set_device
 from cten_torch_ref.engine import erasing_step, predict_batch
 from cten_torch_ref.models import build_model
+from cten_torch_ref.optim import Adam, adam_state, load_adam_state
+
+FRAMEWORK = "torch"
+
+REFUSED = {
+    "train.features": "feature-bank training is cten_jt's (cten_jt.extract_features, cten_jt.train); "
+                      "the PyTorch twin trains from the videos",
+    "train.sync_bn": "the PyTorch twin runs one process (no MPI), where BatchNorm over the global batch "
+                     "is BatchNorm over the batch: leave it false",
+}
+NO_OP = {
+    "train.kernels": "Jittor's compiled attention and erasing kernels; the twin computes the composed "
+                     "operations, which give the same erasing indices and logits (tests/kernels)",
+    "train.audio_once": "Jittor runs the audio branch once for the three views with the same gradients "
+                        "and BatchNorm updates (cten_jt.engine.erasing_loss); the twin runs it three times",
+}
 
 
-def train(config, out, progress=True):
+def check_config(config):
+    """Refuse, with a ValueError naming the key, every REFUSED key set to other than its default."""
+    for dotted, why in REFUSED.items():
+        section, key = dotted.split(".")
+        if config[section][key] != DEFAULTS[section][key]:
+            raise ValueError(f"{dotted} = {config[section][key]!r} is refused by cten_torch_ref.train: {why}")
+    return config
+
+
+def save_checkpoint(run, which, model, optimizer, epoch, config, best, classes):
+    """The ``which`` checkpoint (``RunFolder.save_checkpoint``) of the model and its Adam state."""
+    run.save_checkpoint(which, state_arrays(model), adam_state(optimizer, model), epoch, config, best, classes)
+
+
+def train(config, out, resume=False, progress=True, stop_after=None):
+    """Train; returns the summary dict.  ``stop_after``: end after that many epochs
+    of this call (to test resuming)."""
     from tqdm import tqdm
 
+    check_config(config)
     tc = config["train"]
-    if tc.get("features"):
-        raise ValueError("train.features (feature-bank training) is a cten_jt feature; the PyTorch "
-                         "reference trains from the videos")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "config.yaml"), "w") as f:
-        yaml.safe_dump(config, f, sort_keys=False)
+    device = set_device(tc["device"])
+    rank, world = 0, 1                      # one process
+    run = RunFolder(out)
     torch.manual_seed(tc["seed"])
     train_data = build_data(config, config["data"]["train_subset"], train=True)
     eval_data = build_data(config, config["data"]["eval_subset"], train=False)
+    classes = train_data.class_names
+    if len(classes) != config["model"]["n_classes"]:
+        raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
+                         f"has {len(classes)} classes {classes}: add --set model.n_classes={len(classes)}")
     model = build_model(config["model"], init_seed=tc["seed"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    for which in ("visual", "audio"):
+        if tc[f"pretrained_{which}"]:
+            load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
+    model.to(device)
+    backbone_eval = bool(tc["backbone_eval"])
+    optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     dataset = CTENDataset(train_data, seed=tc["seed"])
-    history = []
-    for epoch in tqdm(range(tc["epochs"]), desc="epochs (torch)", disable=not progress):
+    loader = dataset.loader(batch_size=tc["batch_size"], shuffle=True,
+                            num_workers=config["data"]["num_workers"], drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"{len(train_data)} training videos make no batch of {tc['batch_size']} "
+                         "(drop_last): lower train.batch_size")
+    start, best = 0, {"val_accuracy": -1.0, "epoch": None}
+    if resume:
+        path, ckpt = run.last_checkpoint()       # never runs code from the file, either format
+        load_state_arrays(model, ckpt["model"], path)
+        load_adam_state(optimizer, model, ckpt["optimizer"])
+        start, best = ckpt["epoch"] + 1, ckpt["best"]
+    history = run.start(config, start)
+    views = VIEWS if tc["erasing"] else VIEWS[:1]
+
+    last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
+    for epoch in tqdm(range(start, last_epoch), desc="epochs (torch)", disable=not progress,
+                      initial=start, total=tc["epochs"]):
         began = time.time()
-        torch.manual_seed(tc["seed"] * 1000003 + epoch)
-        rng = np.random.default_rng([tc["seed"], epoch, 17])
+        torch.manual_seed(dropout_seed(tc["seed"], epoch, rank))
+        rng = erasing_rng(tc["seed"], epoch)
         dataset.set_epoch(epoch)
-        order = np.random.default_rng([tc["seed"], epoch]).permutation(len(dataset))
         model.train()
-        if tc.get("backbone_eval"):
+        if backbone_eval:
             model.resnet.eval()            # the frozen backbone's BatchNorm on running statistics
-        losses, correct, seen = [], 0, 0
-        bs = tc["batch_size"]
-        for start in range(0, len(order) - bs + 1, bs):                     # drop_last
-            batch = dataset.collate_batch([dataset[int(i)] for i in order[start:start + bs]])
+        meter = EpochMeter(epoch, out, epoch, views)
+        feed = batches(iter(loader), config["data"]["num_workers"])   # the next batch is made during the step
+        bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
+        for batch in bar:
             step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
-                                class_names=train_data.class_names, pcce_lambda=tc["pcce_lambda"],
-                                reader=train_data.read_views)
-            if not math.isfinite(step["loss"]):
-                raise RuntimeError(f"epoch {epoch + 1}: the loss is {step['loss']}; stopped")
-            losses.append(step["loss"])
-            correct += int((step["logits"][0].argmax(1) == batch["label"]).sum())
-            seen += bs
-        train_time = round(time.time() - began, 2)
+                                class_names=classes, pcce_lambda=tc["pcce_lambda"],
+                                reader=train_data.read_views, erasing=tc["erasing"])
+            loss = meter.add(step, batch["label"])
+            bar.set_postfix(loss=f"{loss:.3f}")
+        record = meter.record(feed.waited_s)
         model.eval()
-        ev = evaluate_model(model, eval_data, tc, predict_batch, progress=False)
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "first_step_loss": losses[0],
-                  "train_acc_original": correct / seen,
-                  "val_accuracy": ev["accuracy"], "val_accuracy_mean_views": ev["accuracy_mean_views"],
-                  "val_mAP": ev.get("detection", {}).get("mAP"), "train_time_s": train_time,
-                  "time_s": round(time.time() - began, 2)}
+        add_validation(record, evaluate_model(model, eval_data, tc, predict_batch, progress=False), began)
         history.append(record)
-        with open(os.path.join(out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
-    save_checkpoint_file(run_checkpoint_path(out, "last"),
-                         {"model": state_arrays(model), "epoch": tc["epochs"] - 1, "config": config,
-                          "classes": list(train_data.class_names), "seed": tc["seed"]}, config["model"])
-    summary = {"epochs_done": len(history), "last": history[-1] if history else None}
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
+        best, improved = improved_best(best, record)
+        run.end_epoch(record, history)
+        if improved:
+            save_checkpoint(run, "best", model, optimizer, epoch, config, best, classes)
+        save_checkpoint(run, "last", model, optimizer, epoch, config, best, classes)
+        if progress:
+            tqdm.write(progress_line(record))
+    return run.finish(run_summary(FRAMEWORK, device, world, history, best, classes, len(train_data), len(eval_data)))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m cten_torch_ref.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", required=True)
+    p.add_argument("--config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set train.epochs=5")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     a = p.parse_args(argv)
-    print(json.dumps(train(load_run_config(a.config, a.set), a.out)["last"]))
+    if a.resume:
+        if find_run_checkpoint(a.resume, "last") is None:
+            p.error(f"{run_checkpoint_path(a.resume)} not found: nothing to resume (no epoch finished)")
+        config, out = resume_config(a.resume), a.resume
+    else:
+        if not (a.config and a.out):
+            p.error("give --config and --out (or --resume RUN_DIR)")
+        config, out = load_run_config(a.config, a.set), a.out
+    try:
+        summary = train(config, out, resume=bool(a.resume))
+    except NonFiniteLoss as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (DataError, ValueError, OSError) as exc:    # bad data or files; a failed write (full disk)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary["best"]))
     return 0
 
 

@@ -103,19 +103,3 @@ def test_command_line_train_evaluate_predict(tiny, tmp_path):
                               str(run / "best.safetensors")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "no audio track" in refused.stderr
     cli("cten_jt.predict", video, "--weights", run / "best.safetensors", "--allow-silence")
-
-
-def test_pytorch_trainer_takes_the_same_first_epoch(tiny, tmp_path):
-    """Same config, seed, data order, sampling, erasing and initial weights: the first
-    step's loss agrees.  Later steps drift apart by design of fp32 Adam: its first
-    updates are about lr * sign(g), and gradients near zero differ in sign between any
-    two implementations (train-mode BatchNorm, tests/models/test_cten.py); measured
-    here, the mean loss of the 3-step epoch differs by ~1 %."""
-    from cten_jt.train import train as train_jt
-    from cten_torch_ref.train import train as train_torch
-    root, path = tiny
-    config = load_run_config(str(path), ["train.epochs=1", "model.dropout=0.0"])   # RNGs differ
-    j = train_jt(config, str(tmp_path / "jt"), progress=False)["last"]
-    t = train_torch(config, str(tmp_path / "torch"), progress=False)["last"]
-    assert abs(j["first_step_loss"] - t["first_step_loss"]) <= 1e-4 * abs(t["first_step_loss"]), \
-        (j["first_step_loss"], t["first_step_loss"])

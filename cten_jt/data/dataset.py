@@ -4,6 +4,7 @@ import numpy as np
 from jittor.dataset import Dataset
 
 from cten_common.data.datasets import collate, sample_rng
+from cten_common.training import shuffle_rng
 
 
 def model_visual(visual, brightness=None):
@@ -46,7 +47,7 @@ class CTENDataset(Dataset):
     def set_epoch(self, epoch):
         """Epoch ``epoch``'s samples and shuffle order, whatever came before (resume)."""
         self.epoch = epoch
-        self._shuffle_rng = np.random.default_rng([self.seed, epoch])   # Jittor's shuffle generator
+        self._shuffle_rng = shuffle_rng(self.seed, epoch)   # Jittor's shuffle generator
 
     def __getitem__(self, index):
         rng = sample_rng(self.seed, self.epoch, index) if self.data.train else None

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cten_common.data.datasets import collate, sample_rng
+from cten_common.training import epoch_order
 
 
 def model_visual(visual, brightness=None, device=None):
@@ -21,10 +22,27 @@ def model_visual(visual, brightness=None, device=None):
     return torch.clamp(v * b, max=255.0)
 
 
+class EpochOrder(torch.utils.data.Sampler):
+    """The indices of the data set's current epoch in ``cten_common.training.epoch_order``
+    (Jittor's shuffle: ``default_rng([seed, epoch]).permutation(n)``), or 0..n-1."""
+
+    def __init__(self, dataset, shuffle=True):
+        self.dataset, self.shuffle = dataset, shuffle
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = epoch_order(self.dataset.seed, self.dataset.epoch, n) if self.shuffle else np.arange(n)
+        return iter(order.tolist())
+
+
 class CTENDataset(Dataset):
     """Sample ``i`` of epoch ``e`` is drawn with ``sample_rng(seed, e, i)``, as in
     ``cten_jt.data.CTENDataset``; ``loader(...)`` gives the batches (dicts of numpy
-    arrays, as there)."""
+    arrays, as there) in the order Jittor's loader gives them; call ``set_epoch``
+    at the start of each epoch."""
 
     def __init__(self, data, seed=0):
         self.data = data
@@ -32,6 +50,8 @@ class CTENDataset(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch):
+        """Epoch ``epoch``'s samples and order, whatever came before (resume).  Worker
+        processes get the data set when an epoch's iteration starts, this epoch included."""
         self.epoch = epoch
 
     def __len__(self):
@@ -46,6 +66,12 @@ class CTENDataset(Dataset):
         return collate(batch)
 
     def loader(self, batch_size=32, shuffle=True, num_workers=0, drop_last=True):
-        return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle,
-                                           num_workers=num_workers, drop_last=drop_last,
-                                           collate_fn=self.collate_batch)
+        """A ``DataLoader`` of numpy batches: ``batch_size`` samples in ``EpochOrder``,
+        ``num_workers`` processes preparing them (0: in the iterating thread, which
+        ``cten_common.data.prefetch.batches`` makes a prefetch thread)."""
+        sampler = torch.utils.data.BatchSampler(EpochOrder(self, shuffle), batch_size, drop_last)
+        # its own generator for the workers' base seed: iterating draws nothing from torch's
+        # global generator, which the epoch's dropout uses
+        return torch.utils.data.DataLoader(self, batch_sampler=sampler, num_workers=num_workers,
+                                           collate_fn=self.collate_batch,
+                                           generator=torch.Generator().manual_seed(int(self.seed)))

@@ -58,3 +58,43 @@ def test_one_seed_reproduces_two_seeds_differ(tmp_path):
     c = make_synthetic_dataset(str(tmp_path / "c"), SyntheticSpec(seed=4, **SPEC), progress=False)
     assert _digest(os.path.dirname(a)) == _digest(os.path.dirname(b))
     assert json.load(open(a))["database"] != json.load(open(c))["database"]
+
+
+HARD = dict(evidence_length=(0.15, 0.3), evidence_strength=0.5, noise=12.0, distractors=2,
+            distractor_length=(0.15, 0.3), distractor_strength=0.5)
+
+
+def test_difficulty_options_at_their_defaults_change_nothing(tmp_path):
+    """The options' defaults give the set the project always had (other tests train on it)."""
+    from cten_common.data.synthetic import spec_record
+    spelled = dict(evidence_length=(0.25, 0.5), evidence_start=0.15, evidence_strength=1.0, noise=6.0,
+                   distractors=0, distractor_length=(0.1, 0.25), distractor_strength=1.0)
+    a = make_synthetic_dataset(str(tmp_path / "a"), SyntheticSpec(seed=3, **SPEC), progress=False)
+    b = make_synthetic_dataset(str(tmp_path / "b"), SyntheticSpec(seed=3, **SPEC, **spelled), progress=False)
+    assert _digest(os.path.dirname(a)) == _digest(os.path.dirname(b))
+    assert "distractors" not in json.load(open(a))["synthetic"]
+    assert spec_record(SyntheticSpec(**HARD))["distractors"] == 2
+
+
+def test_distractors_are_other_classes_in_one_modality_and_evidence_is_weaker():
+    from cten_common.data.synthetic import draw_distractors, render_audio
+    spec = SyntheticSpec(**{**SPEC, "classes": 6, **HARD})
+    drawn = draw_distractors(spec, 2, np.random.default_rng(0))
+    assert len(drawn) == 2 and all(k != 2 and 0 <= k < 6 and m in ("visual", "audio") for k, (s, e), m in drawn)
+    strong = SyntheticSpec(**SPEC)
+    span = (1.0, 2.0)
+    weak_v = render_video(spec, 0, span, np.random.default_rng(5)).astype(int)
+    strong_v = render_video(strong, 0, span, np.random.default_rng(5)).astype(int)
+    colour = np.array([230, 40, 40])                     # class 0's colour: full in strong, blended in weak
+    assert (np.abs(strong_v[12] - colour).sum(-1) == 0).sum() > 10
+    assert (np.abs(weak_v[12] - colour).sum(-1) == 0).sum() == 0
+    quiet = render_audio(spec, 0, span, np.random.default_rng(5))
+    loud = render_audio(strong, 0, span, np.random.default_rng(5))
+    inside = slice(int(1.2 * 16000), int(1.8 * 16000))
+    assert np.abs(quiet[inside]).mean() < 0.75 * np.abs(loud[inside]).mean()
+    # a visual distractor draws its class's shape outside the video's own span, and no tone
+    visual = [(3, (0.0, 0.9), "visual")]
+    with_d = render_video(spec, 0, span, np.random.default_rng(5), visual)
+    without = render_video(spec, 0, span, np.random.default_rng(5))
+    assert np.abs(with_d[2].astype(int) - without[2]).sum() > 0 and np.array_equal(with_d[20], without[20])
+    assert np.array_equal(render_audio(spec, 0, span, np.random.default_rng(5), visual), quiet)

@@ -1,0 +1,286 @@
+"""The framework-free half of training, shared by ``cten_jt.train`` and ``cten_torch_ref.train``.
+
+The two trainers keep what is the framework's: the model, the optimiser, the
+step (``engine.erasing_step``), the device and the checkpoint's arrays.
+Everything else is here, once, so that the twins cannot drift apart:
+
+* the per-epoch generators: a run's epoch ``e`` draws its shuffle order, its
+  samples, its erasing and its dropout from ``(seed, e)`` alone, so a resumed
+  run takes the steps a straight one takes, and both frameworks draw alike
+  (dropout excepted: each framework has its own generator, seeded alike);
+* the meters of an epoch and its record (``metrics.jsonl``'s keys);
+* the run folder: config.yaml, metrics.jsonl, summary.json, curves.png, the
+  best and last checkpoints' layout and what resuming reads back;
+* the stop on a non-finite loss.
+"""
+import json
+import math
+import os
+import time
+
+import numpy as np
+import yaml
+
+from .data.datasets import sample_rng  # noqa: F401  (the samples' generator, re-exported)
+from .safe_load import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
+from .safe_save import save_checkpoint_file
+
+VIEWS = ("original", "context", "keyframe")
+ERASING_STREAM = 17          # the erasing generator's third seed word, apart from the samples' (seed, epoch, index)
+
+
+class NonFiniteLoss(RuntimeError):
+    """A step's loss is NaN or infinite: training stops, the last good checkpoint stays."""
+
+
+# ---------------------------------------------------------------------------
+# the per-epoch generators
+
+
+def shuffle_rng(seed, epoch):
+    """The generator of epoch ``epoch``'s batch order: ``permutation(n)`` of it is the order
+    (Jittor's Dataset draws it so from ``_shuffle_rng``; the PyTorch loader's sampler too)."""
+    return np.random.default_rng([int(seed), int(epoch)])
+
+
+def epoch_order(seed, epoch, n):
+    """The training videos' order in epoch ``epoch``: indices 0..n-1, permuted."""
+    return shuffle_rng(seed, epoch).permutation(n)
+
+
+def erasing_rng(seed, epoch):
+    """The generator of epoch ``epoch``'s erasing draws (the erased views' snippet offsets)."""
+    return np.random.default_rng([int(seed), int(epoch), ERASING_STREAM])
+
+
+def dropout_seed(seed, epoch, rank=0):
+    """The framework generator's seed for epoch ``epoch`` on MPI rank ``rank`` (dropout):
+    one integer from (seed, epoch, rank), below 2**63 for any seed < 2**40."""
+    return (int(seed) * 1000003 + int(epoch)) * 1009 + int(rank)
+
+
+# ---------------------------------------------------------------------------
+# the meters of an epoch
+
+
+def check_finite(loss, view_losses, epoch, step, out, last_good):
+    """Raise NonFiniteLoss if ``loss`` is NaN or infinite; the message says where and what is kept."""
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(
+            f"epoch {epoch + 1}, step {step}: the loss is {loss} (view losses {view_losses}); "
+            f"stopped. {run_checkpoint_path(out)} holds the last good epoch "
+            f"({last_good if last_good else 'none yet'}); lower train.lr or check the data")
+
+
+class EpochMeter:
+    """What an epoch's steps add up to, and the epoch's record.
+
+    ``views``: the views the steps train (all three with erasing, the original
+    alone without).  ``all_sum`` (an elementwise float64 sum over MPI ranks) and
+    ``world``: each step's losses are averaged over the ranks before the
+    non-finite check, so that every rank stops alike, and the counts are summed
+    over the ranks in ``record``.
+    """
+
+    def __init__(self, epoch, out, last_good, views=VIEWS, all_sum=None, world=1):
+        self.epoch, self.out, self.last_good = epoch, out, last_good
+        self.views = tuple(views)
+        self.all_sum, self.world = all_sum, world
+        self.loss_sums = {"loss": 0.0, **{f"loss_{v}": 0.0 for v in self.views}}
+        self.correct = np.zeros(len(self.views), np.int64)
+        self.bank_exact = np.zeros(2, np.int64)         # [exact, looked up] snippets of a feature bank
+        self.seen = self.steps = 0
+        self.first_step_loss = None
+        self.view_read_s = 0.0
+        self.began = time.time()
+
+    def add(self, step, labels):
+        """Count one step's output (``engine.erasing_step``'s dict) on a batch with ``labels``."""
+        loss, view_losses = step["loss"], list(step["view_losses"])
+        if self.world > 1:
+            mean = self.all_sum([loss] + view_losses) / self.world
+            loss, view_losses = float(mean[0]), [float(v) for v in mean[1:]]
+        check_finite(loss, view_losses, self.epoch, self.steps + 1, self.out, self.last_good)
+        self.steps += 1
+        self.first_step_loss = loss if self.first_step_loss is None else self.first_step_loss
+        self.loss_sums["loss"] += loss
+        for view, value in zip(self.views, view_losses):
+            self.loss_sums[f"loss_{view}"] += value
+        labels = np.asarray(labels)
+        self.correct += [int((np.asarray(logits).argmax(1) == labels).sum()) for logits in step["logits"]]
+        self.seen += len(labels)
+        self.view_read_s += step.get("read_s", 0.0)
+        if step.get("bank_exact") is not None:
+            self.bank_exact += np.asarray(step["bank_exact"], np.int64)
+        return loss
+
+    def record(self, data_wait_s, banked=False):
+        """The epoch's training record (``metrics.jsonl``'s keys, validation added later).
+
+        ``data_wait_s``: the time the steps waited for their next batch (the
+        prefetcher's ``waited_s``); ``view_read_s`` is the time they spent reading the
+        erased views' frames; ``data_wait_fraction`` is both over the time stepping took.
+        A view that was not trained (erasing off) gets None."""
+        correct, seen, bank_exact = self.correct, self.seen, self.bank_exact
+        if self.world > 1:
+            counts = self.all_sum(np.concatenate([correct, [seen], bank_exact]))
+            n = len(self.views)
+            correct, seen, bank_exact = (counts[:n].astype(np.int64), int(counts[n]),
+                                         counts[n + 1:].astype(np.int64))
+        steps = max(self.steps, 1)
+        record = {"epoch": self.epoch + 1, "loss": self.loss_sums["loss"] / steps}
+        for view in VIEWS:
+            record[f"loss_{view}"] = (self.loss_sums[f"loss_{view}"] / steps if view in self.views else None)
+        record["first_step_loss"] = self.first_step_loss
+        for view in VIEWS:
+            record[f"train_acc_{view}"] = (float(correct[self.views.index(view)]) / max(seen, 1)
+                                           if view in self.views else None)
+        elapsed = time.time() - self.began
+        record.update({
+            "train_time_s": round(elapsed, 2), "time_s": 0.0,
+            "data_wait_s": round(data_wait_s, 3), "view_read_s": round(self.view_read_s, 3),
+            "data_wait_fraction": round((data_wait_s + self.view_read_s) / max(elapsed, 1e-9), 4),
+            # snippets whose banked features were exactly theirs (feature-bank training)
+            "bank_exact_fraction": float(bank_exact[0]) / max(int(bank_exact[1]), 1) if banked else None,
+        })
+        return record
+
+
+def add_validation(record, report, began):
+    """The validation figures of ``report`` (``cten_common.evaluation.evaluate_model``) and the
+    epoch's whole time (training and validation, since ``began``)."""
+    record.update({"val_accuracy": report["accuracy"], "val_accuracy_mean_views": report["accuracy_mean_views"],
+                   "val_mAP": report.get("detection", {}).get("mAP"), "time_s": round(time.time() - began, 2)})
+    return record
+
+
+def improved_best(best, record):
+    """``(best, improved)``: the best epoch so far by validation accuracy (ties keep the first)."""
+    if record["val_accuracy"] > best["val_accuracy"]:
+        return {"val_accuracy": record["val_accuracy"], "epoch": record["epoch"]}, True
+    return best, False
+
+
+def progress_line(record):
+    """One line per epoch for the console."""
+    mAP = record["val_mAP"]
+    return (f"epoch {record['epoch']}: loss {record['loss']:.4f}  train acc {record['train_acc_original']:.3f}  "
+            f"val acc {record['val_accuracy']:.3f}  (mean of views {record['val_accuracy_mean_views']:.3f})"
+            f"  mAP {mAP if mAP is None else round(mAP, 3)}  {record['time_s']:.1f} s")
+
+
+# ---------------------------------------------------------------------------
+# the run folder
+
+
+def plain(value):
+    """``value`` with every mapping a plain dict (YAML's safe dumper takes no subclass)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def resume_config(run_dir):
+    """The configuration of the run in ``run_dir`` (its config.yaml), over today's defaults:
+    a key added since the run started gets its default."""
+    from .run_config import DEFAULTS, merge
+    with open(os.path.join(os.fspath(run_dir), "config.yaml")) as f:
+        return merge(DEFAULTS, yaml.safe_load(f) or {})
+
+
+class RunFolder:
+    """A run's folder: ``config.yaml`` (the resolved configuration), ``metrics.jsonl``
+    (one record per finished epoch), ``last``/``best`` checkpoints, ``summary.json``
+    and ``curves.png``.  ``write=False`` (MPI ranks other than 0): nothing is written."""
+
+    def __init__(self, out, write=True):
+        self.out, self.write = os.fspath(out), write
+        self.metrics = os.path.join(self.out, "metrics.jsonl")
+        if write:
+            os.makedirs(self.out, exist_ok=True)
+
+    def last_checkpoint(self):
+        """The last checkpoint to resume from, read without running code from the file
+        (``cten_common.safe_load``); ValueError if no epoch finished."""
+        path = find_run_checkpoint(self.out, "last")
+        if path is None:
+            raise ValueError(f"{self.out}: no last checkpoint to resume from (no epoch finished)")
+        return path, read_run_checkpoint(path)
+
+    def start(self, config, start_epoch=0):
+        """The history of epochs before ``start_epoch`` (resuming: from metrics.jsonl, cut back
+        to the epochs the checkpoint finished; a new run: none, and config.yaml is written)."""
+        history = []
+        if start_epoch:
+            with open(self.metrics) as f:
+                history = [json.loads(line) for line in f if line.strip()][:start_epoch]
+        elif self.write:
+            with open(os.path.join(self.out, "config.yaml"), "w") as f:
+                yaml.safe_dump(plain(config), f, sort_keys=False)
+        if self.write:
+            with open(self.metrics, "w") as f:       # drop lines of an epoch that did not finish
+                f.writelines(json.dumps(h) + "\n" for h in history)
+        return history
+
+    def save_checkpoint(self, which, model_arrays, optimizer_state, epoch, config, best, classes):
+        """``which`` ("last"/"best"): one safetensors file, arrays ``model/<name>``,
+        ``optimizer/m/<name>``, ``optimizer/v/<name>``; epoch, config, best, classes, seed
+        and Adam's step count as JSON in its metadata.  Atomic: a killed run or a full disk
+        never leaves half a checkpoint, and the previous one stays as it was."""
+        if not self.write:
+            return
+        config = plain(config)
+        save_checkpoint_file(run_checkpoint_path(self.out, which),
+                             {"model": model_arrays, "optimizer": optimizer_state, "epoch": epoch,
+                              "config": config, "best": best, "classes": list(classes),
+                              "seed": config["train"]["seed"]}, config["model"])
+
+    def end_epoch(self, record, history):
+        """Append the finished epoch's record to metrics.jsonl and redraw curves.png."""
+        if not self.write:
+            return
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        plot_curves(history, os.path.join(self.out, "curves.png"))
+
+    def finish(self, summary):
+        """Write summary.json; returns ``summary``."""
+        if self.write:
+            with open(os.path.join(self.out, "summary.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+        return summary
+
+
+def run_summary(framework, device, world, history, best, classes, train_videos, eval_videos):
+    """The run's summary (summary.json, and what ``train`` returns)."""
+    return {"framework": framework, "device": device, "ranks": world, "epochs_done": len(history),
+            "best": best, "last": history[-1] if history else None, "classes": list(classes),
+            "train_videos": train_videos, "eval_videos": eval_videos}
+
+
+def plot_curves(history, path):
+    """curves.png: the training losses, and the training and validation accuracies and mAP."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key in ("loss", "loss_original", "loss_context", "loss_keyframe"):
+        if all(h.get(key) is not None for h in history):
+            ax1.plot(epochs, [h[key] for h in history], label=key)
+    ax1.set_xlabel("epoch")
+    ax1.set_title("training loss")
+    ax1.legend(fontsize=7)
+    for key in ("train_acc_original", "train_acc_context", "train_acc_keyframe", "val_accuracy",
+                "val_accuracy_mean_views", "val_mAP"):
+        if all(h.get(key) is not None for h in history):
+            ax2.plot(epochs, [h[key] for h in history], label=key)
+    ax2.set_xlabel("epoch")
+    ax2.set_title("accuracy / mAP")
+    ax2.set_ylim(0, 1)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,250 @@
+"""The two trainers, cten_jt.train and its PyTorch twin cten_torch_ref.train, side by side:
+every configuration key honoured or refused, pretrained backbones, the same first epoch,
+and resuming in the twin."""
+import json
+
+import numpy as np
+import pytest
+
+from cten_common.config import ModelConfig
+from cten_common.run_config import DEFAULTS, load_run_config
+from cten_common.safe_save import save_weights_file
+from cten_common.weights import AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT, backbone_shapes
+from helpers import make_tiny_run, run_checkpoint
+
+H, R, N = "honoured", "refused", "no-op"
+# Every key of cten_common.run_config.DEFAULTS: what each trainer does with it.  "honoured":
+# the trainer reads it (checked below by a run that records every read); "refused": a value
+# other than the default is a ValueError naming the key before anything runs; "no-op":
+# accepted and documented in the twin's NO_OP as a Jittor-side way of computing the same step.
+# The model section is honoured by both through ModelConfig, which takes the whole section.
+DECISIONS = {
+    **{f"model.{k}": {"jittor": H, "torch": H} for k in DEFAULTS["model"]},
+    **{f"data.{k}": {"jittor": H, "torch": H} for k in DEFAULTS["data"]},
+    **{f"train.{k}": {"jittor": H, "torch": H} for k in (
+        "epochs", "batch_size", "lr", "weight_decay", "theta", "erasing", "loss", "pcce_lambda", "seed",
+        "pretrained_visual", "pretrained_audio", "detection_threshold", "device", "backbone_eval")},
+    "train.kernels": {"jittor": H, "torch": N},         # compiled kernels: the same indices and logits
+    "train.audio_once": {"jittor": H, "torch": N},      # one audio forward: the same gradients
+    "train.sync_bn": {"jittor": H, "torch": R},         # MPI only; the twin runs one process
+    "train.features": {"jittor": H, "torch": R},        # feature banks are cten_jt's
+}
+# values other than the default, to show a refusal
+REFUSED_VALUES = {"train.sync_bn": True, "train.features": "/some/bank"}
+
+
+def _all_keys():
+    return {f"{section}.{key}" for section, keys in DEFAULTS.items() for key in keys}
+
+
+def test_every_configuration_key_has_a_decision_for_both_trainers():
+    """A key added to DEFAULTS without a decision here fails; so does a stale entry."""
+    assert set(DECISIONS) == _all_keys(), (sorted(_all_keys() - set(DECISIONS)),
+                                           sorted(set(DECISIONS) - _all_keys()))
+    assert set(DEFAULTS["model"]) == {f.name for f in ModelConfig.__dataclass_fields__.values()}
+    from cten_torch_ref.train import NO_OP, REFUSED
+    assert set(REFUSED) == {k for k, d in DECISIONS.items() if d["torch"] == R}
+    assert set(NO_OP) == {k for k, d in DECISIONS.items() if d["torch"] == N}
+    assert all(d["jittor"] == H for d in DECISIONS.values())
+
+
+@pytest.mark.parametrize("key", sorted(k for k, d in DECISIONS.items() if d["torch"] == R))
+def test_the_twin_refuses_with_a_message_naming_the_key(key, tmp_path):
+    from cten_torch_ref.train import check_config, train
+    section, name = key.split(".")
+    config = load_run_config(None, [f"{key}={json.dumps(REFUSED_VALUES[key])}"])
+    with pytest.raises(ValueError, match=rf"{key} = .* is refused by cten_torch_ref.train: "):
+        check_config(config)
+    with pytest.raises(ValueError, match=key):       # before anything: no data, no folder
+        train(config, str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+    check_config(load_run_config(None))              # the default passes
+
+
+class Reads(dict):
+    """A configuration section that records the keys read from it (``[]`` and ``get``;
+    copying it whole to write config.yaml or a checkpoint does not count)."""
+
+    def __init__(self, section, values, log):
+        super().__init__({k: Reads(k, v, log) if isinstance(v, dict) else v for k, v in values.items()})
+        self.section, self.log = section, log
+
+    def __getitem__(self, key):
+        self.log.add(f"{self.section}.{key}")
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.log.add(f"{self.section}.{key}")
+        return super().get(key, default)
+
+
+def _backbone_file(path, model_shapes, backbone, seed):
+    """A pretrained backbone in its original layout (Hara's 3D ResNet / torchvision's ResNet
+    names): the model's own initial backbone weights, perturbed, so that they differ from
+    any initialisation; returns ``{CTEN name: array}`` of what the file fills."""
+    from cten_common.init import initial_state
+    layout = {v: k for k, v in (VISUAL_BACKBONE_LAYOUT if backbone == "visual" else AUDIO_BACKBONE_LAYOUT).items()}
+    rng = np.random.default_rng(seed)
+    init = initial_state(model_shapes, seed=seed)
+    filled, original = {}, {}
+    for name in backbone_shapes({k: v[0] for k, v in model_shapes.items()}, backbone):
+        value = init[name]
+        if value.dtype.kind == "f":
+            value = (value + rng.normal(0, 0.05, value.shape)).astype(value.dtype)
+            if name.endswith("running_var"):
+                value = np.abs(value) + 0.5
+        filled[name] = value
+        head, rest = name.split(".", 2)[:2], name.split(".", 2)[2]
+        original[f"{layout['.'.join(head)]}.{rest}"] = value
+    save_weights_file(path, original)
+    return filled
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("twins")
+    return root, make_tiny_run(root)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny):
+    """Backbone files for the tiny model, and what each fills."""
+    from cten_torch_ref.checkpoint import state_shapes
+    from cten_torch_ref.models import build_model
+    root, path = tiny
+    shapes = state_shapes(build_model(load_run_config(str(path))["model"]))
+    return {which: (root / f"{which}.safetensors",
+                    _backbone_file(root / f"{which}.safetensors", shapes, which, seed))
+            for which, seed in (("visual", 11), ("audio", 12))}
+
+
+def _trainer(framework):
+    if framework == "jittor":
+        import cten_jt.train as trainer
+    else:
+        import cten_torch_ref.train as trainer
+    return trainer
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
+def test_honoured_keys_are_read_and_pretrained_backbones_loaded(framework, tiny, pretrained, tmp_path):
+    """One epoch at lr 0 with both backbones from files: every key the table says is honoured
+    is read by the trainer, and the trained model's backbones hold the files' weights
+    exactly (Adam at lr 0 moves nothing; BatchNorm's running statistics do move, in train
+    mode, and are left out)."""
+    root, path = tiny
+    config = load_run_config(str(path), ["train.epochs=1", "train.lr=0.0", "train.weight_decay=0.0",
+                                         f"train.pretrained_visual={pretrained['visual'][0]}",
+                                         f"train.pretrained_audio={pretrained['audio'][0]}"])
+    reads = set()
+    _trainer(framework).train(Reads("", config, reads), str(tmp_path / "run"), progress=False)
+    reads = {k.lstrip(".") for k in reads}
+    honoured = {k for k, d in DECISIONS.items() if d[framework] == H and not k.startswith("model.")}
+    assert honoured - reads == set(), f"{framework} never reads {sorted(honoured - reads)}"
+    assert "model" in reads                     # the section, whole, to ModelConfig
+    model = run_checkpoint(tmp_path / "run")["model"]
+    for which, (_, filled) in pretrained.items():
+        compared = [n for n in filled if not n.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+        assert len(compared) > 10, which
+        for name in compared:
+            assert np.array_equal(model[name], filled[name]), (which, name)
+
+
+def test_the_twin_loads_a_backbone_through_the_strict_path(tiny, pretrained, tmp_path):
+    """A file that does not fit is refused with every problem listed, as in Jittor."""
+    from cten_common.weights import CheckpointMismatchError
+    from cten_torch_ref.checkpoint import load_pretrained_backbone
+    from cten_torch_ref.models import build_model
+    root, path = tiny
+    model = build_model(load_run_config(str(path))["model"])
+    from safetensors.numpy import load_file
+    arrays = load_file(str(pretrained["visual"][0]))
+    arrays["layer1.0.conv1.weight"] = arrays["layer1.0.conv1.weight"][:1]
+    arrays["layer9.weight"] = np.zeros(3, np.float32)
+    save_weights_file(tmp_path / "bad.safetensors", arrays)
+    with pytest.raises(CheckpointMismatchError, match="layer9.weight"):
+        load_pretrained_backbone(model, tmp_path / "bad.safetensors", "visual")
+    del arrays["layer9.weight"]
+    save_weights_file(tmp_path / "bad.safetensors", arrays)
+    with pytest.raises(CheckpointMismatchError, match=r"resnet.4.0.conv1.weight: \(1,"):
+        load_pretrained_backbone(model, tmp_path / "bad.safetensors", "visual")
+
+
+TIMING = ("time_s", "train_time_s", "data_wait_s", "view_read_s", "data_wait_fraction")
+
+
+def test_both_trainers_write_the_same_first_epoch(tiny, tmp_path):
+    """Same config, seed, batch order, samples, erasing and initial weights, no dropout (the
+    frameworks' generators differ): the first epoch's records have the same keys, and
+    the values agree within what fp32 arithmetic leaves.
+
+    * first_step_loss: the first step's forward is the same computation; relative 1e-4,
+      the project's whole-model tolerance (README, Parity; tests/models/test_cten.py);
+    * loss (the epoch's 3 steps): fp32 Adam's first updates are about lr * sign(g) and
+      gradients near zero differ in sign between the two (train-mode BatchNorm), so the
+      later steps differ; measured here ~1 %, allowed 3 %;
+    * accuracies: a video whose logits nearly tie may flip: one video's share;
+    * mAP: its ranking may reorder near ties: 0.15 absolute (2 validation videos)."""
+    root, path = tiny
+    config = load_run_config(str(path), ["train.epochs=1", "model.dropout=0.0"])
+    runs = {fw: tmp_path / fw for fw in ("jittor", "torch")}
+    for fw, out in runs.items():
+        _trainer(fw).train(config, str(out), progress=False)
+    j, t = (json.loads((runs[fw] / "metrics.jsonl").read_text().splitlines()[0]) for fw in ("jittor", "torch"))
+    assert set(j) == set(t)
+    assert abs(j["first_step_loss"] - t["first_step_loss"]) <= 1e-4 * abs(t["first_step_loss"]), \
+        (j["first_step_loss"], t["first_step_loss"])
+    for key in ("loss", "loss_original", "loss_context", "loss_keyframe"):
+        assert abs(j[key] - t[key]) <= 0.03 * abs(t[key]), (key, j[key], t[key])
+    summary = json.loads((runs["torch"] / "summary.json").read_text())
+    for key, n in (("train_acc_original", summary["train_videos"]), ("train_acc_context", summary["train_videos"]),
+                   ("train_acc_keyframe", summary["train_videos"]), ("val_accuracy", summary["eval_videos"]),
+                   ("val_accuracy_mean_views", summary["eval_videos"])):
+        assert abs(j[key] - t[key]) <= 1 / n + 1e-9, (key, j[key], t[key])
+    assert abs(j["val_mAP"] - t["val_mAP"]) <= 0.15
+    assert j["epoch"] == t["epoch"] == 1 and j["bank_exact_fraction"] is t["bank_exact_fraction"] is None
+    assert all(t[k] >= 0 for k in TIMING)
+    for name in ("config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "summary.json",
+                 "curves.png"):
+        assert (runs["torch"] / name).exists(), name
+    a, b = run_checkpoint(runs["jittor"]), run_checkpoint(runs["torch"])
+    assert set(a["optimizer"]["m"]) == set(b["optimizer"]["m"]) and a["optimizer"]["n_step"] == b["optimizer"]["n_step"]
+
+
+def test_the_twin_resumes_to_the_same_weights(tiny, tmp_path):
+    """A run stopped after epoch 1 and resumed ends with the weights and Adam state of a
+    straight run, exactly (tests/test_train.py checks the same of cten_jt.train)."""
+    from cten_torch_ref.train import train
+    root, path = tiny
+    config = load_run_config(str(path))        # with dropout: its generator is reseeded per epoch
+    train(config, str(tmp_path / "straight"), progress=False)
+    train(config, str(tmp_path / "resumed"), progress=False, stop_after=1)
+    assert run_checkpoint(tmp_path / "resumed")["epoch"] == 0
+    with open(tmp_path / "resumed" / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "half written": true}\n')       # a line of a killed epoch
+    train(config, str(tmp_path / "resumed"), resume=True, progress=False)
+    a, b = run_checkpoint(tmp_path / "straight"), run_checkpoint(tmp_path / "resumed")
+    assert a["epoch"] == b["epoch"] == 1 and a["optimizer"]["n_step"] == b["optimizer"]["n_step"] > 0
+    for name in a["model"]:
+        assert np.array_equal(a["model"][name], b["model"][name]), name
+    for part in ("m", "v"):
+        assert set(a["optimizer"][part]) == set(b["optimizer"][part])
+        for name in a["optimizer"][part]:
+            assert np.array_equal(a["optimizer"][part][name], b["optimizer"][part][name]), (part, name)
+    lines = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    straight = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in lines] == \
+        [{k: v for k, v in r.items() if k not in TIMING} for r in straight]
+
+
+def test_the_twin_cli_resumes(tiny, tmp_path):
+    """``--resume RUN_DIR`` continues from the folder's config and last checkpoint."""
+    from cten_torch_ref.train import main, train
+    root, path = tiny
+    config = load_run_config(str(path), ["train.epochs=2"])
+    train(config, str(tmp_path / "run"), progress=False, stop_after=1)
+    assert main(["--resume", str(tmp_path / "run")]) == 0
+    assert run_checkpoint(tmp_path / "run")["epoch"] == 1
+    with pytest.raises(SystemExit):
+        main(["--resume", str(tmp_path / "nothing")])

@@ -1,0 +1,43 @@
+"""benchmarks/training_parity.py's statistics and report, on made-up runs (the study
+itself is a benchmark: benchmarks/results/training_parity.md)."""
+import numpy as np
+import pytest
+
+from benchmarks import training_parity as study
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    a, b = [0.70, 0.65, 0.72, 0.60, 0.68], [0.69, 0.66, 0.70, 0.62, 0.66]
+    iv = study.paired_interval(a, b)
+    d = np.subtract(a, b)
+    half = 2.7764451 * d.std(ddof=1) / np.sqrt(5)          # t(0.975, 4 dof), from tables
+    assert iv["mean"] == pytest.approx(d.mean()) and iv["half_width"] == pytest.approx(half, rel=1e-6)
+    assert iv["low"] == pytest.approx(d.mean() - half) and iv["high"] == pytest.approx(d.mean() + half)
+    assert study.paired_interval([0.5], [0.4])["low"] is None
+
+
+def _records(acc, loss, epochs=3):
+    return [{"epoch": e + 1, "loss": loss + 0.1 * (epochs - e), "val_accuracy": acc, "val_accuracy_mean_views": acc,
+             "val_mAP": acc / 2, "time_s": 1.0} for e in range(epochs)]
+
+
+def test_the_verdict_fails_a_shift_and_sees_the_sensitivity_runs(tmp_path):
+    seeds = [0, 1, 2, 3, 4]
+    jit = [0.70, 0.64, 0.72, 0.61, 0.68]
+    runs = {"jittor": {s: _records(a, 0.5) for s, a in zip(seeds, jit)},
+            "torch": {s: _records(a + d, 0.5) for s, a, d in zip(seeds, jit, [0.01, -0.01, 0.0, 0.01, -0.005])},
+            "jittor, no erasing": {s: _records(a - 0.15 + 0.01 * s, 0.4) for s, a in zip(seeds, jit)},
+            "jittor, theta 0.0": {s: _records(a + 0.004 * (-1) ** s, 0.5) for s, a in zip(seeds, jit)}}
+    a = study.analyse(runs, seeds)
+    assert a["verdict"]["contains_zero"] and a["verdict"]["within_goal"]
+    assert a["verdict"]["sensitivity_detected"] == {"jittor, no erasing": True, "jittor, theta 0.0": False}
+    assert a["verdict"]["sensitivity_significant"] == {"jittor, no erasing": True, "jittor, theta 0.0": False}
+    shifted = dict(runs, torch={s: _records(a - 0.08 + 0.002 * s, 0.5) for s, a in zip(seeds, jit)})
+    assert not study.analyse(shifted, seeds)["verdict"]["contains_zero"]
+    result = {"argv": [], "spec": study.PRESET_SPEC, "config": study.PRESET_CONFIG, "seeds": seeds, "epochs": 3, "eval_videos": 120,
+              "train_videos": 120, "machine": {"cpus": 2}, "wall_s": 60.0, "runs_trained": 20, "runs_reused": 0,
+              "run_s_median": 3.0, "analysis": a}
+    text = study.report(result)
+    assert "contains 0" in text and "| jittor, no erasing |" in text and "yes |" in text
+    study.plot(runs, str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").stat().st_size > 1000
