@@ -1,4 +1,4 @@
-"""cten-bench frameworks|kernels|training|bank|data|epoch [...]: every benchmark under one command.
+"""cten-bench frameworks|kernels|training|parity|bank|data|epoch [...]: every benchmark under one command.
 
 Each is also ``python -m benchmarks.<module>``; results go to ``benchmarks/results/``.
 """
@@ -10,6 +10,7 @@ TOOLS = {
     "frameworks": ("benchmarks.compare_frameworks:main", "Jittor against PyTorch: steps, epochs, memory"),
     "kernels": ("benchmarks.bench_kernels:main", "fused kernels against composed operators"),
     "training": ("benchmarks.compare_training:main", "the same training run in both frameworks"),
+    "parity": ("benchmarks.training_parity:main", "the training-parity study: both frameworks over seeds"),
     "bank": ("benchmarks.compare_bank:main", "training from a feature bank against end to end"),
     "data": ("benchmarks.bench_data:main", "data readers: frame folder, store, mp4, filterbank"),
     "epoch": ("benchmarks.bench_epoch:main", "one real-length epoch: train and predict"),

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from benchmarks.machine import describe
+from benchmarks.common import describe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINERS = {"jittor": "cten_jt.train", "torch": "cten_torch_ref.train"}
