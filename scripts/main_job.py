@@ -1,9 +1,7 @@
-"""python scripts/main_job.py: the same as cten-main-job (``cten_jt.main_job``), for a checkout."""
-import os
+"""python scripts/main_job.py: the same as cten-main-job (``cten_jt.main_job``) (setup.sh installs this checkout into .venv)."""
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout, not an installed copy
-from cten_jt.main_job import main  # noqa: E402
+from cten_jt.main_job import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,7 @@
-"""python scripts/parity_report.py: the same as cten-parity-report (``cten_jt.parity_report``), for a checkout."""
-import os
+"""python scripts/parity_report.py: the same as cten-parity-report (``cten_jt.parity_report``) (setup.sh installs this checkout into .venv)."""
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout, not an installed copy
-from cten_jt.parity_report import main  # noqa: E402
+from cten_jt.parity_report import main
 
 if __name__ == "__main__":
     sys.exit(main())

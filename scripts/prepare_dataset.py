@@ -1,9 +1,7 @@
-"""python scripts/prepare_dataset.py: the same as cten-prepare-dataset (``cten_common.data.prepare``), for a checkout."""
-import os
+"""python scripts/prepare_dataset.py: the same as cten-prepare-dataset (``cten_common.data.prepare``) (setup.sh installs this checkout into .venv)."""
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout, not an installed copy
-from cten_common.data.prepare import main  # noqa: E402
+from cten_common.data.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main())
