@@ -32,7 +32,8 @@ class FileWriteError(OSError):
     """A file could not be written; whatever was there before is unchanged."""
 
 
-def _fsync_folder(folder):
+def fsync_folder(folder):
+    """Make a rename in ``folder`` durable (where the platform can open folders)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -66,7 +67,7 @@ def atomic_path(path):
                                  f"{path}: not written ({exc.strerror or exc}); "
                                  "the previous file, if any, is unchanged") from exc
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
 @contextlib.contextmanager

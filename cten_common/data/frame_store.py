@@ -59,6 +59,7 @@ import numpy as np
 from cten_common.data.errors import DataError
 from cten_common.data.video import (FrameFolder, VideoFile, _check_indices, _fill, _file_key, _read_chunks,
                                      decode_jpeg)
+from cten_common.safe_save import fsync_folder
 
 MAGIC = b"CTENFRMS"
 VERSION = 1
@@ -254,7 +255,7 @@ def write_store(source_path, store_path, short_side=240, quality=90, progress=Fa
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    _fsync_dir(folder)
+    fsync_folder(folder)
     return "written"
 
 
@@ -294,16 +295,3 @@ def _write_frames(f, header, video, progress):
         raise DataError(video.path, f"only {count} of its {n} frames decode")
     f.seek(HEADER.size)
     f.write(offsets.tobytes())
-
-
-def _fsync_dir(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
