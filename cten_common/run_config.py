@@ -52,14 +52,39 @@ def merge(base, override, where=""):
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
         if key not in out:
-            raise ValueError(f"unknown setting {where}{key!r}; known: {sorted(out)}")
+            raise ValueError(f"unknown setting '{where}{key}'; known: {sorted(out)}")
         if isinstance(out[key], dict):
             if not isinstance(value, dict):
-                raise ValueError(f"setting {where}{key!r} must be a mapping")
+                raise ValueError(f"setting '{where}{key}' must be a mapping")
             out[key] = merge(out[key], value, f"{where}{key}.")
         else:
             out[key] = value
     return out
+
+
+def _merge_file(config, path):
+    """``config`` with the YAML file ``path`` merged in; every problem with the file is a
+    ValueError that names it (the file is read with ``yaml.safe_load``: no code runs)."""
+    try:
+        with open(path) as f:
+            loaded = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the configuration ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a configuration must be a mapping of sections, got {type(loaded).__name__}")
+    base = os.path.dirname(os.path.abspath(path))
+    data = loaded.get("data")
+    if isinstance(data, dict):
+        for key in ("annotation", "video_root", "audio_root"):
+            value = data.get(key)
+            if isinstance(value, str) and not os.path.isabs(value):
+                data[key] = os.path.normpath(os.path.join(base, value))
+    try:
+        return merge(config, loaded)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def load_run_config(path=None, overrides=()):
@@ -69,14 +94,7 @@ def load_run_config(path=None, overrides=()):
     """
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
-        base = os.path.dirname(os.path.abspath(path))
-        for key in ("annotation", "video_root", "audio_root"):
-            value = (loaded.get("data") or {}).get(key)
-            if isinstance(value, str) and not os.path.isabs(value):
-                loaded["data"][key] = os.path.normpath(os.path.join(base, value))
-        config = merge(config, loaded)
+        config = _merge_file(config, path)
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"--set expects section.key=value, got {item!r}")

@@ -143,15 +143,15 @@ def main(argv=None):
     p.add_argument("--out", help="run folder")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     a = p.parse_args(argv)
-    if a.resume:
-        if find_run_checkpoint(a.resume, "last") is None:
-            p.error(f"{run_checkpoint_path(a.resume)} not found: nothing to resume (no epoch finished)")
-        config, out = resume_config(a.resume), a.resume
-    else:
-        if not (a.config and a.out):
-            p.error("give --config and --out (or --resume RUN_DIR)")
-        config, out = load_run_config(a.config, a.set), a.out
     try:
+        if a.resume:
+            if find_run_checkpoint(a.resume, "last") is None:
+                p.error(f"{run_checkpoint_path(a.resume)} not found: nothing to resume (no epoch finished)")
+            config, out = resume_config(a.resume), a.resume
+        else:
+            if not (a.config and a.out):
+                p.error("give --config and --out (or --resume RUN_DIR)")
+            config, out = load_run_config(a.config, a.set), a.out
         summary = train(config, out, resume=bool(a.resume))
     except NonFiniteLoss as exc:
         print(f"error: {exc}", file=sys.stderr)

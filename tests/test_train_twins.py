@@ -248,3 +248,27 @@ def test_the_twin_cli_resumes(tiny, tmp_path):
     assert run_checkpoint(tmp_path / "run")["epoch"] == 1
     with pytest.raises(SystemExit):
         main(["--resume", str(tmp_path / "nothing")])
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
+@pytest.mark.parametrize("text, problem", [
+    ("model: {n_classes: [oops\n", "not valid YAML"),
+    ("- a list\n", "must be a mapping"),
+    ("train: {epochz: 3}\n", "unknown setting 'train.epochz'"),
+    ("model: {visual_depth: 11}\n", "visual_depth must be one of"),
+])
+def test_a_bad_configuration_file_is_a_clear_exit_2(framework, text, problem, tmp_path, capsys):
+    """``main`` of either trainer: a bad file is one error line naming the problem (and the
+    file, for what is wrong with the file itself), exit 2, and no run folder."""
+    import importlib
+    main = importlib.import_module("cten_jt.train" if framework == "jittor" else "cten_torch_ref.train").main
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and problem in err and "Traceback" not in err, err
+    if "visual_depth" not in problem:
+        assert str(path) in err
+    assert not (tmp_path / "run").exists()
+    assert main(["--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert "missing.yaml: cannot read the configuration" in capsys.readouterr().err
