@@ -46,7 +46,11 @@ def main(argv=None):
     p.add_argument("--subset", help="default: data.eval_subset")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
-    config = load_run_config(a.config, a.set)
+    try:
+        config = load_run_config(a.config, a.set)
+    except ValueError as exc:       # names the file and the setting
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     set_kernels(config["train"]["kernels"])
     set_device(config["train"]["device"])
     model = build_model(config["model"], init_seed=0)

@@ -30,7 +30,11 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
     started = time.time()
-    config = load_run_config(a.config, a.set)
+    try:
+        config = load_run_config(a.config, a.set)
+    except ValueError as exc:       # names the file and the setting
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     annotation = config["data"]["annotation"]
     if not os.path.exists(annotation):
         print(f"1/4 generating the synthetic data set in {os.path.dirname(annotation)}")

@@ -36,14 +36,14 @@ def load_for_prediction(weights, config_path=None, overrides=()):
     from cten_jt.kernels import set_kernels
     from cten_jt.models import build_model
 
+    # a bad --config first: it costs no reading of the weights
+    config = load_run_config(config_path, overrides) if config_path else None
     ckpt = read_checkpoint(weights)          # any format; never runs code from the file
     run = isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
-    if config_path:
-        config = load_run_config(config_path, overrides)
-    elif run:
+    if config is None:
+        if not run:
+            raise CheckpointError(f"{weights}: carries no config; pass --config")
         config = ckpt["config"]
-    else:
-        raise CheckpointError(f"{weights}: carries no config; pass --config")
     set_kernels(config.get("train", {}).get("kernels", "fused"))
     set_device(config.get("train", {}).get("device", "auto"))
     model = build_model(config["model"], init_seed=0)
@@ -141,7 +141,7 @@ def main(argv=None):
         model, config, classes = load_for_prediction(a.weights, a.config)
         result = predict_video(model, config, classes, a.video, a.audio, a.allow_silence,
                                a.threshold, a.top_k)
-    except (DataError, CheckpointError) as exc:
+    except (DataError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{a.video}: {result['n_frames']} frames, {result['duration_s']:.1f} s")

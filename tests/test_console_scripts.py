@@ -85,3 +85,29 @@ def test_packages_edit_no_sys_path():
                 if name.endswith(".py") and "sys.path.insert" in open(os.path.join(folder, name)).read():
                     offenders.append(os.path.relpath(os.path.join(folder, name), ROOT))
     assert not offenders, offenders
+
+
+# every command that takes --config: a bad file is one error line naming it, exit 2
+CONFIG_COMMANDS = {
+    "cten-train": ["--out", "{tmp}/run"],
+    "cten-evaluate": ["--weights", "{tmp}/w.safetensors"],
+    "cten-extract-features": ["--out", "{tmp}/bank"],
+    "cten-main-job": ["--out", "{tmp}/run"],
+    "cten-check-data": [],
+    "cten-predict": ["{tmp}/video.mp4", "--weights", "{tmp}/w.safetensors"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_COMMANDS))
+def test_a_bad_configuration_file_is_one_error_line_and_exit_2(name, tmp_path, capsys):
+    module, function = next((m, f) for n, m, f in SCRIPTS if n == name)
+    main = getattr(importlib.import_module(module), function)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochz: 3}\n")
+    (tmp_path / "w.safetensors").write_bytes(b"")         # exists; never reached
+    args = [a.format(tmp=tmp_path) for a in CONFIG_COMMANDS[name]] + ["--config", str(bad)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{bad}: unknown setting 'train.epochz'" in err, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "w.safetensors"]   # nothing written

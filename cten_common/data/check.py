@@ -69,7 +69,11 @@ def main(argv=None, prog="cten-check-data"):
     data = {}
     if a.config:
         from ..run_config import load_run_config
-        data = {k: v for k, v in load_run_config(a.config)["data"].items() if v is not None}
+        try:
+            data = {k: v for k, v in load_run_config(a.config)["data"].items() if v is not None}
+        except ValueError as exc:   # names the file and the setting
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     for key in ("format", "annotation", "video_root", "audio_root"):
         if getattr(a, key) is not None:
             data[key] = getattr(a, key)
