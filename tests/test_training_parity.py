@@ -41,3 +41,30 @@ def test_the_verdict_fails_a_shift_and_sees_the_sensitivity_runs(tmp_path):
     assert "contains 0" in text and "| jittor, no erasing |" in text and "yes |" in text
     study.plot(runs, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_the_reference_floor_is_paired_with_the_torch_runs_and_reported():
+    seeds = [3, 4, 5]                      # --first-seed 3
+    torch_acc = [0.60, 0.55, 0.58]
+    runs = {"jittor": {s: _records(a + 0.01, 0.5) for s, a in zip(seeds, torch_acc)},
+            "torch": {s: _records(a, 0.5) for s, a in zip(seeds, torch_acc)},
+            "torch, other threads": {s: _records(a + d, 0.5) for s, a, d in zip(seeds, torch_acc, [0.02, -0.01, 0.0])}}
+    a = study.analyse(runs, seeds)
+    assert a["floor"]["val_accuracy"]["differences"] == pytest.approx([0.02, -0.01, 0.0])
+    assert a["parity"]["val_accuracy"]["differences"] == pytest.approx([0.01, 0.01, 0.01])
+    result = {"argv": [], "spec": study.PRESET_SPEC, "config": study.PRESET_CONFIG, "seeds": seeds, "epochs": 3,
+              "eval_videos": 102, "train_videos": 102, "machine": {"cpus": 2}, "wall_s": 60.0, "runs_trained": 9,
+              "runs_reused": 0, "run_s_median": 3.0, "analysis": a}
+    text = study.report(result)
+    assert "PyTorch against itself: +0.3" in text and "Jittor's against PyTorch 1.0" in text
+    assert "| validation accuracy | +1.0, +1.0, +1.0 |" in text and "+2.0, -1.0, +0.0 |" in text
+    assert study.threads_for("torch, other threads", 1) == 2 and study.threads_for("torch", 1) == 1
+
+
+def test_spec_overrides_are_typed_and_unknown_keys_refused():
+    import argparse
+    parser = argparse.ArgumentParser()
+    got = study._spec_overrides(["evidence_length=[0.3, 0.5]", "distractors=1", "noise=4.5"], parser)
+    assert got == {"evidence_length": (0.3, 0.5), "distractors": 1, "noise": 4.5}
+    with pytest.raises(SystemExit):
+        study._spec_overrides(["evidense=1"], parser)
