@@ -149,6 +149,23 @@ def paired_interval(a, b, level=0.95):
             "high": float(d.mean()) + half, "half_width": half, "differences": d.tolist()}
 
 
+PART_RTOL = 1e-3        # two runs have parted once a step's loss differs by more than 0.1 %
+
+
+def parting_step(a, b):
+    """The first step (1-based, over all epochs) whose training loss differs by more than
+    PART_RTOL between the runs' records ``a`` and ``b``; None if they never part (or the
+    records predate ``step_losses``)."""
+    sa = [x for r in a for x in r.get("step_losses") or []]
+    sb = [x for r in b for x in r.get("step_losses") or []]
+    if not sa or len(sa) != len(sb):
+        return None
+    for i, (x, y) in enumerate(zip(sa, sb)):
+        if abs(x - y) > PART_RTOL * abs(y):
+            return i + 1
+    return None
+
+
 def final(records, key):
     value = records[-1][key]
     return float("nan") if value is None else float(value)
@@ -168,8 +185,10 @@ def analyse(runs, seeds):
     for key in METRICS:
         out["parity"][key] = paired_interval([final(runs["jittor"][s], key) for s in seeds],
                                              [final(runs["torch"][s], key) for s in seeds])
+    out["parting"] = {"jittor vs torch": [parting_step(runs["jittor"][s], runs["torch"][s]) for s in seeds]}
     for name, _, _ in FLOOR:
         if name in runs:
+            out["parting"]["torch vs itself"] = [parting_step(runs[name][s], runs["torch"][s]) for s in seeds]
             out["floor"] = {key: paired_interval([final(runs[name][s], key) for s in seeds],
                                                  [final(runs["torch"][s], key) for s in seeds])
                             for key in METRICS}
@@ -281,6 +300,13 @@ def report(result):
             lines[-1] += (f" PyTorch against itself: {_interval(floor)}; its mean absolute per-seed difference "
                           f"{np.mean(np.abs(floor['differences'])) * 100:.1f} points, Jittor's against PyTorch "
                           f"{np.mean(np.abs(acc['differences'])) * 100:.1f}.")
+    steps = len(next(iter(result["runs"]["jittor"].values()))[0].get("step_losses") or []) \
+        if result.get("runs") else 0
+    if any(v is not None for v in a.get("parting", {}).get("jittor vs torch", [])) or steps:
+        lines += ["", f"Where the runs part: the first step whose training loss differs by more than "
+                  f"{PART_RTOL * 100:g} % ({steps} steps an epoch; '-': never in {epochs} epochs), per seed:", ""]
+        for pair, at in a["parting"].items():
+            lines.append(f"- {pair}: " + ", ".join("-" if k is None else str(k) for k in at))
     if a["sensitivity"]:
         lines += ["", "Sensitivity: Jittor variants minus Jittor (same seeds), mean [95 % CI]. *Beyond parity*: "
                   "the variant's mean shift in validation accuracy exceeds the parity interval's whole width; "

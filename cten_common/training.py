@@ -91,6 +91,7 @@ class EpochMeter:
         self.bank_exact = np.zeros(2, np.int64)         # [exact, looked up] snippets of a feature bank
         self.seen = self.steps = 0
         self.first_step_loss = None
+        self.step_losses = []           # every step's loss, in order (where two runs part)
         self.view_read_s = 0.0
         self.began = time.time()
 
@@ -103,6 +104,7 @@ class EpochMeter:
         check_finite(loss, view_losses, self.epoch, self.steps + 1, self.out, self.last_good)
         self.steps += 1
         self.first_step_loss = loss if self.first_step_loss is None else self.first_step_loss
+        self.step_losses.append(loss)
         self.loss_sums["loss"] += loss
         for view, value in zip(self.views, view_losses):
             self.loss_sums[f"loss_{view}"] += value
@@ -132,6 +134,7 @@ class EpochMeter:
         for view in VIEWS:
             record[f"loss_{view}"] = (self.loss_sums[f"loss_{view}"] / steps if view in self.views else None)
         record["first_step_loss"] = self.first_step_loss
+        record["step_losses"] = list(self.step_losses)
         for view in VIEWS:
             record[f"train_acc_{view}"] = (float(correct[self.views.index(view)]) / max(seen, 1)
                                            if view in self.views else None)

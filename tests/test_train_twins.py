@@ -196,6 +196,9 @@ def test_both_trainers_write_the_same_first_epoch(tiny, tmp_path):
         (j["first_step_loss"], t["first_step_loss"])
     for key in ("loss", "loss_original", "loss_context", "loss_keyframe"):
         assert abs(j[key] - t[key]) <= 0.03 * abs(t[key]), (key, j[key], t[key])
+    for r in (j, t):                     # every step's loss, the first one first; their mean is the loss
+        assert r["step_losses"][0] == r["first_step_loss"] and len(r["step_losses"]) == 3
+        assert abs(np.mean(r["step_losses"]) - r["loss"]) <= 1e-12 * abs(r["loss"])
     summary = json.loads((runs["torch"] / "summary.json").read_text())
     for key, n in (("train_acc_original", summary["train_videos"]), ("train_acc_context", summary["train_videos"]),
                    ("train_acc_keyframe", summary["train_videos"]), ("val_accuracy", summary["eval_videos"]),

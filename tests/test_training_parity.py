@@ -68,3 +68,11 @@ def test_spec_overrides_are_typed_and_unknown_keys_refused():
     assert got == {"evidence_length": (0.3, 0.5), "distractors": 1, "noise": 4.5}
     with pytest.raises(SystemExit):
         study._spec_overrides(["evidense=1"], parser)
+
+
+def test_parting_step_is_the_first_step_beyond_the_tolerance():
+    a = [{"step_losses": [1.0, 0.9]}, {"step_losses": [0.8, 0.7]}]
+    b = [{"step_losses": [1.0, 0.9 * (1 + 5e-4)]}, {"step_losses": [0.8 * (1 + 2e-3), 0.6]}]
+    assert study.parting_step(a, b) == 3
+    assert study.parting_step(a, a) is None
+    assert study.parting_step([{"loss": 1.0}], [{"loss": 1.0}]) is None     # older records
