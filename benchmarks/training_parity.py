@@ -318,7 +318,7 @@ def report(result):
                 _interval(s[k], 1.0, 3) if k == "loss" else _interval(s[k]) for k in METRICS)
                 + f" | {'yes' if v['sensitivity_detected'][name] else 'no'}"
                 + f" | {'yes' if v['sensitivity_significant'][name] else 'no'} |")
-    lines += ["", "Loss and accuracy curves of every run: training_parity.png.", ""]
+    lines += ["", f"Loss and accuracy curves of every run: {result.get('plot', 'training_parity.png')}.", ""]
     if result.get("notes"):
         lines += [result["notes"], ""]
     return "\n".join(lines)
@@ -395,7 +395,7 @@ def main(argv=None):
               "runs_reused": sum(s is None for _, s in done), "run_s_median": float(np.median(times)),
               "run_s_total": float(np.sum(times)), "jobs": a.jobs,
               "analysis": analyse(runs, seeds), "runs": {n: {str(s): r for s, r in b.items()} for n, b in runs.items()},
-              "machine": describe(), "notes": a.notes}
+              "machine": describe(), "notes": a.notes, "plot": os.path.basename(a.out) + ".png"}
     with open(a.out + ".json", "w") as f:
         json.dump(result, f, indent=1)
     plot(runs, a.out + ".png")
