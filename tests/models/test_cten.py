@@ -271,3 +271,28 @@ def test_audio_features_given_once_equal_the_audio_path_in_both_frameworks():
         j_model(jv[:, :2], audio_features=j_model.audio_branch(ja))
     with pytest.raises(ValueError, match="visual must have shape"):
         t_model(tv[:, :2], audio_features=t_model.audio_branch(ta))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_keeps_1_minus_p_scaled_by_1_over_1_minus_p_in_train_mode_only(p):
+    """The one draw the frameworks cannot share (their generators differ) is dropout's
+    mask; its semantics must still be the same: in train mode each element is kept with
+    probability 1 - p and scaled by 1 / (1 - p), in eval mode it passes unchanged, and
+    CTEN's train()/eval() switch its head's dropout in both frameworks."""
+    t_model, j_model = _pair(TINY_VISUAL, dropout=p)
+    x = np.full((200, 500), 3.0, np.float32)
+    n = x.size
+    for mode in ("train", "eval"):
+        getattr(t_model, mode)()
+        getattr(j_model, mode)()
+        with torch.no_grad():
+            t_out = t_model.drop(torch.from_numpy(x)).numpy()
+        j_out = j_model.drop(jt.array(x)).numpy()
+        for name, out in (("torch", t_out), ("jittor", j_out)):
+            if mode == "eval":
+                assert np.array_equal(out, x), f"{name}: eval-mode dropout changed its input"
+                continue
+            kept = out != 0
+            # the kept share: within 5 standard deviations of 1 - p
+            assert abs(kept.mean() - (1 - p)) <= 5 * np.sqrt(p * (1 - p) / n), (name, kept.mean())
+            np.testing.assert_allclose(out[kept], 3.0 / (1 - p), rtol=1e-6, err_msg=f"{name} scale")
