@@ -38,7 +38,14 @@ def test_the_verdict_fails_a_shift_and_sees_the_sensitivity_runs(tmp_path):
               "train_videos": 120, "machine": {"cpus": 2}, "wall_s": 60.0, "runs_trained": 20, "runs_reused": 0,
               "run_s_median": 3.0, "analysis": a}
     text = study.report(result)
-    assert "contains 0" in text and "| jittor, no erasing |" in text and "yes |" in text
+    assert "contains 0" in text and "| jittor, no erasing |" in text
+    assert a["verdict"]["sensitivity_moved"]["jittor, no erasing"] == ["val_accuracy", "val_accuracy_mean_views",
+                                                                     "val_mAP", "loss", "val_accuracy_over_epochs"]
+    assert a["verdict"]["sensitivity_moved"]["jittor, theta 0.0"] == []
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| jittor, ")}
+    assert rows["| jittor, theta 0.0"].endswith(" | nothing |")
+    assert rows["| jittor, no erasing"].endswith(" | validation accuracy, mean-of-views accuracy, detection mAP, "
+                                                 "training loss, mean validation accuracy over epochs |")
     study.plot(runs, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 1000
 
