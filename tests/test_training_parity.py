@@ -55,7 +55,7 @@ def test_the_reference_floor_is_paired_with_the_torch_runs_and_reported():
     torch_acc = [0.60, 0.55, 0.58]
     runs = {"jittor": {s: _records(a + 0.01, 0.5) for s, a in zip(seeds, torch_acc)},
             "torch": {s: _records(a, 0.5) for s, a in zip(seeds, torch_acc)},
-            "torch, other threads": {s: _records(a + d, 0.5) for s, a, d in zip(seeds, torch_acc, [0.02, -0.01, 0.0])}}
+            "torch, oneDNN off": {s: _records(a + d, 0.5) for s, a, d in zip(seeds, torch_acc, [0.02, -0.01, 0.0])}}
     a = study.analyse(runs, seeds)
     assert a["floor"]["val_accuracy"]["differences"] == pytest.approx([0.02, -0.01, 0.0])
     assert a["parity"]["val_accuracy"]["differences"] == pytest.approx([0.01, 0.01, 0.01])
@@ -65,7 +65,6 @@ def test_the_reference_floor_is_paired_with_the_torch_runs_and_reported():
     text = study.report(result)
     assert "PyTorch against itself: +0.3" in text and "Jittor's against PyTorch 1.0" in text
     assert "| validation accuracy | +1.0, +1.0, +1.0 |" in text and "+2.0, -1.0, +0.0 |" in text
-    assert study.threads_for("torch, other threads", 1) == 2 and study.threads_for("torch", 1) == 1
 
 
 def test_spec_overrides_are_typed_and_unknown_keys_refused():
@@ -83,3 +82,16 @@ def test_parting_step_is_the_first_step_beyond_the_tolerance():
     assert study.parting_step(a, b) == 3
     assert study.parting_step(a, a) is None
     assert study.parting_step([{"loss": 1.0}], [{"loss": 1.0}]) is None     # older records
+
+
+def test_the_floor_trainer_is_the_twin_with_onednn_off():
+    """The floor's launcher starts cten_torch_ref.train's main with oneDNN switched off
+    (run here with --help: the same entry point, no training)."""
+    import subprocess
+    import sys
+    code = study.TRAINERS["torch-no-onednn"][1]
+    probe = code.replace("from cten_torch_ref.train import main; sys.exit(main(sys.argv[1:]))",
+                         "print(torch.backends.mkldnn.enabled)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+    done = subprocess.run([sys.executable, *study.TRAINERS["torch-no-onednn"], "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "cten_torch_ref.train" in done.stdout, done.stderr
