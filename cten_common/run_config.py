@@ -112,6 +112,10 @@ def load_run_config(path=None, overrides=()):
         raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {config['train']['device']!r}")
     if not isinstance(config["train"]["erasing"], bool):
         raise ValueError(f"train.erasing must be true or false, got {config['train']['erasing']!r}")
+    seed = config["train"]["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        # Jittor seeds numpy's global generator with it, which takes 32 bits
+        raise ValueError(f"train.seed must be an integer in [0, 2**32), got {seed!r}")
     if config["train"]["loss"] not in ("ce", "pcce"):
         raise ValueError(f"train.loss must be 'ce' or 'pcce', got {config['train']['loss']!r}")
     return config

@@ -26,6 +26,7 @@ from .safe_load import find_run_checkpoint, read_run_checkpoint, run_checkpoint_
 from .safe_save import save_checkpoint_file
 
 VIEWS = ("original", "context", "keyframe")
+DROPOUT_STREAM = 23          # the dropout seed's fourth word
 ERASING_STREAM = 17          # the erasing generator's third seed word, apart from the samples' (seed, epoch, index)
 
 
@@ -55,8 +56,11 @@ def erasing_rng(seed, epoch):
 
 def dropout_seed(seed, epoch, rank=0):
     """The framework generator's seed for epoch ``epoch`` on MPI rank ``rank`` (dropout):
-    one integer from (seed, epoch, rank), below 2**63 for any seed < 2**40."""
-    return (int(seed) * 1000003 + int(epoch)) * 1009 + int(rank)
+    one integer in [0, 2**32) drawn from (seed, epoch, rank).  2**32 is the bound:
+    ``jt.set_global_seed`` hands its seed to ``np.random.seed``, which refuses more (the
+    former ``(seed * 1000003 + epoch) * 1009 + rank`` passed it from train.seed 5 on)."""
+    words = [int(seed), int(epoch), int(rank), DROPOUT_STREAM]
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint32)[0])
 
 
 # ---------------------------------------------------------------------------
