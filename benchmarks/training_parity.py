@@ -265,12 +265,28 @@ def _interval(iv, scale=100.0, digits=1):
             f" (±{iv['half_width'] * scale:.{digits}f})")
 
 
+def _command(argv):
+    """The study's command line as the report shows it: the notes, printed at the end, elided."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--notes":
+            shown.append('--notes "..."')
+            skip = True
+        elif arg.startswith("--notes="):
+            shown.append('--notes "..."')
+        else:
+            shown.append(arg)
+    return " ".join(shown)
+
+
 def report(result):
     """The study's markdown."""
     a, seeds, epochs = result["analysis"], result["seeds"], result["epochs"]
     n_val = result["eval_videos"]
     lines = [f"# Training parity, Jittor vs PyTorch ({len(seeds)} seeds x {epochs} epochs)", "",
-             f"`python -m benchmarks.training_parity {' '.join(result['argv'])}`: synthetic preset "
+             f"`python -m benchmarks.training_parity {_command(result['argv'])}`: synthetic preset "
              f"({result['spec']['classes']} classes, {result['train_videos']} training and {n_val} validation "
              f"videos, {result['spec']['duration']:g} s at {result['spec']['fps']} fps, {result['spec']['size']} px, "
              f"evidence strength {result['spec']['evidence_strength']}, {result['spec']['distractors']} "

@@ -95,3 +95,8 @@ def test_the_floor_trainer_is_the_twin_with_onednn_off():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
     done = subprocess.run([sys.executable, *study.TRAINERS["torch-no-onednn"], "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "cten_torch_ref.train" in done.stdout, done.stderr
+
+
+def test_the_report_shows_the_command_without_its_notes():
+    assert study._command(["--seeds", "8", "--notes", "long text", "--jobs", "2"]) == '--seeds 8 --notes "..." --jobs 2'
+    assert study._command(["--notes=x y"]) == '--notes "..."'
