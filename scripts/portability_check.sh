@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite three ways, as machines of this kind differ (a summary at
+# The whole test suite four ways, as machines of this kind differ (a summary at
 # the end; logs in $OUT, default /tmp/cten_portability):
-#   default   - as CI runs it;
-#   avx2      - oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA and DNNL_MAX_CPU_ISA, honoured by
-#               PyTorch's and Jittor's oneDNN alike; machine_info.py shows it took effect),
-#               standing in for another CPU's kernels and rounding;
-#   1thread   - one OpenMP thread (other reduction splits in oneDNN and PyTorch).
+#   default    - as CI runs it;
+#   avx2       - oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA and DNNL_MAX_CPU_ISA, honoured by
+#                PyTorch's oneDNN 3.x and Debian's oneDNN 2.6 under Jittor alike), standing in
+#                for another CPU's kernels and rounding;
+#   avx512bf16 - oneDNN limited to AVX-512 with bf16 and no AMX (AVX512_CORE_BF16, a name both
+#                oneDNN versions accept): the AMD EPYC's path on an Intel Xeon with AMX.  On a
+#                CPU without that much, the limit is above the CPU and changes nothing;
+#   1thread    - one OpenMP thread (other reduction splits in oneDNN and PyTorch).
+# Each limited way checks, from machine_info.py's oneDNN lines (the ISA each framework's
+# oneDNN reports when it runs), that the limit took effect in both frameworks: no AVX-512
+# under avx2, no AMX under avx512bf16; a limit that did not take effect fails the way.
 # Usage: bash scripts/portability_check.sh [pytest args, default: tests]
-#        MODES="avx2 1thread" bash scripts/portability_check.sh     # some of the three
+#        MODES="avx2 1thread" bash scripts/portability_check.sh     # some of the four
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/cten_portability}
@@ -15,17 +21,29 @@ mkdir -p "$OUT"
 PY=.venv/bin/python
 ARGS=("$@")
 [ ${#ARGS[@]} -eq 0 ] && ARGS=(tests)
+# what oneDNN's reported ISA must not mention under each limit
+declare -A FORBIDDEN=([avx2]="AVX-512" [avx512bf16]="AMX")
 declare -A ENVS=(
   [default]=""
   [avx2]="ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2"
+  [avx512bf16]="ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 DNNL_MAX_CPU_ISA=AVX512_CORE_BF16"
   [1thread]="OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"
 )
 status=0
 summary=()
-for mode in ${MODES:-default avx2 1thread}; do
+for mode in ${MODES:-default avx2 avx512bf16 1thread}; do
   log="$OUT/$mode.log"
   echo "== $mode: ${ENVS[$mode]:-(no limits)}"
   env ${ENVS[$mode]} $PY scripts/machine_info.py | tee "$log"
+  forbidden=${FORBIDDEN[$mode]:-}
+  if [ -n "$forbidden" ]; then
+    isa_lines=$(grep "^oneDNN in" "$log")
+    if [ "$(echo "$isa_lines" | wc -l)" -ne 2 ] || echo "$isa_lines" | grep -q -e "$forbidden" -e "not measured" -e "failed" -e "no oneDNN"; then
+      summary+=("$mode: the limit did not take effect in both frameworks: $(echo $isa_lines)")
+      status=1
+      continue
+    fi
+  fi
   env ${ENVS[$mode]} $PY -m pytest -q -p no:cacheprovider "${ARGS[@]}" >>"$log" 2>&1
   rc=$?
   last=$(grep -E "(passed|failed|error)" "$log" | tail -n 1)
