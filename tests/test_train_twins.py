@@ -173,44 +173,71 @@ def test_the_twin_loads_a_backbone_through_the_strict_path(tiny, pretrained, tmp
 TIMING = ("time_s", "train_time_s", "data_wait_s", "view_read_s", "data_wait_fraction")
 
 
+# Jittor against PyTorch after the runs have parted: at most FACTOR times the larger parting
+# of PyTorch against itself (oneDNN off; weights moved by one ulp), measured in the same test.
+# A single pair's parting is one draw of a chaotic process (which rounding-level gradients
+# flip their Adam step), so the factor is a judgement from a study, not a fit to one
+# machine: benchmarks/results/twin_first_epoch.md runs this configuration over 6 seeds.
+FACTOR = 4
+
+
 def test_both_trainers_write_the_same_first_epoch(tiny, tmp_path):
     """Same config, seed, batch order, samples, erasing and initial weights, no dropout (the
-    frameworks' generators differ): the first epoch's records have the same keys, and
-    the values agree within what fp32 arithmetic leaves.
+    frameworks' generators differ): the first epoch's records have the same keys, and the
+    values agree as far as fp32 arithmetic lets them.
 
-    * first_step_loss: the first step's forward is the same computation; relative 1e-4,
-      the project's whole-model tolerance (README, Parity; tests/models/test_cten.py);
-    * loss (the epoch's 3 steps): fp32 Adam's first updates are about lr * sign(g) and
-      gradients near zero differ in sign between the two (train-mode BatchNorm), so the
-      later steps differ; measured here ~1 %, allowed 3 %;
-    * accuracies: a video whose logits nearly tie may flip: one video's share;
-    * mAP: its ranking may reorder near ties: 0.15 absolute (2 validation videos)."""
+    Exact or tight, as the same computation: the keys of the record, the batch order of
+    every step, the first step's erased views (the same frame indices, exactly) and the
+    first step's loss (relative 1e-4, the project's whole-model tolerance: README, Parity;
+    tests/models/test_cten.py).
+
+    After the first step the runs part: Adam's first updates are about lr * sign(g), and a
+    gradient at rounding level (a bias before a train-mode BatchNorm) flips its sign with
+    the CPU's rounding (benchmarks/twin_first_epoch.py).  What comes after is judged
+    against the floor, PyTorch against itself, measured here on this CPU:
+
+    * the losses (the epoch's means and its later steps' losses): the largest relative
+      difference is at most FACTOR times the floor's, plus 1e-4 (what the same weights
+      leave, as the first step);
+    * accuracies: at most FACTOR times the floor's difference of the same figure, plus one
+      video's share (a near tie that the same weights can flip);
+    * mAP: at most FACTOR times the floor's difference, plus what one near tie can move
+      it: a swap of two adjacent detections changes one class's AP by at most 0.5 (AP of
+      one true and one false detection, 1 against 0.5), and mAP averages over the classes."""
+    from benchmarks.twin_first_epoch import COUNTED, FLOORS, LOSSES, VARIANTS, parting, train_variant
     root, path = tiny
     config = load_run_config(str(path), ["train.epochs=1", "model.dropout=0.0"])
-    runs = {fw: tmp_path / fw for fw in ("jittor", "torch")}
-    for fw, out in runs.items():
-        _trainer(fw).train(config, str(out), progress=False)
-    j, t = (json.loads((runs[fw] / "metrics.jsonl").read_text().splitlines()[0]) for fw in ("jittor", "torch"))
-    assert set(j) == set(t)
-    assert abs(j["first_step_loss"] - t["first_step_loss"]) <= 1e-4 * abs(t["first_step_loss"]), \
-        (j["first_step_loss"], t["first_step_loss"])
-    for key in ("loss", "loss_original", "loss_context", "loss_keyframe"):
-        assert abs(j[key] - t[key]) <= 0.03 * abs(t[key]), (key, j[key], t[key])
-    for r in (j, t):                     # every step's loss, the first one first; their mean is the loss
+    records, steps = {}, {}
+    for variant in VARIANTS:
+        records[variant], steps[variant] = train_variant(variant, config, tmp_path / variant)
+    j, t = records["jittor"], records["torch"]
+    for variant, r in records.items():
+        assert set(r) == set(t), (variant, sorted(set(r) ^ set(t)))
+        assert [s["index"] for s in steps[variant]] == [s["index"] for s in steps["torch"]], variant
+        assert abs(r["first_step_loss"] - t["first_step_loss"]) <= 1e-4 * abs(t["first_step_loss"]), \
+            (variant, r["first_step_loss"], t["first_step_loss"])
         assert r["step_losses"][0] == r["first_step_loss"] and len(r["step_losses"]) == 3
         assert abs(np.mean(r["step_losses"]) - r["loss"]) <= 1e-12 * abs(r["loss"])
-    summary = json.loads((runs["torch"] / "summary.json").read_text())
-    for key, n in (("train_acc_original", summary["train_videos"]), ("train_acc_context", summary["train_videos"]),
-                   ("train_acc_keyframe", summary["train_videos"]), ("val_accuracy", summary["eval_videos"]),
-                   ("val_accuracy_mean_views", summary["eval_videos"])):
-        assert abs(j[key] - t[key]) <= 1 / n + 1e-9, (key, j[key], t[key])
-    assert abs(j["val_mAP"] - t["val_mAP"]) <= 0.15
+    assert len(steps["jittor"]) == 3
+    for view in ("context", "keyframe"):
+        assert np.array_equal(steps["jittor"][0]["indices"][view], steps["torch"][0]["indices"][view]), view
+
+    table, scale = parting(records)
+    assert scale["jittor"] <= FACTOR * scale["floor"] + 1e-4, \
+        ("losses part", scale, {k: (j[k], t[k]) for k in LOSSES}, j["step_losses"], t["step_losses"],
+         {f: records[f]["step_losses"] for f in FLOORS})
+    summary = json.loads((tmp_path / "torch" / "summary.json").read_text())
+    n = {"val_accuracy": summary["eval_videos"], "val_accuracy_mean_views": summary["eval_videos"]}
+    for key in COUNTED:
+        one = 0.5 / config["model"]["n_classes"] if key == "val_mAP" else 1 / n.get(key, summary["train_videos"])
+        bound = FACTOR * table[key]["floor"] + one + 1e-9
+        assert table[key]["jittor"] <= bound, (key, j[key], t[key], table[key], bound)
     assert j["epoch"] == t["epoch"] == 1 and j["bank_exact_fraction"] is t["bank_exact_fraction"] is None
     assert all(t[k] >= 0 for k in TIMING)
     for name in ("config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "summary.json",
                  "curves.png"):
-        assert (runs["torch"] / name).exists(), name
-    a, b = run_checkpoint(runs["jittor"]), run_checkpoint(runs["torch"])
+        assert (tmp_path / "torch" / name).exists(), name
+    a, b = run_checkpoint(tmp_path / "jittor"), run_checkpoint(tmp_path / "torch")
     assert set(a["optimizer"]["m"]) == set(b["optimizer"]["m"]) and a["optimizer"]["n_step"] == b["optimizer"]["n_step"]
 
 
