@@ -19,7 +19,8 @@ segment weights of ``CTEN.forward``) and its predicted class probabilities
    T segments of D = n // T frames (``cten_common.data.sampling``): segment s
    covers frames [s*D, min((s+1)*D, n)), and frame f covers the time
    [f/fps, (f+1)/fps), so segment s covers the seconds
-   [s*D/fps, min((s+1)*D, n)/fps).  The last n - T*D frames are in no
+   [s*D/fps, min((s+1)*D, n)/fps).  With ``frame_times`` (a variable-rate
+   video's timestamps, cten_common.data.timing) f/fps is frame_times[f].  The last n - T*D frames are in no
    segment (the model never samples them).  When n < T the frame list is
    loop-padded to T items, each segment is one item and segment s is frame
    s % n, i.e. [(s % n)/fps, (s % n + 1)/fps).
@@ -49,7 +50,9 @@ sentinels recall 0 / 1 and precision 0 at both ends, and AP is the sum over
 the recall steps of (recall increase) * (interpolated precision) (VOC 2010+,
 ActivityNet's ``interpolated_prec_rec``).  Classes without any ground-truth
 span are left out of the mean over classes; mAP is the mean of mAP@tIoU
-over the thresholds.
+over the thresholds.  (All-point interpolation, not VOC 2007's 11 points:
+docs/training.md says why; tests/common/test_metrics.py checks a case worked
+out by hand.)
 """
 import math
 

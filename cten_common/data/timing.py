@@ -137,8 +137,11 @@ def resolve_timing(n_frames, own_fps=None, own_source=None, item=None, config_fp
     own_fps = _positive(own_fps)
     timing = None
     if frame_times is not None and len(frame_times) == n + 1 and frame_times[-1] > 0:
-        timing = FrameTiming(own_fps or n / float(frame_times[-1]), own_source, None,
-                             np.asarray(frame_times, np.float64))
+        times = np.asarray(frame_times, np.float64)
+        fps = own_fps or n / float(times[-1])
+        if np.abs(times * fps - np.arange(n + 1)).max() <= 0.01:
+            times = None              # a constant rate: i / fps is the same, and holds no array
+        timing = FrameTiming(fps, own_source, None, times)
     elif own_fps is not None:
         timing = FrameTiming(own_fps, own_source)
     elif _positive(getattr(item, "fps", None)) is not None:
