@@ -193,4 +193,4 @@ def assumed_rate_warning(video_ids):
 
 
 __all__ = ["ASSUMED_FPS", "FrameTiming", "frame_timing", "resolve_timing", "rate_from_duration",
-           "assumed_rate_warning", "SOURCES", "STANDARD_RATES", "DataError"]
+           "assumed_rate_warning", "SOURCES", "STANDARD_RATES"]
