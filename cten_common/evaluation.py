@@ -123,8 +123,11 @@ def print_report(report, class_names):
     rates = report.get("frame_rates")
     if rates:
         print("frame rates from: " + ", ".join(f"{k} {v}" for k, v in sorted(rates["sources"].items())))
-        for vid, note in rates["notes"].items():
+        notes = list(rates["notes"].items())
+        for vid, note in notes[:20]:
             print(f"  {vid}: {note}")
+        if len(notes) > 20:
+            print(f"  ... and {len(notes) - 20} more notes (the report's frame_rates.notes)")
     if report.get("frame_rate_warning"):
         print(f"WARNING: {report['frame_rate_warning']}")
 

@@ -73,3 +73,16 @@ def test_both_frameworks_report_each_videos_spans_beside_its_ground_truth(framew
             assert 0 <= det["start_s"] < det["end_s"] <= 2.0 and 0 < det["score"] <= 1
     assert report["frame_rates"] == {"sources": {"container": 2}, "assumed": [], "notes": {}}
     assert "frame_rate_warning" not in report
+
+
+def test_the_printed_report_names_rate_sources_notes_and_the_warning(capsys):
+    report = {"n": 2, "accuracy": 1.0, "accuracy_mean_views": 1.0, "per_class_accuracy": {"a": 1.0, "b": None},
+              "confusion_matrix": [[2, 0], [0, 0]],
+              "frame_rates": {"sources": {"fps file": 1, "assumed": 1}, "assumed": ["v2"],
+                              "notes": {f"v{i}": "the audio lasts longer" for i in range(25)}},
+              "frame_rate_warning": "1 video(s) have no frame rate source ... v2"}
+    print_report(report, ["a", "b"])
+    out = capsys.readouterr().out
+    assert "frame rates from: assumed 1, fps file 1" in out
+    assert "  v0: the audio lasts longer" in out and "  v24:" not in out and "and 5 more notes" in out
+    assert "WARNING: 1 video(s) have no frame rate source ... v2" in out
