@@ -1,11 +1,24 @@
 """Evaluation shared by both frameworks: run a model over a data set, compute the
 metrics (cten_common.metrics), print and plot them.  ``predict_batch`` is the
-framework's (cten_jt.engine / cten_torch_ref.engine)."""
+framework's (cten_jt.engine / cten_torch_ref.engine).
+
+The report lists, per video, its frame rate and where the rate came from
+(cten_common.data.timing), its detected spans (start, end, class, score) and its
+ground-truth spans, so that a mAP can be read back to the spans that made it.
+Videos whose rate had no source (30 fps assumed) are named once, in a warning
+and in ``report["frame_rate_warning"]``.
+"""
+import logging
+from collections import Counter
+
 import numpy as np
 
 from .data.datasets import collate
+from .data.timing import assumed_rate_warning
 from .metrics import (classification_report, detection_map, detections_for_video,
                       mean_of_views_accuracy, softmax)
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_model(model, data, train_config, predict_batch, batch_size=None, progress=True,
@@ -39,28 +52,56 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
              out["context_logits"], out["gamma"]], 1)
     if size > 1:
         table = all_sum(table)
-    labels, n_frames, fps = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2]
+    labels, n_frames = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
     logits = table[:, 3:3 + n_classes].astype(np.float32)
     context = table[:, 3 + n_classes:3 + 2 * n_classes].astype(np.float32)
     gamma = table[:, 3 + 2 * n_classes:].astype(np.float32)
     report = classification_report(labels, logits, data.class_names)
     report["accuracy_mean_views"] = mean_of_views_accuracy(labels, logits, context)
+    probs = softmax(logits)
+    threshold = train_config.get("detection_threshold", 0.5)
+    timings = [data.timing(i) for i in range(n)]
+    dets = {item.video_id: detections_for_video(gamma[i], int(n_frames[i]), timings[i].fps, probs[i],
+                                                threshold, timings[i].boundaries(int(n_frames[i])))
+            for i, item in enumerate(data.items)}
     if any(item.segments for item in data.items):
-        probs = softmax(logits)
-        dets, gts = {}, {}
-        for i, item in enumerate(data.items):
-            rate = float(fps[i]) if fps[i] > 0 else 30.0
-            dets[item.video_id] = detections_for_video(gamma[i], int(n_frames[i]), rate, probs[i],
-                                                       train_config.get("detection_threshold", 0.5))
-            gts[item.video_id] = (item.label, item.segments)
+        gts = {item.video_id: (item.label, item.segments) for item in data.items}
         report["detection"] = detection_map(dets, gts, len(data.class_names))
     else:      # said, not left as a silent "mAP None"
         report["detection_skipped"] = ("no ground-truth spans in this split: weak detection needs "
                                        "'segments' per video (cten_common.data.annotations.label_and_spans)")
-    report["per_video"] = [{"video_id": it.video_id, "label": int(labels[i]),
-                            "pred": int(logits[i].argmax()), "gamma": gamma[i].round(4).tolist()}
+    report["frame_rates"] = frame_rate_summary(data.items, timings)
+    assumed = report["frame_rates"]["assumed"]
+    if assumed:
+        report["frame_rate_warning"] = assumed_rate_warning(assumed)
+        if not getattr(data, "_rate_warning_given", False):      # once per data set, not per epoch
+            log.warning(report["frame_rate_warning"])
+            data._rate_warning_given = True
+    report["per_video"] = [video_record(it, int(labels[i]), int(logits[i].argmax()), gamma[i],
+                                        int(n_frames[i]), timings[i], dets[it.video_id], data.class_names)
                            for i, it in enumerate(data.items)]
     return report
+
+
+def frame_rate_summary(items, timings):
+    """``{"sources": {source: videos}, "assumed": [video ids], "notes": {video id: note}}``."""
+    return {"sources": dict(Counter(t.source for t in timings)),
+            "assumed": [it.video_id for it, t in zip(items, timings) if not t.reliable],
+            "notes": {it.video_id: t.note for it, t in zip(items, timings) if t.note and t.reliable}}
+
+
+def video_record(item, label, pred, gamma, n_frames, timing, detections, class_names):
+    """One video of the report: label, prediction, attention, rate and its source, and its
+    detected spans beside its ground-truth spans (seconds), the same in both frameworks."""
+    return {
+        "video_id": item.video_id, "label": label, "pred": pred,
+        "gamma": np.asarray(gamma).round(4).tolist(),
+        "n_frames": n_frames, "fps": round(float(timing.fps), 6), "fps_source": timing.source,
+        "detections": [{"start_s": round(s, 6), "end_s": round(e, 6), "class": class_names[c],
+                        "score": round(sc, 6)} for c, s, e, sc in detections],
+        "ground_truth": [{"start_s": float(s), "end_s": float(e), "class": class_names[item.label]}
+                         for s, e in item.segments],
+    }
 
 
 def print_report(report, class_names):
@@ -79,6 +120,16 @@ def print_report(report, class_names):
                                                  if k.startswith("mAP")))
     elif report.get("detection_skipped"):
         print(f"weak detection: not measured: {report['detection_skipped']}")
+    rates = report.get("frame_rates")
+    if rates:
+        print("frame rates from: " + ", ".join(f"{k} {v}" for k, v in sorted(rates["sources"].items())))
+        notes = list(rates["notes"].items())
+        for vid, note in notes[:20]:
+            print(f"  {vid}: {note}")
+        if len(notes) > 20:
+            print(f"  ... and {len(notes) - 20} more notes (the report's frame_rates.notes)")
+    if report.get("frame_rate_warning"):
+        print(f"WARNING: {report['frame_rate_warning']}")
 
 
 def plot_confusion(report, class_names, path):

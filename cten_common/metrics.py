@@ -19,7 +19,8 @@ segment weights of ``CTEN.forward``) and its predicted class probabilities
    T segments of D = n // T frames (``cten_common.data.sampling``): segment s
    covers frames [s*D, min((s+1)*D, n)), and frame f covers the time
    [f/fps, (f+1)/fps), so segment s covers the seconds
-   [s*D/fps, min((s+1)*D, n)/fps).  The last n - T*D frames are in no
+   [s*D/fps, min((s+1)*D, n)/fps).  With ``frame_times`` (a variable-rate
+   video's timestamps, cten_common.data.timing) f/fps is frame_times[f].  The last n - T*D frames are in no
    segment (the model never samples them).  When n < T the frame list is
    loop-padded to T items, each segment is one item and segment s is frame
    s % n, i.e. [(s % n)/fps, (s % n + 1)/fps).
@@ -49,7 +50,9 @@ sentinels recall 0 / 1 and precision 0 at both ends, and AP is the sum over
 the recall steps of (recall increase) * (interpolated precision) (VOC 2010+,
 ActivityNet's ``interpolated_prec_rec``).  Classes without any ground-truth
 span are left out of the mean over classes; mAP is the mean of mAP@tIoU
-over the thresholds.
+over the thresholds.  (All-point interpolation, not VOC 2007's 11 points:
+docs/training.md says why; tests/common/test_metrics.py checks a case worked
+out by hand.)
 """
 import math
 
@@ -131,26 +134,36 @@ def mean_of_views_accuracy(labels, logits_a, logits_b):
 # --------------------------------------------------------------------------
 # intervals from attention
 
-def segment_times(n_frames, fps, T):
+def segment_times(n_frames, fps, T, frame_times=None):
     """``[(start_sec, end_sec), ...]`` of the T segments of a video of n_frames at fps.
 
     With D = n_frames // T, segment s is frames [s*D, min((s+1)*D, n_frames)),
     i.e. seconds [s*D/fps, min((s+1)*D, n_frames)/fps); the last
     n_frames - T*D frames belong to no segment.  When n_frames < T (the frame
-    list is loop-padded), segment s is frame s % n_frames.
+    list is loop-padded), segment s is frame s % n_frames.  ``frame_times``
+    (float [n_frames + 1]: every frame's start in seconds, then the last one's
+    end, e.g. from a variable-rate video's timestamps) replaces f / fps by
+    frame_times[f]; fps is then not used.
     """
     if int(n_frames) != n_frames or n_frames < 1:
         raise ValueError(f"n_frames must be a positive integer, got {n_frames}")
     if int(T) != T or T < 1:
         raise ValueError(f"T must be a positive integer, got {T}")
-    fps = float(fps) if fps is not None else float("nan")
-    if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be positive, got {fps}")
     n, T = int(n_frames), int(T)
+    if frame_times is None:
+        fps = float(fps) if fps is not None else float("nan")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be positive, got {fps}")
+        at = [f / fps for f in range(n + 1)]
+    else:
+        at = [float(t) for t in np.asarray(frame_times, dtype=np.float64).reshape(-1)]
+        if len(at) != n + 1 or not all(math.isfinite(t) for t in at) or any(
+                b <= a for a, b in zip(at, at[1:])):
+            raise ValueError(f"frame_times must be {n + 1} finite increasing seconds, got {len(at)} values")
     if n < T:
-        return [((s % n) / fps, (s % n + 1) / fps) for s in range(T)]
+        return [(at[s % n], at[s % n + 1]) for s in range(T)]
     d = n // T
-    return [(s * d / fps, min((s + 1) * d, n) / fps) for s in range(T)]
+    return [(at[s * d], at[min((s + 1) * d, n)]) for s in range(T)]
 
 
 def normalise_attention(gamma):
@@ -183,19 +196,21 @@ def attention_runs(gamma, threshold=0.5):
     return runs
 
 
-def detections_for_video(gamma, n_frames, fps, probs, threshold=0.5):
+def detections_for_video(gamma, n_frames, fps, probs, threshold=0.5, frame_times=None):
     """``[(label, start_sec, end_sec, score), ...]``: one detection per run of attended segments.
 
     ``gamma`` [T] is the video's temporal attention, ``probs`` [K] its
     predicted class probabilities.  The label is argmax(probs) for every
     detection, the score mean(normalised attention over the run) * probs[label].
+    ``frame_times``: as in ``segment_times`` (the frames' own times, for a
+    variable frame rate).
     """
     a = normalise_attention(gamma)
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 1 or p.shape[0] < 1 or not np.all(np.isfinite(p)):
         raise ValueError(f"probs must be a finite 1-D array [K], got shape {p.shape}")
     label = int(p.argmax())
-    times = segment_times(n_frames, fps, a.shape[0])
+    times = segment_times(n_frames, fps, a.shape[0], frame_times)
     out = []
     for first, last in attention_runs(gamma, threshold):
         seg = times[first:last + 1]

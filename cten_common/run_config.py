@@ -20,6 +20,8 @@ DEFAULTS = {
         "read_threads": 0,          # threads reading the erased views' frames (0: 2 per core, at most 16)
         "train_subset": "training",
         "eval_subset": "validation",
+        "frame_fps": None,          # frames per second of videos with no other rate source (frame
+                                    # folders without fps file, annotation rate or audio); null: none
     },
     "train": {
         "epochs": 100,
@@ -116,6 +118,11 @@ def load_run_config(path=None, overrides=()):
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
         # Jittor seeds numpy's global generator with it, which takes 32 bits
         raise ValueError(f"train.seed must be an integer in [0, 2**32), got {seed!r}")
+    frame_fps = config["data"]["frame_fps"]
+    if frame_fps is not None and (isinstance(frame_fps, bool) or not isinstance(frame_fps, (int, float))
+                                  or not 0 < frame_fps < float("inf")):
+        raise ValueError(f"data.frame_fps must be null or a positive number of frames per second, "
+                         f"got {frame_fps!r}")
     if config["train"]["loss"] not in ("ce", "pcce"):
         raise ValueError(f"train.loss must be 'ce' or 'pcce', got {config['train']['loss']!r}")
     return config

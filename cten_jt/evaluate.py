@@ -4,7 +4,9 @@ Accuracy of the original view (the paper's metric) and of the mean of the
 original and context views (the reference's other figure), per-class accuracy,
 the confusion matrix (also as PNG beside --out), and, where the annotation has
 ground-truth spans, weak detection mAP at tIoU 0.1..0.5 (intervals and scores
-as cten_common.metrics states).
+as cten_common.metrics states).  The JSON report lists each video's frame rate
+and its source, its detected spans (start, end, class, score) and its
+ground-truth spans; videos whose rate had no source are named in a warning.
 """
 import argparse
 import json

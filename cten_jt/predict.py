@@ -7,6 +7,10 @@ run's best.safetensors / last.safetensors (or an older run's .pkl; these carry
 their config and class names) or converted weights (.safetensors, .pkl, .pth)
 with --config.  No code in W is ever run (cten_common.safe_load).  A video without an audio track is
 refused unless --allow-silence; --audio FILE takes the sound from elsewhere.
+A frame folder's rate comes from its fps file, the annotation, --audio or
+data.frame_fps (cten_common.data.timing); the output says which.  When the
+video is in the annotation (--annotation, default the config's
+data.annotation), its ground-truth spans are listed and drawn on the plot.
 """
 import argparse
 import dataclasses
@@ -17,7 +21,7 @@ import sys
 import numpy as np
 
 import cten_jt  # noqa: F401  (Jittor settings first)
-from cten_common.data.annotations import VideoItem
+from cten_common.data.annotations import VideoItem, label_and_spans, rate_and_duration
 from cten_common.data.datasets import VideoEmotionData, collate
 from cten_common.data.errors import DataError
 from cten_common.metrics import detections_for_video, normalise_attention, segment_times, softmax
@@ -57,34 +61,66 @@ def load_for_prediction(weights, config_path=None, overrides=()):
     return model, config, classes
 
 
+def video_id_of(video):
+    """The annotation id of a video path: a frame folder's name, a file's name without extension."""
+    name = os.path.basename(os.path.normpath(video))
+    return name if os.path.isdir(video) else os.path.splitext(name)[0]
+
+
+def annotation_entry(annotation, video):
+    """``(label name, spans, fps, duration)`` of ``video`` in an annotation JSON, or None when
+    it is not there.  A bad file or entry is a DataError naming the file."""
+    try:
+        with open(annotation) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise DataError(annotation, f"cannot read the annotation: {exc}") from None
+    entry = (data.get("database") or {}).get(video_id_of(video)) if isinstance(data, dict) else None
+    if entry is None:
+        return None
+    try:
+        label, spans = label_and_spans(entry)
+        fps, duration = rate_and_duration(entry)
+    except ValueError as exc:
+        raise DataError(annotation, f"video {video_id_of(video)!r}: {exc}") from None
+    return label, spans, fps, duration
+
+
 def predict_video(model, config, classes, video, audio=None, allow_silence=False, threshold=0.5,
-                  top_k=3):
-    """The prediction of one video file (or frame folder) as a dict."""
+                  top_k=3, annotation=None):
+    """The prediction of one video file (or frame folder) as a dict; ``annotation``: a JSON
+    in which the video may have ground-truth spans and a rate."""
     from cten_jt.engine import predict_batch
     from cten_common.data.datasets import clip_config
 
     clip = clip_config(config, train=False)
     clip = dataclasses.replace(clip, allow_silence=allow_silence)
-    data = VideoEmotionData([VideoItem(os.path.basename(video), 0, classes[0], video, audio)],
-                            classes, clip, train=False)
+    entry = annotation_entry(annotation, video) if annotation else None
+    label, spans, ann_fps, ann_duration = entry or (None, [], None, None)
+    item = VideoItem(video_id_of(video), 0, classes[0], video, audio, segments=spans,
+                     fps=ann_fps, duration=ann_duration)
+    data = VideoEmotionData([item], classes, clip, train=False)
     sample = data.load(0)
     model.eval()
     out = predict_batch(model, collate([sample]))
     logits, gamma = out["logits"][0], out["gamma"][0]
     probs = softmax(logits)
-    n, fps = int(sample["n_frames"]), float(sample["fps"]) or 30.0
+    n, timing = int(sample["n_frames"]), data.timing(0)
+    at = timing.boundaries(n)
     order = np.argsort(-probs)[:top_k]
-    times = segment_times(n, fps, len(gamma))
-    intervals = detections_for_video(gamma, n, fps, probs, threshold)
+    times = segment_times(n, timing.fps, len(gamma), at)
+    intervals = detections_for_video(gamma, n, timing.fps, probs, threshold, at)
     return {
-        "video": video, "n_frames": n, "fps": fps, "duration_s": n / fps,
+        "video": video, "n_frames": n, "fps": timing.fps, "fps_source": timing.source,
+        "fps_note": timing.note, "duration_s": float(at[-1]),
+        "ground_truth": [{"emotion": label, "start_s": s, "end_s": e} for s, e in spans],
         "top": [{"emotion": classes[i], "probability": float(probs[i])} for i in order],
         "segments": [{"start_s": s, "end_s": e, "attention": float(g), "normalised": float(a)}
                      for (s, e), g, a in zip(times, gamma, normalise_attention(gamma))],
         "intervals": [{"emotion": classes[lab], "start_s": s, "end_s": e, "score": sc}
                       for lab, s, e, sc in intervals],
         # the first frame of each segment's snippet, with its time: what the plot shows
-        "_thumbs": [(float(sample["frame_indices"][t, 0]) / fps, sample["visual"][t, :, 0].transpose(1, 2, 0))
+        "_thumbs": [(float(at[sample["frame_indices"][t, 0]]), sample["visual"][t, :, 0].transpose(1, 2, 0))
                     for t in range(len(gamma))],
     }
 
@@ -109,8 +145,15 @@ def plot_prediction(result, path, n_thumbs=6):
     for it in result["intervals"]:
         ax.axvspan(it["start_s"], it["end_s"], color="tab:red", alpha=0.2)
         ax.text(it["start_s"], 1.02, f"{it['emotion']} {it['score']:.2f}", fontsize=8, color="tab:red")
+    for k, gt in enumerate(result.get("ground_truth") or []):      # a band under the bars
+        ax.axvspan(gt["start_s"], gt["end_s"], ymin=0, ymax=0.06, color="tab:green", alpha=0.8,
+                   label="ground truth" if k == 0 else None)
+        ax.text(gt["start_s"], 0.075, f"truth: {gt['emotion']}", fontsize=7, color="tab:green")
+    if result.get("ground_truth"):
+        ax.legend(loc="upper right", fontsize=7)
     top = result["top"][0]
-    ax.set_title(f"{os.path.basename(result['video'])}: {top['emotion']} ({top['probability']:.2f})", fontsize=9)
+    ax.set_title(f"{os.path.basename(result['video'])}: {top['emotion']} ({top['probability']:.2f}); "
+                 f"{result['fps']:.3f} fps ({result['fps_source']})", fontsize=9)
     ax.set_xlim(0, result["duration_s"])
     ax.set_ylim(0, 1.15)
     ax.set_xlabel("seconds")
@@ -134,22 +177,32 @@ def main(argv=None):
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--plot", help="PNG: attention over the timeline, intervals, a few frames")
     p.add_argument("--json", help="write the result as JSON")
+    p.add_argument("--annotation", help="annotation JSON holding the video's ground-truth spans and rate "
+                                        "(default: the config's data.annotation, when it exists)")
     a = p.parse_args(argv)
     if not os.path.exists(a.weights):
         p.error(f"{a.weights} not found: pass --weights (run cten-main-job for the default)")
     try:
         model, config, classes = load_for_prediction(a.weights, a.config)
+        annotation = a.annotation
+        if annotation is None and config["data"].get("annotation") and os.path.isfile(config["data"]["annotation"]):
+            annotation = config["data"]["annotation"]
         result = predict_video(model, config, classes, a.video, a.audio, a.allow_silence,
-                               a.threshold, a.top_k)
+                               a.threshold, a.top_k, annotation)
     except (DataError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{a.video}: {result['n_frames']} frames, {result['duration_s']:.1f} s")
+    print(f"{a.video}: {result['n_frames']} frames, {result['duration_s']:.1f} s, "
+          f"{result['fps']:.3f} fps ({result['fps_source']})")
+    if result["fps_note"]:
+        print(f"  note: {result['fps_note']}")
     for t in result["top"]:
         print(f"  {t['emotion']:<14} {t['probability']:.3f}")
     print("segment attention: " + " ".join(f"{s['normalised']:.2f}" for s in result["segments"]))
     for it in result["intervals"] or [{"emotion": "-", "start_s": 0, "end_s": 0, "score": 0}]:
         print(f"  interval {it['start_s']:.2f}-{it['end_s']:.2f} s  {it['emotion']}  score {it['score']:.3f}")
+    for gt in result["ground_truth"]:
+        print(f"  truth    {gt['start_s']:.2f}-{gt['end_s']:.2f} s  {gt['emotion']}")
     if a.plot:
         plot_prediction(result, a.plot)
         print(f"wrote {a.plot}")

@@ -90,6 +90,9 @@ def test_command_line_train_evaluate_predict(tiny, tmp_path):
     assert "accuracy (original view)" in report and "weak detection mAP" in report
     data = json.loads((run / "eval.json").read_text())
     assert data["n"] == 2 * 1 and len(data["confusion_matrix"]) == 2 and "mAP@0.5" in data["detection"]
+    for video in data["per_video"]:           # the spans behind the mAP, and the rate behind the spans
+        assert video["fps_source"] == "container" and video["fps"] == 8.0 and video["detections"]
+        assert len(video["ground_truth"]) == 1 and video["ground_truth"][0]["end_s"] <= 2.0
     assert (run / "eval_confusion.png").exists()
     video = next((root / "data" / "videos" / "Anger").iterdir())
     audio = root / "data" / "audio" / "Anger" / (video.stem + ".wav")
@@ -98,6 +101,9 @@ def test_command_line_train_evaluate_predict(tiny, tmp_path):
     assert "Anger" in out and (tmp_path / "p.png").exists()
     pred = json.loads((tmp_path / "p.json").read_text())
     assert len(pred["segments"]) == 2 and abs(sum(t["probability"] for t in pred["top"]) - 1) < 1e-5
+    # the run's annotation holds the video: its ground truth is listed (and drawn)
+    assert len(pred["ground_truth"]) == 1 and pred["ground_truth"][0]["emotion"] == "Anger"
+    assert pred["fps_source"] == "container" and "truth" in out
     # the synthetic mp4 has no audio track: refused unless silence is asked for
     refused = subprocess.run([sys.executable, "-m", "cten_jt.predict", str(video), "--weights",
                               str(run / "best.safetensors")], cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -5,6 +5,7 @@ paths, and every problem is collected (``IndexProblems``) so that a scan can
 report them all at once.
 """
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -29,6 +30,8 @@ class VideoItem:
     audio_path: Optional[str] = None     # None: the video file's own audio track
     subset: str = "training"
     segments: List[List[float]] = field(default_factory=list)   # ground-truth spans, seconds
+    fps: Optional[float] = None          # the annotation's frame rate of the video, if it has one
+    duration: Optional[float] = None     # the annotation's length of the video in seconds, if any
 
 
 @dataclass
@@ -96,11 +99,32 @@ def label_and_spans(entry):
     return label, spans
 
 
+def rate_and_duration(entry):
+    """``(fps, duration)`` of one database entry: its ``"fps"`` and ``"duration"`` (seconds),
+    each None when absent (the frame rate source of frame folders, cten_common.data.timing).
+    Raises ValueError when one is there but not a positive number."""
+    found = []
+    for key in ("fps", "duration"):
+        value = entry.get(key)
+        if value is None:
+            found.append(None)
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+            raise ValueError(f"{key!r} is {value!r}, not a positive number")
+        found.append(number)
+    return tuple(found)
+
+
 def load_annotation(path, video_root, audio_root=None, subset="training", problems=None):
     """Items of one subset of a VideoEmotion-8 / Ekman-6 style annotation JSON.
 
     ``{"labels": [...], "database": {id: {"subset": ..., "annotations": {"label": ...},
-    "segments": [[start, end], ...]}}}`` (or another span layout: ``label_and_spans``);
+    "segments": [[start, end], ...], "fps": ..., "duration": ...}}}`` (or another span
+    layout: ``label_and_spans``; fps and duration optional);
     videos are ``{video_root}/{label}/{id}`` (frame
     folder or file), audio ``{audio_root}/{label}/{id}.{mp3,wav,flac,m4a}`` or, without
     an audio root, the video's own track.  Missing videos or audio and unknown labels
@@ -124,6 +148,7 @@ def load_annotation(path, video_root, audio_root=None, subset="training", proble
             continue
         try:
             label, spans = label_and_spans(entry)
+            fps, duration = rate_and_duration(entry)
         except ValueError as exc:
             collect.add(path, f"video {video_id!r}: {exc}")
             continue
@@ -144,7 +169,7 @@ def load_annotation(path, video_root, audio_root=None, subset="training", proble
                             f"audio of video {video_id!r} not found "
                             f"({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)})")
                 continue
-        items.append(VideoItem(video_id, index[label], label, video, audio, subset, spans))
+        items.append(VideoItem(video_id, index[label], label, video, audio, subset, spans, fps, duration))
     if problems is None:
         collect.raise_if_any(path)
     return items, classes

@@ -24,7 +24,8 @@ transform       float64 [7]                 ``read_views``: the view's transform
                                             draw (``transforms.params_to_array``)
 index           int64 []                    ``read_views``: which video
 n_frames        int64 []                    erasing (segments), metrics
-fps             float32 []                  metrics (seconds)
+fps             float32 []                  the video's rate (``timing``; detection
+                                            times come from ``timing(index)``)
 label           int64 []                    loss, metrics
 frame_indices   int64 [T, L]                the original view's 0-based frames
 segment_bounds  int64 [T, 2]                the segments' frame ranges
@@ -39,6 +40,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -49,6 +51,7 @@ from .fbank import audio_features, features_from_fbank, load_cached_fbank
 from .bank import variant_for as bank_variant_for
 from .readers import open_video
 from .sampling import sample_eval, sample_train, segment_bounds
+from .timing import FEATURE_BANK, frame_timing, resolve_timing
 from .transforms import EvalTransform, TrainTransform, params_from_array, params_to_array
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class ClipConfig:
     p_augment: float = 0.3
     augment: bool = True          # False: training frames get the evaluation transform
     read_threads: int = 0         # threads reading erased views (0: 2 per core, at most 16)
+    frame_fps: Optional[float] = None   # data.frame_fps: the rate of videos with no other source
 
 
 def sample_rng(seed, epoch, index):
@@ -89,6 +93,7 @@ class VideoEmotionData:
                           else EvalTransform(clip.sample_size))
         self._pool, self._pool_pid = None, None
         self._pool_lock = threading.Lock()
+        self._timings = {}            # index -> FrameTiming, looked up once per video
 
     def __len__(self):
         return len(self.items)
@@ -101,6 +106,21 @@ class VideoEmotionData:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._pool_lock = threading.Lock()
+
+    def timing(self, index, video=None):
+        """The ``FrameTiming`` of video ``index`` (rate, its source, frame times; see
+        ``cten_common.data.timing``), looked up once; ``video``: its open reader."""
+        timing = self._timings.get(index)
+        if timing is None:
+            item = self.items[index]
+            if self.bank is not None and video is None:
+                info = self.bank.info(item.video_id)
+                timing = resolve_timing(int(info["n_frames"]), info.get("fps") or None, FEATURE_BANK,
+                                        item, self.clip.frame_fps)
+            else:
+                timing = frame_timing(video or open_video(item.video_path), item, self.clip.frame_fps)
+            self._timings[index] = timing
+        return timing
 
     def load_audio(self, item, duration):
         """Waveform and rate of an item: its audio file, else its video's own track."""
@@ -130,13 +150,14 @@ class VideoEmotionData:
         params = None
         if isinstance(self.transform, TrainTransform):       # drawn after the offsets, as always
             params = self.transform.sample_params(rng, video.height, video.width)
+        fps = self.timing(index, video).fps
         sample = {
             "visual": self._view(video, params, indices),
             "brightness": np.float32(1.0 if params is None else params.brightness),
             "transform": params_to_array(params),
-            **self._common(index, indices, n, video.fps or 0.0),
+            **self._common(index, indices, n, fps),
         }
-        self._add_audio(sample, item, n, video.fps, rng)
+        self._add_audio(sample, item, n, fps, rng)
         return sample
 
     def load_many(self, indices, rngs=None):
@@ -219,14 +240,15 @@ class VideoEmotionData:
             params = self.transform.sample_params(rng, int(info["height"]), int(info["width"]))
             variant = bank_variant_for(params, self.bank.meta["variants"])
         features, exact = self.bank.lookup(item.video_id, variant, indices, evaluation=not self.train)
+        fps = self.timing(index).fps
         sample = {
             "visual": features,
-            **self._common(index, indices, n, info["fps"]),
+            **self._common(index, indices, n, fps),
             "bank_row": np.int64(self.bank.row(item.video_id)),
             "bank_variant": np.int64(self.bank.variant_index(variant)),
             "bank_exact": np.int64(exact),
         }
-        self._add_audio(sample, item, n, info["fps"], rng)
+        self._add_audio(sample, item, n, fps, rng)
         return sample
 
     def _add_audio(self, sample, item, n, fps, rng):
@@ -235,7 +257,7 @@ class VideoEmotionData:
             sample["audio"] = features_from_fbank(load_cached_fbank(item.audio_path), T,
                                                   rng if self.train else None)
         elif self.clip.with_audio:
-            wave, sr = self.load_audio(item, n / (fps or 30.0))
+            wave, sr = self.load_audio(item, n / fps)
             if wave.shape[-1] < int(sr * 0.025):
                 raise DataError(item.audio_path or item.video_path,
                                 "audio shorter than one 25 ms filterbank frame")
@@ -253,7 +275,8 @@ def clip_config(config, train):
     return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
                       sample_size=m["sample_size"], with_audio=m["modality"] == "av",
                       allow_silence=bool(d["allow_silence"]), augment=bool(d.get("augment", True)),
-                      read_threads=int(d.get("read_threads", 0)))
+                      read_threads=int(d.get("read_threads", 0)),
+                      frame_fps=None if d.get("frame_fps") is None else float(d["frame_fps"]))
 
 
 def build_data(config, subset, train, bank=None):

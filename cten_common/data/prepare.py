@@ -11,7 +11,8 @@ ROOT holds ``{label}/{id}.{mp4,avi,mkv,webm}`` (or frame folders ``{label}/{id}/
 random 2:1 training/validation split (the reference's VideoEmotion-8 protocol);
 ``--folds k`` writes k files, file i using fold i as validation.  A single run
 writes ANN.json itself.  ``--frames-out`` decodes every video into
-``DIR/{label}/{id}/000001.jpg ...`` plus ``n_frames``; ``--audio-out`` extracts
+``DIR/{label}/{id}/000001.jpg ...`` plus ``n_frames`` and ``fps`` (the video's
+frame rate; a variable rate is written as its mean, frames / seconds, and said); ``--audio-out`` extracts
 each video's audio track to ``DIR/{label}/{id}.wav``; ``--features-out DIR``
 caches each video's Kaldi filterbank as ``DIR/{label}/{id}.npy``, which the data
 sets read instead of decoding audio when DIR is their audio root.
@@ -95,13 +96,31 @@ def annotation(videos, subset):
                          for label in labels for vid, _ in videos[label]}}
 
 
+def folder_rate(video):
+    """``(fps, note)``: the rate to write in a frame folder's ``fps`` file for a reader; None
+    when it knows none.  A variable rate (timestamps more than half a frame off i / fps)
+    becomes its mean, frames / seconds, with a note: a folder keeps no timestamps."""
+    from .timing import frame_timing
+    timing = frame_timing(video)
+    if not timing.reliable:
+        return None, None
+    n = video.n_frames
+    times = timing.frame_times
+    if times is not None and np.abs(times - np.arange(n + 1) / timing.fps).max() > 0.5 / timing.fps:
+        mean = n / float(times[-1])
+        return mean, (f"variable frame rate: the folder's fps file holds the mean, {mean:.3f} fps; "
+                      f"frame times inside the video are approximate")
+    return timing.fps, None
+
+
 def cache_frames(videos, out):
-    """``out/{label}/{id}/000001.jpg ...`` + ``n_frames``: one sequential decode per video,
-    one frame in memory at a time."""
+    """``out/{label}/{id}/000001.jpg ...`` + ``n_frames`` + ``fps``: one sequential decode per
+    video, one frame in memory at a time."""
     import cv2
     from tqdm import tqdm
 
     from .readers import open_video
+    from .video import write_rate_file
     for label in sorted(videos):
         for vid, path in tqdm(videos[label], desc=f"frames {label}"):
             video = open_video(path)
@@ -112,6 +131,13 @@ def cache_frames(videos, out):
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
             with open(os.path.join(folder, "n_frames"), "w") as f:
                 f.write(f"{video.n_frames}\n")
+            fps, note = folder_rate(video)
+            if fps is None:
+                print(f"NOTE {path}: no frame rate known, {folder} gets no fps file")
+            else:
+                write_rate_file(folder, fps)
+            if note:
+                print(f"NOTE {path}: {note}")
 
 
 def cache_stores(videos, out, short_side=240, quality=90):

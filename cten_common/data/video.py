@@ -60,7 +60,7 @@ from cten_common.data.errors import DataError
 DECODED_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 STORE_EXTENSION = ".frames"          # cten_common.data.frame_store
 VIDEO_EXTENSIONS = DECODED_EXTENSIONS + (STORE_EXTENSION,)
-FRAME_FOLDER_FPS = 30.0
+FPS_FILE = "fps"                     # a frame folder's rate, beside n_frames (cten-prepare-dataset)
 _FRAME_NAME = re.compile(r"^\d{6}\.jpg$")
 _COUNT_FILE_MAX_BYTES = 64           # an n_frames file holds one number
 
@@ -73,6 +73,7 @@ class _Meta:
     width: int
     pts: Optional[np.ndarray] = None        # int64 [n_frames], increasing; None: read sequentially
     key_index: Optional[np.ndarray] = None  # frame indices of keyframes, increasing
+    time_base: Optional[float] = None       # seconds per pts tick
 
 
 # (real path, size, mtime_ns) -> _Meta: re-opening an unchanged file decodes nothing
@@ -148,6 +149,23 @@ class VideoFile:
     fps = property(lambda self: self._meta.fps)
     height = property(lambda self: self._meta.height)
     width = property(lambda self: self._meta.width)
+
+    def frame_times(self):
+        """float64 [n_frames + 1] from the container's timestamps: the start of every frame in
+        seconds after frame 0, then the end of the last (its start plus the previous frame's
+        duration, or 1/fps); None when the packets carry no usable timestamps.  For a
+        variable frame rate these, not ``i / fps``, are the frames' times."""
+        meta = self._meta
+        if meta.pts is None or meta.time_base is None:
+            return None
+        start = (meta.pts - meta.pts[0]).astype(np.float64) * meta.time_base
+        if len(start) > 1:
+            last = start[-1] - start[-2]
+        elif meta.fps:
+            last = 1.0 / meta.fps
+        else:
+            return None
+        return np.append(start, start[-1] + last)
 
     def read(self, indices):
         """Frames at 0-based ``indices``, decoding from the keyframe before each run."""
@@ -389,6 +407,7 @@ def _probe(path):
     with _open_container(path) as container:
         stream = container.streams.video[0]
         fps = _frame_rate(stream)
+        time_base = float(stream.time_base) if stream.time_base else None
         pts, keys = _demux_table(container, stream)
     if not pts:
         raise DataError(path, "no frames")
@@ -404,7 +423,7 @@ def _probe(path):
         raise DataError(path, "no frames")
     if first.pts != table[0]:
         return _probe_by_decoding(path, fps)
-    return _Meta(len(table), fps, first.height, first.width, table, key_index)
+    return _Meta(len(table), fps, first.height, first.width, table, key_index, time_base)
 
 
 def _probe_by_decoding(path, fps):
@@ -425,16 +444,26 @@ class FrameFolder:
     """The reference layout ``{root}/{label}/{id}/000001.jpg ...`` with an ``n_frames`` file.
 
     Index ``i`` is the file ``{i+1:06d}.jpg``.  Without an ``n_frames`` file the
-    jpgs named that way are counted.  Opening reads the count file (at most 64
-    bytes) and the header of frame 0 (its size, without decoding it); a read
-    opens only the files of the frames it wants.
+    jpgs named that way are counted.  ``fps`` is the number in the folder's
+    ``fps`` file (written by ``cten-prepare-dataset``), else None: the reference's
+    ``video2jpg.py`` keeps each video's own rate and records it nowhere, so the
+    rate must come from elsewhere (``cten_common.data.timing``).  Opening reads
+    the count and rate files (at most 64 bytes each) and the header of frame 0
+    (its size, without decoding it); a read opens only the files of the frames
+    it wants.
     """
 
-    def __init__(self, path, fps=FRAME_FOLDER_FPS):
+    def __init__(self, path, fps=None):
         self.path = str(path)
         if not os.path.isdir(self.path):
             raise DataError(self.path, "frame folder does not exist")
-        self.fps = float(fps)
+        rate_file = os.path.join(self.path, FPS_FILE)
+        if fps is not None:
+            self.fps = float(fps)
+        elif os.path.isfile(rate_file):
+            self.fps = _read_rate_file(rate_file)
+        else:
+            self.fps = None
         count_file = os.path.join(self.path, "n_frames")
         if os.path.isfile(count_file):
             self.n_frames = _read_count_file(count_file)
@@ -489,16 +518,34 @@ class FrameFolder:
         return f"FrameFolder({self.path!r}, n_frames={self.n_frames}, fps={self.fps})"
 
 
-def _read_count_file(count_file):
-    with open(count_file, "rb") as f:
+def _read_number_file(path, what):
+    with open(path, "rb") as f:
         raw = f.read(_COUNT_FILE_MAX_BYTES + 1)
     if len(raw) > _COUNT_FILE_MAX_BYTES:
-        raise DataError(count_file, f"longer than {_COUNT_FILE_MAX_BYTES} bytes: not a frame count")
+        raise DataError(path, f"longer than {_COUNT_FILE_MAX_BYTES} bytes: not {what}")
     text = raw.decode("ascii", errors="replace").strip()
     try:
-        value = float(text)
+        return float(text), text
     except ValueError:
-        raise DataError(count_file, f"not a number: {text!r}") from None
+        raise DataError(path, f"not a number: {text!r}") from None
+
+
+def _read_rate_file(rate_file):
+    """The frames per second in a frame folder's ``fps`` file: a positive finite number."""
+    value, text = _read_number_file(rate_file, "a frame rate")
+    if not (np.isfinite(value) and value > 0):
+        raise DataError(rate_file, f"not a frame rate (frames per second > 0): {text!r}")
+    return value
+
+
+def write_rate_file(folder, fps):
+    """Write ``folder/fps``: the rate a frame folder's frames were taken at."""
+    with open(os.path.join(folder, FPS_FILE), "w") as f:
+        f.write(f"{float(fps)!r}\n")
+
+
+def _read_count_file(count_file):
+    value, text = _read_number_file(count_file, "a frame count")
     if not value.is_integer() or value < 0:
         raise DataError(count_file, f"not a frame count: {text!r}")
     return int(value)

@@ -3,6 +3,7 @@ instead of reporting no detection figure silently."""
 import json
 
 import numpy as np
+import pytest
 
 from cten_common.data.annotations import load_annotation
 from cten_common.data.datasets import ClipConfig, VideoEmotionData
@@ -43,3 +44,45 @@ def test_a_split_without_spans_says_so(tmp_path, capsys):
     assert "detection" not in without and "no ground-truth spans" in without["detection_skipped"]
     print_report(without, ["a", "b"])
     assert "weak detection: not measured: no ground-truth spans" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
+def test_both_frameworks_report_each_videos_spans_beside_its_ground_truth(framework, tmp_path):
+    from cten_common.data.datasets import build_data
+    from cten_common.run_config import load_run_config
+    from helpers import make_tiny_run
+    config = load_run_config(str(make_tiny_run(tmp_path, videos_per_class=2)))
+    data = build_data(config, "validation", train=False)
+    if framework == "jittor":
+        from cten_jt.evaluate import evaluate_model as evaluate
+        from cten_jt.models import build_model
+        report = evaluate(build_model(config["model"], init_seed=0), data, config["train"], progress=False)
+    else:
+        from cten_torch_ref.engine import predict_batch
+        from cten_torch_ref.models import build_model
+        report = evaluate_model(build_model(config["model"]), data, config["train"], predict_batch, progress=False)
+    truth = {it.video_id: it.segments for it in data.items}
+    assert len(report["per_video"]) == len(truth) == 2
+    for video in report["per_video"]:
+        assert (video["fps"], video["fps_source"], video["n_frames"]) == (8.0, "container", 16)
+        assert video["ground_truth"] == [{"start_s": s, "end_s": e, "class": data.class_names[video["label"]]}
+                                         for s, e in truth[video["video_id"]]]
+        assert video["detections"], video            # the most attended segment is always kept
+        for det in video["detections"]:
+            assert det["class"] == data.class_names[video["pred"]]
+            assert 0 <= det["start_s"] < det["end_s"] <= 2.0 and 0 < det["score"] <= 1
+    assert report["frame_rates"] == {"sources": {"container": 2}, "assumed": [], "notes": {}}
+    assert "frame_rate_warning" not in report
+
+
+def test_the_printed_report_names_rate_sources_notes_and_the_warning(capsys):
+    report = {"n": 2, "accuracy": 1.0, "accuracy_mean_views": 1.0, "per_class_accuracy": {"a": 1.0, "b": None},
+              "confusion_matrix": [[2, 0], [0, 0]],
+              "frame_rates": {"sources": {"fps file": 1, "assumed": 1}, "assumed": ["v2"],
+                              "notes": {f"v{i}": "the audio lasts longer" for i in range(25)}},
+              "frame_rate_warning": "1 video(s) have no frame rate source ... v2"}
+    print_report(report, ["a", "b"])
+    out = capsys.readouterr().out
+    assert "frame rates from: assumed 1, fps file 1" in out
+    assert "  v0: the audio lasts longer" in out and "  v24:" not in out and "and 5 more notes" in out
+    assert "WARNING: 1 video(s) have no frame rate source ... v2" in out

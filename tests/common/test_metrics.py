@@ -212,3 +212,48 @@ def test_map_without_ground_truth_is_nan_and_labels_checked():
     assert math.isnan(r["mAP@0.5"]) and math.isnan(r["mAP"])
     with pytest.raises(ValueError):
         detection_map({"v": [(2, 0, 1, 0.5)]}, {"v": (0, [[0, 1]])}, n_classes=2)
+
+
+def test_map_independent_hand_computed_case_every_threshold():
+    """Three classes, a video with two ground-truth spans, a duplicate detection, a detection in
+    a video of another class, a class with no ground truth in the split; every figure below is
+    worked out by hand (all-point interpolation, ActivityNet's convention: docs/training.md)."""
+    A, B, C = 0, 1, 2
+    gt = {"v1": (A, [[0, 10], [20, 30]]),        # two spans of class A
+          "v2": (A, [[0, 10]]),
+          "v3": (B, [[5, 15]])}                  # class C: no ground truth in this split
+    dets = {
+        "v1": [(A, 0, 10, 0.9),      # d1: tIoU 1 with [0, 10]
+               (A, 1, 10, 0.8),      # d2: duplicate of d1; [0, 10] taken, [20, 30] tIoU 0: FP
+               (A, 20, 24, 0.6),     # d4: [20, 30]: inter 4, union 10, tIoU 0.4 (TP at t <= 0.4)
+               (C, 0, 5, 0.3)],      # class C has no ground truth: its AP is left out
+        "v2": [(A, 6, 16, 0.7),      # d3: [0, 10]: inter 4, union 16, tIoU 0.25 (TP at t <= 0.2)
+               (B, 0, 10, 0.95)],    # e2: class B in a video without B: FP
+        "v3": [(A, 5, 15, 0.5),      # d5: class A in a class-B video: FP
+               (B, 5, 13, 0.4)],     # e1: [5, 15]: inter 8, union 10, tIoU 0.8: TP
+    }
+    r = detection_map(dets, gt, n_classes=3)
+    # Class A, 3 spans, by score d1 .9, d2 .8, d3 .7, d4 .6, d5 .5.
+    # t = 0.1, 0.2: TP FP TP TP FP; precision 1, 1/2, 2/3, 3/4, 3/5; recall 1/3, 1/3, 2/3, 1, 1;
+    #   precision made non-increasing from the right: 1, .75, .75, .75, .6;
+    #   AP = 1/3 * 1 + 1/3 * .75 + 1/3 * .75 = 5/6
+    # t = 0.3, 0.4: TP FP FP TP FP; precision 1, 1/2, 1/3, 1/2, 2/5; recall 1/3, 1/3, 1/3, 2/3, 2/3;
+    #   non-increasing: 1, .5, .5, .5, .4; AP = 1/3 * 1 + 1/3 * .5 = 1/2
+    # t = 0.5: TP FP FP FP FP; AP = 1/3 * 1 = 1/3
+    # Class B, 1 span, by score e2 .95 (FP), e1 .4 (TP): precision 0, 1/2; recall 0, 1;
+    #   AP = 1 * 1/2 = 1/2 at every threshold up to 0.8
+    expected_a = {"0.1": 5 / 6, "0.2": 5 / 6, "0.3": 1 / 2, "0.4": 1 / 2, "0.5": 1 / 3}
+    for t, ap_a in expected_a.items():
+        assert r["AP_per_class"][t] == [pytest.approx(ap_a), pytest.approx(0.5), None], t
+    # mAP@t = (AP_A + AP_B) / 2: (5/6 + 1/2) / 2 = 2/3; (1/2 + 1/2) / 2 = 1/2; (1/3 + 1/2) / 2 = 5/12
+    assert r["mAP@0.1"] == pytest.approx(2 / 3) and r["mAP@0.2"] == pytest.approx(2 / 3)
+    assert r["mAP@0.3"] == pytest.approx(0.5) and r["mAP@0.4"] == pytest.approx(0.5)
+    assert r["mAP@0.5"] == pytest.approx(5 / 12)
+    # mean over the thresholds: (2/3 + 2/3 + 1/2 + 1/2 + 5/12) / 5 = 2.75 / 5
+    assert r["mAP"] == pytest.approx(0.55)
+    # VOC 2007's 11-point interpolation would give class A at t = 0.1:
+    # recall points 0, .1, .2, .3 -> 1; .4 .. 1.0 (7 points) -> .75: (4 + 7 * .75) / 11 = 0.8409
+    assert r["AP_per_class"]["0.1"][A] != pytest.approx((4 + 7 * 0.75) / 11, abs=1e-3)
+    # a threshold past class B's tIoU: e1 is then a FP too, AP_B = 0; d1 still matches [0, 10]
+    late = detection_map(dets, gt, n_classes=3, tious=(0.9,))
+    assert late["AP_per_class"]["0.9"] == [pytest.approx(1 / 3), 0.0, None]

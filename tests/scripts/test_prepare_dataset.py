@@ -17,8 +17,9 @@ SCRIPT = os.path.join(ROOT, "scripts", "prepare_dataset.py")
 
 
 def _run(*args):
+    # PYTHONPATH: this checkout's code, not whichever one the environment installed
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
 
 
 def test_ratio_runs_folds_and_caches(tmp_path):
@@ -47,6 +48,8 @@ def test_ratio_runs_folds_and_caches(tmp_path):
     assert out.stdout.count("BAD ") == 12 and "no audio track" in out.stdout
     folder = tmp_path / "frames" / "Anger" / "Anger_0000"
     assert (folder / "n_frames").read_text().strip() == "16" and (folder / "000016.jpg").exists()
+    assert float((folder / "fps").read_text()) == 8.0      # the rate, beside n_frames
+    assert open_video(str(folder)).fps == 8.0
     src = open_video(str(videos / "Anger" / "Anger_0000.mp4")).read(range(16)).astype(int)
     cached = open_video(str(folder)).read(range(16)).astype(int)
     assert np.abs(cached - src).mean() < 5              # JPEG (quality 95) of a noisy texture
@@ -122,3 +125,21 @@ def test_frame_stores_end_to_end(tmp_path):
     bad = _run("--videos", videos, "--out", tmp_path / "y.json", "--store-out", tmp_path / "st",
                "--store-quality", 0)
     assert bad.returncode == 2 and "--store-quality must be in 1..100" in bad.stderr
+
+
+def test_a_variable_rate_video_gets_its_mean_rate_and_a_note(tmp_path):
+    import shutil
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    from cten_common.data.prepare import folder_rate
+    path = tmp_path / "vfr.mp4"                 # 20 frames at 10 fps, then 60 at 30 fps: 80 in 4 s
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=2",
+                    "-f", "lavfi", "-i", "testsrc=size=64x48:rate=30:duration=2", "-filter_complex",
+                    "[0:v]settb=1/30[a];[1:v]settb=1/30[b];[a][b]concat=n=2:v=1[v]", "-map", "[v]",
+                    "-fps_mode", "vfr", "-pix_fmt", "yuv420p", "-c:v", "libx264", str(path)], check=True)
+    fps, note = folder_rate(open_video(str(path)))
+    assert fps == pytest.approx(80 / 4.0) and "variable frame rate" in note
+    cfr = tmp_path / "cfr.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=1",
+                    "-pix_fmt", "yuv420p", "-c:v", "libx264", str(cfr)], check=True)
+    assert folder_rate(open_video(str(cfr))) == (25.0, None)

@@ -110,3 +110,21 @@ def test_bad_spans_are_reported_with_the_video(tmp_path):
     assert items == [] and len(problems.problems) == 3
     text = " ".join(str(p) for p in problems.problems)
     assert "'mixed'" in text and "one label" in text and "'backwards'" in text and "'words'" in text
+
+
+def test_a_videos_rate_and_duration_are_read_and_bad_ones_reported(tmp_path):
+    for vid in ("rate", "length", "neither", "zero", "word"):
+        os.makedirs(tmp_path / "v" / "Joy" / vid)                    # frame folders
+    db = {"rate": {"subset": "training", "annotations": {"label": "Joy"}, "fps": 29.97},
+          "length": {"subset": "training", "annotations": {"label": "Joy"}, "duration": "107.2"},
+          "neither": {"subset": "training", "annotations": {"label": "Joy"}},
+          "zero": {"subset": "training", "annotations": {"label": "Joy"}, "fps": 0},
+          "word": {"subset": "training", "annotations": {"label": "Joy"}, "duration": "long"}}
+    _write_json(tmp_path / "a.json", db)
+    problems = IndexProblems()
+    items, _ = load_annotation(tmp_path / "a.json", str(tmp_path / "v"), problems=problems)
+    by_id = {i.video_id: (i.fps, i.duration) for i in items}
+    assert by_id == {"rate": (29.97, None), "length": (None, 107.2), "neither": (None, None)}
+    text = " ".join(str(p) for p in problems.problems)
+    assert len(problems.problems) == 2 and str(tmp_path / "a.json") in text
+    assert "'zero'" in text and "'fps' is 0" in text and "'word'" in text and "'duration'" in text

@@ -74,7 +74,7 @@ def test_store_from_a_frame_folder(tmp_path):
     folder = write_folder(tmp_path / "f", count_text=str(N))
     write_store(folder, tmp_path / "f.frames", short_side=0, quality=95)
     s = FrameStore(tmp_path / "f.frames")
-    assert (s.n_frames, s.height, s.width, s.fps) == (N, H, W, 30.0)
+    assert (s.n_frames, s.height, s.width, s.fps) == (N, H, W, None)      # the folder has no fps file
     folder_frames = open_video(str(folder)).read_all()
     assert np.abs(s.read_all().astype(int) - folder_frames).max() <= 3
 

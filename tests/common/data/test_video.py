@@ -170,11 +170,22 @@ def test_frame_folder(tmp_path, count_text):
     folder = write_folder(tmp_path / "anger" / "0001", count_text=count_text)
     v = open_video(str(folder))
     assert isinstance(v, FrameFolder)
-    assert (v.n_frames, v.fps, v.height, v.width) == (N, 30.0, H, W)
+    assert (v.n_frames, v.fps, v.height, v.width) == (N, None, H, W)     # no fps file: rate unknown
     order = [19, 0, 5, 5]
     assert_frames(v.read(order), order)
     assert_frames(v.read_all(), range(N))
     assert FrameFolder(folder, fps=25).fps == 25.0
+    (folder / "fps").write_text("29.97002997002997\n")
+    assert FrameFolder(folder).fps == pytest.approx(30000 / 1001, abs=1e-12)
+
+
+@pytest.mark.parametrize("text", ["0", "-25", "nan", "inf", "fast", "9" * 70])
+def test_a_bad_fps_file_is_an_error_naming_it(tmp_path, text):
+    folder = write_folder(tmp_path / "anger" / "0001", count_text=str(N))
+    (folder / "fps").write_text(text)
+    with pytest.raises(DataError) as e:
+        FrameFolder(folder)
+    assert e.value.path == str(folder / "fps")
 
 
 def test_frame_folder_missing_frame(tmp_path):
@@ -350,6 +361,8 @@ def test_video_without_audio_and_odd_frame_rate(tmp_path):
     v = VideoFile(path)
     assert v.fps == pytest.approx(29.97, abs=1e-3)
     assert v.n_frames == 90
+    # the frames' times from the timestamps: i / (30000/1001) at a constant rate, B-frames and all
+    assert v.frame_times() == pytest.approx(np.arange(91) * 1001 / 30000, abs=1e-6)
     assert np.array_equal(v.read([89, 0]), v.read_all()[[89, 0]])
 
 
