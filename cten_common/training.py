@@ -191,10 +191,11 @@ def plain(value):
 
 def resume_config(run_dir):
     """The configuration of the run in ``run_dir`` (its config.yaml), over today's defaults:
-    a key added since the run started gets its default."""
-    from .run_config import DEFAULTS, merge
-    with open(os.path.join(os.fspath(run_dir), "config.yaml")) as f:
-        return merge(DEFAULTS, yaml.safe_load(f) or {})
+    a key added since the run started gets its default.  Read and checked as any
+    ``--config`` file (``run_config.load_run_config``): a damaged or edited config.yaml is
+    a ValueError naming it, before anything runs."""
+    from .run_config import load_run_config
+    return load_run_config(os.path.join(os.fspath(run_dir), "config.yaml"))
 
 
 class RunFolder:

@@ -302,3 +302,27 @@ def test_a_bad_configuration_file_is_a_clear_exit_2(framework, text, problem, tm
     assert not (tmp_path / "run").exists()
     assert main(["--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "run")]) == 2
     assert "missing.yaml: cannot read the configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
+@pytest.mark.parametrize("text, problem", [
+    ("model: {n_classes: [oops\n", "not valid YAML"),
+    ("train: {seed: -1}\n", "train.seed must be an integer"),
+    ("train: {epochz: 3}\n", "unknown setting 'train.epochz'"),
+])
+def test_resuming_from_a_damaged_config_yaml_is_a_clear_exit_2(framework, text, problem, tmp_path, capsys):
+    """``--resume RUN_DIR`` reads the folder's config.yaml as any --config file: a damaged or
+    edited one is one error line naming it and exit 2, and the folder is left as it was."""
+    import importlib
+    main = importlib.import_module("cten_jt.train" if framework == "jittor" else "cten_torch_ref.train").main
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(text)
+    (run / "last.safetensors").write_bytes(b"not read: the configuration is refused first")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and problem in err and "Traceback" not in err, err
+    if "seed" not in problem:
+        assert str(run / "config.yaml") in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
