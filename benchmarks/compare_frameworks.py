@@ -36,6 +36,7 @@ import tempfile
 import textwrap
 
 from benchmarks.common import describe, ensure_synthetic
+from cten_common.run_config import load_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ("jittor", "torch")
@@ -179,7 +180,10 @@ def main(argv=None):
     description = (f"batch {runs['jittor'][0]['batch']}, T={m['seq_len']} segments of {m['snippet_duration']}x"
                    f"{m['sample_size']}x{m['sample_size']}, audio {100 * m['audio_n_segments']}x128, "
                    f"3D ResNet-{m['visual_depth']}, audio {m['audio_arch']}; {a.repeats} processes x {a.iters} "
-                   f"iterations per framework")
+                   f"iterations per framework; training step: "
+                   + ("the audio branch once for the three views (train.audio_once), in both" if
+                      load_run_config(a.config, a.set)["train"]["audio_once"] else
+                      "the audio branch three times per step, as the reference, in both") + ", fp32")
     meta = {"device": a.device, "description": description, "config": a.config, "overrides": a.set,
             "machine": describe()}
     table = summarise(runs, epochs, bank_epochs)

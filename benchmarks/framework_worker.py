@@ -62,6 +62,7 @@ class _Jittor:
         self.model = build_model(config["model"], init_seed=0)
         tc = config["train"]
         self.optimizer = Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+        self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
 
     def prepare(self, batch):
         from cten_common.erasing import ClipViews
@@ -81,7 +82,8 @@ class _Jittor:
 
     def train_step(self, rng):
         self.model.train()
-        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader)
+        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
+                                audio_once=self.audio_once)
 
     def inference(self):
         self.model.eval()
@@ -102,6 +104,7 @@ class _Torch:
         self.model = build_model(config["model"], init_seed=0).to(self.device)
         tc = config["train"]
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+        self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
 
     def prepare(self, batch):
         from cten_common.erasing import ClipViews
@@ -122,7 +125,8 @@ class _Torch:
 
     def train_step(self, rng):
         self.model.train()
-        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader)
+        self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
+                                audio_once=self.audio_once)
         self.sync()
 
     def inference(self):

@@ -37,7 +37,7 @@ DEFAULTS = {
         "pretrained_audio": None,   # a torchvision ImageNet ResNet checkpoint
         "detection_threshold": 0.5,
         "kernels": "fused",         # fused (compiled attention and erasing, Jittor) | composed
-        "audio_once": True,         # Jittor: the audio branch once per step for the three views
+        "audio_once": True,         # the audio branch once per step for the three views (false: the reference's three)
         "device": "auto",           # Jittor: auto (the GPU when Jittor has CUDA) | cpu | cuda
         "sync_bn": False,           # Jittor under MPI: BatchNorm over the global batch (else per rank)
         "features": None,           # Jittor: a feature bank folder (cten_jt.extract_features)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from cten_common.erasing import erased_view_indices
 from cten_common.losses import pcce_weights
 from .data import model_visual
+from .models.norm import repeated_stat_updates
 
 VIEWS = ("original", "context", "keyframe")
 
@@ -52,21 +53,28 @@ def view_loss(logits, labels, weights=None):
 
 
 def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5, reader=None,
-                 erasing=True):
-    """See cten_jt.engine.erasing_loss; the reference runs the audio branch for each
-    view (cten_jt's ``audio_once`` is a Jittor-side optimisation with the same result)."""
+                 erasing=True, audio_once=True):
+    """See cten_jt.engine.erasing_loss.  ``audio_once``: the audio branch runs once for the
+    three views, its BatchNorms updating their running statistics three times; autograd
+    sums the three views' gradients into it.  The reference runs it for each view
+    (``audio_once=False``): the same loss and gradients up to rounding."""
     device = _device(model)
     audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
     labels = _to_tensor(batch["label"], device)
     labels_np = _numpy(batch["label"])
-    logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness"), device), audio)
     n_views = len(VIEWS) if erasing else 1
+    shared = {}
+    if audio is not None and audio_once:
+        with repeated_stat_updates([model.a_resnet, model.a_fc, model.nl_a], n_views):
+            shared["audio_features"] = model.audio_branch(audio)
+        audio = None
+    logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness"), device), audio, **shared)
     timing = {}
     views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, device, timing)
              if erasing else {})
     outputs = [logits1]
     for view in VIEWS[1:n_views]:
-        logits, _ = model(views[view][0], audio)
+        logits, _ = model(views[view][0], audio, **shared)
         outputs.append(logits)
     losses = []
     for logits in outputs:

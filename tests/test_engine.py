@@ -165,3 +165,42 @@ def test_audio_branch_once_equals_three_times():
     assert_close(ref["buffers"], got["buffers"], "BatchNorm buffers", atol=1e-6)
     assert got["buffers"]["a_fc.1.num_batches_tracked"].item() == 3
 
+
+
+def test_the_twins_audio_branch_once_equals_three_times():
+    """The PyTorch twin's audio_once (cten_torch_ref.engine): one audio forward for the three
+    views gives the reference's own three-forward loss, gradients and BatchNorm running
+    statistics (updated three times by cten_torch_ref.models.norm.repeated_stat_updates),
+    with the tolerances of the Jittor test above (the same computation, summed in another
+    order); and the Jittor step with audio_once equals the twin's with audio_once."""
+    batch = _batch(2)
+    results = {}
+    for once in (False, True):
+        model = TCTEN(init_seed=0, **CFG)
+        model.train()
+        loss, info = teng.erasing_loss(model, batch, np.random.default_rng(4), audio_once=once,
+                                       reader=_reader(batch))
+        buffers = {n: v.detach().numpy().copy() for n, v in model.state_dict().items()
+                   if n.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+        results[once] = {"loss": float(loss.detach()), "grads": _grads_torch(model, loss), "buffers": buffers,
+                         "logits": [x.detach().numpy() for x in info["logits"]]}
+    ref, got = results[False], results[True]
+    assert_close(ref["logits"], got["logits"], "logits", rtol_scale=MODEL_RTOL)
+    assert_close(ref["loss"], got["loss"], "loss", rtol_scale=MODEL_RTOL)
+    scale = max(np.abs(g).max() for g in ref["grads"].values())
+    assert_close(ref["grads"], got["grads"], "grads", atol=MODEL_RTOL * scale)
+    assert_close(ref["buffers"], got["buffers"], "BatchNorm buffers", atol=1e-6)
+    assert got["buffers"]["a_fc.1.num_batches_tracked"].item() == 3
+    assert got["buffers"]["a_resnet.1.num_batches_tracked"].item() == 3
+    # the running statistics did move three updates' worth, not one (momentum 0.1: 1 - 0.9**3)
+    fresh = TCTEN(init_seed=0, **CFG).state_dict()["a_fc.1.running_mean"].numpy()
+    assert np.abs(got["buffers"]["a_fc.1.running_mean"] - fresh).max() > 0
+
+    j_model = JCTEN(init_seed=0, **CFG)
+    j_model.train()
+    j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(4), audio_once=True,
+                                       reader=_reader(batch))
+    assert_close(got["loss"], float(j_loss.numpy().reshape(-1)[0]), "loss, Jittor against the twin",
+                 rtol_scale=MODEL_RTOL)
+    j_buffers = {n: np.array(v) for n, v in state_arrays(j_model).items() if n in got["buffers"]}
+    assert_close(got["buffers"], j_buffers, "BatchNorm buffers, Jittor against the twin", rtol_scale=MODEL_RTOL)

@@ -23,9 +23,9 @@ DECISIONS = {
     **{f"data.{k}": {"jittor": H, "torch": H} for k in DEFAULTS["data"]},
     **{f"train.{k}": {"jittor": H, "torch": H} for k in (
         "epochs", "batch_size", "lr", "weight_decay", "theta", "erasing", "loss", "pcce_lambda", "seed",
-        "pretrained_visual", "pretrained_audio", "detection_threshold", "device", "backbone_eval")},
+        "pretrained_visual", "pretrained_audio", "detection_threshold", "device", "backbone_eval",
+        "audio_once")},
     "train.kernels": {"jittor": H, "torch": N},         # compiled kernels: the same indices and logits
-    "train.audio_once": {"jittor": H, "torch": N},      # one audio forward: the same gradients
     "train.sync_bn": {"jittor": H, "torch": R},         # MPI only; the twin runs one process
     "train.features": {"jittor": H, "torch": R},        # feature banks are cten_jt's
 }
