@@ -326,88 +326,115 @@ def markdown(result, audio_once=None):
 
 # --------------------------------------------------------------------------- peak probe
 
-def _time(fn, repeats, warmup=1, budget_s=20.0):
-    """Median seconds of ``repeats`` calls after ``warmup``; fewer repeats when one call is slow."""
-    start = time.perf_counter()
+def _time(fn, repeats, warmup=1):
+    """Median seconds of ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    first = time.perf_counter() - start
-    if warmup and first * (repeats + 1) > budget_s:
-        repeats = max(1, int(budget_s // max(first, 1e-9)) - 1)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
+    return statistics.median(times)
 
 
-def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu"):
-    """Attainable GFLOP/s of a square GEMM (2*n^3 FLOPs) and a 3x3x3 pad-1 conv3d
-    C->C on ``conv_shape`` [N, C, D, H, W] (FLOPs: 2 x its nominal MACs) in PyTorch and
-    Jittor, fp32 and bf16; a list of rows, "n/a" with the reason where a case does not run."""
+def _probe_row(framework, op, dtype, build, repeats, budget_s):
+    """One probe: ``build(pilot)`` returns ``(fn, flops)`` of the small (pilot) or full case.
+    The pilot (one warm-up call, median of three) runs first; when it predicts the full case
+    would take more than ``budget_s`` in all, the pilot's rate is reported instead."""
+    row = {"framework": framework, "op": op, "dtype": dtype}
+    try:
+        fn, small = build(True)
+        rate = small / _time(fn, 3)
+        fn, flops = build(False)
+        predicted = flops / rate * (repeats + 1)
+        if predicted > budget_s:
+            return dict(row, flops=small, gflops=float(f"{rate / 1e9:.4g}"), repeats=3,
+                        reason=f"the pilot size only: the full size would take ~{predicted:.0f} s")
+        seconds = _time(fn, repeats)
+    except Exception as exc:        # a dtype or op the framework does not run here
+        return dict(row, gflops="n/a", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    return dict(row, flops=flops, seconds=seconds, repeats=repeats, gflops=float(f"{flops / seconds / 1e9:.4g}"))
+
+
+def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", budget_s=15.0):
+    """Attainable GFLOP/s of a square GEMM [n, n] @ [n, n] (2*n^3 FLOPs) and a 3x3x3 pad-1
+    conv3d C->C on ``conv_shape`` [N, C, D, H, W] (FLOPs: 2 x its nominal MACs) in PyTorch
+    (``torch.mm``, ``conv3d``) and Jittor (``jt.matmul``, the project's ``fast_conv``), fp32
+    and bf16: the median of ``repeats`` timed calls after a warm-up, each preceded by a pilot
+    at n/4 (GEMM) or one sample (conv) that skips a case slower than ``budget_s``.  Rows
+    with "n/a" and the reason where a case does not run."""
     import numpy as np
     import torch                # before Jittor: the two oneDNNs clash the other way round
     import cten_jt  # noqa: F401  (the project's Jittor settings, before jittor)
     import jittor as jt
     from cten_jt.kernels.conv import available, fast_conv
 
-    n, c = conv_shape[0], conv_shape[1]
-    conv = conv_layer("probe", "probe", n, c, c, tuple(conv_shape[2:]), 3, 1, 1)
-    cases = {"gemm": 2 * gemm ** 3, "conv3d": 2 * conv["nominal"]}
-    rng = np.random.default_rng(0)
-    a_np = rng.standard_normal((gemm, gemm), dtype=np.float32)
-    x_np = rng.standard_normal(tuple(conv_shape), dtype=np.float32)
-    w_np = rng.standard_normal((c, c, 3, 3, 3), dtype=np.float32) * 0.05
-    rows = []
     use_cuda = device == "cuda"
     tdev = torch.device("cuda" if use_cuda else "cpu")
     jt.flags.use_cuda = 1 if use_cuda else 0
+    rng = np.random.default_rng(0)
+    c = conv_shape[1]
+    w_np = rng.standard_normal((c, c, 3, 3, 3), dtype=np.float32) * 0.05
+
+    def conv_flops(shape):
+        return 2 * conv_layer("probe", "probe", shape[0], c, c, tuple(shape[2:]), 3, 1, 1)["nominal"]
+
+    def gemm_case(pilot):
+        n = max(64, gemm // 4) if pilot else gemm
+        return rng.standard_normal((n, n), dtype=np.float32), 2 * n ** 3
+
+    def conv_case(pilot):
+        shape = (1,) + tuple(conv_shape[1:]) if pilot else tuple(conv_shape)
+        return rng.standard_normal(shape, dtype=np.float32), conv_flops(shape)
 
     def tsync():
         if use_cuda:
             torch.cuda.synchronize()
 
-    for dtype_name, tdtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a = torch.from_numpy(a_np).to(tdev, tdtype)
-        x = torch.from_numpy(x_np).to(tdev, tdtype)
-        w = torch.from_numpy(w_np).to(tdev, tdtype)
-        for op, fn in (("gemm", lambda: torch.mm(a, a)),
-                       ("conv3d", lambda: torch.nn.functional.conv3d(x, w, padding=1))):
-            def run():
+    def torch_build(op, tdtype):
+        def build(pilot):
+            x_np, count_ = (gemm_case if op == "gemm" else conv_case)(pilot)
+            x = torch.from_numpy(x_np).to(tdev, tdtype)
+            w = torch.from_numpy(w_np).to(tdev, tdtype)
+
+            def fn():
                 with torch.no_grad():
-                    fn()
+                    torch.mm(x, x) if op == "gemm" else torch.nn.functional.conv3d(x, w, padding=1)
                 tsync()
-            rows.append(_probe_row("PyTorch", op, dtype_name, cases[op], run, repeats))
-    for dtype_name in ("fp32", "bf16"):
-        ja = jt.array(a_np)
-        if dtype_name == "bf16":
-            ja = ja.bfloat16()
-        rows.append(_probe_row("Jittor", "gemm", dtype_name, cases["gemm"],
-                               lambda: jt.matmul(ja, ja).sync(), repeats))
-        if dtype_name == "bf16":
+            return fn, count_
+        return build
+
+    def jittor_build(op, bf16):
+        def build(pilot):
+            x_np, count_ = (gemm_case if op == "gemm" else conv_case)(pilot)
+            x = jt.array(x_np)
+            if op == "gemm":
+                x = x.bfloat16() if bf16 else x
+                return (lambda: jt.matmul(x, x).sync()), count_
+            w = jt.array(w_np).stop_grad()
+            return (lambda: fast_conv(x, w, (1, 1, 1), (1, 1, 1)).sync()), count_
+        return build
+
+    rows = []
+    for name, tdtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for op in ("gemm", "conv3d"):
+            rows.append(_probe_row("PyTorch", op, name, torch_build(op, tdtype), repeats, budget_s))
+    for name in ("fp32", "bf16"):
+        rows.append(_probe_row("Jittor", "gemm", name, jittor_build("gemm", name == "bf16"), repeats, budget_s))
+        if name == "bf16":
             rows.append({"framework": "Jittor", "op": "conv3d", "dtype": "bf16", "gflops": "n/a",
                          "reason": "cten_jt.kernels.conv.fast_conv is float32 only"})
         elif not available():
             rows.append({"framework": "Jittor", "op": "conv3d", "dtype": "fp32", "gflops": "n/a",
                          "reason": "fast_conv unavailable (no system oneDNN / cuDNN)"})
         else:
-            jx, jw = jt.array(x_np), jt.array(w_np).stop_grad()
-            rows.append(_probe_row("Jittor", "conv3d", "fp32", cases["conv3d"],
-                                   lambda: fast_conv(jx, jw, (1, 1, 1), (1, 1, 1)).sync(), repeats))
+            rows.append(_probe_row("Jittor", "conv3d", "fp32", jittor_build("conv3d", False), repeats, budget_s))
         jt.sync_all()
         jt.gc()
-    return {"device": device, "gemm": gemm, "conv_shape": list(conv_shape),
+    conv = conv_layer("probe", "probe", conv_shape[0], c, c, tuple(conv_shape[2:]), 3, 1, 1)
+    return {"device": device, "gemm": gemm, "conv_shape": list(conv_shape), "repeats": repeats,
             "conv_macs": {"nominal": conv["nominal"], "inside": conv["inside"]}, "rows": rows}
-
-
-def _probe_row(framework, op, dtype, flops, fn, repeats):
-    row = {"framework": framework, "op": op, "dtype": dtype, "flops": flops}
-    try:
-        seconds, done = _time(fn, repeats)
-    except Exception as exc:        # a dtype or op the framework does not run here
-        return dict(row, gflops="n/a", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    return dict(row, seconds=seconds, repeats=done, gflops=round(flops / seconds / 1e9, 1))
 
 
 def peak_markdown(result):
@@ -418,6 +445,8 @@ def peak_markdown(result):
              "| framework | op | dtype | GFLOP/s | median s | note |", "|---|---|---|---:|---:|---|"]
     for r in result["rows"]:
         secs = f"{r['seconds']:.4f} ({r['repeats']} runs)" if "seconds" in r else "-"
+        if r["gflops"] == "n/a":
+            secs = "-"
         lines.append(f"| {r['framework']} | {r['op']} | {r['dtype']} | {r['gflops']} | {secs} "
                      f"| {r.get('reason', '')} |")
     return "\n".join(lines)
@@ -439,6 +468,8 @@ def main(argv=None):
                    help="conv3d input N,C,D,H,W of the probe (default 16,256,4,14,14)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each probe (default 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the probe")
+    p.add_argument("--budget", type=float, default=15.0,
+                   help="seconds one probe case may take; a slower case reports its pilot (default 15)")
     args = p.parse_args(argv)
     try:
         config = load_run_config(args.config, args.set)
@@ -457,7 +488,7 @@ def main(argv=None):
         if len(shape) != 5:
             print("benchmarks.flops: --peak-conv takes N,C,D,H,W", file=sys.stderr)
             return 2
-        probe = peak(args.peak_gemm, shape, args.repeats, args.device)
+        probe = peak(args.peak_gemm, shape, args.repeats, args.device, args.budget)
         print()
         print(peak_markdown(probe))
         out["peak"] = probe

@@ -200,3 +200,16 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     assert data["batch"] == 4 and data["model"]["sample_size"] == 64 and data["model"]["seq_len"] == 4
     assert data == json.loads(json.dumps(flops.count(data["model"], 4)))
     assert flops.main(["--set", "model.visual_depth=7"]) == 2
+
+
+def test_peak_probe_runs_small_and_counts_its_flops():
+    result = flops.peak(gemm=64, conv_shape=(2, 8, 2, 4, 4), repeats=1, budget_s=60.0)
+    rows = {(r["framework"], r["op"], r["dtype"]): r for r in result["rows"]}
+    assert len(rows) == 8
+    for fw in ("PyTorch", "Jittor"):
+        gemm, conv = rows[(fw, "gemm", "fp32")], rows[(fw, "conv3d", "fp32")]
+        assert gemm["flops"] == 2 * 64 ** 3 and gemm["gflops"] > 0
+        # 8 <- 8 channels, 27 taps, 2 samples of 2x4x4 outputs (pad 1 keeps the shape), 2 FLOPs per MAC
+        assert conv["flops"] == 2 * (2 * 8 * 8 * 27 * 2 * 4 * 4) and conv["gflops"] > 0
+    assert rows[("Jittor", "conv3d", "bf16")]["gflops"] == "n/a"
+    assert "float32 only" in rows[("Jittor", "conv3d", "bf16")]["reason"]
