@@ -172,7 +172,7 @@ def layers(model_config, batch):
         ablock, astages = AUDIO_ARCHS[cfg.audio_arch]
         convs, spatial = _resnet_layers("a_resnet", ["audio.backbone"] * 4, na, spatial, ablock, astages)
         out += convs
-        if tuple(pool_out(s, k, 4 if i == 0 else 8, 0) for i, (s, k) in enumerate(zip(spatial, (4, 8)))) != (1, 1):
+        if tuple(pool_out(s, k, k, 0) for s, k in zip(spatial, (4, 8))) != (1, 1):     # AvgPool2d((4, 8))
             raise ValueError(f"the audio backbone's last feature map {spatial} is not pooled to one feature")
         out.append(linear_layer("a_fc.0", "attention/linears", na, cfg.audio_backbone_dim, cfg.audio_embed_size))
     modules = [("nl.0", vd)] + ([("nl_a.0", cfg.audio_embed_size)] if cfg.modality == "av" else [])
