@@ -1,4 +1,4 @@
-"""cten-bench frameworks|kernels|training|parity|bank|data|epoch [...]: every benchmark under one command.
+"""cten-bench frameworks|kernels|training|parity|bank|data|epoch|flops [...]: every benchmark under one command.
 
 Each is also ``python -m benchmarks.<module>``; results go to ``benchmarks/results/``.
 """
@@ -14,6 +14,7 @@ TOOLS = {
     "bank": ("benchmarks.compare_bank:main", "training from a feature bank against end to end"),
     "data": ("benchmarks.bench_data:main", "data readers: frame folder, store, mp4, filterbank"),
     "epoch": ("benchmarks.bench_epoch:main", "one real-length epoch: train and predict"),
+    "flops": ("benchmarks.flops:main", "multiply-adds of CTEN from its config; --peak: the machine's GFLOP/s"),
 }
 
 

@@ -55,7 +55,8 @@ def test_console_script_answers_help(name, module, function):
 
 @pytest.mark.parametrize("prog,module,tools", [("cten-convert", "weights_convert.cli", ("torch2jittor", "jittor2torch")),
                                                ("cten-bench", "benchmarks.cli",
-                                                ("frameworks", "kernels", "training", "parity", "bank", "data", "epoch"))])
+                                                ("frameworks", "kernels", "training", "parity", "bank", "data", "epoch",
+                                                 "flops"))])
 def test_dispatchers_name_their_tools_and_pass_help_on(prog, module, tools):
     cli = importlib.import_module(module)
     assert tuple(cli.TOOLS) == tools
