@@ -125,6 +125,16 @@ def parting(records):
     return table, scale
 
 
+def _test_helpers():
+    """tests/helpers.py, loaded from its file (the tests are no package)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "helpers.py")
+    spec = importlib.util.spec_from_file_location("cten_test_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.twin_first_epoch", description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=6)
@@ -134,8 +144,7 @@ def main(argv=None):
     import torch  # noqa: F401  (PyTorch before Jittor, as tests/conftest.py)
     import cten_jt  # noqa: F401
     from pathlib import Path
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-    from helpers import make_tiny_run           # the test's own tiny configuration
+    make_tiny_run = _test_helpers().make_tiny_run      # the test's own tiny configuration
     from cten_common.run_config import load_run_config
     root = Path(a.out + "_runs")
     root.mkdir(parents=True, exist_ok=True)
