@@ -54,6 +54,7 @@ from .transforms import EvalTransform, TrainTransform, params_from_array, params
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 32     # frames decoded and transformed at a time: bounds a read's full-size frames
+ON_BAD_SAMPLE = ("stop", "skip")    # data.on_bad_sample: what a video that fails to read does
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,28 @@ class ClipConfig:
     p_augment: float = 0.3
     augment: bool = True          # False: training frames get the evaluation transform
     read_threads: int = 0         # threads reading erased views (0: 2 per core, at most 16)
+    on_bad_sample: str = "stop"   # stop: a DataError ends the run; skip: the video is left out (BadSample)
+
+    def __post_init__(self):
+        if self.on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"data.on_bad_sample must be one of {', '.join(ON_BAD_SAMPLE)}, "
+                             f"got {self.on_bad_sample!r}")
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """A video left out under ``on_bad_sample: skip``: which, the file and the problem
+    (``DataError``'s), and ``where`` it failed: "sample" (loading it for a batch) or
+    "erased views" (reading its erased views during the step)."""
+    index: int
+    video_id: str
+    path: str
+    problem: str
+    where: str = "sample"
+
+    def as_dict(self):
+        return {"index": self.index, "video_id": self.video_id, "path": self.path,
+                "problem": self.problem, "where": self.where}
 
 
 def sample_rng(seed, epoch, index):
@@ -139,11 +162,28 @@ class VideoEmotionData:
         self._add_audio(sample, item, n, video.fps, rng)
         return sample
 
+    def load_or_skip(self, index, rng=None):
+        """``load(index, rng)``; under ``on_bad_sample: skip`` a video that fails with a
+        DataError gives a ``BadSample`` instead (logged), which ``collate`` leaves out.
+        Each sample has its own generator, so a skipped one changes no other's draws."""
+        if self.clip.on_bad_sample != "skip":
+            return self.load(index, rng)
+        try:
+            return self.load(index, rng)
+        except DataError as exc:
+            return self._bad(index, exc, "sample")
+
+    def _bad(self, index, exc, where):
+        bad = BadSample(int(index), self.items[int(index)].video_id, exc.path, exc.problem, where)
+        log.debug("skipping video %s (%s): %s: %s", bad.video_id, where, bad.path, bad.problem)
+        return bad
+
     def load_many(self, indices, rngs=None):
         """Samples ``indices`` (with generators ``rngs`` in training), loaded in this
-        process's reader threads."""
+        process's reader threads (``load_or_skip``: a ``BadSample`` for a skipped video)."""
+        indices = list(indices)
         rngs = [None] * len(indices) if rngs is None else list(rngs)
-        return list(self._threads().map(self.load, indices, rngs))
+        return list(self._threads().map(self.load_or_skip, indices, rngs))
 
     def _common(self, index, indices, n, fps):
         """The keys every sample has, banked or not."""
@@ -186,17 +226,37 @@ class VideoEmotionData:
 
     def read_views(self, batch, views):
         """``{view: uint8 [B, T, 3, L, S, S]}`` of ``views`` ``{view: int [B, T, L]}``: each
-        video's views read together (its frames once), the videos in parallel threads."""
+        video's views read together (its frames once), the videos in parallel threads.
+
+        Under ``on_bad_sample: skip`` a video whose frames fail to read is left out: the
+        arrays then hold the other rows only, and two more keys say which: ``kept_rows``
+        (int64, the rows of ``batch`` kept, in order) and ``skipped`` (``BadSample``s).
+        The engines then drop those videos from the step's loss (docs/data.md)."""
         names = list(views)
         B = len(batch["index"])
+        skip = self.clip.on_bad_sample == "skip"
 
         def one(b):
             row = {"index": batch["index"][b], "transform": batch["transform"][b]}
             both = np.concatenate([np.asarray(views[v][b]) for v in names])     # [len(names)*T, L]
-            return np.split(self.read_view(row, both), len(names))
+            try:
+                return np.split(self.read_view(row, both), len(names))
+            except DataError as exc:
+                if not skip:
+                    raise
+                return self._bad(int(batch["index"][b]), exc, "erased views")
 
         per_video = list(self._threads().map(one, range(B)))
-        return {v: np.stack([per_video[b][k] for b in range(B)]) for k, v in enumerate(names)}
+        kept = [b for b in range(B) if not isinstance(per_video[b], BadSample)]
+        out = {}
+        for k, v in enumerate(names):
+            T, L = np.asarray(views[v]).shape[1:]
+            S = self.clip.sample_size
+            out[v] = np.stack([per_video[b][k] for b in kept]) if kept else np.empty((0, T, 3, L, S, S), np.uint8)
+        if len(kept) < B:
+            out["kept_rows"] = np.asarray(kept, np.int64)
+            out["skipped"] = [per_video[b] for b in range(B) if b not in kept]
+        return out
 
     def _threads(self):
         """This process's reader threads (created on first use; a forked worker makes its own)."""
@@ -243,8 +303,19 @@ class VideoEmotionData:
 
 
 def collate(samples):
-    """Stack samples into a batch: every key gets a new first axis."""
-    return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+    """Stack samples into a batch: every key gets a new first axis.
+
+    ``BadSample``s (``on_bad_sample: skip``) are left out; the batch then also has
+    ``slot`` (int64 [B]: each kept sample's position among ``samples``), ``slots``
+    (how many there were) and ``skipped`` (the ``BadSample``s).  A batch whose every
+    sample was skipped has those three keys alone."""
+    good = [s for s in samples if not isinstance(s, BadSample)]
+    batch = {key: np.stack([s[key] for s in good]) for key in good[0]} if good else {}
+    if len(good) < len(samples):
+        batch["slot"] = np.asarray([k for k, s in enumerate(samples) if not isinstance(s, BadSample)], np.int64)
+        batch["slots"] = len(samples)
+        batch["skipped"] = [s for s in samples if isinstance(s, BadSample)]
+    return batch
 
 
 def clip_config(config, train):
@@ -253,7 +324,8 @@ def clip_config(config, train):
     return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
                       sample_size=m["sample_size"], with_audio=m["modality"] == "av",
                       allow_silence=bool(d["allow_silence"]), augment=bool(d.get("augment", True)),
-                      read_threads=int(d.get("read_threads", 0)))
+                      read_threads=int(d.get("read_threads", 0)),
+                      on_bad_sample=d.get("on_bad_sample", "stop"))
 
 
 def build_data(config, subset, train, bank=None):
