@@ -440,14 +440,16 @@ def main(argv=None, prog="cten-check-data"):
     p.add_argument("--subsets", default="training,validation",
                    help="comma-separated subsets to check (default training,validation)")
     a = p.parse_args(argv)
-    data = {}
+    data, with_audio = {}, not a.no_audio
     if a.config:
         from ..run_config import load_run_config
         try:
-            data = {k: v for k, v in load_run_config(a.config)["data"].items() if v is not None}
+            config = load_run_config(a.config)
         except ValueError as exc:   # names the file and the setting
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        data = {k: v for k, v in config["data"].items() if v is not None}
+        with_audio = with_audio and config["model"]["modality"] == "av"     # a visual-only model reads no audio
     for key in ("format", "annotation", "video_root", "audio_root"):
         if getattr(a, key) is not None:
             data[key] = getattr(a, key)
@@ -457,7 +459,7 @@ def main(argv=None, prog="cten-check-data"):
         p.error("give --config or --annotation and --video-root (--format caer: --video-root)")
     began = time.perf_counter()
     items, problems = scan(data, subsets=tuple(s for s in a.subsets.split(",") if s),
-                           with_audio=not a.no_audio, decode=a.decode, threads=a.threads)
+                           with_audio=with_audio, decode=a.decode, threads=a.threads)
     for problem in problems:
         print(f"BAD {problem}")
     print(f"{len(items)} videos indexed, {len(problems)} problems "
