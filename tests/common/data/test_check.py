@@ -222,3 +222,55 @@ def test_checks_run_alone_on_one_video(dataset):
     store = sorted(str(p) for p in (root / "stores").glob("*/*.frames"))[0]
     problems, n = check_frame_store(store, decode=True)
     assert problems == [] and n == 16
+
+
+@pytest.mark.parametrize("layout", ["frames+mp3", "stores+fbank"])
+def test_what_the_checker_names_is_what_a_skip_run_leaves_out(dataset, layout):
+    """Per layout, damage three videos; the checker names each file, and loading the
+    samples under on_bad_sample: skip gives a BadSample naming the same file (stop: the
+    DataError), while the other samples load."""
+    from cten_common.data.annotations import build_index
+    from cten_common.data.datasets import BadSample, ClipConfig, VideoEmotionData, collate, sample_rng
+    from cten_common.data.errors import DataError
+    from cten_common.data.frame_store import read_header
+    root, data = dataset
+    video_root, audio_root = {"frames+mp3": ("frames", "mp3"), "stores+fbank": ("stores", "fbank")}[layout]
+    data = {**data, "video_root": str(root / video_root), "audio_root": str(root / audio_root)}
+    items = build_index(data, "training")[0] + build_index(data, "validation")[0]
+    a, b, c = items[0], items[2], items[4]
+    if layout == "frames+mp3":
+        damaged = {a.video_id: os.path.join(a.video_path, "000001.jpg"), b.video_id: b.audio_path,
+                   c.video_id: os.path.join(c.video_path, "000009.jpg")}
+        open(damaged[a.video_id], "wb").write(np.random.default_rng(2).bytes(2000))
+        open(damaged[b.video_id], "wb").write(b"ID3" + np.random.default_rng(3).bytes(2000))
+        for k in range(9, 17):
+            os.remove(os.path.join(c.video_path, f"{k:06d}.jpg"))
+    else:
+        damaged = {a.video_id: a.video_path, b.video_id: b.audio_path, c.video_id: c.video_path}
+        with open(a.video_path, "r+b") as f:
+            f.truncate(os.path.getsize(a.video_path) - 10)
+        np.save(b.audio_path, np.zeros((50, 40), np.float32))
+        _, offsets = read_header(c.video_path)
+        with open(c.video_path, "r+b") as f:             # every frame's start marker gone
+            for i in range(len(offsets) - 1):
+                f.seek(int(offsets[i]))
+                f.write(b"\x00\x00")
+    _, problems = _problems(data)
+    assert {p for p, _ in problems} == set(damaged.values()), problems
+    for skip in (True, False):
+        clip = ClipConfig(4, 4, 32, on_bad_sample="skip" if skip else "stop")
+        loaded = VideoEmotionData(items, ["Anger", "Joy"], clip, train=True)
+        for i, item in enumerate(items):
+            if item.video_id not in damaged:
+                assert not isinstance(loaded.load_or_skip(i, sample_rng(0, 0, i)), BadSample)
+            elif skip:
+                bad = loaded.load_or_skip(i, sample_rng(0, 0, i))
+                assert isinstance(bad, BadSample) and bad.path == damaged[item.video_id], (bad, damaged)
+            else:
+                with pytest.raises(DataError) as err:
+                    loaded.load_or_skip(i, sample_rng(0, 0, i))
+                assert err.value.path == damaged[item.video_id]
+    good = [loaded.load_or_skip(i, sample_rng(0, 0, i)) for i in (1, 3)]
+    batch = collate([good[0], BadSample(0, "x", "/p", "q"), good[1]])
+    assert list(batch["slot"]) == [0, 2] and batch["slots"] == 3 and len(batch["skipped"]) == 1
+    assert list(batch["index"]) == [1, 3] and "slot" not in collate(good)
