@@ -165,10 +165,12 @@ def test_more_bad_videos_than_the_stated_share_stop_the_run(damaged):
     assert not (out / "last.safetensors").exists()
 
 
+@pytest.mark.parametrize("workers", [0, 1])
 @pytest.mark.parametrize("framework", ["jittor", "torch"])
-def test_a_skipped_video_changes_no_other_draw(damaged, framework):
+def test_a_skipped_video_changes_no_other_draw(damaged, framework, workers):
     """The loader's batches with bad videos skipped hold exactly the other videos' samples
-    of the undamaged set, row for row, and each batch's erasing draws for them are the same."""
+    of the undamaged set, row for row, and each batch's erasing draws for them are the same
+    (in the loader's process or a worker process: the BadSample travels with the batch)."""
     from cten_common.data.datasets import VideoEmotionData
     from cten_common.erasing import erasing_uniforms, kept_rows_rng
     from cten_common.training import erasing_rng
@@ -186,8 +188,8 @@ def test_a_skipped_video_changes_no_other_draw(damaged, framework):
     clean.items = clean_items
     if framework == "jittor":
         from cten_jt.data import CTENDataset
-        loaders = [CTENDataset(d, batch_size=2, shuffle=True, num_workers=0, drop_last=True, seed=3)
-                   for d in (damaged_data, clean)]
+        loaders = [CTENDataset(d, batch_size=2, shuffle=True, num_workers=w, drop_last=True, seed=3)
+                   for d, w in ((damaged_data, workers), (clean, 0))]
         for loader in loaders:
             loader.set_epoch(1)
         runs = [list(iter(loader)) for loader in loaders]
@@ -196,7 +198,8 @@ def test_a_skipped_video_changes_no_other_draw(damaged, framework):
         sets = [CTENDataset(d, seed=3) for d in (damaged_data, clean)]
         for s in sets:
             s.set_epoch(1)
-        runs = [list(s.loader(batch_size=2, shuffle=True, num_workers=0, drop_last=True)) for s in sets]
+        runs = [list(s.loader(batch_size=2, shuffle=True, num_workers=w, drop_last=True))
+                for s, w in zip(sets, (workers, 0))]
     rng_bad, rng_clean = erasing_rng(3, 1), erasing_rng(3, 1)
     skipped = 0
     for b_bad, b_clean in zip(*runs):
