@@ -12,8 +12,8 @@ docs/data.md for measured times):
   folder is listed once; ``n_frames`` against the JPEGs present (missing frame
   numbers, a folder without any JPEG); every JPEG's first bytes (start marker,
   a start-of-frame header with its size, the same size as frame 0's) and last
-  bytes (the end marker: a truncated JPEG still decodes, to grey); the first
-  and the last frame are decoded;
+  bytes (the end marker: a JPEG cut short does not decode, and this finds it
+  without decoding); the first and the last frame are decoded;
 * frame stores (``.frames``): the header, the offset table against the file's
   size, every stored frame's bounds (its start and end markers at its
   offsets), the first and last frame decoded;

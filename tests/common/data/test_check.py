@@ -90,7 +90,7 @@ def test_frame_folder_damage_is_named_file_by_file(dataset):
     rng = np.random.default_rng(0)
     (root / c / "000005.jpg").write_bytes(rng.bytes(3000))           # random bytes
     jpg = (root / d / "000009.jpg").read_bytes()
-    (root / d / "000009.jpg").write_bytes(jpg[:len(jpg) // 2])       # truncated (still decodes, grey)
+    (root / d / "000009.jpg").write_bytes(jpg[:len(jpg) // 2])       # cut short: does not decode
     (root / e / "000003.jpg").write_bytes(b"")                       # empty
     os.remove(root / e / "000012.jpg")                               # a gap
     ok, big = cv2.imencode(".jpg", np.zeros((64, 48, 3), np.uint8))
