@@ -107,6 +107,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     history = run.start(config, start)
     views = VIEWS if tc["erasing"] else VIEWS[:1]
     skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
+    for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
+        data.check_before_run(progress)
 
     last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
     for epoch in tqdm(range(start, last_epoch), desc="epochs (torch)", disable=not progress,

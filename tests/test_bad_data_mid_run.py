@@ -138,7 +138,8 @@ def test_skip_finishes_and_lists_every_bad_video(damaged, framework):
     for vid, path in bad.items():
         assert listed[vid]["path"].startswith(path), (listed[vid], path)
         assert listed[vid]["epochs"] == [1, 2]
-    assert "cannot decode" in listed[next(iter(bad))]["problem"]
+    assert "frame 0: not a JPEG" in listed[next(iter(bad))]["problem"]      # named by the check before the run
+    assert {v["where"] for v in listed.values()} == {"check before the run"}
     assert {v["subset"] for v in listed.values()} == {"training", "validation"}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for r in records:                      # two training videos and one validation video each epoch

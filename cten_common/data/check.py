@@ -368,9 +368,10 @@ def estimate_decode_s(items, total_frames, threads, sample=24):
 
 
 def scan_items(items, with_audio=True, allow_silence=False, progress=True, decode=False,
-               threads=DEFAULT_THREADS):
+               threads=DEFAULT_THREADS, per_item=False):
     """Check every video (and its audio) of ``items``; return the list of DataErrors, in
-    the items' order.  Videos are checked in ``threads`` threads (file opens overlap)."""
+    the items' order (``per_item``: one list per item).  Videos are checked in
+    ``threads`` threads (file opens overlap)."""
     from tqdm import tqdm
 
     items = list(items)
@@ -404,7 +405,7 @@ def scan_items(items, with_audio=True, allow_silence=False, progress=True, decod
             results = list(pool.map(one, items))
     finally:
         bar.close()
-    return [p for problems in results for p in problems]
+    return results if per_item else [p for problems in results for p in problems]
 
 
 def scan(data, subsets=("training", "validation"), with_audio=True, progress=True, decode=False,

@@ -112,6 +112,7 @@ class VideoEmotionData:
                           else EvalTransform(clip.sample_size))
         self._pool, self._pool_pid = None, None
         self._pool_lock = threading.Lock()
+        self.known_bad = {}       # index -> BadSample found before the run (skip: check_before_run)
 
     def __len__(self):
         return len(self.items)
@@ -168,10 +169,29 @@ class VideoEmotionData:
         Each sample has its own generator, so a skipped one changes no other's draws."""
         if self.clip.on_bad_sample != "skip":
             return self.load(index, rng)
+        if int(index) in self.known_bad:
+            return self.known_bad[int(index)]
         try:
             return self.load(index, rng)
         except DataError as exc:
             return self._bad(index, exc, "sample")
+
+    def check_before_run(self, progress=False):
+        """``on_bad_sample: skip``: the default ``cten-check-data`` check of every video
+        (and its audio) once; the videos with a problem are skipped whenever they come
+        up, named by the check's first problem, whether or not a read would have met it
+        (a missing middle frame, say).  Returns them (``{index: BadSample}``)."""
+        if self.clip.on_bad_sample != "skip" or self.bank is not None:
+            return {}
+        from .check import scan_items
+        results = scan_items(self.items, self.clip.with_audio, self.clip.allow_silence, progress=progress,
+                             per_item=True)
+        self.known_bad = {i: BadSample(i, self.items[i].video_id, problems[0].path,
+                                       problems[0].problem if len(problems) == 1 else
+                                       f"{problems[0].problem} (and {len(problems) - 1} more problems: "
+                                       f"cten-check-data)", "check before the run")
+                          for i, problems in enumerate(results) if problems}
+        return self.known_bad
 
     def _bad(self, index, exc, where):
         bad = BadSample(int(index), self.items[int(index)].video_id, exc.path, exc.problem, where)

@@ -274,3 +274,24 @@ def test_what_the_checker_names_is_what_a_skip_run_leaves_out(dataset, layout):
     batch = collate([good[0], BadSample(0, "x", "/p", "q"), good[1]])
     assert list(batch["slot"]) == [0, 2] and batch["slots"] == 3 and len(batch["skipped"]) == 1
     assert list(batch["index"]) == [1, 3] and "slot" not in collate(good)
+
+
+def test_skip_checks_every_video_before_the_run(dataset):
+    """Under on_bad_sample: skip a frame missing in the middle of a video is found before
+    the run, so the video is skipped whichever frames its samples would read."""
+    from cten_common.data.annotations import build_index
+    from cten_common.data.datasets import BadSample, ClipConfig, VideoEmotionData, sample_rng
+    root, data = dataset
+    items = build_index(data, "training")[0]
+    os.remove(os.path.join(items[1].video_path, "000008.jpg"))
+    for policy in ("stop", "skip"):
+        loaded = VideoEmotionData(items, ["Anger", "Joy"], ClipConfig(2, 1, 32, on_bad_sample=policy), train=True)
+        found = loaded.check_before_run()
+        if policy == "stop":
+            assert found == {}
+            continue
+        assert list(found) == [1] and found[1].path == os.path.join(items[1].video_path, "000008.jpg")
+        assert found[1].where == "check before the run" and "missing frame 7" in found[1].problem
+        rng = sample_rng(0, 0, 1)
+        assert loaded.load_or_skip(1, rng) is found[1]
+        assert not isinstance(loaded.load_or_skip(0, sample_rng(0, 0, 0)), BadSample)
