@@ -118,10 +118,37 @@ class RankRows:
         return rows[self.rank * shape[0]:(self.rank + 1) * shape[0]]
 
 
+class KeptRows:
+    """A generator for a batch some of whose videos were skipped (``data.on_bad_sample:
+    skip``): ``random((B, ...))`` draws ``random((slots, ...))``, what the whole batch
+    would have drawn, and returns the rows ``kept`` of it, so that a skipped video
+    changes neither the other videos' draws nor any later batch's.  ``generator``: a
+    numpy Generator or a ``RankRows`` of one."""
+
+    def __init__(self, generator, kept, slots):
+        if not isinstance(generator, (np.random.Generator, RankRows)):
+            raise TypeError(f"generator must be a numpy Generator, got {type(generator).__name__}")
+        self.generator, self.kept, self.slots = generator, np.asarray(kept, np.int64), int(slots)
+
+    def random(self, shape):
+        shape = tuple(shape)
+        if shape[0] != len(self.kept):
+            raise ValueError(f"{shape[0]} rows asked, {len(self.kept)} kept of {self.slots}")
+        return self.generator.random((self.slots,) + shape[1:])[self.kept]
+
+
+def kept_rows_rng(rng, batch):
+    """``rng`` for ``batch``: itself, or a ``KeptRows`` of it when ``collate`` left
+    skipped videos out (the batch has ``slot`` and ``slots``)."""
+    if "slot" not in batch:
+        return rng
+    return KeptRows(rng, batch["slot"], batch["slots"])
+
+
 def erasing_uniforms(rng, batch, n_segments):
     """float64 ``[B, 2, T]`` in [0, 1): the batch's draws for the two erased views
-    (``rng``: a numpy Generator, or ``RankRows`` of one)."""
-    if not isinstance(rng, (np.random.Generator, RankRows)):
+    (``rng``: a numpy Generator, or ``RankRows`` or ``KeptRows`` of one)."""
+    if not isinstance(rng, (np.random.Generator, RankRows, KeptRows)):
         raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
     return rng.random((batch, 2, n_segments))
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .data.datasets import collate
 from .data.timing import assumed_rate_warning
+from .erasing import KeptRows
 from .metrics import (classification_report, detection_map, detections_for_video,
                       mean_of_views_accuracy, softmax)
 
@@ -31,7 +32,11 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
     the ranks): this rank predicts batches rank, rank + size, ... and the predictions
     of all ranks are gathered, so every rank returns the metrics of the whole split.
     Each batch's context view draws from its own generator (seed, first index), so
-    the figures do not depend on the number of ranks."""
+    the figures do not depend on the number of ranks.
+
+    Under ``data.on_bad_sample: skip`` a video that fails to read is left out of the
+    metrics and listed in ``report["skipped"]``; the others' context views draw what
+    they would have drawn (``KeptRows``)."""
     from tqdm import tqdm
 
     model.eval()
@@ -42,16 +47,34 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
     # per video: label, n_frames, fps, logits, context logits, gamma (float64, gathered)
     table = np.zeros((n, 3 + 2 * n_classes + n_segments), np.float64)
     starts = list(range(0, n, bs))[rank::size]
+    evaluated = np.zeros(n, np.float64)      # 1: in the metrics (0: skipped, on_bad_sample: skip)
+    skipped = []
     for start in tqdm(starts, desc="evaluating", disable=not progress, leave=False):
         stop = min(start + bs, n)
         batch = collate(data.load_many(range(start, stop)))
+        skipped += batch.pop("skipped", [])
+        rows = np.arange(start, stop)[batch.pop("slot")] if "slot" in batch else np.arange(start, stop)
         rng = np.random.default_rng([int(train_config["seed"]), start])   # the context view
+        if "slots" in batch:
+            rng = KeptRows(rng, rows - start, batch.pop("slots"))
+        if not len(rows):
+            continue
         out = predict_batch(model, batch, rng, train_config["theta"], reader=data.read_views)
-        table[start:stop] = np.concatenate(
-            [np.stack([batch["label"], batch["n_frames"], batch["fps"]], 1), out["logits"],
-             out["context_logits"], out["gamma"]], 1)
+        kept = out.get("rows")
+        if kept is not None:              # a video's context view failed to read: left out too
+            skipped += out["skipped"]
+            rows = rows[kept]
+        columns = [np.stack([batch["label"], batch["n_frames"], batch["fps"]], 1), out["logits"], out["gamma"]]
+        if kept is not None:
+            columns = [c[kept] for c in columns]
+        table[rows] = np.concatenate(columns[:2] + [out["context_logits"], columns[2]], 1)
+        evaluated[rows] = 1.0
     if size > 1:
         table = all_sum(table)
+        evaluated = all_sum(evaluated)
+    keep = np.flatnonzero(evaluated > 0)
+    items = [data.items[i] for i in keep]
+    table = table[keep]
     labels, n_frames = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
     logits = table[:, 3:3 + n_classes].astype(np.float32)
     context = table[:, 3 + n_classes:3 + 2 * n_classes].astype(np.float32)
@@ -60,17 +83,17 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
     report["accuracy_mean_views"] = mean_of_views_accuracy(labels, logits, context)
     probs = softmax(logits)
     threshold = train_config.get("detection_threshold", 0.5)
-    timings = [data.timing(i) for i in range(n)]
+    timings = [data.timing(int(i)) for i in keep]
     dets = {item.video_id: detections_for_video(gamma[i], int(n_frames[i]), timings[i].fps, probs[i],
                                                 threshold, timings[i].boundaries(int(n_frames[i])))
-            for i, item in enumerate(data.items)}
-    if any(item.segments for item in data.items):
-        gts = {item.video_id: (item.label, item.segments) for item in data.items}
+            for i, item in enumerate(items)}
+    if any(item.segments for item in items):
+        gts = {item.video_id: (item.label, item.segments) for item in items}
         report["detection"] = detection_map(dets, gts, len(data.class_names))
     else:      # said, not left as a silent "mAP None"
         report["detection_skipped"] = ("no ground-truth spans in this split: weak detection needs "
                                        "'segments' per video (cten_common.data.annotations.label_and_spans)")
-    report["frame_rates"] = frame_rate_summary(data.items, timings)
+    report["frame_rates"] = frame_rate_summary(items, timings)
     assumed = report["frame_rates"]["assumed"]
     if assumed:
         report["frame_rate_warning"] = assumed_rate_warning(assumed)
@@ -79,7 +102,8 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
             data._rate_warning_given = True
     report["per_video"] = [video_record(it, int(labels[i]), int(logits[i].argmax()), gamma[i],
                                         int(n_frames[i]), timings[i], dets[it.video_id], data.class_names)
-                           for i, it in enumerate(data.items)]
+                           for i, it in enumerate(items)]
+    report["skipped"] = [bad.as_dict() for bad in skipped]     # this rank's (data.on_bad_sample: skip)
     return report
 
 

@@ -18,6 +18,8 @@ DEFAULTS = {
         "augment": True,            # False: training frames get the evaluation transform
         "num_workers": 0,           # loader processes preparing the next batches (0: a prefetch thread)
         "read_threads": 0,          # threads reading the erased views' frames (0: 2 per core, at most 16)
+        "on_bad_sample": "stop",    # stop: a video that fails to read ends the run | skip: left out, logged, listed
+        "max_bad_share": 0.05,      # skip: the run stops once more than this share of its videos was skipped
         "train_subset": "training",
         "eval_subset": "validation",
         "frame_fps": None,          # frames per second of videos with no other rate source (frame
@@ -123,6 +125,11 @@ def load_run_config(path=None, overrides=()):
                                   or not 0 < frame_fps < float("inf")):
         raise ValueError(f"data.frame_fps must be null or a positive number of frames per second, "
                          f"got {frame_fps!r}")
+    if config["data"]["on_bad_sample"] not in ("stop", "skip"):
+        raise ValueError(f"data.on_bad_sample must be 'stop' or 'skip', got {config['data']['on_bad_sample']!r}")
+    share = config["data"]["max_bad_share"]
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ValueError(f"data.max_bad_share must be a number in [0, 1], got {share!r}")
     if config["train"]["loss"] not in ("ce", "pcce"):
         raise ValueError(f"train.loss must be 'ce' or 'pcce', got {config['train']['loss']!r}")
     return config

@@ -11,9 +11,11 @@ Everything else is here, once, so that the twins cannot drift apart:
 * the meters of an epoch and its record (``metrics.jsonl``'s keys);
 * the run folder: config.yaml, metrics.jsonl, summary.json, curves.png, the
   best and last checkpoints' layout and what resuming reads back;
-* the stop on a non-finite loss.
+* the stop on a non-finite loss;
+* the videos a run leaves out under ``data.on_bad_sample: skip`` (``SkippedVideos``).
 """
 import json
+import logging
 import math
 import os
 import time
@@ -22,6 +24,7 @@ import numpy as np
 import yaml
 
 from .data.datasets import sample_rng  # noqa: F401  (the samples' generator, re-exported)
+from .erasing import kept_rows_rng  # noqa: F401  (a batch's erasing draws when videos were skipped)
 from .safe_load import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
 from .safe_save import save_checkpoint_file
 
@@ -30,8 +33,16 @@ DROPOUT_STREAM = 23          # the dropout seed's fourth word
 ERASING_STREAM = 17          # the erasing generator's third seed word, apart from the samples' (seed, epoch, index)
 
 
+log = logging.getLogger(__name__)
+
+
 class NonFiniteLoss(RuntimeError):
     """A step's loss is NaN or infinite: training stops, the last good checkpoint stays."""
+
+
+class TooMuchBadData(ValueError):
+    """More than ``data.max_bad_share`` of a run's videos failed to read (``on_bad_sample:
+    skip``): training stops, the last good checkpoint stays."""
 
 
 # ---------------------------------------------------------------------------
@@ -113,6 +124,8 @@ class EpochMeter:
         for view, value in zip(self.views, view_losses):
             self.loss_sums[f"loss_{view}"] += value
         labels = np.asarray(labels)
+        if step.get("rows") is not None:        # videos left out of the step (on_bad_sample: skip)
+            labels = labels[np.asarray(step["rows"], np.int64)]
         self.correct += [int((np.asarray(logits).argmax(1) == labels).sum()) for logits in step["logits"]]
         self.seen += len(labels)
         self.view_read_s += step.get("read_s", 0.0)
@@ -151,6 +164,75 @@ class EpochMeter:
             "bank_exact_fraction": float(bank_exact[0]) / max(int(bank_exact[1]), 1) if banked else None,
         })
         return record
+
+
+class SkippedVideos:
+    """The videos a run leaves out (``data.on_bad_sample: skip``), for its records.
+
+    ``take(batch, epoch)`` notes the videos ``collate`` left out of a batch (their
+    ``BadSample``) and gives the batch back, or None when none of its videos is left;
+    ``add`` notes one (also those the step or the validation left out); every one is
+    logged with its file and problem.  ``end_epoch(record, report)`` puts the epoch's
+    count (``skipped_videos``) and list (``skipped``) in its record, validation
+    included; ``summary()`` lists every video skipped in the run, with its epochs.
+    Once more than ``data.max_bad_share`` of the run's ``n_videos`` (training and
+    validation) have been skipped, ``TooMuchBadData`` stops the run.  ``history``:
+    the records of the epochs before a resume."""
+
+    def __init__(self, config, n_videos, history=()):
+        data = config["data"]
+        self.policy, self.max_share = data["on_bad_sample"], float(data["max_bad_share"])
+        self.n_videos = int(n_videos)
+        self.videos = {}            # (subset, video_id) -> entry with its epochs
+        self.epoch_entries = []
+        for record in history:
+            for entry in record.get("skipped") or []:
+                self._note(entry)
+
+    def _note(self, entry):
+        key = (entry["subset"], entry["video_id"])
+        seen = self.videos.setdefault(key, {k: entry[k] for k in ("video_id", "subset", "path", "problem", "where")})
+        seen.setdefault("epochs", [])
+        if entry["epoch"] not in seen["epochs"]:
+            seen["epochs"].append(entry["epoch"])
+
+    def add(self, bad, epoch, subset="training"):
+        """Note one skipped video (a ``BadSample`` or its ``as_dict()``); stop the run when
+        too many are bad."""
+        entry = {**(bad if isinstance(bad, dict) else bad.as_dict()), "subset": subset, "epoch": int(epoch) + 1}
+        log.warning("epoch %d: skipped %s video %s (%s): %s: %s", entry["epoch"], subset, entry["video_id"],
+                    entry["where"], entry["path"], entry["problem"])
+        self.epoch_entries.append(entry)
+        self._note(entry)
+        bad_videos = len(self.videos)
+        if bad_videos > self.max_share * self.n_videos:
+            listed = "\n".join(f"  {v['path']}: {v['problem']}" for v in self.videos.values())
+            raise TooMuchBadData(
+                f"{bad_videos} of the run's {self.n_videos} videos failed to read "
+                f"({100.0 * bad_videos / max(self.n_videos, 1):.1f} %), more than data.max_bad_share = "
+                f"{self.max_share}: stopped (the last checkpoint holds the last finished epoch); "
+                f"run cten-check-data. Skipped:\n{listed}")
+
+    def take(self, batch, epoch):
+        """``batch`` without its ``skipped`` list (noted here), or None when collate left no video in it."""
+        for bad in batch.pop("skipped", None) or []:
+            self.add(bad, epoch)
+        if "slot" in batch and not len(batch["slot"]):
+            return None
+        return batch
+
+    def end_epoch(self, record, epoch, report=None):
+        """The epoch's count and list of skipped videos into ``record`` (validation's from ``report``)."""
+        for bad in (report or {}).get("skipped", []):
+            self.add(bad, epoch, "validation")
+        record["skipped_videos"] = len(self.epoch_entries)
+        record["skipped"] = self.epoch_entries
+        self.epoch_entries = []
+        return record
+
+    def summary(self):
+        """Every video skipped in the run: file, problem, subset, where, epochs."""
+        return sorted(self.videos.values(), key=lambda v: (v["subset"], v["video_id"]))
 
 
 def add_validation(record, report, began):
@@ -261,11 +343,12 @@ class RunFolder:
         return summary
 
 
-def run_summary(framework, device, world, history, best, classes, train_videos, eval_videos):
-    """The run's summary (summary.json, and what ``train`` returns)."""
+def run_summary(framework, device, world, history, best, classes, train_videos, eval_videos, skipped=()):
+    """The run's summary (summary.json, and what ``train`` returns); ``skipped``: every
+    video the run left out (``SkippedVideos.summary()``)."""
     return {"framework": framework, "device": device, "ranks": world, "epochs_done": len(history),
             "best": best, "last": history[-1] if history else None, "classes": list(classes),
-            "train_videos": train_videos, "eval_videos": eval_videos}
+            "train_videos": train_videos, "eval_videos": eval_videos, "skipped_videos": list(skipped)}
 
 
 def plot_curves(history, path):

@@ -58,11 +58,22 @@ def erased_inputs(gamma, batch, snippet_len, rng, theta, reader=None, bank=None,
     else:
         indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
     began = time.perf_counter()
-    frames = reader(batch, indices)
+    frames = dict(reader(batch, indices))
+    kept = frames.pop("kept_rows", None)          # data.on_bad_sample: skip, and a video failed
+    skipped = frames.pop("skipped", [])
     if timing is not None:
         timing["read_s"] = timing.get("read_s", 0.0) + time.perf_counter() - began
+        timing["kept_rows"], timing["skipped"] = kept, skipped
     brightness = batch.get("brightness")
+    if kept is not None:
+        brightness = None if brightness is None else np.asarray(brightness)[kept]
+        indices = {view: np.asarray(indices[view])[kept] for view in VIEWS[1:]}
     return {view: (model_visual(frames[view], brightness), indices[view]) for view in VIEWS[1:]}
+
+
+def _rows(x, kept):
+    """Rows ``kept`` (int64 numpy) of a Var."""
+    return x[jt.array(kept.astype(np.int32))]
 
 
 def view_loss(logits, labels, weights=None):
@@ -95,6 +106,12 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
 
     ``erasing=False`` (``train.erasing``): the original view alone, its
     cross-entropy the loss; no view is erased or read (an ablation).
+
+    ``data.on_bad_sample: skip``: a video whose erased views fail to read is dropped
+    from the step's loss, all three views' terms (its original view was already
+    forwarded: it is in that forward's BatchNorm statistics, nowhere else); ``info``
+    then has ``rows`` (the batch rows in the loss) and ``skipped``.  When every
+    video fails the loss is None (no step is taken).
     """
     audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_var(batch["label"])
@@ -109,6 +126,14 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     counts, timing = [0, 0], {}
     views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, bank, counts, timing)
              if erasing else {})
+    kept, skipped = timing.get("kept_rows"), timing.get("skipped", [])
+    if kept is not None:          # a video's erased views failed to read: it leaves the loss
+        if not len(kept):
+            return None, {"view_losses": [], "logits": [], "gamma": gamma1.numpy(), "indices": {},
+                          "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
+        logits1, labels, labels_np = _rows(logits1, kept), _rows(labels, kept), labels_np[kept]
+        audio = None if audio is None else _rows(audio, kept)
+        shared = {k: _rows(v, kept) for k, v in shared.items()}
     outputs = [logits1]
     for view in VIEWS[1:n_views]:
         logits, _ = model(views[view][0], audio, **shared)
@@ -122,7 +147,7 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     total = (losses[0] + losses[1] + losses[2]) / 3 if erasing else losses[0]
     indices = {view: _numpy(views[view][1]).astype(np.int64) for view in VIEWS[1:n_views]}
     info = {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices,
-            "read_s": timing.get("read_s", 0.0)}
+            "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
     if bank is not None:      # looked-up snippets that were exact: erased views, and all three views
         original = int(np.sum(_numpy(batch["bank_exact"])))
         info["bank_exact"] = (counts[0] + original, counts[1] + gamma1.shape[0] * gamma1.shape[1])
@@ -136,6 +161,10 @@ def erasing_step(model, optimizer, batch, rng, **options):
     copies (``kernels.conv.WeightCache``) are dropped, so that the backward, where
     the step's memory peaks, does not hold them."""
     total, info = erasing_loss(model, batch, rng, **options)
+    if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
+        release_weight_caches(model)
+        return {"loss": None, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
+                "bank_exact": None, "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
     jt.sync([total] + info["logits"])
     release_weight_caches(model)
     optimizer.step(total)
@@ -143,7 +172,7 @@ def erasing_step(model, optimizer, batch, rng, **options):
             "view_losses": [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
             "logits": [x.numpy() for x in info["logits"]],
             "gamma": info["gamma"], "indices": info["indices"], "bank_exact": info.get("bank_exact"),
-            "read_s": info["read_s"]}
+            "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
 
 
 def predict_batch(model, batch, rng=None, theta=0.7, bank=None, reader=None):
@@ -155,7 +184,16 @@ def predict_batch(model, batch, rng=None, theta=0.7, bank=None, reader=None):
         logits, gamma = model(model_visual(batch["visual"], batch.get("brightness")), audio)
         out = {"logits": logits.numpy(), "gamma": gamma.numpy()}
         if rng is not None and (reader is not None or bank is not None):
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, bank)
-            ctx, _ = model(views["context"][0], audio)
-            out["context_logits"] = ctx.numpy()
+            info = {}
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, bank,
+                                  timing=info)
+            kept = info.get("kept_rows")
+            if kept is not None:      # on_bad_sample: skip, and a video's context view failed to read
+                out.update(rows=kept, skipped=info["skipped"])
+                audio = None if audio is None or not len(kept) else _rows(audio, kept)
+            if kept is None or len(kept):
+                ctx, _ = model(views["context"][0], audio)
+                out["context_logits"] = ctx.numpy()
+            else:
+                out["context_logits"] = np.zeros((0, out["logits"].shape[1]), np.float32)
     return out

@@ -37,11 +37,22 @@ def erased_inputs(gamma, batch, snippet_len, rng, theta, reader=None, device=Non
         raise ValueError("the erased views need a reader of the batch's frames (VideoEmotionData.read_views)")
     indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
     began = time.perf_counter()
-    frames = reader(batch, indices)
+    frames = dict(reader(batch, indices))
+    kept = frames.pop("kept_rows", None)          # data.on_bad_sample: skip, and a video failed
+    skipped = frames.pop("skipped", [])
     if timing is not None:
         timing["read_s"] = timing.get("read_s", 0.0) + time.perf_counter() - began
+        timing["kept_rows"], timing["skipped"] = kept, skipped
     brightness = batch.get("brightness")
+    if kept is not None:
+        brightness = None if brightness is None else np.asarray(brightness)[kept]
+        indices = {view: np.asarray(indices[view])[kept] for view in VIEWS[1:]}
     return {view: (model_visual(frames[view], brightness, device), indices[view]) for view in VIEWS[1:]}
+
+
+def _rows(x, kept):
+    """Rows ``kept`` (int64 numpy) of a tensor."""
+    return x[torch.from_numpy(np.asarray(kept, np.int64)).to(x.device)]
 
 
 def view_loss(logits, labels, weights=None):
@@ -57,7 +68,9 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     """See cten_jt.engine.erasing_loss.  ``audio_once``: the audio branch runs once for the
     three views, its BatchNorms updating their running statistics three times; autograd
     sums the three views' gradients into it.  The reference runs it for each view
-    (``audio_once=False``): the same loss and gradients up to rounding."""
+    (``audio_once=False``): the same loss and gradients up to rounding.
+    A video whose erased views fail to read (``on_bad_sample: skip``) leaves the loss,
+    as there."""
     device = _device(model)
     audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
     labels = _to_tensor(batch["label"], device)
@@ -72,6 +85,14 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     timing = {}
     views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, device, timing)
              if erasing else {})
+    kept, skipped = timing.get("kept_rows"), timing.get("skipped", [])
+    if kept is not None:          # a video's erased views failed to read: it leaves the loss
+        if not len(kept):
+            return None, {"view_losses": [], "logits": [], "gamma": _numpy(gamma1), "indices": {},
+                          "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
+        logits1, labels, labels_np = _rows(logits1, kept), _rows(labels, kept), labels_np[kept]
+        audio = None if audio is None else _rows(audio, kept)
+        shared = {k: _rows(v, kept) for k, v in shared.items()}
     outputs = [logits1]
     for view in VIEWS[1:n_views]:
         logits, _ = model(views[view][0], audio, **shared)
@@ -85,19 +106,23 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     total = (losses[0] + losses[1] + losses[2]) / 3 if erasing else losses[0]
     indices = {view: views[view][1] for view in VIEWS[1:n_views]}
     return total, {"view_losses": losses, "logits": outputs, "gamma": _numpy(gamma1), "indices": indices,
-                   "read_s": timing.get("read_s", 0.0)}
+                   "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
 
 
 def erasing_step(model, optimizer, batch, rng, **options):
     """See cten_jt.engine.erasing_step."""
     total, info = erasing_loss(model, batch, rng, **options)
+    if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
+        return {"loss": None, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
+                "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
     optimizer.zero_grad()
     total.backward()
     optimizer.step()
     return {"loss": float(total.detach()),
             "view_losses": [float(x.detach()) for x in info["view_losses"]],
             "logits": [_numpy(x) for x in info["logits"]],
-            "gamma": info["gamma"], "indices": info["indices"], "read_s": info["read_s"]}
+            "gamma": info["gamma"], "indices": info["indices"], "read_s": info["read_s"],
+            "rows": info["rows"], "skipped": info["skipped"]}
 
 
 def predict_batch(model, batch, rng=None, theta=0.7, reader=None):
@@ -108,7 +133,16 @@ def predict_batch(model, batch, rng=None, theta=0.7, reader=None):
         logits, gamma = model(model_visual(batch["visual"], batch.get("brightness"), device), audio)
         out = {"logits": _numpy(logits), "gamma": _numpy(gamma)}
         if rng is not None and reader is not None:
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, device)
-            ctx, _ = model(views["context"][0], audio)
-            out["context_logits"] = _numpy(ctx)
+            info = {}
+            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, device,
+                                  timing=info)
+            kept = info.get("kept_rows")
+            if kept is not None:      # on_bad_sample: skip, and a video's context view failed to read
+                out.update(rows=kept, skipped=info["skipped"])
+                audio = None if audio is None or not len(kept) else _rows(audio, kept)
+            if kept is None or len(kept):
+                ctx, _ = model(views["context"][0], audio)
+                out["context_logits"] = _numpy(ctx)
+            else:
+                out["context_logits"] = np.zeros((0, out["logits"].shape[1]), np.float32)
     return out

@@ -27,7 +27,8 @@ from cten_common.data.prefetch import batches
 from cten_common.evaluation import evaluate_model
 from cten_common.run_config import DEFAULTS, load_run_config
 from cten_common.safe_load import find_run_checkpoint, run_checkpoint_path
-from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, add_validation,  # noqa: F401
+from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,  # noqa: F401
+                                  TooMuchBadData, add_validation, kept_rows_rng,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
 from cten_torch_ref.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
@@ -103,6 +104,9 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         start, best = ckpt["epoch"] + 1, ckpt["best"]
     history = run.start(config, start)
     views = VIEWS if tc["erasing"] else VIEWS[:1]
+    skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
+    for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
+        data.check_before_run(progress)
 
     last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
     for epoch in tqdm(range(start, last_epoch), desc="epochs (torch)", disable=not progress,
@@ -118,15 +122,24 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         feed = batches(iter(loader), config["data"]["num_workers"])   # the next batch is made during the step
         bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:
-            step = erasing_step(model, optimizer, batch, rng, theta=tc["theta"], loss=tc["loss"],
-                                class_names=classes, pcce_lambda=tc["pcce_lambda"],
+            batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
+            if batch is None:
+                continue
+            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), theta=tc["theta"],
+                                loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
                                 reader=train_data.read_views, erasing=tc["erasing"],
                                 audio_once=tc["audio_once"])
+            for bad in step.get("skipped") or []:      # its erased views failed to read
+                skipped.add(bad, epoch)
+            if step["loss"] is None:
+                continue
             loss = meter.add(step, batch["label"])
             bar.set_postfix(loss=f"{loss:.3f}")
         record = meter.record(feed.waited_s)
         model.eval()
-        add_validation(record, evaluate_model(model, eval_data, tc, predict_batch, progress=False), began)
+        report = evaluate_model(model, eval_data, tc, predict_batch, progress=False)
+        add_validation(record, report, began)
+        skipped.end_epoch(record, epoch, report)
         history.append(record)
         best, improved = improved_best(best, record)
         run.end_epoch(record, history)
@@ -135,7 +148,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         save_checkpoint(run, "last", model, optimizer, epoch, config, best, classes)
         if progress:
             tqdm.write(progress_line(record))
-    return run.finish(run_summary(FRAMEWORK, device, world, history, best, classes, len(train_data), len(eval_data)))
+    return run.finish(run_summary(FRAMEWORK, device, world, history, best, classes, len(train_data),
+                                  len(eval_data), skipped.summary()))
 
 
 def main(argv=None):
@@ -159,7 +173,7 @@ def main(argv=None):
     except NonFiniteLoss as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (DataError, ValueError, OSError) as exc:    # bad data or files; a failed write (full disk)
+    except (DataError, ValueError, OSError) as exc:    # bad data (TooMuchBadData too); a failed write
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary["best"]))

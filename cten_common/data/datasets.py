@@ -57,6 +57,7 @@ from .transforms import EvalTransform, TrainTransform, params_from_array, params
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 32     # frames decoded and transformed at a time: bounds a read's full-size frames
+ON_BAD_SAMPLE = ("stop", "skip")    # data.on_bad_sample: what a video that fails to read does
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,28 @@ class ClipConfig:
     augment: bool = True          # False: training frames get the evaluation transform
     read_threads: int = 0         # threads reading erased views (0: 2 per core, at most 16)
     frame_fps: Optional[float] = None   # data.frame_fps: the rate of videos with no other source
+    on_bad_sample: str = "stop"   # stop: a DataError ends the run; skip: the video is left out (BadSample)
+
+    def __post_init__(self):
+        if self.on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"data.on_bad_sample must be one of {', '.join(ON_BAD_SAMPLE)}, "
+                             f"got {self.on_bad_sample!r}")
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """A video left out under ``on_bad_sample: skip``: which, the file and the problem
+    (``DataError``'s), and ``where`` it failed: "sample" (loading it for a batch) or
+    "erased views" (reading its erased views during the step)."""
+    index: int
+    video_id: str
+    path: str
+    problem: str
+    where: str = "sample"
+
+    def as_dict(self):
+        return {"index": self.index, "video_id": self.video_id, "path": self.path,
+                "problem": self.problem, "where": self.where}
 
 
 def sample_rng(seed, epoch, index):
@@ -94,6 +117,7 @@ class VideoEmotionData:
         self._pool, self._pool_pid = None, None
         self._pool_lock = threading.Lock()
         self._timings = {}            # index -> FrameTiming, looked up once per video
+        self.known_bad = {}       # index -> BadSample found before the run (skip: check_before_run)
 
     def __len__(self):
         return len(self.items)
@@ -160,11 +184,47 @@ class VideoEmotionData:
         self._add_audio(sample, item, n, fps, rng)
         return sample
 
+    def load_or_skip(self, index, rng=None):
+        """``load(index, rng)``; under ``on_bad_sample: skip`` a video that fails with a
+        DataError gives a ``BadSample`` instead (logged), which ``collate`` leaves out.
+        Each sample has its own generator, so a skipped one changes no other's draws."""
+        if self.clip.on_bad_sample != "skip":
+            return self.load(index, rng)
+        if int(index) in self.known_bad:
+            return self.known_bad[int(index)]
+        try:
+            return self.load(index, rng)
+        except DataError as exc:
+            return self._bad(index, exc, "sample")
+
+    def check_before_run(self, progress=False):
+        """``on_bad_sample: skip``: the default ``cten-check-data`` check of every video
+        (and its audio) once; the videos with a problem are skipped whenever they come
+        up, named by the check's first problem, whether or not a read would have met it
+        (a missing middle frame, say).  Returns them (``{index: BadSample}``)."""
+        if self.clip.on_bad_sample != "skip" or self.bank is not None:
+            return {}
+        from .check import scan_items
+        results = scan_items(self.items, self.clip.with_audio, self.clip.allow_silence, progress=progress,
+                             per_item=True)
+        self.known_bad = {i: BadSample(i, self.items[i].video_id, problems[0].path,
+                                       problems[0].problem if len(problems) == 1 else
+                                       f"{problems[0].problem} (and {len(problems) - 1} more problems: "
+                                       f"cten-check-data)", "check before the run")
+                          for i, problems in enumerate(results) if problems}
+        return self.known_bad
+
+    def _bad(self, index, exc, where):
+        bad = BadSample(int(index), self.items[int(index)].video_id, exc.path, exc.problem, where)
+        log.debug("skipping video %s (%s): %s: %s", bad.video_id, where, bad.path, bad.problem)
+        return bad
+
     def load_many(self, indices, rngs=None):
         """Samples ``indices`` (with generators ``rngs`` in training), loaded in this
-        process's reader threads."""
+        process's reader threads (``load_or_skip``: a ``BadSample`` for a skipped video)."""
+        indices = list(indices)
         rngs = [None] * len(indices) if rngs is None else list(rngs)
-        return list(self._threads().map(self.load, indices, rngs))
+        return list(self._threads().map(self.load_or_skip, indices, rngs))
 
     def _common(self, index, indices, n, fps):
         """The keys every sample has, banked or not."""
@@ -207,17 +267,37 @@ class VideoEmotionData:
 
     def read_views(self, batch, views):
         """``{view: uint8 [B, T, 3, L, S, S]}`` of ``views`` ``{view: int [B, T, L]}``: each
-        video's views read together (its frames once), the videos in parallel threads."""
+        video's views read together (its frames once), the videos in parallel threads.
+
+        Under ``on_bad_sample: skip`` a video whose frames fail to read is left out: the
+        arrays then hold the other rows only, and two more keys say which: ``kept_rows``
+        (int64, the rows of ``batch`` kept, in order) and ``skipped`` (``BadSample``s).
+        The engines then drop those videos from the step's loss (docs/data.md)."""
         names = list(views)
         B = len(batch["index"])
+        skip = self.clip.on_bad_sample == "skip"
 
         def one(b):
             row = {"index": batch["index"][b], "transform": batch["transform"][b]}
             both = np.concatenate([np.asarray(views[v][b]) for v in names])     # [len(names)*T, L]
-            return np.split(self.read_view(row, both), len(names))
+            try:
+                return np.split(self.read_view(row, both), len(names))
+            except DataError as exc:
+                if not skip:
+                    raise
+                return self._bad(int(batch["index"][b]), exc, "erased views")
 
         per_video = list(self._threads().map(one, range(B)))
-        return {v: np.stack([per_video[b][k] for b in range(B)]) for k, v in enumerate(names)}
+        kept = [b for b in range(B) if not isinstance(per_video[b], BadSample)]
+        out = {}
+        for k, v in enumerate(names):
+            T, L = np.asarray(views[v]).shape[1:]
+            S = self.clip.sample_size
+            out[v] = np.stack([per_video[b][k] for b in kept]) if kept else np.empty((0, T, 3, L, S, S), np.uint8)
+        if len(kept) < B:
+            out["kept_rows"] = np.asarray(kept, np.int64)
+            out["skipped"] = [per_video[b] for b in range(B) if b not in kept]
+        return out
 
     def _threads(self):
         """This process's reader threads (created on first use; a forked worker makes its own)."""
@@ -265,8 +345,19 @@ class VideoEmotionData:
 
 
 def collate(samples):
-    """Stack samples into a batch: every key gets a new first axis."""
-    return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+    """Stack samples into a batch: every key gets a new first axis.
+
+    ``BadSample``s (``on_bad_sample: skip``) are left out; the batch then also has
+    ``slot`` (int64 [B]: each kept sample's position among ``samples``), ``slots``
+    (how many there were) and ``skipped`` (the ``BadSample``s).  A batch whose every
+    sample was skipped has those three keys alone."""
+    good = [s for s in samples if not isinstance(s, BadSample)]
+    batch = {key: np.stack([s[key] for s in good]) for key in good[0]} if good else {}
+    if len(good) < len(samples):
+        batch["slot"] = np.asarray([k for k, s in enumerate(samples) if not isinstance(s, BadSample)], np.int64)
+        batch["slots"] = len(samples)
+        batch["skipped"] = [s for s in samples if isinstance(s, BadSample)]
+    return batch
 
 
 def clip_config(config, train):
@@ -276,7 +367,8 @@ def clip_config(config, train):
                       sample_size=m["sample_size"], with_audio=m["modality"] == "av",
                       allow_silence=bool(d["allow_silence"]), augment=bool(d.get("augment", True)),
                       read_threads=int(d.get("read_threads", 0)),
-                      frame_fps=None if d.get("frame_fps") is None else float(d["frame_fps"]))
+                      frame_fps=None if d.get("frame_fps") is None else float(d["frame_fps"]),
+                      on_bad_sample=d.get("on_bad_sample", "stop"))
 
 
 def build_data(config, subset, train, bank=None):

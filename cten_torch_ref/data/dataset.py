@@ -59,7 +59,7 @@ class CTENDataset(Dataset):
 
     def __getitem__(self, index):
         rng = sample_rng(self.seed, self.epoch, index) if self.data.train else None
-        return self.data.load(index, rng)
+        return self.data.load_or_skip(index, rng)     # a BadSample under data.on_bad_sample: skip
 
     @staticmethod
     def collate_batch(batch):

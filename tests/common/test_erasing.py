@@ -219,3 +219,20 @@ def test_gather_views_equals_loop():
     with pytest.raises(IndexError):
         gather_views(clips, bad, n_frames)
     gather_views(clips, bad)                           # without n_frames only the array bound
+
+
+def test_kept_rows_draw_what_the_whole_batch_draws():
+    """A batch with skipped videos (data.on_bad_sample: skip) draws the whole batch's
+    uniforms and keeps its rows: the other videos' draws and the next batch's are unchanged."""
+    from cten_common.erasing import KeptRows, RankRows, erasing_uniforms, kept_rows_rng
+    full, kept = np.random.default_rng(4), np.random.default_rng(4)
+    whole = [erasing_uniforms(full, 4, 3) for _ in range(2)]
+    part = erasing_uniforms(kept_rows_rng(kept, {"slot": np.array([0, 2, 3]), "slots": 4}), 3, 3)
+    assert np.array_equal(part, whole[0][[0, 2, 3]])
+    assert np.array_equal(erasing_uniforms(kept, 4, 3), whole[1])
+    gen = np.random.default_rng(1)
+    assert kept_rows_rng(gen, {"index": [0]}) is gen
+    ranked = KeptRows(RankRows(np.random.default_rng(2), 1, 2), [1], 2)      # rank 1's rows of 4
+    assert np.array_equal(ranked.random((1, 2, 3)), np.random.default_rng(2).random((4, 2, 3))[2:][[1]])
+    with pytest.raises(ValueError, match="2 rows asked, 1 kept of 2"):
+        ranked.random((2, 2, 3))

@@ -33,3 +33,46 @@ def test_a_seed_outside_32_bits_is_refused_by_name(value):
     with pytest.raises(ValueError, match=r"train.seed must be an integer in \[0, 2\*\*32\)"):
         load_run_config(None, [f"train.seed={value}"])
     assert load_run_config(None, ["train.seed=4294967295"])["train"]["seed"] == 2 ** 32 - 1
+
+
+def _bad(index, vid, path="/d/x/000001.jpg", problem="frame 0: cannot decode as an image", where="sample"):
+    from cten_common.data.datasets import BadSample
+    return BadSample(index, vid, path, problem, where)
+
+
+def test_skipped_videos_are_counted_per_epoch_and_listed_for_the_run():
+    from cten_common.training import SkippedVideos
+    config = load_run_config(None, ["data.on_bad_sample=skip", "data.max_bad_share=0.5"])
+    skipped = SkippedVideos(config, n_videos=6)
+    batch = {"index": [4], "slot": [1], "slots": 2, "skipped": [_bad(3, "a")]}
+    assert skipped.take(batch, 0) is batch and "skipped" not in batch
+    assert skipped.take({"slot": [], "slots": 2, "skipped": [_bad(5, "b", where="sample")]}, 0) is None
+    record = skipped.end_epoch({}, 0, {"skipped": [_bad(0, "c").as_dict()]})
+    assert record["skipped_videos"] == 3
+    assert [(s["video_id"], s["subset"], s["epoch"]) for s in record["skipped"]] == \
+        [("a", "training", 1), ("b", "training", 1), ("c", "validation", 1)]
+    skipped.add(_bad(3, "a"), 1)
+    assert skipped.end_epoch({}, 1)["skipped_videos"] == 1
+    summary = skipped.summary()
+    assert [(v["video_id"], v["epochs"]) for v in summary] == [("a", [1, 2]), ("b", [1]), ("c", [1])]
+    # resuming: the history's records give the run's list back
+    again = SkippedVideos(config, 6, [record, {"skipped": [dict(record["skipped"][0], epoch=2)]}])
+    assert [(v["video_id"], v["epochs"]) for v in again.summary()] == [("a", [1, 2]), ("b", [1]), ("c", [1])]
+
+
+def test_more_bad_videos_than_the_share_stop_with_the_list():
+    from cten_common.training import SkippedVideos, TooMuchBadData
+    skipped = SkippedVideos(load_run_config(None, ["data.max_bad_share=0.25"]), n_videos=8)
+    skipped.add(_bad(0, "a", "/d/a/000001.jpg"), 0)
+    skipped.add(_bad(0, "a", "/d/a/000001.jpg"), 1)          # the same video again: still one
+    skipped.add(_bad(1, "b", "/d/b"), 0)
+    with pytest.raises(TooMuchBadData, match=r"3 of the run's 8 videos .*37.5 %.* 0.25(.|\n)*/d/a/000001.jpg"):
+        skipped.add(_bad(2, "c", "/d/c"), 0)
+
+
+@pytest.mark.parametrize("setting", ["data.on_bad_sample=drop", "data.max_bad_share=2", "data.max_bad_share=x"])
+def test_bad_skip_settings_are_refused_by_name(setting):
+    with pytest.raises(ValueError, match=setting.split("=")[0]):
+        load_run_config(None, [setting])
+    assert load_run_config(None)["data"]["on_bad_sample"] == "stop"
+    assert load_run_config(None)["data"]["max_bad_share"] == 0.05

@@ -224,6 +224,20 @@ def test_frame_folder_undecodable_frame(tmp_path):
     assert e.value.path == str(folder / "000002.jpg")
 
 
+def test_frame_folder_truncated_jpeg_is_an_error_not_a_grey_frame(tmp_path):
+    """A JPEG cut short (even by its end marker alone) does not decode: a DataError naming
+    it, which cten-check-data finds from the end marker without decoding."""
+    folder = write_folder(tmp_path / "f", n=3, count_text="3")
+    data = (folder / "000002.jpg").read_bytes()
+    for cut in (2, len(data) // 2):
+        (folder / "000002.jpg").write_bytes(data[:-cut])
+        with pytest.raises(DataError, match="cannot decode") as e:
+            FrameFolder(folder).read([1])
+        assert e.value.path == str(folder / "000002.jpg")
+    (folder / "000002.jpg").write_bytes(data + b"\x00" * 10)          # zero padding after the marker: fine
+    assert FrameFolder(folder).read([1]).shape[0] == 1
+
+
 # --- seeking reads (PyAV) -------------------------------------------------------------------
 
 def ffmpeg_video(path, seconds, codec_args, size="64x48", rate=25):
