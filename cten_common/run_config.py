@@ -66,7 +66,7 @@ def merge(base, override, where=""):
     return out
 
 
-def _merge_file(config, path):
+def _merge_file(config, path, rebase_paths=True):
     """``config`` with the YAML file ``path`` merged in; every problem with the file is a
     ValueError that names it (the file is read with ``yaml.safe_load``: no code runs)."""
     try:
@@ -80,7 +80,7 @@ def _merge_file(config, path):
         raise ValueError(f"{path}: a configuration must be a mapping of sections, got {type(loaded).__name__}")
     base = os.path.dirname(os.path.abspath(path))
     data = loaded.get("data")
-    if isinstance(data, dict):
+    if isinstance(data, dict) and rebase_paths:
         for key in ("annotation", "video_root", "audio_root"):
             value = data.get(key)
             if isinstance(value, str) and not os.path.isabs(value):
@@ -91,14 +91,16 @@ def _merge_file(config, path):
         raise ValueError(f"{path}: {exc}") from None
 
 
-def load_run_config(path=None, overrides=()):
+def load_run_config(path=None, overrides=(), rebase_paths=True):
     """The resolved configuration: defaults < file < ``key.sub=value`` overrides.
 
-    Relative data paths in the file are taken relative to the file's folder.
+    Relative data paths in the file are taken relative to the file's folder
+    (``rebase_paths=False``: as they are, i.e. relative to the working folder, as a
+    run folder's config.yaml holds a ``--set`` path).
     """
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        config = _merge_file(config, path)
+        config = _merge_file(config, path, rebase_paths)
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"--set expects section.key=value, got {item!r}")

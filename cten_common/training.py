@@ -275,9 +275,10 @@ def resume_config(run_dir):
     """The configuration of the run in ``run_dir`` (its config.yaml), over today's defaults:
     a key added since the run started gets its default.  Read and checked as any
     ``--config`` file (``run_config.load_run_config``): a damaged or edited config.yaml is
-    a ValueError naming it, before anything runs."""
+    a ValueError naming it, before anything runs.  Its data paths are taken as written:
+    resolved when the run started, or relative to the working folder as ``--set`` gave them."""
     from .run_config import load_run_config
-    return load_run_config(os.path.join(os.fspath(run_dir), "config.yaml"))
+    return load_run_config(os.path.join(os.fspath(run_dir), "config.yaml"), rebase_paths=False)
 
 
 class RunFolder:

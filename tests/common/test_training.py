@@ -76,3 +76,16 @@ def test_bad_skip_settings_are_refused_by_name(setting):
         load_run_config(None, [setting])
     assert load_run_config(None)["data"]["on_bad_sample"] == "stop"
     assert load_run_config(None)["data"]["max_bad_share"] == 0.05
+
+
+def test_resume_config_keeps_the_data_paths_as_the_run_wrote_them(tmp_path):
+    """config.yaml holds the paths the run used: absolute ones from a --config file, and
+    relative ones as --set gave them (relative to the working folder, not the run folder)."""
+    from cten_common.training import resume_config
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("data: {video_root: data/videos, annotation: /abs/ann.json}\n"
+                                     "train: {epochs: 3}\n")
+    config = resume_config(run)
+    assert config["data"]["video_root"] == "data/videos"
+    assert config["data"]["annotation"] == "/abs/ann.json" and config["train"]["epochs"] == 3
