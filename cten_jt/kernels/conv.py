@@ -24,6 +24,13 @@ views' forwards share one reorder, and training memory stays at its level
 without the cache.  ``CTEN_CONV_WEIGHT_CACHE=0`` or ``set_weight_cache(False)``
 turns it off (``cten_jt.switches``).
 
+``precision="bf16"`` (``cten_jt.precision``) runs the same ops in bfloat16 as
+``torch.autocast`` does: operands and results rounded to bfloat16, float32
+accumulation; the arrays around the ops stay float32 (the reorders into
+oneDNN's layouts convert) and a frozen weight's cached copy is kept in
+bfloat16, half the bytes.  Where oneDNN has no bfloat16 convolution (below
+AVX-512) the float32 primitives run on rounded values (``native_bf16()``).
+
 Temporal taps that only ever meet zero padding are dropped before the call
 (``depth_taps``): in CTEN's 3D ResNet, layer3 and layer4 see one frame, so
 their 3x3x3 kernels act as their middle 1x3x3 slice.  The result is the same
@@ -142,22 +149,30 @@ def _header(name):
     return _HEADERS[name]
 
 
-def _op(shape, inputs, entry, sizes):
-    """One single-output op calling ``cten_conv_<entry>(in0_p, in1_p, out0_p, s)``: the
+#: precision name -> the ``int prec`` the C++/CUDA entry points take (tf32: float32
+#: operands, cuDNN's TF32 math)
+PRECISION_CODES = {"fp32": 0, "bf16": 1, "fp16": 2, "tf32": 0}
+
+
+def _op(shape, inputs, entry, sizes, precision="fp32"):
+    """One single-output op calling ``cten_conv_<entry>(in0_p, in1_p, out0_p, s, prec)``: the
     oneDNN entry point on the CPU, its ``_cudnn`` twin on the GPU; the sizes
-    (``ConvSizes``) travel as op data ``s0..s18`` (no recompilation per shape)."""
+    (``ConvSizes``) and the precision travel as op data ``s0..s18`` and ``prec`` (no
+    recompilation per shape or precision)."""
     data = {f"s{i}": v for i, v in enumerate(sizes.as_array())}
+    data["prec"] = PRECISION_CODES[precision]
     if jt.flags.use_cuda:
-        src = f"{_UNPACK} cten_conv_{entry}_cudnn(in0_p, in1_p, out0_p, s, data[\"tf32\"] != 0);"
+        src = (f"{_UNPACK} cten_conv_{entry}_cudnn(in0_p, in1_p, out0_p, s, (int)data[\"prec\"], "
+               f"data[\"tf32\"] != 0);")
         y = jt.code(shape, "float32", inputs, cuda_header=_header("conv_cudnn.cuh"), cuda_src=src,
-                    data={**data, "tf32": switches.CUDNN_TF32})
+                    data={**data, "tf32": int(switches.CUDNN_TF32 or precision == "tf32")})
         home = cudnn_home()
         y.compile_options = {f"FLAGS: -I{home}/include -L{home}/lib64 -lcudnn ": 1}
         return y
-    call = ("cten_conv_weights_blocked(in0_p, out0_p, out0_shape0, s);" if entry == "weights_blocked"
-            else f"cten_conv_{entry}(in0_p, in1_p, out0_p, s);")
+    call = ("cten_conv_weights_blocked(in0_p, out0_p, out0_shape0, s, prec);" if entry == "weights_blocked"
+            else f"cten_conv_{entry}(in0_p, in1_p, out0_p, s, prec);")
     y = jt.code(shape, "float32", inputs, cpu_header=_header("conv_dnnl.h"),
-                cpu_src=f"{_UNPACK} {call}", data=data)
+                cpu_src=f"{_UNPACK} int prec = (int)data[\"prec\"]; {call}", data=data)
     y.compile_options = {"FLAGS: -ldnnl ": 1}
     return y
 
@@ -183,10 +198,24 @@ def release_weight_caches(module):
             cache.key, cache.blocked = None, None
 
 
-def _blocked_capacity(w_shape):
-    """Floats enough for the weights in any of oneDNN's f32 layouts (channels padded to blocks of 16)."""
+def _blocked_capacity(w_shape, precision="fp32"):
+    """Floats enough for the weights in any of oneDNN's layouts: float32 with channels
+    padded to blocks of 16; bfloat16 (2 bytes a value) with channels padded to 32."""
     o, i, *k = w_shape
+    if precision == "bf16":
+        return -(-(-(-o // 32) * 32) * (-(-i // 32) * 32) * math.prod(k) // 2)
     return (-(-o // 16) * 16) * (-(-i // 16) * 16) * math.prod(k)
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16():
+    """True where this CPU's oneDNN runs bfloat16 convolutions (AVX-512 and up); False
+    where ``precision="bf16"`` runs float32 primitives on rounded values (the same
+    results up to the order of the sums, at float32 speed)."""
+    flag = jt.code((1,), "int32", [], cpu_header=_header("conv_dnnl.h"),
+                   cpu_src="out0_p[0] = cten_conv::cten_conv_native_bf16();")
+    flag.compile_options = {"FLAGS: -ldnnl ": 1}
+    return bool(flag.numpy()[0])
 
 
 class WeightCache:
@@ -199,24 +228,26 @@ class WeightCache:
     def __init__(self):
         self.key, self.blocked = None, None
 
-    def get(self, weight, source, sizes):
+    def get(self, weight, source, sizes, precision="fp32"):
         """``source``: the weight as the convolution uses it (``weight`` or a slice of it);
-        ``sizes``: its ``ConvSizes``."""
-        key = (weight.id, tuple(sizes))
+        ``sizes``: its ``ConvSizes``; ``precision``: the copy's (bf16: half the bytes)."""
+        key = (weight.id, tuple(sizes), precision)
         if key != self.key:
             self.key, self.blocked = None, None        # the old copy goes first
-            self.blocked = _op((_blocked_capacity(source.shape),), [source],
-                               "weights_blocked", sizes).stop_grad()
+            self.blocked = _op((_blocked_capacity(source.shape, precision),), [source],
+                               "weights_blocked", sizes, precision).stop_grad()
             self.key = key
         return self.blocked
 
 
 class ConvFunction(jt.Function):
-    """``ConvFunction(stride, padding[, blocked])(x, weight)``: no bias, no dilation, one
-    group.  ``blocked``: the (frozen) weight already in oneDNN's layout (``WeightCache``, CPU)."""
+    """``ConvFunction(stride, padding[, blocked, precision])(x, weight)``: no bias, no
+    dilation, one group.  ``blocked``: the (frozen) weight already in oneDNN's layout
+    (``WeightCache``, CPU); ``precision``: fp32, bf16 (or fp16, GPU), the backward's too."""
 
-    def __init__(self, stride, padding, blocked=None):
+    def __init__(self, stride, padding, blocked=None, precision="fp32"):
         self.stride, self.padding, self.blocked = tuple(stride), tuple(padding), blocked
+        self.precision = precision
 
     def execute(self, x, weight):
         if x.shape[1] != weight.shape[1]:
@@ -225,20 +256,25 @@ class ConvFunction(jt.Function):
         out_shape = (s.n, s.o) + s.out_spatial
         self.saved = (x, weight, s)
         if self.blocked is not None:
-            return _op(out_shape, [x, self.blocked], "forward_blocked", s)
-        return _op(out_shape, [x, weight], "forward", s)
+            return _op(out_shape, [x, self.blocked], "forward_blocked", s, self.precision)
+        return _op(out_shape, [x, weight], "forward", s, self.precision)
 
     def grad(self, dy):
         x, weight, s = self.saved
-        dx = _op(x.shape, [dy, weight], "backward_data", s)
-        dw = _op(weight.shape, [x, dy], "backward_weights", s)
+        dx = _op(x.shape, [dy, weight], "backward_data", s, self.precision)
+        dw = _op(weight.shape, [x, dy], "backward_weights", s, self.precision)
         return dx, dw
 
 
-def fast_conv(x, weight, stride, padding, cache=None):
-    """``conv2d``/``conv3d(x, weight)`` on oneDNN (CPU) or cuDNN (GPU) (float32, no bias,
-    no dilation, one group); ``cache``: a ``WeightCache`` that keeps a frozen weight in
-    oneDNN's layout (CPU only)."""
+def fast_conv(x, weight, stride, padding, cache=None, precision="fp32"):
+    """``conv2d``/``conv3d(x, weight)`` on oneDNN (CPU) or cuDNN (GPU) (float32 arrays, no
+    bias, no dilation, one group); ``cache``: a ``WeightCache`` that keeps a frozen weight
+    in oneDNN's layout (CPU only); ``precision``: what the convolution computes in
+    (``PRECISION_CODES``; the module docstring)."""
+    if precision not in PRECISION_CODES:
+        raise ValueError(f"conv precision must be one of {sorted(PRECISION_CODES)}, got {precision!r}")
+    if precision in ("fp16", "tf32") and not jt.flags.use_cuda:
+        raise ValueError(f"conv precision {precision} runs on a CUDA GPU only (on the CPU use bf16)")
     stride, padding, source = tuple(stride), tuple(padding), weight
     if x.ndim == 5:
         taps = depth_taps(x.shape[2], weight.shape[2], stride[0], padding[0])
@@ -247,5 +283,5 @@ def fast_conv(x, weight, stride, padding, cache=None):
             source, padding = weight[:, :, first:last + 1], (pad,) + padding[1:]
     blocked = None
     if cache is not None and switches.weight_cache_enabled() and weight.is_stop_grad() and not jt.flags.use_cuda:
-        blocked = cache.get(weight, source, ConvSizes.of(x.shape, source.shape, stride, padding))
-    return ConvFunction(stride, padding, blocked)(x, source)
+        blocked = cache.get(weight, source, ConvSizes.of(x.shape, source.shape, stride, padding), precision)
+    return ConvFunction(stride, padding, blocked, precision)(x, source)

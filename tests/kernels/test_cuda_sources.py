@@ -100,9 +100,11 @@ CUDNN_DRIVER = r'''
 int main() {   // not run: linking proves every cuDNN call exists in the library
     int s[19] = {3, 1, 2, 3, 4, 4, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3, 4, 4};
     float *x = 0, *w = 0, *y = 0;
-    cten_conv_forward_cudnn(x, w, y, s, false);
-    cten_conv_backward_data_cudnn(y, w, x, s, false);
-    cten_conv_backward_weights_cudnn(x, y, w, s, true);
+    for (int prec = 0; prec < 3; prec++) {     // float32, bfloat16, float16 (tensor cores)
+        cten_conv_forward_cudnn(x, w, y, s, prec, false);
+        cten_conv_backward_data_cudnn(y, w, x, s, prec, false);
+        cten_conv_backward_weights_cudnn(x, y, w, s, prec, true);
+    }
     return 0;
 }
 '''

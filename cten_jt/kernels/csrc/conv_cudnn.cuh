@@ -11,9 +11,20 @@
 // algorithms are cuDNN's heuristic choice among the deterministic ones, cached
 // per shape; one workspace grows as needed.  Everything runs on the stream
 // Jittor launches its kernels on (the default stream).
+//
+// Precision `prec` (cten_jt.precision, as in conv_dnnl.h): 0 float32; 1
+// bfloat16 and 2 float16, on the tensor cores (CUDNN_TENSOR_OP_MATH) with
+// float32 accumulation (compute type CUDNN_DATA_FLOAT).  Jittor's arrays stay
+// float32: the operands are converted (round to nearest even) into scratch
+// buffers, cuDNN writes its low-precision result into a scratch buffer, and it
+// is widened into the float32 output, so every result holds a bfloat16 (or
+// float16) value, as torch.autocast's does.
 #pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -56,7 +67,69 @@ inline void* workspace(size_t bytes) {
     return ptr;
 }
 
+// Scratch buffer `i` (0..2: the two operands and the result) of at least
+// `bytes`, grown on demand, like the workspace.
+inline void* scratch(int i, size_t bytes) {
+    static void* ptr[3] = {nullptr, nullptr, nullptr};
+    static size_t size[3] = {0, 0, 0};
+    if (bytes > size[i]) {
+        if (ptr[i] != nullptr) {
+            check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+            check_cuda(cudaFree(ptr[i]), "cudaFree");
+        }
+        check_cuda(cudaMalloc(&ptr[i], bytes), "cudaMalloc (low-precision operands)");
+        size[i] = bytes;
+    }
+    return ptr[i];
+}
+
+template <typename T> __device__ __forceinline__ T to_low(float v);
+template <> __device__ __forceinline__ __nv_bfloat16 to_low<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ __half to_low<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float widen(__half v) { return __half2float(v); }
+
+template <typename T>
+__global__ void narrow_kernel(const float* in, T* out, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        out[i] = to_low<T>(in[i]);
+}
+
+template <typename T>
+__global__ void widen_kernel(const T* in, float* out, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        out[i] = widen(in[i]);
+}
+
+inline int blocks_for(long long n) { return (int)std::min<long long>((n + 255) / 256, 65535); }
+
+// `n` floats as bfloat16 (prec 1) or float16 (prec 2) values in scratch buffer `slot`.
+inline void* narrow(const float* in, long long n, int prec, int slot) {
+    void* out = scratch(slot, (size_t)n * 2);
+    if (prec == 1)
+        narrow_kernel<__nv_bfloat16><<<blocks_for(n), 256>>>(in, static_cast<__nv_bfloat16*>(out), n);
+    else
+        narrow_kernel<__half><<<blocks_for(n), 256>>>(in, static_cast<__half*>(out), n);
+    check_cuda(cudaGetLastError(), "narrowing kernel");
+    return out;
+}
+
+inline void widen_into(const void* in, float* out, long long n, int prec) {
+    if (prec == 1)
+        widen_kernel<__nv_bfloat16><<<blocks_for(n), 256>>>(static_cast<const __nv_bfloat16*>(in), out, n);
+    else
+        widen_kernel<__half><<<blocks_for(n), 256>>>(static_cast<const __half*>(in), out, n);
+    check_cuda(cudaGetLastError(), "widening kernel");
+}
+
+inline long long count(const std::vector<int>& dims) {
+    long long n = 1;
+    for (int d : dims) n *= d;
+    return n;
+}
+
 struct Plan {
+    long long nx, nw, ny;          // element counts of input, weights, output
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -72,10 +145,14 @@ inline std::vector<int> packed_strides(const std::vector<int>& dims) {
     return strides;
 }
 
-inline void tensor_desc(cudnnTensorDescriptor_t* desc, const std::vector<int>& dims) {
+inline cudnnDataType_t data_type(int prec) {
+    return prec == 1 ? CUDNN_DATA_BFLOAT16 : prec == 2 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+}
+
+inline void tensor_desc(cudnnTensorDescriptor_t* desc, const std::vector<int>& dims, cudnnDataType_t type) {
     check(cudnnCreateTensorDescriptor(desc), "cudnnCreateTensorDescriptor");
     auto strides = packed_strides(dims);
-    check(cudnnSetTensorNdDescriptor(*desc, CUDNN_DATA_FLOAT, (int)dims.size(), dims.data(), strides.data()),
+    check(cudnnSetTensorNdDescriptor(*desc, type, (int)dims.size(), dims.data(), strides.data()),
           "cudnnSetTensorNdDescriptor");
 }
 
@@ -88,12 +165,14 @@ inline Algo pick(const Perf* perf, int count, const char* what) {
     throw std::runtime_error(std::string("cuDNN found no deterministic ") + what + " algorithm");
 }
 
-inline Plan& plan_for(const int* s, bool tf32) {
+inline Plan& plan_for(const int* s, int prec, bool tf32) {
     static std::map<std::vector<int>, Plan> plans;
     static std::mutex lock;
     std::lock_guard<std::mutex> guard(lock);
     std::vector<int> key(s, s + 19);
     key.push_back(tf32 ? 1 : 0);
+    key.push_back(prec);
+    cudnnDataType_t type = data_type(prec);
     auto it = plans.find(key);
     if (it != plans.end()) return it->second;
 
@@ -114,17 +193,20 @@ inline Plan& plan_for(const int* s, bool tf32) {
         stride = {s[10], s[11], s[12]};
     }
     dil.assign(pad.size(), 1);
-    tensor_desc(&p.x, xd);
-    tensor_desc(&p.y, yd);
+    p.nx = count(xd);
+    p.nw = count(wd);
+    p.ny = count(yd);
+    tensor_desc(&p.x, xd, type);
+    tensor_desc(&p.y, yd, type);
     check(cudnnCreateFilterDescriptor(&p.w), "cudnnCreateFilterDescriptor");
-    check(cudnnSetFilterNdDescriptor(p.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)wd.size(), wd.data()),
+    check(cudnnSetFilterNdDescriptor(p.w, type, CUDNN_TENSOR_NCHW, (int)wd.size(), wd.data()),
           "cudnnSetFilterNdDescriptor");
     check(cudnnCreateConvolutionDescriptor(&p.conv), "cudnnCreateConvolutionDescriptor");
     check(cudnnSetConvolutionNdDescriptor(p.conv, (int)pad.size(), pad.data(), stride.data(), dil.data(),
                                           CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
           "cudnnSetConvolutionNdDescriptor");
-    check(cudnnSetConvolutionMathType(p.conv, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
-          "cudnnSetConvolutionMathType");
+    cudnnMathType_t math = prec != 0 ? CUDNN_TENSOR_OP_MATH : tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    check(cudnnSetConvolutionMathType(p.conv, math), "cudnnSetConvolutionMathType");
 
     cudnnHandle_t h = handle();
     int n = 0;
@@ -156,29 +238,47 @@ inline Plan& plan_for(const int* s, bool tf32) {
 
 }  // namespace cten_cudnn
 
-inline void cten_conv_forward_cudnn(const float* x, const float* w, float* y, const int* s, bool tf32) {
+// Each entry point: float32 arrays in and out; with prec 1 or 2 the operands go
+// through scratch buffers in that precision (narrow) and the result comes back
+// widened.  The frozen-weight cache is CPU-only (conv.py), so the weights are
+// narrowed on each call here.
+inline void cten_conv_forward_cudnn(const float* x, const float* w, float* y, const int* s, int prec, bool tf32) {
     using namespace cten_cudnn;
-    Plan& p = plan_for(s, tf32);
+    Plan& p = plan_for(s, prec, tf32);
     const float one = 1.f, zero = 0.f;
-    check(cudnnConvolutionForward(handle(), &one, p.x, x, p.w, w, p.conv, p.fwd, workspace(p.fwd_bytes),
-                                  p.fwd_bytes, &zero, p.y, y),
+    const void* xs = prec ? narrow(x, p.nx, prec, 0) : (const void*)x;
+    const void* ws = prec ? narrow(w, p.nw, prec, 1) : (const void*)w;
+    void* ys = prec ? scratch(2, (size_t)p.ny * 2) : (void*)y;
+    check(cudnnConvolutionForward(handle(), &one, p.x, xs, p.w, ws, p.conv, p.fwd, workspace(p.fwd_bytes),
+                                  p.fwd_bytes, &zero, p.y, ys),
           "cudnnConvolutionForward");
+    if (prec) widen_into(ys, y, p.ny, prec);
 }
 
-inline void cten_conv_backward_data_cudnn(const float* dy, const float* w, float* dx, const int* s, bool tf32) {
+inline void cten_conv_backward_data_cudnn(const float* dy, const float* w, float* dx, const int* s, int prec,
+                                          bool tf32) {
     using namespace cten_cudnn;
-    Plan& p = plan_for(s, tf32);
+    Plan& p = plan_for(s, prec, tf32);
     const float one = 1.f, zero = 0.f;
-    check(cudnnConvolutionBackwardData(handle(), &one, p.w, w, p.y, dy, p.conv, p.bwd_data,
-                                       workspace(p.bwd_data_bytes), p.bwd_data_bytes, &zero, p.x, dx),
+    const void* dys = prec ? narrow(dy, p.ny, prec, 0) : (const void*)dy;
+    const void* ws = prec ? narrow(w, p.nw, prec, 1) : (const void*)w;
+    void* dxs = prec ? scratch(2, (size_t)p.nx * 2) : (void*)dx;
+    check(cudnnConvolutionBackwardData(handle(), &one, p.w, ws, p.y, dys, p.conv, p.bwd_data,
+                                       workspace(p.bwd_data_bytes), p.bwd_data_bytes, &zero, p.x, dxs),
           "cudnnConvolutionBackwardData");
+    if (prec) widen_into(dxs, dx, p.nx, prec);
 }
 
-inline void cten_conv_backward_weights_cudnn(const float* x, const float* dy, float* dw, const int* s, bool tf32) {
+inline void cten_conv_backward_weights_cudnn(const float* x, const float* dy, float* dw, const int* s, int prec,
+                                             bool tf32) {
     using namespace cten_cudnn;
-    Plan& p = plan_for(s, tf32);
+    Plan& p = plan_for(s, prec, tf32);
     const float one = 1.f, zero = 0.f;
-    check(cudnnConvolutionBackwardFilter(handle(), &one, p.x, x, p.y, dy, p.conv, p.bwd_filter,
-                                         workspace(p.bwd_filter_bytes), p.bwd_filter_bytes, &zero, p.w, dw),
+    const void* xs = prec ? narrow(x, p.nx, prec, 0) : (const void*)x;
+    const void* dys = prec ? narrow(dy, p.ny, prec, 1) : (const void*)dy;
+    void* dws = prec ? scratch(2, (size_t)p.nw * 2) : (void*)dw;
+    check(cudnnConvolutionBackwardFilter(handle(), &one, p.x, xs, p.y, dys, p.conv, p.bwd_filter,
+                                         workspace(p.bwd_filter_bytes), p.bwd_filter_bytes, &zero, p.w, dws),
           "cudnnConvolutionBackwardFilter");
+    if (prec) widen_into(dws, dw, p.nw, prec);
 }
