@@ -1,19 +1,37 @@
 """2D and 3D convolutions that run on oneDNN (CPU) or cuDNN (GPU) where they can.
 
-Same parameters and names as Jittor's ``nn.Conv2d``/``nn.Conv3d``; the
-compiled ops are ``cten_jt.kernels.conv`` (``fast_conv``).  Jittor's own
+Same parameters and names as Jittor's ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``;
+the compiled ops are ``cten_jt.kernels.conv`` (``fast_conv``).  Jittor's own
 convolution runs where neither library is found, for grouped or dilated
 convolutions and for non-float32 input.
+
+Each has a ``precision`` (``cten_jt.precision``): "fp32" unless set; "bf16"
+(and "fp16" on the GPU) runs the compiled op in that precision, or, on Jittor's
+own path, rounds the operands and the result around a float32 convolution (the
+same arithmetic: products of bfloat16 values are exact in float32).
 """
 import jittor as jt
 from jittor import nn
 
+from cten_common.precision import LOW
 from ..kernels import conv as conv_ops
+from ..precision import low
 
 
 def _fast_conv_ok(conv, x):
+    # a low-precision result is rounded after its bias is added: the compiled op has no bias
     return (x.dtype == "float32" and conv.groups == 1 and all(d == 1 for d in conv.dilation)
-            and conv_ops.available())
+            and (conv.bias is None or conv.precision not in LOW) and conv_ops.available())
+
+
+def _emulated(conv, x, run):
+    """``run(x, weight)`` (Jittor's own convolution) in ``conv.precision``: operands and
+    result rounded; the bias added after, rounded too (autocast adds it in the product)."""
+    p = conv.precision
+    y = run(low(x, p), low(conv.weight, p))
+    if conv.bias is not None:
+        y = y + low(conv.bias, p).reshape((1, -1) + (1,) * (y.ndim - 2))
+    return low(y, p)
 
 
 def _weight_cache(conv):
@@ -29,10 +47,16 @@ class Conv2d(nn.Conv2d):
     (``cten_jt.kernels.conv``); Jittor's own path where neither is found.  Same
     parameters and names."""
 
+    precision = "fp32"
+
     def execute(self, x):
         if not _fast_conv_ok(self, x):
+            if self.precision in LOW:
+                return _emulated(self, x, lambda xs, w: nn.conv2d(xs, w, None, self.stride, self.padding,
+                                                                  self.dilation, self.groups))
             return super().execute(x)
-        out = conv_ops.fast_conv(x, self.weight, self.stride, self.padding, _weight_cache(self))
+        out = conv_ops.fast_conv(x, self.weight, self.stride, self.padding, _weight_cache(self),
+                                 self.precision)
         return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
 
 
@@ -48,11 +72,17 @@ class Conv3d(nn.Conv3d):
     Same parameters and names.
     """
 
+    precision = "fp32"
+
     def execute(self, x):
+        if self.precision in LOW and not _fast_conv_ok(self, x):
+            return _emulated(self, x, lambda xs, w: nn.conv3d(xs, w, None, self.stride, self.padding,
+                                                              self.dilation, self.groups))
         if self.groups != 1 or tuple(self.dilation) != (1, 1, 1):
             return super().execute(x)
         if _fast_conv_ok(self, x):
-            out = conv_ops.fast_conv(x, self.weight, self.stride, self.padding, _weight_cache(self))
+            out = conv_ops.fast_conv(x, self.weight, self.stride, self.padding, _weight_cache(self),
+                                     self.precision)
             return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1, 1)
         if jt.flags.use_cuda:
             return super().execute(x)
@@ -73,3 +103,19 @@ class Conv3d(nn.Conv3d):
         if self.bias is not None:
             out = out + self.bias.reshape(1, -1, 1, 1, 1)
         return out
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` with a ``precision`` (Jittor's own convolution; "bf16" rounds the
+    operands and the result around it).  Same parameters and names."""
+
+    precision = "fp32"
+
+    def execute(self, x):
+        if self.precision not in LOW:
+            return super().execute(x)
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv1d: input must be [N, {self.in_channels}, L], got {list(x.shape)}")
+        return _emulated(self, x, lambda xs, w: nn.conv2d(
+            xs.unsqueeze(-1), w.unsqueeze(-1), None, self.stride, self.padding, self.dilation,
+            self.groups).squeeze(-1))

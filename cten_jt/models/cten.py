@@ -11,6 +11,8 @@ from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelCo
 from cten_common.init import initial_state
 from ..checkpoint import load_state_arrays, state_shapes
 from .attention import MultiHeadAttention, NonLocalBlock
+from .conv import Conv1d
+from .linear import Linear
 from .norm import BatchNorm1d, set_train_mode
 from .resnet import audio_backbone, visual_backbone
 
@@ -22,8 +24,8 @@ class TemporalAttention(nn.Module):
     """Segment weights gamma = ReLU(fc(tanh(BN(conv1x1(f))))) from fused features f [B, T, C]."""
 
     def __init__(self, dim, seq_len):
-        self.conv = nn.Sequential(nn.Conv1d(dim, 1, 1, bias=False), BatchNorm1d(1), nn.Tanh())
-        self.fc = nn.Linear(seq_len, seq_len)
+        self.conv = nn.Sequential(Conv1d(dim, 1, 1, bias=False), BatchNorm1d(1), nn.Tanh())
+        self.fc = Linear(seq_len, seq_len)
         self.relu = nn.ReLU()
 
     def execute(self, f):
@@ -33,7 +35,11 @@ class TemporalAttention(nn.Module):
 
 
 class CTEN(nn.Module):
-    """``logits [B, n_classes], gamma [B, T] = CTEN(...)(visual [B, T, 3, L, S, S], audio [B, 100*T, 128])``."""
+    """``logits [B, n_classes], gamma [B, T] = CTEN(...)(visual [B, T, 3, L, S, S], audio [B, 100*T, 128])``.
+
+    ``precision``: what its layers compute in (``cten_jt.precision.set_precision``)."""
+
+    precision = "fp32"
 
     def __init__(self, n_classes=8, seq_len=16, snippet_duration=16, sample_size=112,
                  audio_n_segments=16, audio_embed_size=2048, visual_depth=101,
@@ -49,14 +55,14 @@ class CTEN(nn.Module):
         self.nl = nn.Sequential(NonLocalBlock(cfg.visual_dim))
         if cfg.modality == "av":
             self.a_resnet = audio_backbone(cfg.audio_arch)
-            self.a_fc = nn.Sequential(nn.Linear(cfg.audio_backbone_dim, cfg.audio_embed_size),
+            self.a_fc = nn.Sequential(Linear(cfg.audio_backbone_dim, cfg.audio_embed_size),
                                       BatchNorm1d(cfg.audio_embed_size), nn.Tanh())
             self.nl_a = nn.Sequential(NonLocalBlock(cfg.audio_embed_size))
             self.v2a_attn = MultiHeadAttention(cfg.visual_dim)
             self.a2v_attn = MultiHeadAttention(cfg.visual_dim)
         self.ta_net = TemporalAttention(cfg.fused_dim, cfg.seq_len)
         self.drop = nn.Dropout(cfg.dropout)
-        self.fc = nn.Linear(cfg.fused_dim, cfg.n_classes)
+        self.fc = Linear(cfg.fused_dim, cfg.n_classes)
         self.reset_parameters(init_seed)
 
     def reset_parameters(self, seed=None):

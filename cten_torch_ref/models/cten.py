@@ -9,6 +9,7 @@ from torch import nn
 from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelConfig
 from cten_common.init import initial_state
 from ..checkpoint import load_state_arrays, state_shapes
+from ..precision import under_policy
 from .attention import MultiHeadAttention, NonLocalBlock
 from .norm import BatchNorm1d
 from .resnet import audio_backbone, visual_backbone
@@ -33,7 +34,11 @@ class TemporalAttention(nn.Module):
 
 
 class CTEN(nn.Module):
-    """``logits [B, n_classes], gamma [B, T] = CTEN(...)(visual [B, T, 3, L, S, S], audio [B, 100*T, 128])``."""
+    """``logits [B, n_classes], gamma [B, T] = CTEN(...)(visual [B, T, 3, L, S, S], audio [B, 100*T, 128])``.
+
+    ``precision``: what it computes in (``cten_torch_ref.precision.set_precision``)."""
+
+    precision = "fp32"
 
     def __init__(self, n_classes=8, seq_len=16, snippet_duration=16, sample_size=112,
                  audio_n_segments=16, audio_embed_size=2048, visual_depth=101,
@@ -96,6 +101,7 @@ class CTEN(nn.Module):
         b, t = visual.shape[:2]
         return self.backbone_features(visual.reshape(b * t, *visual.shape[2:])).reshape(b, t, -1)
 
+    @under_policy
     def backbone_features(self, snippets):
         """The frozen 3D ResNet's feature of each snippet [N, 3, L, S, S] (pixels 0..255):
         [N, visual_dim], no gradient."""
@@ -115,6 +121,7 @@ class CTEN(nn.Module):
         a = self.a_fc(self.a_resnet(a).flatten(1))
         return a.reshape(n_seg, b, -1).transpose(0, 1)
 
+    @under_policy
     def audio_branch(self, audio):
         """See cten_jt.models.cten.CTEN.audio_branch."""
         return self.nl_a(self.encode_audio(audio))
@@ -129,6 +136,7 @@ class CTEN(nn.Module):
         a2v = self.a2v_attn(v, a, a)
         return torch.cat((v + v2a, a + a2v), dim=-1)
 
+    @under_policy
     def forward(self, visual, audio=None, audio_features=None):
         self._check_inputs(visual, audio, audio_features)
         f = self.fuse(visual, audio, audio_features)

@@ -1,12 +1,27 @@
-"""BatchNorm: PyTorch's own (the semantics ``cten_jt.models.norm`` reproduces)."""
+"""BatchNorm: PyTorch's own (the semantics ``cten_jt.models.norm`` reproduces), in
+float32 under every precision: a low-precision input (autocast's convolutions and
+linear layers give bfloat16) is widened first, so the statistics, the
+normalisation and the output are float32 (``cten_common.precision``'s policy).
+For a float32 input, ``.float()`` is the input itself: nothing changes."""
 import contextlib
 
 import torch
 from torch import nn
 
-BatchNorm1d = nn.BatchNorm1d
-BatchNorm2d = nn.BatchNorm2d
-BatchNorm3d = nn.BatchNorm3d
+
+class BatchNorm1d(nn.BatchNorm1d):
+    def forward(self, x):
+        return super().forward(x.float())
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    def forward(self, x):
+        return super().forward(x.float())
+
+
+class BatchNorm3d(nn.BatchNorm3d):
+    def forward(self, x):
+        return super().forward(x.float())
 
 
 @contextlib.contextmanager
@@ -21,7 +36,7 @@ def repeated_stat_updates(modules, times):
     def again(norm, inputs, output):
         if not (norm.training and norm.track_running_stats) or times == 1:
             return
-        x = inputs[0].detach()
+        x = inputs[0].detach().float()
         dims = [0] + list(range(2, x.dim()))
         mean, var = x.mean(dims), x.var(dims, unbiased=True)
         # through .data: autograd saved the buffers for the backward (which, in train mode,
