@@ -23,6 +23,12 @@ threshold (``train.theta=0.0``: the keyframe view keeps every segment above the
 least attended, the context view keeps none and so falls back to the whole
 video) must move the figures by more than the parity interval.
 
+``--precision bf16`` (the mixed-precision study): the parity pair trains in
+bfloat16 (``train.precision``) in both frameworks, and two float32 runs of the
+same seeds join them: "jittor, fp32" (the interval Jittor bf16 - Jittor fp32,
+with the same goal) and "torch, fp32" (the floor: PyTorch autocast - PyTorch
+fp32).  Its runs live in their own folder.
+
 Every run is a process of its own (``--jobs`` at a time, the CPU's threads
 shared out); a run whose summary.json shows all its epochs is not run again,
 so a stopped study continues where it stopped.  Writes {out}.json, {out}.md,
@@ -182,11 +188,21 @@ def _moved(shift, parity):
     return bool(abs(shift["mean"]) > 2 * parity["half_width"] and not shift["low"] <= 0 <= shift["high"])
 
 
-def analyse(runs, seeds):
+def precision_conditions(precision):
+    """(parity, floor, against fp32) conditions of a study in ``precision``."""
+    if precision == "fp32":
+        return PARITY, FLOOR, []
+    low = [f"train.precision={precision}"]
+    return ([("jittor", "jittor", low), ("torch", "torch", low)], [("torch, fp32", "torch", [])],
+            [("jittor, fp32", "jittor", [])])
+
+
+def analyse(runs, seeds, floor_conditions=FLOOR):
     """The figures of ``runs`` ({condition: {seed: records}}): per condition mean and std of
     the final metrics; the parity intervals (jittor - torch) and the sensitivity shifts
-    (each Jittor variant - jittor) per metric, paired by seed."""
-    out = {"conditions": {}, "parity": {}, "floor": {}, "sensitivity": {}}
+    (each Jittor variant - jittor) per metric, paired by seed; with a "jittor, fp32"
+    condition (a low-precision study), the interval jittor - "jittor, fp32" too."""
+    out = {"conditions": {}, "parity": {}, "floor": {}, "sensitivity": {}, "against_fp32": {}}
     for name, by_seed in runs.items():
         out["conditions"][name] = {
             key: {"mean": float(np.mean([final(by_seed[s], key) for s in seeds])),
@@ -197,7 +213,7 @@ def analyse(runs, seeds):
         out["parity"][key] = paired_interval([final(runs["jittor"][s], key) for s in seeds],
                                              [final(runs["torch"][s], key) for s in seeds])
     out["parting"] = {"jittor vs torch": [parting_step(runs["jittor"][s], runs["torch"][s]) for s in seeds]}
-    for name, _, _ in FLOOR:
+    for name, _, _ in floor_conditions:
         if name in runs:
             out["parting"]["torch vs itself"] = [parting_step(runs[name][s], runs["torch"][s]) for s in seeds]
             out["floor"] = {key: paired_interval([final(runs[name][s], key) for s in seeds],
@@ -208,8 +224,17 @@ def analyse(runs, seeds):
             out["sensitivity"][name] = {
                 key: paired_interval([final(runs[name][s], key) for s in seeds],
                                      [final(runs["jittor"][s], key) for s in seeds]) for key in METRICS}
+    if "jittor, fp32" in runs:
+        out["against_fp32"] = {key: paired_interval([final(runs["jittor"][s], key) for s in seeds],
+                                                    [final(runs["jittor, fp32"][s], key) for s in seeds])
+                               for key in METRICS}
     acc = out["parity"]["val_accuracy"]
+    fp32 = out["against_fp32"].get("val_accuracy")
     out["verdict"] = {
+        "against_fp32_contains_zero": None if fp32 is None or fp32["low"] is None
+        else bool(fp32["low"] <= 0 <= fp32["high"]),
+        "against_fp32_within_goal": None if fp32 is None or fp32["half_width"] is None
+        else bool(max(abs(fp32["low"]), abs(fp32["high"])) <= GOAL_HALF_WIDTH),
         "contains_zero": acc["low"] is not None and acc["low"] <= 0 <= acc["high"],
         "within_goal": acc["half_width"] is not None and acc["half_width"] <= GOAL_HALF_WIDTH,
         # a variant moves the figures by more than the parity interval's whole width ...
@@ -285,7 +310,9 @@ def report(result):
     """The study's markdown."""
     a, seeds, epochs = result["analysis"], result["seeds"], result["epochs"]
     n_val = result["eval_videos"]
-    lines = [f"# Training parity, Jittor vs PyTorch ({len(seeds)} seeds x {epochs} epochs)", "",
+    precision = result.get("precision", "fp32")
+    title = "" if precision == "fp32" else f", both in {precision}"
+    lines = [f"# Training parity, Jittor vs PyTorch{title} ({len(seeds)} seeds x {epochs} epochs)", "",
              f"`python -m benchmarks.training_parity {_command(result['argv'])}`: synthetic preset "
              f"({result['spec']['classes']} classes, {result['train_videos']} training and {n_val} validation "
              f"videos, {result['spec']['duration']:g} s at {result['spec']['fps']} fps, {result['spec']['size']} px, "
@@ -304,9 +331,12 @@ def report(result):
     for name, stats in a["conditions"].items():
         lines.append(f"| {name} | " + " | ".join(
             _pm(stats[k], 1.0, 3) if k == "loss" else _pm(stats[k]) for k in METRICS) + " |")
-    lines += ["", "Paired difference Jittor - PyTorch (same seed), mean [95 % CI, t with n-1 dof]"
-              + ("; beside it, the reference against itself: PyTorch on its other convolution kernels "
-                 "(oneDNN off) - PyTorch, the spread fp32 rounding alone gives:" if a["floor"] else ":"), "",
+    floor_words = ("; beside it, the reference against itself: PyTorch on its other convolution kernels "
+                   "(oneDNN off) - PyTorch, the spread fp32 rounding alone gives:" if precision == "fp32" else
+                   f"; beside it, the reference against itself: PyTorch fp32 - PyTorch {precision} (autocast), "
+                   f"the spread {precision} alone gives:")
+    lines += ["", f"Paired difference Jittor - PyTorch (same seed{title}), mean [95 % CI, t with n-1 dof]"
+              + (floor_words if a["floor"] else ":"), "",
               "| metric | per seed | mean [95 % CI] |" + (" PyTorch vs itself: per seed | mean [95 % CI] |"
                                                           if a["floor"] else ""),
               "|---|---|---|" + ("---|---|" if a["floor"] else "")]
@@ -331,6 +361,21 @@ def report(result):
             lines[-1] += (f" PyTorch against itself: {_interval(floor)}; its mean absolute per-seed difference "
                           f"{np.mean(np.abs(floor['differences'])) * 100:.1f} points, Jittor's against PyTorch "
                           f"{np.mean(np.abs(acc['differences'])) * 100:.1f}.")
+    fp32 = a.get("against_fp32", {})
+    if fp32:
+        lines += ["", f"Jittor {precision} - Jittor fp32 (same seeds), mean [95 % CI]:", "",
+                  "| metric | per seed | mean [95 % CI] |", "|---|---|---|"]
+        for k, label in METRICS.items():
+            scale, digits = (1.0, 3) if k == "loss" else (100.0, 1)
+            iv = fp32[k]
+            per_seed = ", ".join(f"{d * scale:+.{digits}f}" for d in iv["differences"])
+            lines.append(f"| {label} | {per_seed} | {_interval(iv, scale, digits)} |")
+        iv = fp32["val_accuracy"]
+        if iv["half_width"] is not None:
+            lines += ["", f"**Verdict (validation accuracy, Jittor {precision} - Jittor fp32):** the interval "
+                      f"{'contains' if v['against_fp32_contains_zero'] else 'does NOT contain'} 0 and "
+                      f"{'lies within' if v['against_fp32_within_goal'] else 'does NOT lie within'} "
+                      f"±{GOAL_HALF_WIDTH * 100:.0f} points."]
     steps = len(next(iter(result["runs"]["jittor"].values()))[0].get("step_losses") or []) \
         if result.get("runs") else 0
     if any(v is not None for v in a.get("parting", {}).get("jittor vs torch", [])) or steps:
@@ -390,19 +435,28 @@ def main(argv=None):
                         "av: with it, ~20x slower on a CPU (the ResNet-18 audio backbone is ~95 %% of a step)")
     p.add_argument("--spec", action="append", default=[], metavar="KEY=VALUE",
                    help="change the preset's SyntheticSpec, e.g. --spec evidence_strength=0.8 (a YAML value)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: both frameworks train in bfloat16 (train.precision), against fp32 runs of "
+                        "the same seeds (docs/precision.md)")
     p.add_argument("--notes", default="", help="a paragraph added to the report")
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "training_parity"))
+    p.add_argument("--out", default=None,
+                   help="default benchmarks/results/training_parity (fp32) or training_parity_bf16")
     a = p.parse_args(argv)
+    if a.out is None:
+        a.out = os.path.join(ROOT, "benchmarks", "results",
+                             "training_parity" + ("" if a.precision == "fp32" else f"_{a.precision}"))
+    parity, floor, against_fp32 = precision_conditions(a.precision)
     spec = dict(QUICK_SPEC if a.quick else dict(PRESET_SPEC, videos_per_class=a.videos_per_class),
                 seed=a.data_seed)
     spec.update(_spec_overrides(a.spec, p))
     seeds = list(range(a.first_seed, a.first_seed + (2 if a.quick else a.seeds)))
     epochs = 2 if a.quick else a.epochs
-    conditions = PARITY + ([] if a.no_floor else FLOOR) + \
+    conditions = parity + against_fp32 + ([] if a.no_floor else floor) + \
         ([] if a.quick or a.no_sensitivity else SENSITIVITY)
     # one folder per data set and model: a run is reused only by a study of the same ones
     key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
-    work = os.path.join(a.out + "_runs", f"{a.modality}_data{spec['seed']}_{key}" + ("_quick" if a.quick else ""))
+    work = os.path.join(a.out + "_runs", f"{a.modality}_data{spec['seed']}_{key}" + ("_quick" if a.quick else "")
+                        + ("" if a.precision == "fp32" else f"_{a.precision}"))
     os.makedirs(work, exist_ok=True)
     config = make_data(work, spec, a.modality)
     threads = max(1, (os.cpu_count() or 1) // max(a.jobs, 1))
@@ -425,7 +479,8 @@ def main(argv=None):
               "wall_s": wall, "runs_trained": sum(s is not None for _, s in done),
               "runs_reused": sum(s is None for _, s in done), "run_s_median": float(np.median(times)),
               "run_s_total": float(np.sum(times)), "jobs": a.jobs,
-              "analysis": analyse(runs, seeds), "runs": {n: {str(s): r for s, r in b.items()} for n, b in runs.items()},
+              "precision": a.precision,
+              "analysis": analyse(runs, seeds, floor), "runs": {n: {str(s): r for s, r in b.items()} for n, b in runs.items()},
               "machine": describe(), "notes": a.notes, "plot": os.path.basename(a.out) + ".png"}
     with open(a.out + ".json", "w") as f:
         json.dump(result, f, indent=1)

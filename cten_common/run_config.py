@@ -6,6 +6,7 @@ import os
 import yaml
 
 from .config import ModelConfig
+from .precision import check_precision
 
 DEFAULTS = {
     "model": ModelConfig().to_dict(),
@@ -41,6 +42,7 @@ DEFAULTS = {
         "kernels": "fused",         # fused (compiled attention and erasing, Jittor) | composed
         "audio_once": True,         # the audio branch once per step for the three views (false: the reference's three)
         "device": "auto",           # Jittor: auto (the GPU when Jittor has CUDA) | cpu | cuda
+        "precision": "fp32",        # fp32 | bf16 (CPU and GPU) | fp16, tf32 (GPU); docs/precision.md
         "sync_bn": False,           # Jittor under MPI: BatchNorm over the global batch (else per rank)
         "features": None,           # Jittor: a feature bank folder (cten_jt.extract_features)
         "backbone_eval": False,     # the frozen visual backbone's BatchNorm in eval mode (a bank's is)
@@ -116,6 +118,7 @@ def load_run_config(path=None, overrides=(), rebase_paths=True):
         raise ValueError(f"train.kernels must be 'fused' or 'composed', got {config['train']['kernels']!r}")
     if config["train"]["device"] not in ("auto", "cpu", "cuda"):
         raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {config['train']['device']!r}")
+    check_precision(config["train"]["precision"], "train.precision")
     if not isinstance(config["train"]["erasing"], bool):
         raise ValueError(f"train.erasing must be true or false, got {config['train']['erasing']!r}")
     seed = config["train"]["seed"]

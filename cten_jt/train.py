@@ -40,6 +40,7 @@ from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
 from cten_jt.models.norm import set_sync_batchnorm, set_train_mode
 from cten_jt.optim import Adam, adam_state, load_adam_state
+from cten_jt.precision import set_precision
 
 FRAMEWORK = "jittor"
 
@@ -79,6 +80,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
                          f"has {len(classes)} classes {classes}: add --set model.n_classes={len(classes)}")
     model = build_model(config["model"], init_seed=tc["seed"])
     set_sync_batchnorm(model, tc["sync_bn"])
+    set_precision(model, tc["precision"])            # docs/precision.md; master weights stay float32
     for which in ("visual", "audio"):
         if tc[f"pretrained_{which}"]:
             load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)

@@ -37,6 +37,7 @@ from cten_torch_ref.device import set_device
 from cten_torch_ref.engine import erasing_step, predict_batch
 from cten_torch_ref.models import build_model
 from cten_torch_ref.optim import Adam, adam_state, load_adam_state
+from cten_torch_ref.precision import set_precision
 
 FRAMEWORK = "torch"
 
@@ -88,6 +89,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         if tc[f"pretrained_{which}"]:
             load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
     model.to(device)
+    set_precision(model, tc["precision"])            # docs/precision.md; master weights stay float32
     backbone_eval = bool(tc["backbone_eval"])
     optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     dataset = CTENDataset(train_data, seed=tc["seed"])
