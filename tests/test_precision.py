@@ -190,8 +190,11 @@ def test_forward_in_bf16_within_the_floor(modality, mode):
 @pytest.mark.parametrize("modality", ["av", "visual"])
 def test_gradients_in_bf16_within_the_floor(modality):
     """Cross-entropy gradients of every trainable parameter, BatchNorm in eval mode (why:
-    tests/models/test_cten.py::test_gradients_and_one_adam_step), per parameter against
-    its own floor."""
+    tests/models/test_cten.py::test_gradients_and_one_adam_step), each against the largest
+    one's floor, as the fp32 test judges each against the largest gradient: a parameter's
+    own floor is one sample of bf16's rounding noise (a scalar such as a non-local gate's
+    gradient, a sum of many products, is one number), and the ratio of two such samples
+    has no useful bound, while the largest difference over every gradient is stable."""
     cfg = CONFIGS[modality]
     labels = np.array([1, 2], np.int64)
     visual, audio = random_inputs(cfg, 2)
@@ -215,14 +218,13 @@ def test_gradients_in_bf16_within_the_floor(modality):
     j_set(j_model, "bf16")
     t16, j16 = grads(t_model, j_model)
     assert set(t16) == set(j16)
-    scale = max(float(np.abs(g).max()) for g in t16.values())
+    floor = max(_dist(t16[n], t32[n]) for n in t16) + max(_dist(j32[n], t32[n]) for n in t16)
+    assert floor > 0
     for name in t16:
-        floor = _dist(t16[name], t32[name]) + _dist(j32[name], t32[name])
-        # a gradient of ~0 is noise: each against the largest one's bf16 rounding too
-        bound = FACTOR * floor + 2.0 ** -8 * scale * 1e-3
         for what, d in (("Jittor bf16 vs PyTorch bf16", _dist(j16[name], t16[name])),
                         ("Jittor bf16 vs Jittor fp32", _dist(j16[name], j32[name]))):
-            assert d <= bound, f"{modality} grad {name}: {what} differ by {d:.3e} > {bound:.3e}"
+            assert d <= FACTOR * floor, (f"{modality} grad {name}: {what} differ by {d:.3e} > {FACTOR} x the "
+                                         f"largest gradient's floor {floor:.3e}")
     assert any(_dist(j16[n], j32[n]) > 0 for n in j16), "bf16 changed no gradient"
 
 

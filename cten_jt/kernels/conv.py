@@ -200,9 +200,10 @@ def release_weight_caches(module):
 
 def _blocked_capacity(w_shape, precision="fp32"):
     """Floats enough for the weights in any of oneDNN's layouts: float32 with channels
-    padded to blocks of 16; bfloat16 (2 bytes a value) with channels padded to 32."""
+    padded to blocks of 16; bfloat16 (2 bytes a value) with channels padded to 32 (where
+    bf16 is emulated, the copy is float32)."""
     o, i, *k = w_shape
-    if precision == "bf16":
+    if precision == "bf16" and native_bf16():
         return -(-(-(-o // 32) * 32) * (-(-i // 32) * 32) * math.prod(k) // 2)
     return (-(-o // 16) * 16) * (-(-i // 16) * 16) * math.prod(k)
 

@@ -119,3 +119,99 @@ def test_frozen_weights_are_cached_in_onednn_layout_and_refreshed():
         assert live._dnnl_weights.key is None
     finally:
         dnnl_conv.set_weight_cache(True)
+
+
+# ---- bf16 ---------------------------------------------------------------------------------------
+
+U_BF16 = 2.0 ** -8          # bfloat16's unit roundoff (8 significant bits, round to nearest)
+
+
+def _bf16(a):
+    return torch.from_numpy(np.asarray(a, np.float32)).to(torch.bfloat16).double()
+
+
+def _is_bf16_valued(a):
+    a = np.asarray(a, np.float32)
+    return np.array_equal(a, torch.from_numpy(a).to(torch.bfloat16).float().numpy())
+
+
+@pytest.mark.skipif(jt.flags.use_cuda, reason="CPU op (the GPU's is compile-checked only)")
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding", CASES)
+def test_bf16_forward_and_gradients_are_the_rounded_exact_sums(x_shape, w_shape, stride, padding):
+    """In bf16 every result (y, dx, dw) holds bfloat16 values, and each is the exact sum
+    of the rounded operands' products, rounded: with s that sum (float64 on the rounded
+    operands), S the sum of the products' magnitudes and n its number of terms, the
+    float32 accumulation leaves |s_hat - s| <= gamma_n S (gamma_n = n u32 / (1 - n u32),
+    any order) and the final rounding |y - s_hat| <= u_bf16 |s_hat|, so
+    |y - s| <= u_bf16 |s| + (1 + u_bf16) gamma_n S.  Native (AVX-512 BF16) and emulated
+    (below AVX-512: float32 primitives on rounded values) both meet it."""
+    rng = np.random.default_rng(len(x_shape) * 10 + w_shape[0] + 1)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) * 0.1).astype(np.float32)
+    conv = torch.nn.functional.conv3d if len(x_shape) == 5 else torch.nn.functional.conv2d
+    jx, jw = jt.array(x), jt.array(w)
+    jy = dnnl_conv.fast_conv(jx, jw, stride, padding, precision="bf16")
+    g = rng.standard_normal(tuple(jy.shape)).astype(np.float32)
+    dx, dw = jt.grad((jy * jt.array(g)).sum(), [jx, jw])
+    got = {"y": jy.numpy(), "dx": dx.numpy(), "dw": dw.numpy()}
+
+    def exact(xs, ws, gs):        # float64 forward and both gradients of <conv(x, w), g>
+        tx, tw = xs.clone().requires_grad_(), ws.clone().requires_grad_()
+        y = conv(tx, tw, stride=stride, padding=padding)
+        (y * gs).sum().backward()
+        return {"y": y.detach(), "dx": tx.grad, "dw": tw.grad}
+    rx, rw, rg = _bf16(x), _bf16(w), _bf16(g)
+    s = exact(rx, rw, rg)
+    mag = exact(rx.abs(), rw.abs(), rg.abs())
+    k = int(np.prod(w_shape[1:]))
+    terms = {"y": k, "dx": w_shape[0] * int(np.prod(w_shape[2:])),
+             "dw": x_shape[0] * int(np.prod(jy.shape[2:]))}
+    where = f"bf16 conv {x_shape} * {w_shape} stride {stride} padding {padding}"
+    for leaf in ("y", "dx", "dw"):
+        assert _is_bf16_valued(got[leaf]), f"{where}: {leaf} holds values that are not bfloat16's"
+        n = terms[leaf]
+        gamma = n * 2.0 ** -24 / (1 - n * 2.0 ** -24)
+        bound = U_BF16 * s[leaf].abs().numpy() + (1 + U_BF16) * gamma * mag[leaf].numpy()
+        err = np.abs(got[leaf] - s[leaf].numpy())
+        worst = np.unravel_index(np.argmax(err - bound), err.shape)
+        assert np.all(err <= bound), (f"{where}: {leaf}{list(worst)} differs from the rounded exact sum by "
+                                      f"{err[worst]:.3e} > {bound[worst]:.3e}")
+    # and it is not the float32 op: some result moved off float32's value
+    y32 = dnnl_conv.fast_conv(jx, jw, stride, padding).numpy()
+    assert not np.array_equal(y32, got["y"])
+
+
+@pytest.mark.skipif(jt.flags.use_cuda, reason="the weight cache is the CPU's (oneDNN layouts)")
+def test_bf16_weights_are_cached_in_bf16_and_give_the_uncached_result():
+    rng = np.random.default_rng(8)
+    conv = Conv3d(32, 64, 3, padding=1, bias=False)
+    conv.weight.assign(jt.array((rng.standard_normal((64, 32, 3, 3, 3)) * 0.1).astype(np.float32)))
+    conv.weight.stop_grad()
+    conv.precision = "bf16"
+    x = jt.array(rng.standard_normal((2, 32, 3, 5, 5)).astype(np.float32))
+    try:
+        dnnl_conv.set_weight_cache(False)
+        plain = conv(x).numpy()
+        dnnl_conv.set_weight_cache(True)
+        cached = conv(x).numpy()
+        np.testing.assert_array_equal(plain, cached)
+        cache = conv._dnnl_weights
+        assert cache.key[2] == "bf16"
+        # two bytes a weight: the copy is half the float32 copy's size (channels padded to 32);
+        # emulated (below AVX-512), a float32 copy of the rounded weights
+        assert cache.blocked.shape[0] * 4 == 64 * 32 * 27 * (2 if dnnl_conv.native_bf16() else 4)
+        conv.precision = "fp32"                   # another precision rebuilds the copy
+        assert not np.array_equal(conv(x).numpy(), cached) and cache.key[2] == "fp32"
+    finally:
+        dnnl_conv.set_weight_cache(True)
+
+
+def test_gpu_only_precisions_are_refused_on_the_cpu():
+    if jt.flags.use_cuda:
+        pytest.skip("a GPU runs them")
+    x, w = jt.ones((1, 2, 4, 4)), jt.ones((3, 2, 3, 3))
+    for p in ("fp16", "tf32"):
+        with pytest.raises(ValueError, match=f"{p} runs on a CUDA GPU only"):
+            dnnl_conv.fast_conv(x, w, (1, 1), (1, 1), precision=p)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        dnnl_conv.fast_conv(x, w, (1, 1), (1, 1), precision="fp8")
