@@ -58,9 +58,11 @@ class _Jittor:
         self.jt, self.engine = jt, engine
         if device == "cuda":
             jt.flags.use_cuda = 1
+        from cten_jt.precision import set_precision
         set_kernels(config["train"].get("kernels", "fused"))
         self.model = build_model(config["model"], init_seed=0)
         tc = config["train"]
+        set_precision(self.model, tc.get("precision", "fp32"))      # ours: the layers' own ops
         self.optimizer = Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
 
@@ -101,8 +103,10 @@ class _Torch:
         from cten_torch_ref import engine
         from cten_torch_ref.models import build_model
         self.torch, self.engine, self.device = torch, engine, torch.device(device)
+        from cten_torch_ref.precision import set_precision
         self.model = build_model(config["model"], init_seed=0).to(self.device)
         tc = config["train"]
+        set_precision(self.model, tc.get("precision", "fp32"))      # autocast plus the policy
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
 

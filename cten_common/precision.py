@@ -49,6 +49,20 @@ def check_device(precision, on_gpu, where="precision"):
     return precision
 
 
+def add_precision_option(parser):
+    """``--precision`` for a command: the run configuration's ``train.precision`` unless given."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="what the model computes in (default: the config's train.precision, fp32); "
+                             "bf16 on CPU and GPU, fp16 and tf32 on a GPU; docs/precision.md")
+
+
+def apply_precision_option(config, precision):
+    """``config`` with ``train.precision`` set from a ``--precision`` value (None: kept)."""
+    if precision is not None:
+        config.setdefault("train", {})["precision"] = check_precision(precision, "--precision")
+    return config
+
+
 class DynamicLossScaler:
     """fp16's dynamic loss scaling (the rule of ``torch.cuda.amp.GradScaler``).
 

@@ -34,7 +34,9 @@ def evaluate_model(model, data, train_config, batch_size=None, progress=True, ba
 
 
 def main(argv=None):
+    from cten_common.precision import add_precision_option, apply_precision_option
     from cten_common.run_config import load_run_config
+    from cten_jt.precision import set_precision
     from cten_jt.models import build_model
     from cten_common.data.datasets import build_data
     from cten_jt.device import set_device
@@ -47,15 +49,21 @@ def main(argv=None):
     p.add_argument("--out", help="JSON report; the confusion matrix PNG goes beside it")
     p.add_argument("--subset", help="default: data.eval_subset")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_precision_option(p)
     a = p.parse_args(argv)
     try:
-        config = load_run_config(a.config, a.set)
+        config = apply_precision_option(load_run_config(a.config, a.set), a.precision)
     except ValueError as exc:       # names the file and the setting
         print(f"error: {exc}", file=sys.stderr)
         return 2
     set_kernels(config["train"]["kernels"])
     set_device(config["train"]["device"])
     model = build_model(config["model"], init_seed=0)
+    try:
+        set_precision(model, config["train"]["precision"])
+    except ValueError as exc:       # fp16/tf32 without a GPU
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         cten_jt.load_weights(model, a.weights)      # first: a refused file costs no data loading
         data = build_data(config, a.subset or config["data"]["eval_subset"], train=False)

@@ -28,11 +28,13 @@ from cten_common.data import bank as bank_lib
 from cten_common.data.annotations import build_index
 from cten_common.data.errors import DataError
 from cten_common.data.readers import open_video
+from cten_common.precision import add_precision_option, apply_precision_option
 from cten_common.run_config import load_run_config
 from cten_jt.checkpoint import load_pretrained_backbone, state_arrays
 from cten_jt.device import set_device
 from cten_jt.models import build_model
 from cten_jt.models.norm import set_train_mode
+from cten_jt.precision import set_precision
 
 
 def backbone_model(config):
@@ -42,6 +44,7 @@ def backbone_model(config):
     if tc.get("pretrained_visual"):
         load_pretrained_backbone(model, tc["pretrained_visual"], "visual")
     set_train_mode(model.resnet, False)       # the bank's BatchNorm: running statistics
+    set_precision(model, tc.get("precision", "fp32"))
     return model
 
 
@@ -93,6 +96,8 @@ def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_sni
     set_device(config["train"].get("device", "auto"))
     model = backbone_model(config)
     meta = bank_lib.bank_meta(m, stride, variants, dtype, backbone_digest(model), eval_snippets)
+    if model.precision != "fp32":     # recorded where it is not the default (older banks have no key)
+        meta["precision"] = model.precision
     bank = bank_lib.FeatureBank.open_for_extraction(out, meta, overwrite)
     items = video_items(config)
     todo = [it for it in items if it.video_id not in bank.videos]
@@ -132,9 +137,10 @@ def main(argv=None):
     p.add_argument("--chunk", type=int, default=32, help="snippets per backbone call")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--overwrite", action="store_true", help="replace a bank built with other settings")
+    add_precision_option(p)
     a = p.parse_args(argv)
     try:
-        config = load_run_config(a.config, a.set)
+        config = apply_precision_option(load_run_config(a.config, a.set), a.precision)
         began = time.time()
         bank = extract(config, a.out, a.stride, a.variants.split(","), a.dtype, a.eval_snippets, a.chunk,
                        a.overwrite)

@@ -24,6 +24,7 @@ import cten_jt  # noqa: F401  (Jittor settings first)
 from cten_common.data.annotations import VideoItem, label_and_spans, rate_and_duration
 from cten_common.data.datasets import VideoEmotionData, collate
 from cten_common.data.errors import DataError
+from cten_common.precision import add_precision_option
 from cten_common.metrics import detections_for_video, normalise_attention, segment_times, softmax
 from cten_common.safe_load import run_checkpoint_path
 from cten_common.weights import CheckpointError, read_checkpoint, strip_prefix, unwrap_state_dict
@@ -32,9 +33,12 @@ DEFAULT_WEIGHTS = run_checkpoint_path(os.path.join(os.path.dirname(os.path.dirna
                                                    "runs", "synthetic"), "best")
 
 
-def load_for_prediction(weights, config_path=None, overrides=()):
-    """(model, config, class names) from a run checkpoint or weights + config."""
+def load_for_prediction(weights, config_path=None, overrides=(), precision=None):
+    """(model, config, class names) from a run checkpoint or weights + config; ``precision``:
+    what the model computes in (default the config's ``train.precision``)."""
+    from cten_common.precision import apply_precision_option
     from cten_common.run_config import load_run_config
+    from cten_jt.precision import set_precision
     from cten_jt.checkpoint import load_state_arrays
     from cten_jt.device import set_device
     from cten_jt.kernels import set_kernels
@@ -51,6 +55,8 @@ def load_for_prediction(weights, config_path=None, overrides=()):
     set_kernels(config.get("train", {}).get("kernels", "fused"))
     set_device(config.get("train", {}).get("device", "auto"))
     model = build_model(config["model"], init_seed=0)
+    apply_precision_option(config, precision)
+    set_precision(model, config.get("train", {}).get("precision", "fp32"))
     name = str(weights)
     load_state_arrays(model, strip_prefix(unwrap_state_dict(ckpt, name)), name)
     classes = ckpt.get("classes") if run else None
@@ -179,11 +185,12 @@ def main(argv=None):
     p.add_argument("--json", help="write the result as JSON")
     p.add_argument("--annotation", help="annotation JSON holding the video's ground-truth spans and rate "
                                         "(default: the config's data.annotation, when it exists)")
+    add_precision_option(p)
     a = p.parse_args(argv)
     if not os.path.exists(a.weights):
         p.error(f"{a.weights} not found: pass --weights (run cten-main-job for the default)")
     try:
-        model, config, classes = load_for_prediction(a.weights, a.config)
+        model, config, classes = load_for_prediction(a.weights, a.config, precision=a.precision)
         annotation = a.annotation
         if annotation is None and config["data"].get("annotation") and os.path.isfile(config["data"]["annotation"]):
             annotation = config["data"]["annotation"]
