@@ -373,12 +373,30 @@ def _torch_or_none():
 # ---------------------------------------------------------------------------
 # safetensors
 
-# safetensors dtype names -> numpy (BF16 and the float8s have none; refused with a message)
+# safetensors dtype names -> numpy (the float8s have none; refused with a message).  BF16
+# has none either: its 2-byte values are read as uint16 and widened exactly to float32
+# (``widen_bf16``), so a bf16 checkpoint loads into a float32 model
 SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-    "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16,
-    "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32,
+    "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
 }
+
+
+def widen_bf16(bits):
+    """float32 array of the bfloat16 values whose bit patterns ``bits`` (uint16) hold: exact
+    (a bfloat16 is a float32 with its low 16 bits zero)."""
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _read_bf16(path, info):
+    """One BF16 tensor of a checked safetensors file, as float32."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        begin, end = info["data_offsets"]
+        f.seek(8 + n + begin)
+        raw = f.read(end - begin)
+    return widen_bf16(np.frombuffer(raw, "<u2")).reshape(info["shape"])
 
 
 def safetensors_header(path):
@@ -441,8 +459,8 @@ def read_safetensors(path):
     header, metadata = safetensors_header(path)
     arrays = OrderedDict()
     with safe_open(path, framework="np") as f:
-        for name in header:
-            arrays[name] = f.get_tensor(name)
+        for name, info in header.items():
+            arrays[name] = _read_bf16(path, info) if info["dtype"] == "BF16" else f.get_tensor(name)
     return arrays, metadata
 
 

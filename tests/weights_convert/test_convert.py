@@ -219,3 +219,71 @@ def test_pytorch_files_are_read_without_pytorch(tmp_path, monkeypatch):
     monkeypatch.undo()
     for name, value in model.state_dict().items():
         assert np.array_equal(np.asarray(state[name]).reshape(value.shape), value.numpy()), name
+
+
+def test_a_converted_reference_checkpoint_in_bf16_against_upstreams_autocast(tmp_path):
+    """An upstream-style checkpoint (DataParallel names, .pth), converted, run in bf16 by
+    Jittor against the reference under autocast on the same weights and inputs: within
+    FACTOR x the floor (autocast's own distance from fp32, plus the fp32 distance between
+    the frameworks; tests/test_precision.py says why)."""
+    from cten_jt.precision import set_precision as j_set
+    from cten_torch_ref.precision import set_precision as t_set
+    from test_precision import assert_within_floors
+
+    cfg = TINY_AV
+    t_model = TCTEN(init_seed=5, **cfg)
+    with torch.no_grad():
+        for name, t in t_model.state_dict(keep_vars=True).items():
+            if name.endswith("running_var"):
+                t.uniform_(0.5, 1.5)
+    _reference_checkpoint(t_model, tmp_path / "ref.pth")
+    torch_to_jittor(tmp_path / "ref.pth", tmp_path / "model.safetensors", settings=SIZE)
+    j_model = cten_jt.load_weights(JCTEN(init_seed=0, **cfg), tmp_path / "model.safetensors")
+    t_model.eval()
+    j_model.eval()
+    visual, audio = random_inputs(cfg, 2, seed=4)
+
+    def outputs():
+        with torch.no_grad():
+            t = [x.numpy() for x in t_model(torch.from_numpy(visual), torch.from_numpy(audio))]
+        j = [x.numpy() for x in j_model(jt.array(visual), jt.array(audio))]
+        return ({"logits": t[0], "gamma": t[1]}, {"logits": j[0], "gamma": j[1]})
+    t32, j32 = outputs()
+    t_set(t_model, "bf16")
+    j_set(j_model, "bf16")
+    t16, j16 = outputs()
+    assert_within_floors(t32, j32, t16, j16, "converted checkpoint")
+
+
+def test_bf16_safetensors_files_load_into_float32_models(tmp_path):
+    """A bf16 safetensors file (what a bf16-trained PyTorch model's ``save_file`` writes)
+    is read as the exact float32 widening of its values, by the converter and by
+    ``load_weights``; the model stays float32."""
+    from safetensors.torch import save_file
+
+    cfg = TINY_VISUAL
+    t_model = TCTEN(init_seed=6, **cfg)
+    state = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous()
+             for k, v in t_model.state_dict().items()}
+    save_file(state, str(tmp_path / "bf16.safetensors"))
+    arrays, _ = read_safetensors(tmp_path / "bf16.safetensors")
+    for k, v in state.items():
+        want = v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()
+        assert arrays[k].dtype == want.dtype and np.array_equal(arrays[k], want), k
+    j_model = cten_jt.load_weights(JCTEN(init_seed=0, **cfg), tmp_path / "bf16.safetensors")
+    got = cten_jt.state_arrays(j_model)
+    for k, v in state.items():
+        if v.dtype == torch.bfloat16:          # (counters: Jittor's own int layout, checked elsewhere)
+            assert got[k].dtype == np.float32 and np.array_equal(got[k], v.float().numpy()), k
+    # and the converter, both ways: into a Jittor file and back to a PyTorch one (float32)
+    torch_to_jittor(tmp_path / "bf16.safetensors", tmp_path / "model.safetensors",
+                    settings={**SIZE, "n_classes": cfg["n_classes"], "visual_depth": cfg["visual_depth"],
+                              "modality": "visual", "seq_len": cfg["seq_len"]})
+    converted, _ = read_safetensors(tmp_path / "model.safetensors")
+    floats = [k for k in state if state[k].dtype == torch.bfloat16]
+    assert all(converted[k].dtype == np.float32 and np.array_equal(converted[k], arrays[k]) for k in floats)
+    jittor_to_torch(tmp_path / "bf16.safetensors", tmp_path / "back.pth",
+                    settings={**SIZE, "n_classes": cfg["n_classes"], "visual_depth": cfg["visual_depth"],
+                              "modality": "visual", "seq_len": cfg["seq_len"]})
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert all(back[k].dtype == torch.float32 and np.array_equal(back[k].numpy(), arrays[k]) for k in floats)
