@@ -242,3 +242,38 @@ def test_the_floor_is_not_vacuous():
     assert y16.dtype == np.float32          # the policy: outputs float32
     rel = _dist(y16, y32) / float(np.abs(y32).max())
     assert 2.0 ** -12 < rel < 2.0 ** -4, rel
+
+
+def test_erasing_step_in_bf16_within_the_floor():
+    """The whole erasing loss (three views, erased by the original view's bf16 attention)
+    in both frameworks in bf16, BatchNorm in eval mode: the same erased frames as PyTorch
+    bf16, the view logits and the loss within the floor."""
+    from cten_jt import engine as jeng
+    from cten_torch_ref import engine as teng
+    from test_engine import CFG, CLASSES, _batch, _reader
+
+    VIEWS = ("original", "context", "keyframe")
+    batch = _batch()
+    opts = dict(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5, reader=_reader(batch))
+
+    def step(t_model, j_model):
+        t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(3), **opts)
+        j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(3), **opts)
+        def leaves(loss, logits):
+            out = {"loss": np.asarray(loss, np.float64).reshape(-1)}
+            out.update({f"logits {v}": np.asarray(x, np.float64) for v, x in zip(VIEWS, logits)})
+            return out
+        return (leaves(t_loss.detach().numpy(), [x.detach().numpy() for x in t_info["logits"]]),
+                leaves(j_loss.numpy(), [x.numpy() for x in j_info["logits"]]), t_info["indices"], j_info["indices"])
+
+    t_model, j_model = TCTEN(init_seed=0, **CFG), JCTEN(init_seed=0, **CFG)
+    copy_torch_to_jittor(t_model, j_model)
+    t_model.eval()
+    j_model.eval()
+    t32, j32, _, _ = step(t_model, j_model)
+    t_set(t_model, "bf16")
+    j_set(j_model, "bf16")
+    t16, j16, t_idx, j_idx = step(t_model, j_model)
+    for view in ("context", "keyframe"):
+        assert np.array_equal(t_idx[view], j_idx[view]), f"bf16 {view} view: the frameworks erased differently"
+    assert_within_floors(t32, j32, t16, j16, "bf16 erasing step")

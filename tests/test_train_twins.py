@@ -24,7 +24,7 @@ DECISIONS = {
     **{f"train.{k}": {"jittor": H, "torch": H} for k in (
         "epochs", "batch_size", "lr", "weight_decay", "theta", "erasing", "loss", "pcce_lambda", "seed",
         "pretrained_visual", "pretrained_audio", "detection_threshold", "device", "backbone_eval",
-        "audio_once")},
+        "audio_once", "precision")},
     "train.kernels": {"jittor": H, "torch": N},         # compiled kernels: the same indices and logits
     "train.sync_bn": {"jittor": H, "torch": R},         # MPI only; the twin runs one process
     "train.features": {"jittor": H, "torch": R},        # feature banks are cten_jt's
@@ -326,3 +326,37 @@ def test_resuming_from_a_damaged_config_yaml_is_a_clear_exit_2(framework, text, 
     if "seed" not in problem:
         assert str(run / "config.yaml") in err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
+def test_both_trainers_train_in_bf16_with_float32_checkpoints(framework, tiny, tmp_path):
+    """train.precision=bf16: an epoch trains (finite losses, the weights move), the run's
+    config records the precision, and the checkpoint is float32, loadable by a float32 run;
+    fp16 on this CPU is refused before anything runs, naming the setting."""
+    root, path = tiny
+    config = load_run_config(str(path), ["train.epochs=1", "train.precision=bf16"])
+    trainer = _trainer(framework)
+    summary = trainer.train(config, str(tmp_path / "run"), progress=False)
+    assert summary["epochs_done"] == 1
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        record = json.loads(f.readline())
+    assert all(np.isfinite(record["step_losses"]))
+    assert load_run_config(str(tmp_path / "run" / "config.yaml"), rebase_paths=False)["train"]["precision"] == "bf16"
+    ckpt = run_checkpoint(tmp_path / "run")
+    floats = {k: v for k, v in ckpt["model"].items() if v.dtype.kind == "f"}
+    assert floats and all(v.dtype == np.float32 for v in floats.values())
+    if framework == "jittor":
+        from cten_jt.models import build_model
+        import cten_jt
+        model = build_model(config["model"], init_seed=0)
+        cten_jt.load_weights(model, str(tmp_path / "run" / "last.safetensors"))
+        assert model.precision == "fp32"
+        # and the commands take --precision: bf16 evaluates it, fp16 on this CPU is exit 2
+        from cten_jt.evaluate import main as evaluate
+        weights = str(tmp_path / "run" / "last.safetensors")
+        assert evaluate(["--config", str(path), "--weights", weights, "--precision", "bf16",
+                         "--out", str(tmp_path / "eval.json")]) == 0
+        assert evaluate(["--config", str(path), "--weights", weights, "--precision", "fp16"]) == 2
+    with pytest.raises(ValueError, match="fp16 runs on a CUDA GPU only"):
+        trainer.train(load_run_config(str(path), ["train.epochs=1", "train.precision=fp16"]),
+                      str(tmp_path / "run16"), progress=False)
