@@ -154,21 +154,23 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     return total, info
 
 
-def erasing_step(model, optimizer, batch, rng, **options):
+def erasing_step(model, optimizer, batch, rng, scaler=None, **options):
     """``erasing_loss`` and one optimiser step; returns numpy/float copies for logging.
 
     The three views' forwards run first; then the frozen backbone's cached weight
     copies (``kernels.conv.WeightCache``) are dropped, so that the backward, where
-    the step's memory peaks, does not hold them."""
+    the step's memory peaks, does not hold them.  ``scaler``: fp16's dynamic loss
+    scaling (``cten_common.precision.DynamicLossScaler``); ``stepped`` says whether
+    the update was taken (False: non-finite scaled gradients, skipped)."""
     total, info = erasing_loss(model, batch, rng, **options)
     if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
         release_weight_caches(model)
-        return {"loss": None, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
+        return {"loss": None, "stepped": False, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
                 "bank_exact": None, "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
     jt.sync([total] + info["logits"])
     release_weight_caches(model)
-    optimizer.step(total)
-    return {"loss": float(total.numpy().reshape(-1)[0]),
+    stepped = optimizer.step(total, scaler=scaler)
+    return {"loss": float(total.numpy().reshape(-1)[0]), "stepped": stepped,
             "view_losses": [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
             "logits": [x.numpy() for x in info["logits"]],
             "gamma": info["gamma"], "indices": info["indices"], "bank_exact": info.get("bank_exact"),

@@ -28,8 +28,19 @@ class Adam(jt.optim.Adam):
             params = [p for p in params if not p.is_stop_grad()]
         super().__init__(params, lr, eps=eps, betas=betas, weight_decay=weight_decay)
 
-    def step(self, loss=None, retain_graph=False):
-        self.pre_step(loss, retain_graph)
+    def step(self, loss=None, retain_graph=False, scaler=None):
+        """One update from ``loss``'s gradients; returns whether it was taken.
+
+        ``scaler`` (``cten_common.precision.DynamicLossScaler``, fp16): the backward runs on
+        ``loss * scaler.scale``, the gradients are divided by the scale (a power of two:
+        exact) and a step whose gradients are not all finite is skipped (no update, no
+        step counted) while the scale backs off."""
+        if scaler is None:
+            self.pre_step(loss, retain_graph)
+        elif not self._scaled_backward(loss, retain_graph, scaler):
+            self.n_step -= 1
+            self.post_step()
+            return False
         n = float(self.n_step)
         for pg in self.param_groups:
             lr = pg.get("lr", self.lr)
@@ -55,6 +66,17 @@ class Adam(jt.optim.Adam):
                     pending, pending_bytes = [], 0
             jt.sync(pending)
         self.post_step()
+        return True
+
+    def _scaled_backward(self, loss, retain_graph, scaler):
+        """The gradients of the scaled loss, unscaled in place; True when all are finite."""
+        self.pre_step(loss * scaler.scale, retain_graph)
+        grads = [g for pg in self.param_groups for p, g in zip(pg["params"], pg["grads"]) if not p.is_stop_grad()]
+        inverse = 1.0 / scaler.scale
+        for g in grads:
+            g.update(g * inverse)
+        poison = sum((g * 0.0).sum() for g in grads)        # NaN when any gradient holds an inf or NaN
+        return scaler.update(bool(jt.isfinite(poison).numpy().all()))
 
 
 def adam_state(optimizer, model):

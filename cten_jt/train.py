@@ -23,6 +23,7 @@ from cten_common.data.bank import FeatureBank
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
+from cten_common.precision import DynamicLossScaler
 from cten_common.run_config import load_run_config
 from cten_common.safe_load import find_run_checkpoint, run_checkpoint_path
 from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,  # noqa: F401
@@ -81,6 +82,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     model = build_model(config["model"], init_seed=tc["seed"])
     set_sync_batchnorm(model, tc["sync_bn"])
     set_precision(model, tc["precision"])            # docs/precision.md; master weights stay float32
+    scaler = DynamicLossScaler() if tc["precision"] == "fp16" else None      # fp16's loss scaling
     for which in ("visual", "audio"):
         if tc[f"pretrained_{which}"]:
             load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
@@ -124,7 +126,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
             if batch is None:
                 continue
-            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), theta=tc["theta"],
+            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler, theta=tc["theta"],
                                 loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
                                 audio_once=tc["audio_once"], bank=bank,
                                 reader=train_data.read_views, erasing=tc["erasing"])

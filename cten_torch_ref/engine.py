@@ -109,16 +109,35 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
                    "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
 
 
-def erasing_step(model, optimizer, batch, rng, **options):
+def scaled_step(optimizer, total, scaler):
+    """``cten_jt.optim.Adam.step(total, scaler=scaler)`` in PyTorch: the backward of the
+    scaled loss, the gradients divided by the scale, the step skipped when one is not
+    finite; returns whether it was taken."""
+    (total * scaler.scale).backward()
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    for g in grads:
+        g.mul_(1.0 / scaler.scale)
+    if not scaler.update(all(bool(torch.isfinite(g).all()) for g in grads)):
+        optimizer.zero_grad()
+        return False
+    optimizer.step()
+    return True
+
+
+def erasing_step(model, optimizer, batch, rng, scaler=None, **options):
     """See cten_jt.engine.erasing_step."""
     total, info = erasing_loss(model, batch, rng, **options)
     if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
-        return {"loss": None, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
+        return {"loss": None, "stepped": False, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
                 "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
     optimizer.zero_grad()
-    total.backward()
-    optimizer.step()
-    return {"loss": float(total.detach()),
+    if scaler is None:
+        total.backward()
+        optimizer.step()
+        stepped = True
+    else:
+        stepped = scaled_step(optimizer, total, scaler)
+    return {"loss": float(total.detach()), "stepped": stepped,
             "view_losses": [float(x.detach()) for x in info["view_losses"]],
             "logits": [_numpy(x) for x in info["logits"]],
             "gamma": info["gamma"], "indices": info["indices"], "read_s": info["read_s"],

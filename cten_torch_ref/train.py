@@ -25,6 +25,7 @@ from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.evaluation import evaluate_model
+from cten_common.precision import DynamicLossScaler
 from cten_common.run_config import DEFAULTS, load_run_config
 from cten_common.safe_load import find_run_checkpoint, run_checkpoint_path
 from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,  # noqa: F401
@@ -90,6 +91,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
     model.to(device)
     set_precision(model, tc["precision"])            # docs/precision.md; master weights stay float32
+    scaler = DynamicLossScaler() if tc["precision"] == "fp16" else None      # fp16's loss scaling
     backbone_eval = bool(tc["backbone_eval"])
     optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     dataset = CTENDataset(train_data, seed=tc["seed"])
@@ -127,7 +129,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
             if batch is None:
                 continue
-            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), theta=tc["theta"],
+            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler, theta=tc["theta"],
                                 loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
                                 reader=train_data.read_views, erasing=tc["erasing"],
                                 audio_once=tc["audio_once"])

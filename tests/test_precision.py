@@ -277,3 +277,52 @@ def test_erasing_step_in_bf16_within_the_floor():
     for view in ("context", "keyframe"):
         assert np.array_equal(t_idx[view], j_idx[view]), f"bf16 {view} view: the frameworks erased differently"
     assert_within_floors(t32, j32, t16, j16, "bf16 erasing step")
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
+def test_loss_scaling_changes_nothing_until_it_overflows_then_skips(framework):
+    """fp16's dynamic loss scaling, exercised in bf16 on the CPU (the same code path; fp16
+    itself needs a GPU): a power-of-two scale commutes with every rounding, so a scaled
+    step gives bit for bit the weights of an unscaled one; a scale that overflows the
+    gradients skips the step (weights, Adam's state and step count unchanged) and halves."""
+    from test_engine import CFG, CLASSES, _batch, _reader
+
+    batch = _batch()
+    opts = dict(theta=0.7, loss="ce", class_names=CLASSES, reader=_reader(batch))
+    if framework == "jittor":
+        import cten_jt.optim
+        from cten_jt import engine
+
+        def fresh():
+            model = j_set(JCTEN(init_seed=0, **CFG), "bf16")
+            model.eval()
+            return model, cten_jt.optim.Adam(model.parameters(), lr=1e-3)
+        weights = lambda m: {n: p.numpy().copy() for n, p in m.named_parameters()}
+        n_step = lambda o: o.n_step
+    else:
+        from cten_torch_ref import engine
+
+        def fresh():
+            model = t_set(TCTEN(init_seed=0, **CFG), "bf16")
+            model.eval()
+            return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+        weights = lambda m: {n: p.detach().numpy().copy() for n, p in m.named_parameters()}
+        n_step = lambda o: sum(len(s) > 0 for s in o.state.values())
+
+    plain_model, plain_opt = fresh()
+    engine.erasing_step(plain_model, plain_opt, batch, np.random.default_rng(3), **opts)
+    model, opt = fresh()
+    scaler = DynamicLossScaler(init_scale=2.0 ** 12)
+    step = engine.erasing_step(model, opt, batch, np.random.default_rng(3), scaler=scaler, **opts)
+    assert step["stepped"] and scaler.scale == 2.0 ** 12
+    plain, scaled = weights(plain_model), weights(model)
+    for name in plain:
+        assert np.array_equal(plain[name], scaled[name]), f"{framework} {name}: the scaled step differs"
+
+    before, steps = weights(model), n_step(opt)
+    huge = DynamicLossScaler(init_scale=2.0 ** 140)        # past float32: the scaled loss overflows
+    step = engine.erasing_step(model, opt, batch, np.random.default_rng(4), scaler=huge, **opts)
+    assert not step["stepped"] and huge.scale == 2.0 ** 139 and huge.skipped == 1
+    assert n_step(opt) == steps
+    after = weights(model)
+    assert all(np.array_equal(before[n], after[n]) for n in before), f"{framework}: a skipped step moved weights"
