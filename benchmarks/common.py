@@ -33,9 +33,21 @@ def gpu_model():
         return None
 
 
+def cpu_bf16_units():
+    """What the CPU offers for bf16 matrix work: "amx_bf16" (AMX tiles), "avx512_bf16"
+    (vdpbf16ps), or "none" (bf16 then runs emulated, at fp32 speed: docs/precision.md)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return next((unit for unit in ("amx_bf16", "avx512_bf16") if unit in flags), "none")
+
+
 def describe():
     import numpy
     info = {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+            "bf16_units": cpu_bf16_units(),
             "python": platform.python_version(), "numpy": numpy.__version__, "gpu": gpu_model()}
     try:
         with open("/proc/meminfo") as f:
