@@ -2,14 +2,16 @@
 
 Jittor's own ``Module.load_parameters`` skips unknown names and misshaped
 arrays with a log line; ``load_weights`` here refuses them and lists them all.
-Files are read by ``cten_common.safe_load`` (no code from a file ever runs)
-and written by ``cten_common.safe_save`` (safetensors, atomically).
+Files are read through ``cten_common.checkpoint_io`` (no code from a file ever runs)
+and written by it (safetensors, atomically).
 """
 import jittor as jt
 import numpy as np
 
-from cten_common.safe_save import save_pickle_weights, save_weights_file, weights_kind
-from cten_common.weights import match_state_dict, read_state
+from cten_common.checkpoint_io.filter import match_state_dict, read_state
+from cten_common.checkpoint_io.pickle_io import save_pickle_weights
+from cten_common.checkpoint_io.safetensors_io import save_weights_file
+from cten_common.checkpoint_io.sniff import weights_kind
 
 
 def state_shapes(model):
@@ -54,7 +56,7 @@ def save_weights(model, path):
 def load_pretrained_backbone(model, path, backbone):
     """Fill the visual (Kinetics 3D ResNet) or audio (torchvision ImageNet ResNet)
     backbone from a checkpoint file, strictly; the rest of the model is untouched."""
-    from cten_common.weights import backbone_shapes, rename_backbone
+    from cten_common.checkpoint_io.filter import backbone_shapes, rename_backbone
 
     state, name = read_state(path)
     arrays = state_arrays(model)

@@ -15,8 +15,8 @@ import sys
 
 import cten_jt
 from cten_common import evaluation
+from cten_common.checkpoint_io.errors import CheckpointError
 from cten_common.data.errors import DataError
-from cten_common.weights import CheckpointError
 from cten_common.evaluation import plot_confusion, print_report  # noqa: F401  (re-exported)
 from cten_jt.engine import predict_batch
 from cten_jt.kernels import set_kernels

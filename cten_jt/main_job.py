@@ -15,9 +15,9 @@ import sys
 import time
 
 import cten_jt  # noqa: F401
+from cten_common.checkpoint_io.run_paths import run_checkpoint_path
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from cten_common.run_config import load_run_config
-from cten_common.safe_load import run_checkpoint_path
 
 # the checkout's root: the default config and output folder are under it
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,7 @@
 
 CTEN's training with temporal erasing on Jittor.  RUN_DIR gets config.yaml
 (resolved), metrics.jsonl (one line per epoch), last.safetensors and
-best.safetensors (model, optimiser, epoch, seeds; ``cten_common.safe_save``),
+best.safetensors (model, optimiser, epoch, seeds; ``cten_common.checkpoint_io``),
 summary.json and curves.png.  Every epoch draws its
 shuffle, augmentation, dropout and erasing from (seed, epoch) alone, so a run
 resumed after epoch k ends with the same weights as an uninterrupted one.
@@ -19,12 +19,12 @@ import time
 
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
+from cten_common.checkpoint_io.run_paths import find_run_checkpoint, run_checkpoint_path
 from cten_common.data.bank import FeatureBank
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.run_config import load_run_config
-from cten_common.safe_load import find_run_checkpoint, run_checkpoint_path
 from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,  # noqa: F401
                                   TooMuchBadData, add_validation, kept_rows_rng,
                                   dropout_seed, erasing_rng, improved_best, plot_curves, progress_line,

@@ -1,15 +1,16 @@
 """State dicts of the PyTorch model as numpy arrays; strict loading and saving.
 
-Files are read by ``cten_common.safe_load`` (no code from a file ever runs)
-and written by ``cten_common.safe_save`` (safetensors, atomically).
+Files are read through ``cten_common.checkpoint_io`` (no code from a file ever runs)
+and written by it (safetensors, atomically).
 """
 import os
 
 import numpy as np
 import torch
 
-from cten_common.safe_save import atomic_write, save_weights_file
-from cten_common.weights import match_state_dict, read_state
+from cten_common.checkpoint_io.atomic import atomic_write
+from cten_common.checkpoint_io.filter import match_state_dict, read_state
+from cten_common.checkpoint_io.safetensors_io import save_weights_file
 
 
 def state_shapes(model):
@@ -59,7 +60,7 @@ def load_pretrained_backbone(model, path, backbone):
     """See cten_jt.checkpoint.load_pretrained_backbone: the visual (Kinetics 3D ResNet)
     or audio (torchvision ImageNet ResNet) backbone from a checkpoint file, strictly;
     the rest of the model is untouched."""
-    from cten_common.weights import backbone_shapes, rename_backbone
+    from cten_common.checkpoint_io.filter import backbone_shapes, rename_backbone
 
     state, name = read_state(path)
     arrays = state_arrays(model)

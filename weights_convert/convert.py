@@ -1,4 +1,5 @@
-"""Conversion in both directions; every path goes through cten_common.weights.
+"""Conversion in both directions; every path goes through the checkpoint filter
+(``cten_common.checkpoint_io.filter``).
 
 A CTEN checkpoint (a reference training checkpoint, or a state dict with or
 without ``module.``) is converted name for name after its configuration is
@@ -6,7 +7,7 @@ inferred from its names and shapes (and from the model configuration that our
 safetensors files and run checkpoints carry).  A pretrained backbone
 (``backbone="visual"``: a Kinetics 3D ResNet; ``"audio"``: a torchvision
 ImageNet ResNet) is renamed into a freshly initialised CTEN built from
-``config``.  Sources are read by ``cten_common.safe_load``, which never runs
+``config``.  Sources are read by ``cten_common.checkpoint_io``, which never runs
 code from a file; outputs are written atomically, and only after the source
 was read and fitted, so a refused or misfitting source leaves no output file.
 """
@@ -15,12 +16,13 @@ import os
 
 import numpy as np
 
+from cten_common.checkpoint_io.atomic import atomic_write
+from cten_common.checkpoint_io.errors import CheckpointError
+from cten_common.checkpoint_io.filter import (backbone_shapes, match_state_dict, rename_backbone,
+                                              strip_prefix, unwrap_state_dict)
+from cten_common.checkpoint_io.safetensors_io import read_model_config, save_weights_file
+from cten_common.checkpoint_io.sniff import read_checkpoint, sniff_format, weights_kind
 from cten_common.config import ModelConfig, infer_config
-from cten_common.safe_load import read_model_config, sniff_format
-from cten_common.safe_save import atomic_write, save_weights_file, weights_kind
-from cten_common.weights import (CheckpointError, backbone_shapes, match_state_dict,
-                                 read_checkpoint, rename_backbone, strip_prefix,
-                                 unwrap_state_dict)
 
 OUTPUT_FORMATS = ("state_dict", "reference")
 

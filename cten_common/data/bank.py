@@ -45,7 +45,7 @@ import os
 
 import numpy as np
 
-from ..safe_save import atomic_write
+from ..checkpoint_io.atomic import atomic_write
 from .errors import DataError
 from .sampling import sample_eval
 from .transforms import CROP_POSITIONS, EvalTransform, TrainParams, TrainTransform, crop_box

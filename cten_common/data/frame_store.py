@@ -56,10 +56,10 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from cten_common.checkpoint_io.atomic import fsync_folder
 from cten_common.data.errors import DataError
 from cten_common.data.video import (FrameFolder, VideoFile, _check_indices, _fill, _file_key, _read_chunks,
                                      decode_jpeg)
-from cten_common.safe_save import fsync_folder
 
 MAGIC = b"CTENFRMS"
 VERSION = 1

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import cten_jt
-from cten_common.safe_load import WEIGHTS_FORMAT, read_model_config, read_safetensors
-from cten_common.weights import (AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT,
-                                 CheckpointMismatchError, read_checkpoint)
+from cten_common.checkpoint_io.filter import (AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT,
+                                              CheckpointMismatchError)
+from cten_common.checkpoint_io.safetensors_io import WEIGHTS_FORMAT, read_model_config, read_safetensors
+from cten_common.checkpoint_io.sniff import read_checkpoint
 from cten_jt.models import CTEN as JCTEN
 from cten_torch_ref.models import CTEN as TCTEN
 from helpers import MODEL_RTOL, TINY_AV, TINY_VISUAL, assert_close, random_inputs
@@ -209,8 +210,8 @@ def test_jittors_own_loader_skips_silently_ours_refuses():
 
 def test_pytorch_files_are_read_without_pytorch(tmp_path, monkeypatch):
     """Where PyTorch is not installed, .pth files are read by our own zip reader
-    (cten_common.safe_load), never by Jittor's (which runs any pickle)."""
-    from cten_common.weights import read_state
+    (cten_common.checkpoint_io), never by Jittor's (which runs any pickle)."""
+    from cten_common.checkpoint_io.filter import read_state
     model = TCTEN(init_seed=0, **TINY_VISUAL)
     torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
                tmp_path / "m.pth")
