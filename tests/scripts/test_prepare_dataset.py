@@ -95,8 +95,9 @@ def test_cached_filterbanks_give_the_same_audio_features(tmp_path):
 def test_frame_stores_end_to_end(tmp_path):
     """--store-out writes DIR/{label}/{id}.frames from each video, a rerun leaves them alone,
     and an annotation with DIR as video root finds and reads them."""
-    from cten_common.data.frame_store import FrameStore, encode_frame
-    from cten_common.data.video import decode_jpeg
+    from cten_common.data.frame_store_writer import encode_frame
+    from cten_common.data.readers.frame_store import FrameStore
+    from cten_common.data.readers.jpeg import decode_jpeg
     make_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec(classes=2, videos_per_class=1,
                            duration=2.0, fps=8, size=32, seed=5), progress=False)
     videos = tmp_path / "syn" / "videos"
