@@ -20,7 +20,7 @@ import time
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
 from cten_common.checkpoint_io.run_paths import find_run_checkpoint, run_checkpoint_path
-from cten_common.data.bank import FeatureBank
+from cten_common.data.bank import FeatureBank, expected_meta
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
@@ -30,15 +30,15 @@ from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, S
                                   dropout_seed, erasing_rng, improved_best, plot_curves, progress_line,
                                   resume_config, run_summary)
 from cten_jt import distributed
-from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
+from cten_jt.checkpoint import load_pretrained_backbone
 from cten_jt.data import CTENDataset
 from cten_jt.device import set_device
 from cten_jt.engine import erasing_step
 from cten_jt.evaluate import evaluate_model
-from cten_jt.extract_features import expected_meta
 from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
 from cten_jt.models.norm import set_sync_batchnorm, set_train_mode
+from cten_jt.models.state import load_state_arrays, state_arrays
 from cten_jt.optim import Adam, adam_state, load_adam_state
 
 FRAMEWORK = "jittor"

@@ -31,7 +31,8 @@ from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, S
                                   TooMuchBadData, add_validation, kept_rows_rng,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
-from cten_torch_ref.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
+from cten_torch_ref.checkpoint import load_pretrained_backbone
+from cten_torch_ref.models.state import load_state_arrays, state_arrays
 from cten_torch_ref.data import CTENDataset
 from cten_torch_ref.device import set_device
 from cten_torch_ref.engine import erasing_step, predict_batch

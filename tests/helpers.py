@@ -49,7 +49,7 @@ def assert_close(reference, port, name="output", atol=None, rtol_scale=None):
 
 def copy_torch_to_jittor(torch_module, jittor_module):
     """Copy every parameter and buffer of a torch module into its Jittor twin, strictly."""
-    from cten_jt.checkpoint import load_state_arrays
+    from cten_jt.models.state import load_state_arrays
     arrays = {k: v.detach().cpu().numpy() for k, v in torch_module.state_dict().items()}
     load_state_arrays(jittor_module, arrays, "torch module")
 

@@ -7,7 +7,7 @@ import cten_jt.optim
 from cten_common.data.datasets import collate
 from cten_common.erasing import ClipViews
 from cten_jt import engine as jeng
-from cten_jt.checkpoint import load_state_arrays, state_arrays
+from cten_jt.models.state import load_state_arrays, state_arrays
 from cten_jt.models import CTEN as JCTEN
 from cten_torch_ref import engine as teng
 from cten_torch_ref.models import CTEN as TCTEN

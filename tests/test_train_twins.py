@@ -109,7 +109,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(tiny):
     """Backbone files for the tiny model, and what each fills."""
-    from cten_torch_ref.checkpoint import state_shapes
+    from cten_torch_ref.models.state import state_shapes
     from cten_torch_ref.models import build_model
     root, path = tiny
     shapes = state_shapes(build_model(load_run_config(str(path))["model"]))

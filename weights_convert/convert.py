@@ -104,8 +104,8 @@ def torch_to_jittor(src, dst, backbone=None, settings=None, seed=0):
     weights_kind(dst)                   # refuse an unknown output format before any work
     state, _, carried = _source_state(src)   # read first: PyTorch must be imported before Jittor
     import cten_jt
-    from cten_jt.checkpoint import load_state_arrays, state_arrays
     from cten_jt.models import build_model
+    from cten_jt.models.state import load_state_arrays, state_arrays
 
     model, config = convert_state(state, src, lambda c, s: build_model(c, init_seed=s),
                                   state_arrays, load_state_arrays, backbone,
@@ -134,8 +134,8 @@ def jittor_to_torch(src, dst, fmt="state_dict", backbone=None, settings=None, se
     except ImportError as exc:
         raise RuntimeError("writing a PyTorch checkpoint needs PyTorch: "
                            "pip install -e '.[torch]'") from exc
-    from cten_torch_ref.checkpoint import load_state_arrays, state_arrays
     from cten_torch_ref.models import build_model
+    from cten_torch_ref.models.state import load_state_arrays, state_arrays
 
     state, epoch, carried = _source_state(src)
     model, config = convert_state(state, src, lambda c, s: build_model(c, init_seed=s),
