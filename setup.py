@@ -3,16 +3,18 @@ from setuptools import find_packages, setup
 # one command per tool; each is also ``python -m <module>`` (see the README)
 CONSOLE_SCRIPTS = [
     "cten-train = cten_jt.train:main",
+    "cten-train-torch = cten_torch_ref.train:main",       # the same training in PyTorch (the reference)
     "cten-evaluate = cten_jt.evaluate:main",
     "cten-predict = cten_jt.predict:main",
     "cten-extract-features = cten_jt.extract_features:main",
     "cten-main-job = cten_jt.main_job:main",
+    "cten-check-install = cten_jt.check_install:main",
     "cten-parity-report = cten_compare.parity_report:main",
     "cten-convert = weights_convert.cli:main",            # cten-convert torch2jittor|jittor2torch ...
     "cten-check-data = cten_common.data.check:main",
     "cten-prepare-dataset = cten_common.data.prepare:main",
     "cten-make-synthetic = cten_common.data.make_synthetic:main",
-    "cten-bench = benchmarks.cli:main",                   # cten-bench frameworks|kernels|training|...
+    "cten-bench = benchmarks.cli:main",                   # cten-bench frameworks|kernels|training|...|check
 ]
 
 setup(

@@ -38,9 +38,9 @@ def load_for_prediction(weights, config_path=None, overrides=()):
     """(model, config, class names) from a run checkpoint or weights + config."""
     from cten_common.run_config import load_run_config
     from cten_jt.device import set_device
-    from cten_jt.kernels import set_kernels
     from cten_jt.models import build_model
     from cten_jt.models.state import load_state_arrays
+    from cten_jt.switches import set_kernels
 
     # a bad --config first: it costs no reading of the weights
     config = load_run_config(config_path, overrides) if config_path else None

@@ -35,11 +35,11 @@ from cten_jt.data import CTENDataset
 from cten_jt.device import set_device
 from cten_jt.engine import erasing_step
 from cten_jt.evaluate import evaluate_model
-from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
 from cten_jt.models.norm import set_sync_batchnorm, set_train_mode
 from cten_jt.models.state import load_state_arrays, state_arrays
 from cten_jt.optim import Adam, adam_state, load_adam_state
+from cten_jt.switches import set_kernels
 
 FRAMEWORK = "jittor"
 

@@ -123,7 +123,7 @@ def test_step_draws_context_then_keyframe_per_video_from_one_generator():
 
 
 def test_fused_and_composed_kernels_take_the_same_step():
-    from cten_jt.kernels import kernels
+    from cten_jt.switches import kernels
     batch = _batch(1)
     results = {}
     for mode in ("composed", "fused"):

@@ -160,8 +160,8 @@ def test_malicious_files_are_refused_without_pytorch(entry, kind, tiny, model, t
 
 
 @pytest.mark.parametrize("module, args", [
-    ("weights_convert.torch2jittor", ["{evil}", "{tmp}/out.safetensors"]),
-    ("weights_convert.jittor2torch", ["{evil}", "{tmp}/out.pth"]),
+    ("weights_convert.cli", ["torch2jittor", "{evil}", "{tmp}/out.safetensors"]),
+    ("weights_convert.cli", ["jittor2torch", "{evil}", "{tmp}/out.pth"]),
     ("cten_jt.evaluate", ["--config", "{config}", "--weights", "{evil}"]),
     ("cten_jt.predict", ["{video}", "--weights", "{evil}", "--config", "{config}"]),
 ])

@@ -153,15 +153,25 @@ def jittor_to_torch(src, dst, fmt="state_dict", backbone=None, settings=None, se
     return config
 
 
+def torch2jittor_main(argv=None):
+    """``cten-convert torch2jittor SRC.pth DST.safetensors [--backbone visual|audio] [--config CFG]``."""
+    return main("torch2jittor", argv)
+
+
+def jittor2torch_main(argv=None):
+    """``cten-convert jittor2torch SRC.safetensors DST.pth [--format state_dict|reference]``."""
+    return main("jittor2torch", argv)
+
+
 def main(direction, argv=None):
-    """Command line of both directions (``python -m weights_convert.<direction>``)."""
+    """Command line of both directions (``cten-convert <direction>``)."""
     import argparse
     import sys
 
     src_ext, dst_ext = ((".pth", ".safetensors (or .pkl)") if direction == "torch2jittor"
                         else (".safetensors or .pkl", ".pth (or .safetensors)"))
     parser = argparse.ArgumentParser(
-        prog=f"python -m weights_convert.{direction}",
+        prog=f"cten-convert {direction}",
         description=f"Convert a CTEN checkpoint ({src_ext} -> {dst_ext}), strictly: every "
                     "missing, unexpected or misshaped parameter is listed and nothing is written. "
                     "No code in the source file is ever run.")

@@ -2,8 +2,7 @@
 
 Checks, before training starts, what training reads, in every layout, and
 reports every bad entry at once; exit status 1 when anything is wrong.  Needs
-no framework: also ``python -m cten_common.data.check`` (or ``python -m
-cten_jt.data.check``).
+no framework (also ``python -m cten_common.data.check``).
 
 What the default check reads (cheap enough for millions of frames, see
 docs/data.md for measured times):

@@ -2,14 +2,14 @@
 
 All attention goes through ``scaled_dot_product_attention``: the fused kernel
 of ``cten_jt.kernels.attention`` by default, Jittor's composed operators after
-``cten_jt.kernels.set_kernels("composed")``.
+``cten_jt.switches.set_kernels("composed")``.
 """
 import jittor as jt
 from jittor import nn
 
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
-from ..kernels import fused_enabled
 from ..kernels.attention import MAX_KEYS, composed_attention, fused_attention
+from ..switches import fused_enabled
 from .norm import BatchNorm1d
 
 

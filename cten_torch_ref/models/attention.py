@@ -5,9 +5,9 @@ swap in a fused kernel.
 """
 import torch
 from torch import nn
+from torch.nn import BatchNorm1d
 
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
-from .norm import BatchNorm1d
 
 
 def scaled_dot_product_attention(query, key, value, scale):

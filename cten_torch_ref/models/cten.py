@@ -5,11 +5,11 @@ Parameter names are those of the reference checkpoints without DataParallel's
 """
 import torch
 from torch import nn
+from torch.nn import BatchNorm1d
 
 from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelConfig
 from cten_common.init import initial_state
 from .attention import MultiHeadAttention, NonLocalBlock
-from .norm import BatchNorm1d
 from .resnet import audio_backbone, visual_backbone
 from .state import load_state_arrays, state_shapes
 

@@ -1,12 +1,9 @@
-"""BatchNorm: PyTorch's own (the semantics ``cten_jt.models.norm`` reproduces)."""
+"""BatchNorm: the layers are PyTorch's own (``torch.nn.BatchNorm1d/2d/3d``, the semantics
+``cten_jt.models.norm`` reproduces); ``repeated_stat_updates`` as in ``cten_jt.models.norm``."""
 import contextlib
 
 import torch
 from torch import nn
-
-BatchNorm1d = nn.BatchNorm1d
-BatchNorm2d = nn.BatchNorm2d
-BatchNorm3d = nn.BatchNorm3d
 
 
 @contextlib.contextmanager

@@ -90,7 +90,7 @@ def test_plain_state_dict_without_prefix_and_config_override(tmp_path):
     t_model = TCTEN(init_seed=4, **TINY_AV)
     torch.save(t_model.state_dict(), tmp_path / "plain.pth")
     (tmp_path / "cfg.yaml").write_text("model:\n  snippet_duration: 8\n  sample_size: 32\n")
-    out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
+    out = subprocess.run([sys.executable, "-m", "weights_convert.cli", "torch2jittor",
                           str(tmp_path / "plain.pth"), str(tmp_path / "plain.safetensors"),
                           "--config", str(tmp_path / "cfg.yaml")],
                          cwd=ROOT, capture_output=True, text=True)
@@ -117,7 +117,7 @@ def test_bad_checkpoint_lists_every_problem_and_writes_nothing(tmp_path):
     assert str(tmp_path / "bad.pth") in msg
     assert os.listdir(tmp_path) == ["bad.pth"]          # no output, no temporary file
 
-    out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
+    out = subprocess.run([sys.executable, "-m", "weights_convert.cli", "torch2jittor",
                           str(tmp_path / "bad.pth"), str(tmp_path / "bad.safetensors")],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "nl.0.theta.weight" in out.stderr and "extra.weight" in out.stderr

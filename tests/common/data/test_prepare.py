@@ -1,4 +1,4 @@
-"""scripts/prepare_dataset.py: splits, and the frame-folder layout it caches feeds the dataset."""
+"""cten-prepare-dataset (cten_common.data.prepare): splits, and the frame-folder layout it caches feeds the dataset."""
 import json
 import os
 import subprocess
@@ -12,13 +12,12 @@ from cten_common.data.datasets import ClipConfig, VideoEmotionData
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from cten_common.data.readers import open_video
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "scripts", "prepare_dataset.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _run(*args):
     # PYTHONPATH: this checkout's code, not whichever one the environment installed
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cten_common.data.prepare", *map(str, args)], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
 
 
