@@ -23,10 +23,9 @@ import time
 import numpy as np
 import yaml
 
-from .data.datasets import sample_rng  # noqa: F401  (the samples' generator, re-exported)
-from .erasing import kept_rows_rng  # noqa: F401  (a batch's erasing draws when videos were skipped)
 from .checkpoint_io.run_paths import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
 from .checkpoint_io.safetensors_io import save_checkpoint_file
+from .erasing import kept_rows_rng  # noqa: F401  (a batch's erasing draws when videos were skipped)
 
 VIEWS = ("original", "context", "keyframe")
 DROPOUT_STREAM = 23          # the dropout seed's fourth word
