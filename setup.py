@@ -3,16 +3,18 @@ from setuptools import find_packages, setup
 # one command per tool; each is also ``python -m <module>`` (see the README)
 CONSOLE_SCRIPTS = [
     "cten-train = cten_jt.train:main",
+    "cten-train-torch = cten_torch_ref.train:main",       # the same training in PyTorch (the reference)
     "cten-evaluate = cten_jt.evaluate:main",
     "cten-predict = cten_jt.predict:main",
     "cten-extract-features = cten_jt.extract_features:main",
     "cten-main-job = cten_jt.main_job:main",
-    "cten-parity-report = cten_jt.parity_report:main",
+    "cten-check-install = cten_jt.check_install:main",
+    "cten-parity-report = cten_compare.parity_report:main",
     "cten-convert = weights_convert.cli:main",            # cten-convert torch2jittor|jittor2torch ...
     "cten-check-data = cten_common.data.check:main",
     "cten-prepare-dataset = cten_common.data.prepare:main",
     "cten-make-synthetic = cten_common.data.make_synthetic:main",
-    "cten-bench = benchmarks.cli:main",                   # cten-bench frameworks|kernels|training|...
+    "cten-bench = benchmarks.cli:main",                   # cten-bench frameworks|kernels|training|...|check
 ]
 
 setup(
@@ -21,7 +23,7 @@ setup(
     description="CTEN (CVPR 2023) video emotion recognition in Jittor, with a PyTorch reference",
     python_requires=">=3.9",
     packages=find_packages(include=["cten_jt*", "cten_torch_ref*", "cten_common*",
-                                    "weights_convert*", "benchmarks"]),
+                                    "weights_convert*", "cten_compare*", "benchmarks"]),
     package_data={"cten_jt.kernels": ["csrc/*.h", "csrc/*.cuh"]},
     install_requires=[
         "jittor==1.3.11",

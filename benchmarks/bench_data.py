@@ -150,7 +150,7 @@ def make_fbank(mp3, npy):
 
 def generate(cache, specs):
     """Make whatever of the set is missing under ``cache``; returns per-video facts."""
-    from cten_common.data.frame_store import write_store
+    from cten_common.data.frame_store_writer import write_store
     facts = []
     for spec in specs:
         p = paths(cache, spec)
@@ -176,7 +176,7 @@ def generate(cache, specs):
 
 def disk_use(p, spec):
     """Bytes on disk of each layout of one video, and per minute of video."""
-    from cten_common.data.frame_store import FrameStore
+    from cten_common.data.readers.frame_store import FrameStore
     folder_bytes = sum(e.stat().st_size for e in os.scandir(p["folder"]))
     store = FrameStore(p["store"])
     sizes = {"mp4": os.path.getsize(p["mp4"]), "folder": folder_bytes,
@@ -284,7 +284,7 @@ def measure_reference(cache, specs, repeats, seed):
 
 def measure_decode(cache, specs):
     """Sequential decode of each whole mp4 (PyAV, RGB), for scale."""
-    from cten_common.data.video import VideoFile
+    from cten_common.data.readers.video_file import VideoFile
     rows = []
     for spec in specs:
         v = VideoFile(paths(cache, spec)["mp4"])

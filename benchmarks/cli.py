@@ -1,4 +1,4 @@
-"""cten-bench frameworks|kernels|training|parity|bank|data|epoch|flops [...]: every benchmark under one command.
+"""cten-bench frameworks|kernels|training|parity|bank|data|epoch|flops|check [...]: every benchmark under one command.
 
 Each is also ``python -m benchmarks.<module>``; results go to ``benchmarks/results/``.
 """
@@ -15,6 +15,7 @@ TOOLS = {
     "data": ("benchmarks.bench_data:main", "data readers: frame folder, store, mp4, filterbank"),
     "epoch": ("benchmarks.bench_epoch:main", "one real-length epoch: train and predict"),
     "flops": ("benchmarks.flops:main", "multiply-adds of CTEN from its config; --peak: the machine's GFLOP/s"),
+    "check": ("benchmarks.bench_check:main", "cten-check-data on a long data set: how long it takes"),
 }
 
 

@@ -52,7 +52,7 @@ class _Jittor:
         import cten_jt  # noqa: F401  (settings first)
         import jittor as jt
         from cten_jt import engine
-        from cten_jt.kernels import set_kernels
+        from cten_jt.switches import set_kernels
         from cten_jt.models import build_model
         from cten_jt.optim import Adam
         self.jt, self.engine = jt, engine

@@ -23,10 +23,9 @@ import time
 import numpy as np
 import yaml
 
-from .data.datasets import sample_rng  # noqa: F401  (the samples' generator, re-exported)
+from .checkpoint_io.run_paths import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
+from .checkpoint_io.safetensors_io import save_checkpoint_file
 from .erasing import kept_rows_rng  # noqa: F401  (a batch's erasing draws when videos were skipped)
-from .safe_load import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
-from .safe_save import save_checkpoint_file
 
 VIEWS = ("original", "context", "keyframe")
 DROPOUT_STREAM = 23          # the dropout seed's fourth word
@@ -294,7 +293,7 @@ class RunFolder:
 
     def last_checkpoint(self):
         """The last checkpoint to resume from, read without running code from the file
-        (``cten_common.safe_load``); ValueError if no epoch finished."""
+        (``cten_common.checkpoint_io``); ValueError if no epoch finished."""
         path = find_run_checkpoint(self.out, "last")
         if path is None:
             raise ValueError(f"{self.out}: no last checkpoint to resume from (no epoch finished)")

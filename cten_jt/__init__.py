@@ -16,6 +16,7 @@ import jittor  # noqa: E402,F401  (after configure)
 if _announced:
     print(f"cten_jt: Jittor's core compiled in {_time.time() - _began:.0f} s", file=_sys.stderr, flush=True)
 
-from .checkpoint import load_weights, save_weights, state_arrays  # noqa: E402
+from .checkpoint import load_weights, save_weights  # noqa: E402
+from .models.state import state_arrays  # noqa: E402
 
 __all__ = ["load_weights", "save_weights", "state_arrays"]

@@ -1,12 +1,14 @@
-"""python -m cten_jt.check_install: compile Jittor once and report the environment.
+"""cten-check-install: compile Jittor once and report the environment.
 
-Run by scripts/setup.sh; fails (exit 1) when the installed set cannot work,
+Run by scripts/setup.sh (as ``python -m cten_jt.check_install``); fails (exit 1) when the installed set cannot work,
 e.g. numpy 2 under Jittor 1.3.11, which silently corrupts ``jt.array``.
 """
+import argparse
 import sys
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(prog="cten-check-install", description=__doc__.split("\n\n")[0]).parse_args(argv)
     import numpy as np
 
     problems = []

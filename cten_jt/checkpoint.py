@@ -1,36 +1,16 @@
-"""State dicts of the Jittor model as numpy arrays; strict loading and saving.
+"""Weights files of the Jittor model: strict loading and saving.
 
 Jittor's own ``Module.load_parameters`` skips unknown names and misshaped
 arrays with a log line; ``load_weights`` here refuses them and lists them all.
-Files are read by ``cten_common.safe_load`` (no code from a file ever runs)
-and written by ``cten_common.safe_save`` (safetensors, atomically).
+Files are read through ``cten_common.checkpoint_io`` (no code from a file ever runs)
+and written by it (safetensors, atomically).
 """
-import jittor as jt
-import numpy as np
+from cten_common.checkpoint_io.filter import backbone_shapes, match_state_dict, read_state, rename_backbone
+from cten_common.checkpoint_io.pickle_io import save_pickle_weights
+from cten_common.checkpoint_io.safetensors_io import save_weights_file
+from cten_common.checkpoint_io.sniff import weights_kind
 
-from cten_common.safe_save import save_pickle_weights, save_weights_file, weights_kind
-from cten_common.weights import match_state_dict, read_state
-
-
-def state_shapes(model):
-    """``{name: (shape, dtype)}`` of every parameter and buffer."""
-    return {k: (tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()}
-
-
-def state_arrays(model):
-    """``{name: numpy array}``, copies of every parameter and buffer."""
-    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
-
-
-def load_state_arrays(model, arrays, source):
-    """Copy ``{name: array}`` into the model; names and shapes must match exactly."""
-    params = model.state_dict()
-    matched = match_state_dict(arrays, {k: tuple(v.shape) for k, v in params.items()}, source)
-    for name in list(matched):
-        target = params[name]
-        # one array at a time, run at once: no copy of the whole state waits in the graph
-        target.update(jt.array(np.ascontiguousarray(matched.pop(name), dtype=str(target.dtype))))
-        target.sync()
+from .models.state import load_state_arrays, state_arrays
 
 
 def load_weights(model, source):
@@ -54,8 +34,6 @@ def save_weights(model, path):
 def load_pretrained_backbone(model, path, backbone):
     """Fill the visual (Kinetics 3D ResNet) or audio (torchvision ImageNet ResNet)
     backbone from a checkpoint file, strictly; the rest of the model is untouched."""
-    from cten_common.weights import backbone_shapes, rename_backbone
-
     state, name = read_state(path)
     arrays = state_arrays(model)
     expected = backbone_shapes({k: v.shape for k, v in arrays.items()}, backbone)

@@ -10,7 +10,7 @@ def set_device(name="auto"):
         raise ValueError(f"train.device must be one of {DEVICES}, got {name!r}")
     if name == "cuda" and not jt.has_cuda:
         raise RuntimeError("train.device is 'cuda' but Jittor found no CUDA (no GPU, or no toolkit: "
-                           "python -m cten_jt.check_install says which)")
+                           "cten-check-install says which)")
     use = name == "cuda" or (name == "auto" and bool(jt.has_cuda))
     jt.flags.use_cuda = int(use)
     return "cuda" if use else "cpu"

@@ -11,10 +11,10 @@ import numpy as np
 from cten_common.erasing import erased_view_indices
 from cten_common.losses import pcce_weights
 from .data import model_visual
-from .kernels import fused_enabled
 from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
 from .models.norm import repeated_stat_updates
+from .switches import fused_enabled
 
 VIEWS = ("original", "context", "keyframe")
 

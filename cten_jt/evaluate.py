@@ -15,11 +15,11 @@ import sys
 
 import cten_jt
 from cten_common import evaluation
+from cten_common.checkpoint_io.errors import CheckpointError
 from cten_common.data.errors import DataError
-from cten_common.weights import CheckpointError
-from cten_common.evaluation import plot_confusion, print_report  # noqa: F401  (re-exported)
+from cten_common.evaluation import plot_confusion, print_report
 from cten_jt.engine import predict_batch
-from cten_jt.kernels import set_kernels
+from cten_jt.switches import set_kernels
 
 
 def evaluate_model(model, data, train_config, batch_size=None, progress=True, bank=None):

@@ -30,7 +30,7 @@ from cten_common.data.errors import DataError
 from cten_common.data.readers import open_video
 from cten_common.precision import add_precision_option, apply_precision_option
 from cten_common.run_config import load_run_config
-from cten_jt.checkpoint import load_pretrained_backbone, state_arrays
+from cten_jt.checkpoint import load_pretrained_backbone
 from cten_jt.device import set_device
 from cten_jt.models import build_model
 from cten_jt.models.norm import set_train_mode
@@ -46,17 +46,6 @@ def backbone_model(config):
     set_train_mode(model.resnet, False)       # the bank's BatchNorm: running statistics
     set_precision(model, tc.get("precision", "fp32"))
     return model
-
-
-def backbone_digest(model):
-    return bank_lib.weights_digest({k: v for k, v in state_arrays(model).items() if k.startswith("resnet.")})
-
-
-def expected_meta(config, model):
-    """What a bank must have been built with to serve this configuration and model."""
-    m = config["model"]
-    return {"format": bank_lib.FORMAT, **{k: int(m[k]) for k in bank_lib.MODEL_KEYS},
-            "backbone_sha256": backbone_digest(model)}
 
 
 def video_items(config):
@@ -95,7 +84,7 @@ def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_sni
     L, S, T = m["snippet_duration"], m["sample_size"], m["seq_len"]
     set_device(config["train"].get("device", "auto"))
     model = backbone_model(config)
-    meta = bank_lib.bank_meta(m, stride, variants, dtype, backbone_digest(model), eval_snippets)
+    meta = bank_lib.bank_meta(m, stride, variants, dtype, bank_lib.backbone_digest(model), eval_snippets)
     if model.precision != "fp32":     # recorded where it is not the default (older banks have no key)
         meta["precision"] = model.precision
     bank = bank_lib.FeatureBank.open_for_extraction(out, meta, overwrite)

@@ -2,7 +2,7 @@
 Jittor with temporal erasing, evaluate the best epoch, predict one video, report.
 
     cten-main-job [--out runs/synthetic] [--set train.epochs=3 ...]
-    (or python -m cten_jt.main_job, or python scripts/main_job.py)
+    (or python -m cten_jt.main_job)
 
 The defaults (``configs/synthetic.yaml``, ``runs/synthetic``) are under the
 checkout this package lives in.
@@ -15,9 +15,9 @@ import sys
 import time
 
 import cten_jt  # noqa: F401
+from cten_common.checkpoint_io.run_paths import run_checkpoint_path
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from cten_common.run_config import load_run_config
-from cten_common.safe_load import run_checkpoint_path
 
 # the checkout's root: the default config and output folder are under it
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +43,8 @@ def main(argv=None):
     else:
         print(f"1/4 synthetic data set found: {annotation}")
 
-    from cten_jt.evaluate import evaluate_model, plot_confusion, print_report
+    from cten_common.evaluation import plot_confusion, print_report
+    from cten_jt.evaluate import evaluate_model
     from cten_jt.predict import load_for_prediction, plot_prediction, predict_video
     from cten_common.data.datasets import build_data
     from cten_jt.train import train

@@ -5,7 +5,7 @@ detected emotion intervals in seconds (cten_common.metrics: segments whose
 min-max normalised attention >= --threshold, merged into runs).  W may be a
 run's best.safetensors / last.safetensors (or an older run's .pkl; these carry
 their config and class names) or converted weights (.safetensors, .pkl, .pth)
-with --config.  No code in W is ever run (cten_common.safe_load).  A video without an audio track is
+with --config.  No code in W is ever run (cten_common.checkpoint_io).  A video without an audio track is
 refused unless --allow-silence; --audio FILE takes the sound from elsewhere.
 A frame folder's rate comes from its fps file, the annotation, --audio or
 data.frame_fps (cten_common.data.timing); the output says which.  When the
@@ -21,13 +21,15 @@ import sys
 import numpy as np
 
 import cten_jt  # noqa: F401  (Jittor settings first)
+from cten_common.checkpoint_io.errors import CheckpointError
+from cten_common.checkpoint_io.filter import strip_prefix, unwrap_state_dict
+from cten_common.checkpoint_io.run_paths import run_checkpoint_path
+from cten_common.checkpoint_io.sniff import read_checkpoint
 from cten_common.data.annotations import VideoItem, label_and_spans, rate_and_duration
 from cten_common.data.datasets import VideoEmotionData, collate
 from cten_common.data.errors import DataError
 from cten_common.precision import add_precision_option
 from cten_common.metrics import detections_for_video, normalise_attention, segment_times, softmax
-from cten_common.safe_load import run_checkpoint_path
-from cten_common.weights import CheckpointError, read_checkpoint, strip_prefix, unwrap_state_dict
 
 DEFAULT_WEIGHTS = run_checkpoint_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                    "runs", "synthetic"), "best")
@@ -39,10 +41,10 @@ def load_for_prediction(weights, config_path=None, overrides=(), precision=None)
     from cten_common.precision import apply_precision_option
     from cten_common.run_config import load_run_config
     from cten_jt.precision import set_precision
-    from cten_jt.checkpoint import load_state_arrays
     from cten_jt.device import set_device
-    from cten_jt.kernels import set_kernels
     from cten_jt.models import build_model
+    from cten_jt.models.state import load_state_arrays
+    from cten_jt.switches import set_kernels
 
     # a bad --config first: it costs no reading of the weights
     config = load_run_config(config_path, overrides) if config_path else None

@@ -3,7 +3,7 @@
 
 CTEN's training with temporal erasing on Jittor.  RUN_DIR gets config.yaml
 (resolved), metrics.jsonl (one line per epoch), last.safetensors and
-best.safetensors (model, optimiser, epoch, seeds; ``cten_common.safe_save``),
+best.safetensors (model, optimiser, epoch, seeds; ``cten_common.checkpoint_io``),
 summary.json and curves.png.  Every epoch draws its
 shuffle, augmentation, dropout and erasing from (seed, epoch) alone, so a run
 resumed after epoch k ends with the same weights as an uninterrupted one.
@@ -19,29 +19,29 @@ import time
 
 import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
-from cten_common.data.bank import FeatureBank
+from cten_common.checkpoint_io.run_paths import find_run_checkpoint, run_checkpoint_path
+from cten_common.data.bank import FeatureBank, expected_meta
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.precision import DynamicLossScaler
 from cten_common.run_config import load_run_config
-from cten_common.safe_load import find_run_checkpoint, run_checkpoint_path
 from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,  # noqa: F401
                                   TooMuchBadData, add_validation, kept_rows_rng,
                                   dropout_seed, erasing_rng, improved_best, plot_curves, progress_line,
                                   resume_config, run_summary)
 from cten_jt import distributed
-from cten_jt.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
+from cten_jt.checkpoint import load_pretrained_backbone
 from cten_jt.data import CTENDataset
 from cten_jt.device import set_device
 from cten_jt.engine import erasing_step
 from cten_jt.evaluate import evaluate_model
-from cten_jt.extract_features import expected_meta
-from cten_jt.kernels import set_kernels
 from cten_jt.models import build_model
 from cten_jt.models.norm import set_sync_batchnorm, set_train_mode
+from cten_jt.models.state import load_state_arrays, state_arrays
 from cten_jt.optim import Adam, adam_state, load_adam_state
 from cten_jt.precision import set_precision
+from cten_jt.switches import set_kernels
 
 FRAMEWORK = "jittor"
 

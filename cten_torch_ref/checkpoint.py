@@ -1,35 +1,17 @@
-"""State dicts of the PyTorch model as numpy arrays; strict loading and saving.
+"""Weights files of the PyTorch model: strict loading and saving.
 
-Files are read by ``cten_common.safe_load`` (no code from a file ever runs)
-and written by ``cten_common.safe_save`` (safetensors, atomically).
+Files are read through ``cten_common.checkpoint_io`` (no code from a file ever runs)
+and written by it (safetensors, atomically).
 """
 import os
 
-import numpy as np
 import torch
 
-from cten_common.safe_save import atomic_write, save_weights_file
-from cten_common.weights import match_state_dict, read_state
+from cten_common.checkpoint_io.atomic import atomic_write
+from cten_common.checkpoint_io.filter import backbone_shapes, match_state_dict, read_state, rename_backbone
+from cten_common.checkpoint_io.safetensors_io import save_weights_file
 
-
-def state_shapes(model):
-    """``{name: (shape, dtype)}`` of every parameter and buffer."""
-    return {k: (tuple(v.shape), str(v.detach().numpy().dtype)) for k, v in model.state_dict().items()}
-
-
-def state_arrays(model):
-    """``{name: numpy array}``, copies of every parameter and buffer."""
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-
-
-def load_state_arrays(model, arrays, source):
-    """Copy ``{name: array}`` into the model; names and shapes must match exactly."""
-    params = model.state_dict(keep_vars=True)
-    matched = match_state_dict(arrays, {k: tuple(v.shape) for k, v in params.items()}, source)
-    with torch.no_grad():
-        for name, value in matched.items():
-            target = params[name]
-            target.copy_(torch.from_numpy(np.array(value, order="C")).to(target.dtype))
+from .models.state import load_state_arrays, state_arrays
 
 
 def load_weights(model, source):
@@ -59,8 +41,6 @@ def load_pretrained_backbone(model, path, backbone):
     """See cten_jt.checkpoint.load_pretrained_backbone: the visual (Kinetics 3D ResNet)
     or audio (torchvision ImageNet ResNet) backbone from a checkpoint file, strictly;
     the rest of the model is untouched."""
-    from cten_common.weights import backbone_shapes, rename_backbone
-
     state, name = read_state(path)
     arrays = state_arrays(model)
     expected = backbone_shapes({k: v.shape for k, v in arrays.items()}, backbone)

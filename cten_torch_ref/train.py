@@ -21,18 +21,19 @@ import time
 
 import torch
 
+from cten_common.checkpoint_io.run_paths import find_run_checkpoint, run_checkpoint_path
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.evaluation import evaluate_model
 from cten_common.precision import DynamicLossScaler
 from cten_common.run_config import DEFAULTS, load_run_config
-from cten_common.safe_load import find_run_checkpoint, run_checkpoint_path
 from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,  # noqa: F401
                                   TooMuchBadData, add_validation, kept_rows_rng,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
-from cten_torch_ref.checkpoint import load_pretrained_backbone, load_state_arrays, state_arrays
+from cten_torch_ref.checkpoint import load_pretrained_backbone
+from cten_torch_ref.models.state import load_state_arrays, state_arrays
 from cten_torch_ref.data import CTENDataset
 from cten_torch_ref.device import set_device
 from cten_torch_ref.engine import erasing_step, predict_batch

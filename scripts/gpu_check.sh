@@ -105,13 +105,13 @@ step jittor_kernel_tests 170 jittor_tests_cuda.log \
   env CTEN_TEST_DEVICE=$DEVICE $PY -m pytest -q -p no:cacheprovider tests/kernels/test_attention_kernel.py tests/kernels/test_erasing_kernel.py tests/kernels/test_conv_kernel.py
 
 # 4. parity on the GPU: Jittor CUDA vs PyTorch CUDA (TF32 off), tiny model and the real depth 101
-step parity_tiny 150 parity_gpu.log $PY scripts/parity_report.py --device $DEVICE --out "$OUT/parity_gpu_tiny.json"
-step parity_r101 150 parity_gpu.log $PY scripts/parity_report.py --device $DEVICE "${R101[@]}" \
+step parity_tiny 150 parity_gpu.log $PY -m cten_compare.parity_report --device $DEVICE --out "$OUT/parity_gpu_tiny.json"
+step parity_r101 150 parity_gpu.log $PY -m cten_compare.parity_report --device $DEVICE "${R101[@]}" \
   --out "$OUT/parity_gpu_r101.json"
 
 # 5. a short training run on the synthetic set, on the GPU (train.device=cuda)
 train_gpu() {
-  $PY scripts/make_synthetic_dataset.py --out data/synthetic >/dev/null &&
+  $PY -m cten_common.data.make_synthetic --out data/synthetic >/dev/null &&
   $PY -m cten_jt.train --config configs/synthetic.yaml --set train.epochs=2 --set train.device=$DEVICE \
     --out "$OUT/train_gpu" && cat "$OUT/train_gpu/metrics.jsonl"
 }

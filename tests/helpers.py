@@ -2,7 +2,7 @@
 tiny configurations, and the in-memory weight copy between frameworks."""
 import numpy as np
 
-from cten_common.weights import to_numpy
+from cten_common.checkpoint_io.filter import to_numpy
 
 # fp32 tolerances of the project (docs/parity.md)
 MODULE_ATOL = 1e-5       # max abs difference per module
@@ -49,7 +49,7 @@ def assert_close(reference, port, name="output", atol=None, rtol_scale=None):
 
 def copy_torch_to_jittor(torch_module, jittor_module):
     """Copy every parameter and buffer of a torch module into its Jittor twin, strictly."""
-    from cten_jt.checkpoint import load_state_arrays
+    from cten_jt.models.state import load_state_arrays
     arrays = {k: v.detach().cpu().numpy() for k, v in torch_module.state_dict().items()}
     load_state_arrays(jittor_module, arrays, "torch module")
 
@@ -88,7 +88,7 @@ def make_tiny_run(root, videos_per_class=4, duration=2.0, seed=5, model=None, da
 def run_checkpoint(run, which="last"):
     """A run folder's ``last``/``best`` checkpoint as its dict (``model``, ``optimizer``,
     ``epoch``, ...), read as the trainer reads it."""
-    from cten_common.safe_load import find_run_checkpoint, read_run_checkpoint
+    from cten_common.checkpoint_io.run_paths import find_run_checkpoint, read_run_checkpoint
     path = find_run_checkpoint(run, which)
     assert path is not None, f"{run}: no {which} checkpoint"
     return read_run_checkpoint(path)

@@ -7,7 +7,7 @@ import cten_jt.optim
 from cten_common.data.datasets import collate
 from cten_common.erasing import ClipViews
 from cten_jt import engine as jeng
-from cten_jt.checkpoint import load_state_arrays, state_arrays
+from cten_jt.models.state import load_state_arrays, state_arrays
 from cten_jt.models import CTEN as JCTEN
 from cten_torch_ref import engine as teng
 from cten_torch_ref.models import CTEN as TCTEN
@@ -123,7 +123,7 @@ def test_step_draws_context_then_keyframe_per_video_from_one_generator():
 
 
 def test_fused_and_composed_kernels_take_the_same_step():
-    from cten_jt.kernels import kernels
+    from cten_jt.switches import kernels
     batch = _batch(1)
     results = {}
     for mode in ("composed", "fused"):

@@ -54,7 +54,7 @@ def _command(args, **env):
 
 def test_a_commands_first_line_is_its_own():
     for args in (["cten_jt.train", "--help"], ["cten_jt.predict", "--help"], ["cten_jt.evaluate", "--help"],
-                 ["cten_jt.extract_features", "--help"], ["weights_convert.torch2jittor", "--help"]):
+                 ["cten_jt.extract_features", "--help"], ["weights_convert.cli", "torch2jittor", "--help"]):
         out = _command(args)
         assert out.returncode == 0, (args, out.stderr[-2000:])
         first = (out.stderr + out.stdout).splitlines()[0]

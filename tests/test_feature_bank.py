@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import cten_jt.optim
+from cten_common.data.bank import expected_meta
 from cten_common.data.datasets import build_data, collate, sample_rng
 from cten_common.data.errors import DataError
 from cten_common.run_config import load_run_config
 from cten_jt import engine
 from cten_jt.data import model_visual
-from cten_jt.extract_features import backbone_model, expected_meta, extract
+from cten_jt.extract_features import backbone_model, extract
 from cten_jt.models import build_model
 from cten_jt.models.norm import set_train_mode
 from helpers import MODEL_RTOL, assert_close, make_tiny_run

@@ -1,11 +1,26 @@
-"""The packages import top-down: the graph of every import in their sources
-(module level and inside functions) has no cycle.  Read with ``ast``: nothing
-is imported, so the test also guards modules that only some commands load."""
+"""The packages import top-down: every import in their sources (module level and
+inside functions) goes to the package's own floor or one below (``FLOORS``), and
+the graph of imports has no cycle.  Read with ``ast``: nothing is imported, so the
+test also guards modules that only some commands load."""
 import ast
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("cten_common", "cten_jt", "cten_torch_ref", "weights_convert", "benchmarks")
+
+# bottom first; a package may import its own modules and the packages of lower floors,
+# never a package beside it on its floor or above it
+FLOORS = (
+    ("cten_common",),                       # framework-free numpy
+    ("cten_jt", "cten_torch_ref"),          # the port and its reference twin, name for name
+    ("weights_convert",),                   # checkpoints from one framework to the other
+    ("cten_compare", "benchmarks"),         # what runs both frameworks side by side
+)
+PACKAGES = tuple(package for floor in FLOORS for package in floor)
+# modules that must not import these (a prefix matches the module and those below it)
+FORBIDDEN = {
+    "cten_jt.models": ("cten_jt.checkpoint",),                 # the model's state, not file I/O
+    "cten_torch_ref.models": ("cten_torch_ref.checkpoint",),
+}
 
 
 def _modules():
@@ -43,11 +58,12 @@ def _known(name, modules):
     return name or None
 
 
-def import_graph():
+def imports():
+    """``{module: [(imported module of ours, line), ...]}`` for every source file of PACKAGES."""
     modules = _modules()
-    graph = {}
+    found = {}
     for module, (path, is_package) in modules.items():
-        targets = set()
+        targets = []
         for node in ast.walk(ast.parse(open(path).read(), path)):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -57,9 +73,37 @@ def import_graph():
                          for alias in node.names]
             else:
                 continue
-            targets.update(t for t in (_known(n, modules) for n in names) if t and t != module)
-        graph[module] = targets
-    return graph
+            targets += [(t, node.lineno) for t in (_known(n, modules) for n in names) if t and t != module]
+        found[module] = targets
+    return found
+
+
+def import_graph():
+    return {module: {t for t, _ in targets} for module, targets in imports().items()}
+
+
+def _floor(package):
+    return next(i for i, floor in enumerate(FLOORS) if package in floor)
+
+
+def layer_violations():
+    """``["path:line: a imports b (why)", ...]`` for every import that breaks FLOORS or FORBIDDEN."""
+    modules = _modules()
+    out = []
+    for module, targets in sorted(imports().items()):
+        package = module.split(".")[0]
+        path = os.path.relpath(modules[module][0], ROOT)
+        for target, line in targets:
+            other = target.split(".")[0]
+            if other != package and _floor(other) >= _floor(package):
+                where = "beside" if _floor(other) == _floor(package) else "above"
+                out.append(f"{path}:{line}: {module} imports {target} ({other} is {where} {package}; "
+                           f"{package} may import {', '.join(p for f in FLOORS[:_floor(package)] for p in f) or 'none of ours'})")
+            for prefix, banned in FORBIDDEN.items():
+                if (module == prefix or module.startswith(prefix + ".")) and any(
+                        target == b or target.startswith(b + ".") for b in banned):
+                    out.append(f"{path}:{line}: {module} imports {target} (forbidden below {prefix})")
+    return out
 
 
 def find_cycle(graph):
@@ -99,6 +143,39 @@ def test_the_graph_sees_the_packages_and_their_imports():
 def test_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_every_import_stays_on_its_floor_or_goes_down():
+    violations = layer_violations()
+    assert not violations, "imports that break the floors:\n" + "\n".join(violations)
+
+
+def test_a_broken_floor_is_named_with_file_and_line(monkeypatch):
+    """Were the parity report's package beside the twins, its imports of cten_torch_ref (beside)
+    and of weights_convert (above) would be named with their file and line."""
+    monkeypatch.setitem(globals(), "FLOORS", (("cten_common",), ("cten_jt", "cten_torch_ref", "cten_compare"),
+                                              ("weights_convert",), ("benchmarks",)))
+    violations = [v for v in layer_violations() if v.startswith("cten_compare/parity_report.py:")]
+    assert any(" imports cten_torch_ref" in v and "beside" in v for v in violations), violations
+    assert any(" imports weights_convert" in v and "above" in v for v in violations), violations
+    line = int(violations[0].split(":")[1])
+    assert "import" in open(os.path.join(ROOT, "cten_compare", "parity_report.py")).read().splitlines()[line - 1]
+
+
+def test_no_private_name_crosses_modules():
+    """``from x import _name`` only within a file's own module: what two files share is public."""
+    modules = _modules()
+    offenders = []
+    for module, (path, is_package) in modules.items():
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.ImportFrom):
+                start = _resolve(module, is_package, node)
+                if start.split(".")[0] not in PACKAGES:
+                    continue
+                offenders += [f"{os.path.relpath(path, ROOT)}:{node.lineno}: {start}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")
+                              and f"{start}.{a.name}" not in modules]
+    assert not offenders, offenders
 
 
 def test_benchmarks_share_helpers_through_common_only():

@@ -10,7 +10,7 @@ from cten_common.data.readers import open_video
 from cten_common.erasing import ClipViews
 from cten_common.run_config import load_run_config
 from cten_jt import engine
-from cten_jt.checkpoint import state_arrays
+from cten_jt.models.state import state_arrays
 from cten_jt.models import build_model
 from helpers import make_tiny_run
 

@@ -16,7 +16,7 @@ import yaml
 from cten_common.data.bank import FeatureBank, bank_meta
 from cten_common.data.errors import DataError
 from cten_common.run_config import load_run_config
-from cten_common.weights import CheckpointError
+from cten_common.checkpoint_io.errors import CheckpointError
 from helpers import TINY_RUN_MODEL, make_tiny_run, run_checkpoint, write_malicious_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,8 +160,8 @@ def test_malicious_files_are_refused_without_pytorch(entry, kind, tiny, model, t
 
 
 @pytest.mark.parametrize("module, args", [
-    ("weights_convert.torch2jittor", ["{evil}", "{tmp}/out.safetensors"]),
-    ("weights_convert.jittor2torch", ["{evil}", "{tmp}/out.pth"]),
+    ("weights_convert.cli", ["torch2jittor", "{evil}", "{tmp}/out.safetensors"]),
+    ("weights_convert.cli", ["jittor2torch", "{evil}", "{tmp}/out.pth"]),
     ("cten_jt.evaluate", ["--config", "{config}", "--weights", "{evil}"]),
     ("cten_jt.predict", ["{video}", "--weights", "{evil}", "--config", "{config}"]),
 ])
@@ -212,7 +212,7 @@ def test_an_older_runs_pkl_checkpoint_still_resumes(tiny, tmp_path):
 
 
 def test_a_full_disk_keeps_the_feature_bank(tmp_path, monkeypatch):
-    from cten_common.safe_save import FileWriteError
+    from cten_common.checkpoint_io.atomic import FileWriteError
     bank = _feature_bank(tmp_path / "bank")
     files = [os.path.join(bank.root, "bank.json"),
              os.path.join(bank.root, "features", bank.info("a")["file"] + ".npy")]

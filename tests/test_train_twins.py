@@ -8,8 +8,8 @@ import pytest
 
 from cten_common.config import ModelConfig
 from cten_common.run_config import DEFAULTS, load_run_config
-from cten_common.safe_save import save_weights_file
-from cten_common.weights import AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT, backbone_shapes
+from cten_common.checkpoint_io.filter import AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT, backbone_shapes
+from cten_common.checkpoint_io.safetensors_io import save_weights_file
 from helpers import make_tiny_run, run_checkpoint
 
 H, R, N = "honoured", "refused", "no-op"
@@ -109,7 +109,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(tiny):
     """Backbone files for the tiny model, and what each fills."""
-    from cten_torch_ref.checkpoint import state_shapes
+    from cten_torch_ref.models.state import state_shapes
     from cten_torch_ref.models import build_model
     root, path = tiny
     shapes = state_shapes(build_model(load_run_config(str(path))["model"]))
@@ -152,7 +152,7 @@ def test_honoured_keys_are_read_and_pretrained_backbones_loaded(framework, tiny,
 
 def test_the_twin_loads_a_backbone_through_the_strict_path(tiny, pretrained, tmp_path):
     """A file that does not fit is refused with every problem listed, as in Jittor."""
-    from cten_common.weights import CheckpointMismatchError
+    from cten_common.checkpoint_io.filter import CheckpointMismatchError
     from cten_torch_ref.checkpoint import load_pretrained_backbone
     from cten_torch_ref.models import build_model
     root, path = tiny

@@ -1,7 +1,7 @@
 """Strict CTEN checkpoint conversion between PyTorch (.pth) and Jittor (.safetensors).
 
-    python -m weights_convert.torch2jittor SRC.pth DST.safetensors [--backbone visual|audio] [--config CFG]
-    python -m weights_convert.jittor2torch SRC.safetensors DST.pth [--format state_dict|reference]
+    cten-convert torch2jittor SRC.pth DST.safetensors [--backbone visual|audio] [--config CFG]
+    cten-convert jittor2torch SRC.safetensors DST.pth [--format state_dict|reference]
 
 Jittor weights are safetensors (``.pkl`` is read, and written when DST ends in
 ``.pkl``, for Jittor's own ``Module.load``); no source file ever runs code.

@@ -4,8 +4,8 @@ import sys
 from cten_common.cli import dispatch
 
 TOOLS = {
-    "torch2jittor": ("weights_convert.torch2jittor:main", "PyTorch .pth -> Jittor .safetensors (or .pkl)"),
-    "jittor2torch": ("weights_convert.jittor2torch:main", "Jittor .safetensors or .pkl -> PyTorch .pth"),
+    "torch2jittor": ("weights_convert.convert:torch2jittor_main", "PyTorch .pth -> Jittor .safetensors (or .pkl)"),
+    "jittor2torch": ("weights_convert.convert:jittor2torch_main", "Jittor .safetensors or .pkl -> PyTorch .pth"),
 }
 
 

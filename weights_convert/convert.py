@@ -1,4 +1,5 @@
-"""Conversion in both directions; every path goes through cten_common.weights.
+"""Conversion in both directions; every path goes through the checkpoint filter
+(``cten_common.checkpoint_io.filter``).
 
 A CTEN checkpoint (a reference training checkpoint, or a state dict with or
 without ``module.``) is converted name for name after its configuration is
@@ -6,7 +7,7 @@ inferred from its names and shapes (and from the model configuration that our
 safetensors files and run checkpoints carry).  A pretrained backbone
 (``backbone="visual"``: a Kinetics 3D ResNet; ``"audio"``: a torchvision
 ImageNet ResNet) is renamed into a freshly initialised CTEN built from
-``config``.  Sources are read by ``cten_common.safe_load``, which never runs
+``config``.  Sources are read by ``cten_common.checkpoint_io``, which never runs
 code from a file; outputs are written atomically, and only after the source
 was read and fitted, so a refused or misfitting source leaves no output file.
 """
@@ -15,12 +16,13 @@ import os
 
 import numpy as np
 
+from cten_common.checkpoint_io.atomic import atomic_write
+from cten_common.checkpoint_io.errors import CheckpointError
+from cten_common.checkpoint_io.filter import (backbone_shapes, match_state_dict, rename_backbone,
+                                              strip_prefix, unwrap_state_dict)
+from cten_common.checkpoint_io.safetensors_io import read_model_config, save_weights_file
+from cten_common.checkpoint_io.sniff import read_checkpoint, sniff_format, weights_kind
 from cten_common.config import ModelConfig, infer_config
-from cten_common.safe_load import read_model_config, sniff_format
-from cten_common.safe_save import atomic_write, save_weights_file, weights_kind
-from cten_common.weights import (CheckpointError, backbone_shapes, match_state_dict,
-                                 read_checkpoint, rename_backbone, strip_prefix,
-                                 unwrap_state_dict)
 
 OUTPUT_FORMATS = ("state_dict", "reference")
 
@@ -102,8 +104,8 @@ def torch_to_jittor(src, dst, backbone=None, settings=None, seed=0):
     weights_kind(dst)                   # refuse an unknown output format before any work
     state, _, carried = _source_state(src)   # read first: PyTorch must be imported before Jittor
     import cten_jt
-    from cten_jt.checkpoint import load_state_arrays, state_arrays
     from cten_jt.models import build_model
+    from cten_jt.models.state import load_state_arrays, state_arrays
 
     model, config = convert_state(state, src, lambda c, s: build_model(c, init_seed=s),
                                   state_arrays, load_state_arrays, backbone,
@@ -132,8 +134,8 @@ def jittor_to_torch(src, dst, fmt="state_dict", backbone=None, settings=None, se
     except ImportError as exc:
         raise RuntimeError("writing a PyTorch checkpoint needs PyTorch: "
                            "pip install -e '.[torch]'") from exc
-    from cten_torch_ref.checkpoint import load_state_arrays, state_arrays
     from cten_torch_ref.models import build_model
+    from cten_torch_ref.models.state import load_state_arrays, state_arrays
 
     state, epoch, carried = _source_state(src)
     model, config = convert_state(state, src, lambda c, s: build_model(c, init_seed=s),
@@ -151,15 +153,25 @@ def jittor_to_torch(src, dst, fmt="state_dict", backbone=None, settings=None, se
     return config
 
 
+def torch2jittor_main(argv=None):
+    """``cten-convert torch2jittor SRC.pth DST.safetensors [--backbone visual|audio] [--config CFG]``."""
+    return main("torch2jittor", argv)
+
+
+def jittor2torch_main(argv=None):
+    """``cten-convert jittor2torch SRC.safetensors DST.pth [--format state_dict|reference]``."""
+    return main("jittor2torch", argv)
+
+
 def main(direction, argv=None):
-    """Command line of both directions (``python -m weights_convert.<direction>``)."""
+    """Command line of both directions (``cten-convert <direction>``)."""
     import argparse
     import sys
 
     src_ext, dst_ext = ((".pth", ".safetensors (or .pkl)") if direction == "torch2jittor"
                         else (".safetensors or .pkl", ".pth (or .safetensors)"))
     parser = argparse.ArgumentParser(
-        prog=f"python -m weights_convert.{direction}",
+        prog=f"cten-convert {direction}",
         description=f"Convert a CTEN checkpoint ({src_ext} -> {dst_ext}), strictly: every "
                     "missing, unexpected or misshaped parameter is listed and nothing is written. "
                     "No code in the source file is ever run.")

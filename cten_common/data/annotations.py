@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from .errors import DataError
-from .video import VIDEO_EXTENSIONS
+from .readers.base import VIDEO_EXTENSIONS
 
 VE8_CLASSES = ("Anger", "Anticipation", "Disgust", "Fear", "Joy", "Sadness", "Surprise", "Trust")
 EKMAN6_CLASSES = ("anger", "disgust", "fear", "joy", "sadness", "surprise")

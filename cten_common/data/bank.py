@@ -45,7 +45,8 @@ import os
 
 import numpy as np
 
-from ..safe_save import atomic_write
+from ..checkpoint_io.atomic import atomic_write
+from ..checkpoint_io.filter import to_numpy
 from .errors import DataError
 from .sampling import sample_eval
 from .transforms import CROP_POSITIONS, EvalTransform, TrainParams, TrainTransform, crop_box
@@ -109,6 +110,18 @@ def weights_digest(arrays):
         h.update(f"{name}:{a.dtype}:{a.shape};".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def backbone_digest(model):
+    """``weights_digest`` of a model's visual backbone (its ``resnet.*`` state), for a model
+    of either framework."""
+    return weights_digest({k: to_numpy(v) for k, v in model.state_dict().items() if k.startswith("resnet.")})
+
+
+def expected_meta(config, model):
+    """What a bank must have been built with to serve this run configuration and model."""
+    m = config["model"]
+    return {"format": FORMAT, **{k: int(m[k]) for k in MODEL_KEYS}, "backbone_sha256": backbone_digest(model)}
 
 
 def bank_meta(model_config, stride, variants, dtype, digest, eval_snippets):

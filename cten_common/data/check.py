@@ -2,8 +2,7 @@
 
 Checks, before training starts, what training reads, in every layout, and
 reports every bad entry at once; exit status 1 when anything is wrong.  Needs
-no framework: also ``python -m cten_common.data.check`` (or ``python -m
-cten_jt.data.check``).
+no framework (also ``python -m cten_common.data.check``).
 
 What the default check reads (cheap enough for millions of frames, see
 docs/data.md for measured times):
@@ -43,10 +42,12 @@ import numpy as np
 from .annotations import FORMATS, IndexProblems, build_index
 from .audio import load_audio
 from .errors import DataError
-from .frame_store import FrameStore, read_header as read_store_header
 from .readers import open_video
+from .readers.base import STORE_EXTENSION
+from .readers.frame_folder import read_count_file
+from .readers.frame_store import FrameStore, read_header as read_store_header
+from .readers.jpeg import decode_jpeg, jpeg_header
 from .timing import assumed_rate_warning, frame_timing
-from .video import STORE_EXTENSION, _read_count_file, _SOF_MARKERS, decode_jpeg
 
 HEAD_BYTES = 4096          # a JPEG's start-of-frame header lies in its first bytes (ffmpeg: ~300)
 TAIL_BYTES = 64            # the end marker, allowing zero padding after it
@@ -56,35 +57,6 @@ DEFAULT_THREADS = 8        # files are opened in this many threads (I/O waits ov
 
 # ---------------------------------------------------------------------------
 # single JPEG files
-
-
-def jpeg_header(head):
-    """``((height, width), None)`` from a JPEG's first bytes, or ``(None, problem)``;
-    ``(None, None)`` when the header runs past ``head`` (read more)."""
-    if len(head) < 2 or head[:2] != b"\xff\xd8":
-        return None, "not a JPEG (no start-of-image marker FFD8)"
-    pos = 2
-    while pos + 4 <= len(head):
-        if head[pos] != 0xFF:
-            return None, f"corrupt JPEG header (no marker at byte {pos})"
-        marker = head[pos + 1]
-        if marker == 0xFF:                 # fill byte
-            pos += 1
-            continue
-        if marker in (0xD9, 0xDA):
-            return None, "corrupt JPEG header (no start-of-frame marker before the image data)"
-        length = (head[pos + 2] << 8) | head[pos + 3]
-        if length < 2:
-            return None, f"corrupt JPEG header (segment length {length} at byte {pos})"
-        if marker in _SOF_MARKERS:
-            if pos + 9 > len(head):
-                return None, None
-            height, width = (head[pos + 5] << 8) | head[pos + 6], (head[pos + 7] << 8) | head[pos + 8]
-            if not (height and width):
-                return None, f"JPEG header gives an impossible size {height}x{width}"
-            return (height, width), None
-        pos += 2 + length
-    return None, None
 
 
 def jpeg_tail_problem(tail):
@@ -173,7 +145,7 @@ def check_frame_folder(path, decode=False, counter=None):
     count_file = os.path.join(path, "n_frames")
     if os.path.isfile(count_file):
         try:
-            n = _read_count_file(count_file)
+            n = read_count_file(count_file)
         except DataError as exc:
             return [exc], 0
         if n == 0:
@@ -349,7 +321,7 @@ def _frame_count(path):
         if os.path.isdir(path):
             count_file = os.path.join(path, "n_frames")
             if os.path.isfile(count_file):
-                return _read_count_file(count_file)
+                return read_count_file(count_file)
             return sum(1 for name in os.listdir(path) if _FRAME_NAME.match(name))
         return open_video(path).n_frames
     except (DataError, OSError):

@@ -18,7 +18,7 @@ caches each video's Kaldi filterbank as ``DIR/{label}/{id}.npy``, which the data
 sets read instead of decoding audio when DIR is their audio root.
 
 ``--store-out DIR`` writes each video's frame store ``DIR/{label}/{id}.frames``
-(cten_common.data.frame_store): every frame as a JPEG of short side
+(cten_common.data.readers.frame_store): every frame as a JPEG of short side
 ``--store-short-side`` (default 240, the reference's frame height; 0 keeps the
 source size) at ``--store-quality`` (default 90), in one random-access file per
 video that the data sets read like a video when DIR is their video root.  It is
@@ -120,7 +120,7 @@ def cache_frames(videos, out):
     from tqdm import tqdm
 
     from .readers import open_video
-    from .video import write_rate_file
+    from .readers.frame_folder import write_rate_file
     for label in sorted(videos):
         for vid, path in tqdm(videos[label], desc=f"frames {label}"):
             video = open_video(path)
@@ -145,12 +145,13 @@ def cache_stores(videos, out, short_side=240, quality=90):
     skipped.  Returns the DataErrors of videos that could not be stored."""
     from tqdm import tqdm
 
-    from cten_common.data.frame_store import EXTENSION, write_store
+    from .frame_store_writer import write_store
+    from .readers.base import STORE_EXTENSION
     problems, skipped = [], 0
     for label in sorted(videos):
         for vid, path in tqdm(videos[label], desc=f"stores {label}"):
             try:
-                done = write_store(path, os.path.join(out, label, vid + EXTENSION),
+                done = write_store(path, os.path.join(out, label, vid + STORE_EXTENSION),
                                    short_side=short_side, quality=quality, progress=True)
             except DataError as exc:
                 problems.append(exc)

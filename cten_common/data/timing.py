@@ -47,6 +47,7 @@ import numpy as np
 
 from .audio import audio_duration
 from .errors import DataError
+from .readers import FrameFolder, FrameStore, VideoFile
 
 ASSUMED_FPS = 30.0
 FRAME_TOLERANCE = 2.0         # frames: "a frame or two" of disagreement is normal
@@ -170,9 +171,6 @@ def resolve_timing(n_frames, own_fps=None, own_source=None, item=None, config_fp
 
 def frame_timing(video, item=None, config_fps=None):
     """The FrameTiming of an open reader (``readers.open_video``) and its ``VideoItem``."""
-    from .frame_store import FrameStore
-    from .video import FrameFolder, VideoFile
-
     if isinstance(video, VideoFile):
         return resolve_timing(video.n_frames, video.fps, CONTAINER, item, config_fps,
                               video.frame_times())

@@ -21,15 +21,13 @@ so that they also compile outside Jittor (``nvcc``, NVRTC; see
 function each (``fused_attention``, ``erased_views``, ``fast_conv``,
 ``batch_norm``).
 
-Attention and erasing are on by default.  ``set_kernels("composed")`` (or the
-run config's ``train.kernels: composed``, or ``CTEN_KERNELS=composed``; every
+Attention and erasing are on by default.  ``cten_jt.switches.set_kernels("composed")``
+(or the run config's ``train.kernels: composed``, or ``CTEN_KERNELS=composed``; every
 switch is in ``cten_jt.switches``) switches back to composed Jittor operators
 for the attention and to the numpy sampler plus a host gather for the erasing;
 the results agree to fp32 rounding (attention) and exactly (erasing).
 """
 import os
-
-from ..switches import KERNEL_MODES as MODES, fused_enabled, kernels, kernels_mode, set_kernels  # noqa: F401
 
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 

@@ -2,7 +2,7 @@
 
 All attention goes through ``scaled_dot_product_attention``: the fused kernel
 of ``cten_jt.kernels.attention`` by default, Jittor's composed operators after
-``cten_jt.kernels.set_kernels("composed")``.  Both blocks have a ``precision``
+``cten_jt.switches.set_kernels("composed")``.  Both blocks have a ``precision``
 (``cten_jt.precision``) that their linear layers and their attention follow.
 """
 import jittor as jt
@@ -10,9 +10,9 @@ from jittor import nn
 
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
 from cten_common.precision import LOW
-from ..kernels import fused_enabled
 from ..kernels.attention import MAX_KEYS, composed_attention, fused_attention
 from ..precision import low
+from ..switches import fused_enabled
 from .linear import Linear
 from .norm import BatchNorm1d
 

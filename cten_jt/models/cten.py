@@ -9,12 +9,12 @@ from jittor import nn
 
 from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelConfig
 from cten_common.init import initial_state
-from ..checkpoint import load_state_arrays, state_shapes
 from .attention import MultiHeadAttention, NonLocalBlock
 from .conv import Conv1d
 from .linear import Linear
 from .norm import BatchNorm1d, set_train_mode
 from .resnet import audio_backbone, visual_backbone
+from .state import load_state_arrays, state_shapes
 
 PIXEL_SCALE = 255.0
 PIXEL_MEAN = 100.0 / 255.0

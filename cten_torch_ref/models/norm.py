@@ -2,7 +2,8 @@
 float32 under every precision: a low-precision input (autocast's convolutions and
 linear layers give bfloat16) is widened first, so the statistics, the
 normalisation and the output are float32 (``cten_common.precision``'s policy).
-For a float32 input, ``.float()`` is the input itself: nothing changes."""
+For a float32 input, ``.float()`` is the input itself: nothing changes.
+``repeated_stat_updates`` as in ``cten_jt.models.norm``."""
 import contextlib
 
 import torch

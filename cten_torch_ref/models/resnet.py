@@ -11,11 +11,10 @@ avgpool)`` (indices 0..8), the layout of the reference checkpoints.
 import math
 
 from torch import nn
+from torch.nn import AvgPool2d, AvgPool3d, Conv3d, MaxPool2d, MaxPool3d
 
 from cten_common.config import AUDIO_ARCHS, VISUAL_DEPTHS
-from .conv import Conv3d
 from .norm import BatchNorm2d, BatchNorm3d
-from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
 
 _CONV = {2: nn.Conv2d, 3: Conv3d}
 _BN = {2: BatchNorm2d, 3: BatchNorm3d}

@@ -6,7 +6,7 @@ import jittor as jt
 import numpy as np
 import pytest
 
-from cten_jt import kernels
+from cten_jt import switches
 from cten_jt.kernels.attention import MAX_KEYS, composed_attention, fused_attention
 from cten_jt.models import attention as model_attention
 from helpers import assert_close
@@ -111,14 +111,14 @@ def test_switch_selects_the_implementation(monkeypatch):
     monkeypatch.setattr(model_attention, "fused_attention", lambda *a: calls.append("fused") or a[2])
     monkeypatch.setattr(model_attention, "composed_attention", lambda *a: calls.append("composed") or a[2])
     x = jt.zeros((1, 2, 4))
-    assert kernels.kernels_mode() == "fused"          # the default
+    assert switches.kernels_mode() == "fused"          # the default
     model_attention.scaled_dot_product_attention(x, x, x, 1.0)
-    with kernels.kernels("composed"):
+    with switches.kernels("composed"):
         model_attention.scaled_dot_product_attention(x, x, x, 1.0)
     model_attention.scaled_dot_product_attention(x, x, x, 1.0)
     assert calls == ["fused", "composed", "fused"]
     with pytest.raises(ValueError, match="fused"):
-        kernels.set_kernels("fast")
+        switches.set_kernels("fast")
 
 
 def test_model_outputs_and_gradients_fused_vs_composed():
@@ -130,7 +130,7 @@ def test_model_outputs_and_gradients_fused_vs_composed():
     params = [p for p in model.parameters() if not p.is_stop_grad()]
     results = {}
     for mode in ("composed", "fused"):
-        with kernels.kernels(mode):
+        with switches.kernels(mode):
             logits, gamma = model(jt.array(visual), jt.array(audio))
             grads = jt.grad(logits.sum() + gamma.sum(), params)
             results[mode] = {"logits": logits.numpy(), "gamma": gamma.numpy(),

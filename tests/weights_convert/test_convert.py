@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import cten_jt
-from cten_common.safe_load import WEIGHTS_FORMAT, read_model_config, read_safetensors
-from cten_common.weights import (AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT,
-                                 CheckpointMismatchError, read_checkpoint)
+from cten_common.checkpoint_io.filter import (AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT,
+                                              CheckpointMismatchError)
+from cten_common.checkpoint_io.safetensors_io import WEIGHTS_FORMAT, read_model_config, read_safetensors
+from cten_common.checkpoint_io.sniff import read_checkpoint
 from cten_jt.models import CTEN as JCTEN
 from cten_torch_ref.models import CTEN as TCTEN
 from helpers import MODEL_RTOL, TINY_AV, TINY_VISUAL, assert_close, random_inputs
@@ -89,7 +90,7 @@ def test_plain_state_dict_without_prefix_and_config_override(tmp_path):
     t_model = TCTEN(init_seed=4, **TINY_AV)
     torch.save(t_model.state_dict(), tmp_path / "plain.pth")
     (tmp_path / "cfg.yaml").write_text("model:\n  snippet_duration: 8\n  sample_size: 32\n")
-    out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
+    out = subprocess.run([sys.executable, "-m", "weights_convert.cli", "torch2jittor",
                           str(tmp_path / "plain.pth"), str(tmp_path / "plain.safetensors"),
                           "--config", str(tmp_path / "cfg.yaml")],
                          cwd=ROOT, capture_output=True, text=True)
@@ -116,7 +117,7 @@ def test_bad_checkpoint_lists_every_problem_and_writes_nothing(tmp_path):
     assert str(tmp_path / "bad.pth") in msg
     assert os.listdir(tmp_path) == ["bad.pth"]          # no output, no temporary file
 
-    out = subprocess.run([sys.executable, "-m", "weights_convert.torch2jittor",
+    out = subprocess.run([sys.executable, "-m", "weights_convert.cli", "torch2jittor",
                           str(tmp_path / "bad.pth"), str(tmp_path / "bad.safetensors")],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "nl.0.theta.weight" in out.stderr and "extra.weight" in out.stderr
@@ -209,8 +210,8 @@ def test_jittors_own_loader_skips_silently_ours_refuses():
 
 def test_pytorch_files_are_read_without_pytorch(tmp_path, monkeypatch):
     """Where PyTorch is not installed, .pth files are read by our own zip reader
-    (cten_common.safe_load), never by Jittor's (which runs any pickle)."""
-    from cten_common.weights import read_state
+    (cten_common.checkpoint_io), never by Jittor's (which runs any pickle)."""
+    from cten_common.checkpoint_io.filter import read_state
     model = TCTEN(init_seed=0, **TINY_VISUAL)
     torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
                tmp_path / "m.pth")

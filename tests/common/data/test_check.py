@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cten_common.data.check import check_frame_folder, check_frame_store, check_jpeg_file, jpeg_header, main, scan
+from cten_common.data.check import check_frame_folder, check_frame_store, check_jpeg_file, main, scan
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -21,7 +21,7 @@ def pristine(tmp_path_factory):
     cached filterbanks; 2 classes x 3 videos of 16 frames."""
     from cten_common.data.audio import load_audio
     from cten_common.data.fbank import kaldi_fbank
-    from cten_common.data.frame_store import write_store
+    from cten_common.data.frame_store_writer import write_store
     from cten_common.data.readers import open_video
     root = tmp_path_factory.mktemp("check")
     ann = make_synthetic_dataset(str(root / "synthetic"), SyntheticSpec(classes=2, videos_per_class=3,
@@ -135,7 +135,7 @@ def test_a_frame_that_only_decoding_finds(dataset):
 
 
 def test_frame_store_damage(dataset):
-    from cten_common.data.frame_store import HEADER, read_header
+    from cten_common.data.readers.frame_store import HEADER, read_header
     root, data = dataset
     stores = sorted(str(p) for p in (root / "stores").glob("*/*.frames"))
     a, b, c, d = stores[:4]
@@ -185,14 +185,6 @@ def test_audio_damage(dataset):
     assert _named(problems, fbanks[3], "NaN"), problems
 
 
-def test_jpeg_header_parser():
-    ok, data = cv2.imencode(".jpg", np.zeros((24, 40, 3), np.uint8))
-    assert jpeg_header(data.tobytes()) == ((24, 40), None)
-    assert jpeg_header(data.tobytes()[:10]) == (None, None)                 # read more
-    assert "not a JPEG" in jpeg_header(b"GIF89a....")[1]
-    assert "no marker" in jpeg_header(b"\xff\xd8\x00\x00\x00\x00")[1]
-
-
 def test_the_command_reports_everything_and_exits_1(dataset, capsys):
     root, data = dataset
     a, b = _folders(root)[:2]
@@ -232,7 +224,7 @@ def test_what_the_checker_names_is_what_a_skip_run_leaves_out(dataset, layout):
     from cten_common.data.annotations import build_index
     from cten_common.data.datasets import BadSample, ClipConfig, VideoEmotionData, collate, sample_rng
     from cten_common.data.errors import DataError
-    from cten_common.data.frame_store import read_header
+    from cten_common.data.readers.frame_store import read_header
     root, data = dataset
     video_root, audio_root = {"frames+mp3": ("frames", "mp3"), "stores+fbank": ("stores", "fbank")}[layout]
     data = {**data, "video_root": str(root / video_root), "audio_root": str(root / audio_root)}

@@ -160,7 +160,7 @@ def test_scan_reports_every_bad_entry(tmp_path):
     os.remove(tmp_path / "videos" / label(ids[2]) / f"{ids[2]}.mp4")
     ann["database"]["ghost"] = {"subset": "training", "annotations": {"label": "Nope"}}
     json.dump(ann, open(tmp_path / "annotations.json", "w"))
-    out = subprocess.run([sys.executable, "-m", "cten_jt.data.check", "--annotation",
+    out = subprocess.run([sys.executable, "-m", "cten_common.data.check", "--annotation",
                           str(tmp_path / "annotations.json"), "--video-root", str(tmp_path / "videos"),
                           "--audio-root", str(tmp_path / "audio")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -217,7 +217,7 @@ def test_scan_from_a_config_with_relative_paths(synthetic, tmp_path):
     root, path = synthetic
     cfg = root / "check.yaml"
     cfg.write_text("data:\n  annotation: annotations.json\n  video_root: videos\n  audio_root: audio\n")
-    out = subprocess.run([sys.executable, "-m", "cten_jt.data.check", "--config", str(cfg)],
+    out = subprocess.run([sys.executable, "-m", "cten_common.data.check", "--config", str(cfg)],
                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": ROOT})
     assert out.returncode == 0, out.stdout + out.stderr

@@ -18,7 +18,7 @@ from cten_common.data.errors import DataError
 from cten_common.data.readers import open_video
 from cten_common.data.timing import (ASSUMED, ANNOTATION_DURATION, ANNOTATION_FPS, AUDIO_DURATION, CONFIG,
                                      CONTAINER, FPS_FILE, frame_timing, rate_from_duration)
-from cten_common.data.video import write_rate_file
+from cten_common.data.readers.frame_folder import write_rate_file
 from cten_common.evaluation import evaluate_model
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

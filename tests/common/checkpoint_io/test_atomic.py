@@ -1,4 +1,4 @@
-"""cten_common.safe_save: a write that fails (a full disk) leaves the previous file
+"""cten_common.checkpoint_io.atomic and its writers: a write that fails (a full disk) leaves the previous file
 byte for byte and no temporary file, and says which file it could not write."""
 import errno
 import os
@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from cten_common.safe_load import read_checkpoint
-from cten_common.safe_save import (FileWriteError, atomic_write, save_checkpoint_file,
-                                   save_pickle_weights, save_weights_file)
+from cten_common.checkpoint_io.atomic import FileWriteError, atomic_write
+from cten_common.checkpoint_io.pickle_io import save_pickle_weights
+from cten_common.checkpoint_io.safetensors_io import save_checkpoint_file, save_weights_file
+from cten_common.checkpoint_io.sniff import read_checkpoint
 
 
 def _disk_full_after(nbytes):

@@ -21,6 +21,7 @@ import torch  # before Jittor
 import cten_jt  # Jittor's settings first
 import jittor as jt
 from cten_jt.models import CTEN as JCTEN
+from cten_jt.models.state import load_state_arrays
 from cten_torch_ref.models import CTEN as TCTEN
 from weights_convert import jittor_to_torch, torch_to_jittor
 
@@ -172,7 +173,7 @@ def main(argv=None):
         worst = max(stats, key=lambda k: np.max(np.abs(t_state[k] - j_state[k])) / max(np.max(np.abs(t_state[k])), 1e-12))
         rows.append(_row(f"running stats after train ({worst})", t_state[worst], j_state[worst],
                          max(_relative(t_state[worst], o[2][worst]) for o in others)))
-        cten_jt.checkpoint.load_state_arrays(j_model, {k: v.cpu().numpy() for k, v in initial.items()}, "initial")
+        load_state_arrays(j_model, {k: v.cpu().numpy() for k, v in initial.items()}, "initial")
         rows += _erasing_rows(t_model, j_model, initial, visual, audio, args.seed, device)
 
     print(f"\n{'output':<56} {'max |diff|':>10} {'scale':>7} {'relative':>9} {'ref floor':>9}  verdict")

@@ -1,18 +1,14 @@
-"""scripts/parity_report.py (also the GPU check's parity step, --device cuda): its
-table covers forward, buffers and the erasing step, and passes on this machine."""
-import importlib.util
+"""cten-parity-report (cten_compare.parity_report; also the GPU check's parity step,
+--device cuda): its table covers forward, buffers and the erasing step, and passes on
+this machine."""
 import json
-import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cten_compare.parity_report import main
 
 
 def test_parity_report_passes_and_covers_the_erasing_step(tmp_path):
-    spec = importlib.util.spec_from_file_location("parity_report", os.path.join(ROOT, "scripts", "parity_report.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     out = tmp_path / "parity.json"
-    assert module.main(["--out", str(out)]) == 0
+    assert main(["--out", str(out)]) == 0
     report = json.loads(out.read_text())
     names = [r["output"] for r in report["rows"]]
     assert report["device"] == "cpu" and report["all_ok"] and report["round_trip_identical"]

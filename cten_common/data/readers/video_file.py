@@ -1,15 +1,4 @@
-"""Read RGB frames from a video file (PyAV) or the reference's folder of jpgs.
-
-Frame stores (``frame_store.FrameStore``) follow the same interface, and
-``readers.open_video`` picks the reader for a path.
-
-Every reader shares one interface: ``path``, ``n_frames``, ``fps`` (None when
-unknown), ``height``, ``width``, ``read(indices)`` with 0-based frame indices
-in any order (repeats allowed), returning uint8 ``[len(indices), H, W, 3]``
-RGB, ``read_all()`` and ``iter_frames()`` (every frame in order, one at a time).
-Readers keep no decoder or file position between calls, so several threads
-may read from one reader at once; the heavy parts (FFmpeg decoding, JPEG
-decoding, file reads) release the GIL.
+"""Video files, decoded with PyAV (FFmpeg): the reader ``VideoFile`` (``base.VideoReader``).
 
 Video files (``VideoFile``) are decoded with PyAV (FFmpeg).  Frame ``i`` is the
 i-th frame in presentation order.  On first open a demux-only pass (no
@@ -46,23 +35,15 @@ packet was cut is missing while a later P-frame is there); indices count the
 frames that survive, in presentation order.
 """
 import os
-import re
-import struct
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from cten_common.data.errors import DataError
 
-DECODED_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
-STORE_EXTENSION = ".frames"          # cten_common.data.frame_store
-VIDEO_EXTENSIONS = DECODED_EXTENSIONS + (STORE_EXTENSION,)
-FPS_FILE = "fps"                     # a frame folder's rate, beside n_frames (cten-prepare-dataset)
-_FRAME_NAME = re.compile(r"^\d{6}\.jpg$")
-_COUNT_FILE_MAX_BYTES = 64           # an n_frames file holds one number
+from .base import (DECODED_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, check_indices, check_sorted, file_key,
+                   read_frames)
 
 
 @dataclass(frozen=True)
@@ -80,53 +61,7 @@ class _Meta:
 _META_CACHE = {}
 
 
-def _check_indices(indices, n_frames):
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    bad = idx[(idx < 0) | (idx >= n_frames)]
-    if bad.size:
-        raise IndexError(f"frame index {int(bad[0])} outside [0, {n_frames})")
-    return idx
-
-
-def _check_sorted(idx):
-    if len(idx) > 1 and (np.diff(idx) < 0).any():
-        raise ValueError("read_chunks needs non-decreasing frame indices")
-    return idx
-
-
-def _read_chunks(reader, indices, chunk):
-    """``reader.read(indices)`` in consecutive pieces of at most ``chunk`` frames."""
-    idx = _check_sorted(_check_indices(indices, reader.n_frames))
-    for start in range(0, len(idx), chunk):
-        yield reader.read(idx[start:start + chunk])
-
-
-def _fill(out, idx, decode_into):
-    """Fill ``out[k]`` with frame ``idx[k]``: each distinct frame is decoded once,
-    in increasing order, straight into the first slot that wants it, then copied
-    to the repeats.  ``decode_into(wanted, slots)`` writes frame ``wanted[j]``
-    into ``out[slots[j]]``."""
-    wanted, first, inverse = np.unique(idx, return_index=True, return_inverse=True)
-    decode_into(wanted, first)
-    repeats = np.flatnonzero(np.arange(len(idx)) != first[inverse])
-    for k in repeats.tolist():
-        out[k] = out[first[inverse[k]]]
-    return out
-
-
-def _file_key(path, problem_if_empty="empty file (0 bytes)"):
-    """(real path, size, mtime_ns) of an existing non-empty file, else a DataError."""
-    if not os.path.exists(path):
-        raise DataError(path, "file does not exist")
-    if not os.path.isfile(path):
-        raise DataError(path, "not a file")
-    st = os.stat(path)
-    if st.st_size == 0:
-        raise DataError(path, problem_if_empty)
-    return os.path.realpath(path), st.st_size, st.st_mtime_ns
-
-
-class VideoFile:
+class VideoFile(VideoReader):
     """A video file decoded with PyAV; reads decode only the GOPs their frames need.
 
     The frame count is the number of complete video packets (a demux-only pass
@@ -140,7 +75,7 @@ class VideoFile:
         if os.path.exists(self.path) and ext not in DECODED_EXTENSIONS:
             raise DataError(self.path, f"unsupported video extension {ext!r} "
                                        f"(expected one of {', '.join(VIDEO_EXTENSIONS)})")
-        key = _file_key(self.path)
+        key = file_key(self.path)
         if key not in _META_CACHE:
             _META_CACHE[key] = _probe(self.path)
         self._meta = _META_CACHE[key]
@@ -169,21 +104,16 @@ class VideoFile:
 
     def read(self, indices):
         """Frames at 0-based ``indices``, decoding from the keyframe before each run."""
-        idx = _check_indices(indices, self.n_frames)
-        out = np.empty((len(idx), self.height, self.width, 3), np.uint8)
-        if not len(idx):
-            return out
-
-        def decode_into(wanted, slots):
+        def decode_into(wanted, slots, out):
             for (_, frame), slot in zip(self._frames_at(wanted), slots.tolist()):
                 out[slot] = frame
-        return _fill(out, idx, decode_into)
+        return read_frames(self, indices, decode_into)
 
     def read_chunks(self, indices, chunk=32):
         """``read(indices)`` as consecutive arrays of at most ``chunk`` frames, for
         non-decreasing ``indices``: one decoding pass for all of them (each GOP decoded
         once), holding one chunk at a time."""
-        idx = _check_sorted(_check_indices(indices, self.n_frames))
+        idx = check_sorted(check_indices(indices, self.n_frames))
         frames = self._frames_at(np.unique(idx))
         current = (-1, None)
         for start in range(0, len(idx), chunk):
@@ -291,9 +221,6 @@ class VideoFile:
             raise DataError(self.path, f"frame {i} has size {rgb.shape[:2]}, "
                                        f"frame 0 has {(self.height, self.width)}")
         return rgb
-
-    def __repr__(self):
-        return f"VideoFile({self.path!r}, n_frames={self.n_frames}, fps={self.fps})"
 
 
 def _chain(first, rest):
@@ -438,170 +365,3 @@ def _probe_by_decoding(path, fps):
     if not n:
         raise DataError(path, "no frames")
     return _Meta(n, fps, size[0], size[1])
-
-
-class FrameFolder:
-    """The reference layout ``{root}/{label}/{id}/000001.jpg ...`` with an ``n_frames`` file.
-
-    Index ``i`` is the file ``{i+1:06d}.jpg``.  Without an ``n_frames`` file the
-    jpgs named that way are counted.  ``fps`` is the number in the folder's
-    ``fps`` file (written by ``cten-prepare-dataset``), else None: the reference's
-    ``video2jpg.py`` keeps each video's own rate and records it nowhere, so the
-    rate must come from elsewhere (``cten_common.data.timing``).  Opening reads
-    the count and rate files (at most 64 bytes each) and the header of frame 0
-    (its size, without decoding it); a read opens only the files of the frames
-    it wants.
-    """
-
-    def __init__(self, path, fps=None):
-        self.path = str(path)
-        if not os.path.isdir(self.path):
-            raise DataError(self.path, "frame folder does not exist")
-        rate_file = os.path.join(self.path, FPS_FILE)
-        if fps is not None:
-            self.fps = float(fps)
-        elif os.path.isfile(rate_file):
-            self.fps = _read_rate_file(rate_file)
-        else:
-            self.fps = None
-        count_file = os.path.join(self.path, "n_frames")
-        if os.path.isfile(count_file):
-            self.n_frames = _read_count_file(count_file)
-        else:
-            self.n_frames = sum(1 for name in os.listdir(self.path) if _FRAME_NAME.match(name))
-            if not self.n_frames:
-                raise DataError(self.path, "no frames: neither an n_frames file nor 000001.jpg ...")
-        if not self.n_frames:
-            raise DataError(count_file, "no frames (n_frames is 0)")
-
-    def frame_path(self, i):
-        return os.path.join(self.path, f"{i + 1:06d}.jpg")
-
-    @cached_property
-    def _size(self):
-        path = self.frame_path(0)
-        size = _jpeg_size(_read_file(path, 0, head=65536, n_frames=self.n_frames))
-        if size is None:          # not a plain JPEG header: decode it
-            size = decode_jpeg(_read_file(path, 0, n_frames=self.n_frames), path).shape[:2]
-        return size
-
-    height = property(lambda self: self._size[0])
-    width = property(lambda self: self._size[1])
-
-    def _load(self, i, out=None):
-        path = self.frame_path(i)
-        return decode_jpeg(_read_file(path, i, n_frames=self.n_frames), path,
-                           size=self._size, out=out, wrong_size="differs from frame 0's")
-
-    def read(self, indices):
-        """Frames at 0-based ``indices``; each distinct file is read and decoded once."""
-        idx = _check_indices(indices, self.n_frames)
-        out = np.empty((len(idx), self.height, self.width, 3), np.uint8)
-
-        def decode_into(wanted, slots):
-            for i, slot in zip(wanted.tolist(), slots.tolist()):
-                self._load(i, out[slot])
-        return _fill(out, idx, decode_into)
-
-    def read_chunks(self, indices, chunk=32):
-        """``read(indices)`` in consecutive arrays of at most ``chunk`` frames (non-decreasing indices)."""
-        return _read_chunks(self, indices, chunk)
-
-    def read_all(self):
-        return self.read(np.arange(self.n_frames))
-
-    def iter_frames(self):
-        for i in range(self.n_frames):
-            yield self._load(i)
-
-    def __repr__(self):
-        return f"FrameFolder({self.path!r}, n_frames={self.n_frames}, fps={self.fps})"
-
-
-def _read_number_file(path, what):
-    with open(path, "rb") as f:
-        raw = f.read(_COUNT_FILE_MAX_BYTES + 1)
-    if len(raw) > _COUNT_FILE_MAX_BYTES:
-        raise DataError(path, f"longer than {_COUNT_FILE_MAX_BYTES} bytes: not {what}")
-    text = raw.decode("ascii", errors="replace").strip()
-    try:
-        return float(text), text
-    except ValueError:
-        raise DataError(path, f"not a number: {text!r}") from None
-
-
-def _read_rate_file(rate_file):
-    """The frames per second in a frame folder's ``fps`` file: a positive finite number."""
-    value, text = _read_number_file(rate_file, "a frame rate")
-    if not (np.isfinite(value) and value > 0):
-        raise DataError(rate_file, f"not a frame rate (frames per second > 0): {text!r}")
-    return value
-
-
-def write_rate_file(folder, fps):
-    """Write ``folder/fps``: the rate a frame folder's frames were taken at."""
-    with open(os.path.join(folder, FPS_FILE), "w") as f:
-        f.write(f"{float(fps)!r}\n")
-
-
-def _read_count_file(count_file):
-    value, text = _read_number_file(count_file, "a frame count")
-    if not value.is_integer() or value < 0:
-        raise DataError(count_file, f"not a frame count: {text!r}")
-    return int(value)
-
-
-def _read_file(path, i, head=None, n_frames=None):
-    """The bytes of frame file ``path`` (only the first ``head`` bytes if given)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read() if head is None else f.read(head)
-    except FileNotFoundError:
-        said = f" (folder says n_frames={n_frames})" if n_frames is not None else ""
-        raise DataError(path, f"missing frame {i}{said}") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot read frame {i}: {exc}") from None
-
-
-def decode_jpeg(data, path, what="cannot decode as an image", size=None, out=None,
-                wrong_size="differs from the expected"):
-    """RGB uint8 [H, W, 3] of encoded image bytes, written into ``out`` when given (a
-    C-contiguous uint8 [H, W, 3]: no temporary RGB copy); a DataError naming ``path``
-    when the bytes do not decode or the image is not (height, width) ``size``."""
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if len(data) else None
-    if frame is None:
-        raise DataError(path, what)
-    if size is not None and frame.shape[:2] != tuple(size):
-        raise DataError(path, f"size {frame.shape[:2]} {wrong_size} {tuple(size)}")
-    if out is None:
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=out)
-    if not np.shares_memory(rgb, out):       # OpenCV allocated instead (out not usable as is)
-        out[...] = rgb
-    return out
-
-
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _jpeg_size(head):
-    """(height, width) from a JPEG's start-of-frame marker in its first bytes; None
-    when they hold none (not a JPEG, or the marker lies further in)."""
-    if head[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 4 <= len(head):
-        if head[pos] != 0xFF:
-            return None
-        marker = head[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        length = struct.unpack(">H", head[pos + 2:pos + 4])[0]
-        if marker in _SOF_MARKERS:
-            if pos + 9 > len(head):
-                return None
-            height, width = struct.unpack(">HH", head[pos + 5:pos + 9])
-            return (height, width) if height and width else None
-        pos += 2 + length
-    return None

@@ -1,4 +1,4 @@
-"""Video file and frame folder readers on tiny generated data.
+"""Video files (``cten_common.data.readers.video_file``) and ``open_video`` on tiny generated data.
 
 Each frame k is one flat RGB colour, ``colour(k)``: R and G step by 12 per
 frame, B alternates 60/160, so a decoded frame is identified by its nearest
@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from cten_common.data import video
 from cten_common.data.errors import DataError
-from cten_common.data.readers import open_video
-from cten_common.data.video import FrameFolder, VideoFile
+from cten_common.data.readers import open_video, video_file
+from cten_common.data.readers.frame_folder import FrameFolder
+from cten_common.data.readers.video_file import VideoFile
 
 N, H, W, FPS = 20, 24, 32, 25.0
 CODEC_TOL = 6
@@ -92,7 +92,7 @@ def test_metadata_cached_per_file_version(tmp_path, monkeypatch):
 
     def no_probe(p):
         raise AssertionError("re-opened an unchanged file by decoding it")
-    monkeypatch.setattr(video, "_probe", no_probe)
+    monkeypatch.setattr(video_file, "_probe", no_probe)
     assert VideoFile(path).n_frames == N
     monkeypatch.undo()
     write_video(path, n=5)
@@ -165,79 +165,6 @@ def test_no_frames(tmp_path):
     assert e.value.path == str(path)
 
 
-@pytest.mark.parametrize("count_text", ["20", "20.0\n", None])
-def test_frame_folder(tmp_path, count_text):
-    folder = write_folder(tmp_path / "anger" / "0001", count_text=count_text)
-    v = open_video(str(folder))
-    assert isinstance(v, FrameFolder)
-    assert (v.n_frames, v.fps, v.height, v.width) == (N, None, H, W)     # no fps file: rate unknown
-    order = [19, 0, 5, 5]
-    assert_frames(v.read(order), order)
-    assert_frames(v.read_all(), range(N))
-    assert FrameFolder(folder, fps=25).fps == 25.0
-    (folder / "fps").write_text("29.97002997002997\n")
-    assert FrameFolder(folder).fps == pytest.approx(30000 / 1001, abs=1e-12)
-
-
-@pytest.mark.parametrize("text", ["0", "-25", "nan", "inf", "fast", "9" * 70])
-def test_a_bad_fps_file_is_an_error_naming_it(tmp_path, text):
-    folder = write_folder(tmp_path / "anger" / "0001", count_text=str(N))
-    (folder / "fps").write_text(text)
-    with pytest.raises(DataError) as e:
-        FrameFolder(folder)
-    assert e.value.path == str(folder / "fps")
-
-
-def test_frame_folder_missing_frame(tmp_path):
-    folder = write_folder(tmp_path / "f", count_text="20")
-    (folder / "000004.jpg").unlink()
-    v = FrameFolder(folder)
-    assert_frames(v.read([0, 1]), [0, 1])
-    with pytest.raises(DataError, match="missing frame 3") as e:
-        v.read([0, 3])
-    assert e.value.path == str(folder / "000004.jpg")
-
-
-def test_frame_folder_without_frames(tmp_path):
-    (tmp_path / "f").mkdir()
-    with pytest.raises(DataError, match="no frames") as e:
-        open_video(str(tmp_path / "f"))
-    assert e.value.path == str(tmp_path / "f")
-    (tmp_path / "f" / "n_frames").write_text("0")
-    with pytest.raises(DataError, match="no frames"):
-        FrameFolder(tmp_path / "f")
-
-
-@pytest.mark.parametrize("text", ["abc", "12.5", "-3"])
-def test_frame_folder_bad_count_file(tmp_path, text):
-    folder = write_folder(tmp_path / "f", n=2, count_text=text)
-    with pytest.raises(DataError) as e:
-        FrameFolder(folder)
-    assert e.value.path == str(folder / "n_frames")
-
-
-def test_frame_folder_undecodable_frame(tmp_path):
-    folder = write_folder(tmp_path / "f", n=3, count_text="3")
-    (folder / "000002.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(DataError, match="cannot decode") as e:
-        FrameFolder(folder).read([1])
-    assert e.value.path == str(folder / "000002.jpg")
-
-
-def test_frame_folder_truncated_jpeg_is_an_error_not_a_grey_frame(tmp_path):
-    """A JPEG cut short (even by its end marker alone) does not decode: a DataError naming
-    it, which cten-check-data finds from the end marker without decoding."""
-    folder = write_folder(tmp_path / "f", n=3, count_text="3")
-    data = (folder / "000002.jpg").read_bytes()
-    for cut in (2, len(data) // 2):
-        (folder / "000002.jpg").write_bytes(data[:-cut])
-        with pytest.raises(DataError, match="cannot decode") as e:
-            FrameFolder(folder).read([1])
-        assert e.value.path == str(folder / "000002.jpg")
-    (folder / "000002.jpg").write_bytes(data + b"\x00" * 10)          # zero padding after the marker: fine
-    assert FrameFolder(folder).read([1]).shape[0] == 1
-
-
 # --- seeking reads (PyAV) -------------------------------------------------------------------
 
 def ffmpeg_video(path, seconds, codec_args, size="64x48", rate=25):
@@ -264,17 +191,17 @@ def seek_video(request, tmp_path_factory):
 
 
 class DecodeCounter:
-    """Counts the frames that VideoFile decodes (wraps video._decode)."""
+    """Counts the frames that VideoFile decodes (wraps video_file._decode)."""
 
     def __init__(self, monkeypatch):
         self.count = 0
-        real = video._decode
+        real = video_file._decode
 
         def counting(*args):
             for frame in real(*args):
                 self.count += 1
                 yield frame
-        monkeypatch.setattr(video, "_decode", counting)
+        monkeypatch.setattr(video_file, "_decode", counting)
 
 
 def test_seeking_reads_equal_whole_reads_bit_for_bit(seek_video):
@@ -358,7 +285,7 @@ def test_frame_listed_but_not_decodable_names_file_and_frame(tmp_path):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(path.read_bytes()[:int(path.stat().st_size * 0.6)])
     st = cut.stat()
-    video._META_CACHE[(os.path.realpath(cut), st.st_size, st.st_mtime_ns)] = full._meta
+    video_file._META_CACHE[(os.path.realpath(cut), st.st_size, st.st_mtime_ns)] = full._meta
     v = VideoFile(cut)
     assert v.n_frames == full.n_frames
     assert v.read([0, 1]).shape == (2, 48, 64, 3)
@@ -391,37 +318,9 @@ def test_video_file_without_video_stream(tmp_path):
     assert e.value.path == str(path)
 
 
-def test_frame_folder_size_from_the_jpeg_header_without_decoding(tmp_path, monkeypatch):
-    folder = write_folder(tmp_path / "f", n=3, count_text="3")
-
-    def no_decode(*args, **kwargs):
-        raise AssertionError("decoded a frame to learn the folder's frame size")
-    monkeypatch.setattr(video, "decode_jpeg", no_decode)
-    v = FrameFolder(folder)
-    assert (v.height, v.width) == (H, W)
-    assert video._jpeg_size(b"not a jpeg") is None
-    assert video._jpeg_size((folder / "000001.jpg").read_bytes()[:20]) is None   # header cut short
-
-
-def test_frame_folder_frame_deleted_after_opening(tmp_path):
-    folder = write_folder(tmp_path / "f", count_text="20")
-    v = FrameFolder(folder)
-    assert_frames(v.read([2, 3]), [2, 3])
-    (folder / "000004.jpg").unlink()
-    with pytest.raises(DataError, match="missing frame 3") as e:
-        v.read([2, 3])
-    assert e.value.path == str(folder / "000004.jpg")
-
-
-def test_frame_folder_count_file_read_with_a_bound(tmp_path):
-    folder = write_folder(tmp_path / "f", n=2, count_text="2" + " " * 100)
-    with pytest.raises(DataError, match="longer than 64 bytes") as e:
-        FrameFolder(folder)
-    assert e.value.path == str(folder / "n_frames")
-
-
 def test_frame_store_extension_opens_a_frame_store(tmp_path):
-    from cten_common.data.frame_store import FrameStore, write_store
+    from cten_common.data.frame_store_writer import write_store
+    from cten_common.data.readers.frame_store import FrameStore
     source = write_video(tmp_path / "v.avi")
     write_store(source, tmp_path / "v.frames", short_side=0)
     store = open_video(str(tmp_path / "v.frames"))
@@ -430,7 +329,7 @@ def test_frame_store_extension_opens_a_frame_store(tmp_path):
 
 
 def test_read_chunks_is_read_in_pieces_and_decodes_each_gop_once(tmp_path, monkeypatch):
-    from cten_common.data.frame_store import write_store
+    from cten_common.data.frame_store_writer import write_store
     path = ffmpeg_video(tmp_path / "long.mp4", 20, ["-c:v", "libx264", "-g", "50", "-bf", "2",
                                                     "-pix_fmt", "yuv420p"])
     write_store(path, tmp_path / "long.frames", short_side=0)

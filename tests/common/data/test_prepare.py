@@ -1,4 +1,4 @@
-"""scripts/prepare_dataset.py: splits, and the frame-folder layout it caches feeds the dataset."""
+"""cten-prepare-dataset (cten_common.data.prepare): splits, and the frame-folder layout it caches feeds the dataset."""
 import json
 import os
 import subprocess
@@ -12,13 +12,12 @@ from cten_common.data.datasets import ClipConfig, VideoEmotionData
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
 from cten_common.data.readers import open_video
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "scripts", "prepare_dataset.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _run(*args):
     # PYTHONPATH: this checkout's code, not whichever one the environment installed
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cten_common.data.prepare", *map(str, args)], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
 
 
@@ -95,8 +94,9 @@ def test_cached_filterbanks_give_the_same_audio_features(tmp_path):
 def test_frame_stores_end_to_end(tmp_path):
     """--store-out writes DIR/{label}/{id}.frames from each video, a rerun leaves them alone,
     and an annotation with DIR as video root finds and reads them."""
-    from cten_common.data.frame_store import FrameStore, encode_frame
-    from cten_common.data.video import decode_jpeg
+    from cten_common.data.frame_store_writer import encode_frame
+    from cten_common.data.readers.frame_store import FrameStore
+    from cten_common.data.readers.jpeg import decode_jpeg
     make_synthetic_dataset(str(tmp_path / "syn"), SyntheticSpec(classes=2, videos_per_class=1,
                            duration=2.0, fps=8, size=32, seed=5), progress=False)
     videos = tmp_path / "syn" / "videos"

@@ -1,4 +1,5 @@
-"""Frame stores (cten_common.data.frame_store): round trip, validation, resumable writes."""
+"""Frame stores (cten_common.data.readers.frame_store, written by cten_common.data.frame_store_writer):
+round trip, validation, resumable writes."""
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -6,14 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from cten_common.data import frame_store
+from cten_common.data import frame_store_writer
 from cten_common.data.errors import DataError
-from cten_common.data.frame_store import (HEADER, FrameStore, encode_frame, read_header, store_size,
-                                          write_store)
-from cten_common.data.readers import open_video
-from cten_common.data.video import VideoFile, decode_jpeg
+from cten_common.data.frame_store_writer import encode_frame, store_size, write_store
+from cten_common.data.readers import frame_store, open_video
+from cten_common.data.readers.frame_store import HEADER, FrameStore, read_header
+from cten_common.data.readers.jpeg import decode_jpeg
+from cten_common.data.readers.video_file import VideoFile
 
-from test_video import H, N, W, write_folder, write_video
+from test_video_file import H, N, W, write_folder, write_video
 
 
 def textured_video(path, n=30, h=36, w=64, seed=0):
@@ -193,14 +195,14 @@ def test_interrupted_write_leaves_no_store_and_keeps_the_old_one(tmp_path, sourc
     write_store(source, store, short_side=24)
     before = store.read_bytes()
     calls = []
-    real = frame_store.encode_frame
+    real = frame_store_writer.encode_frame
 
     def failing(*args):
         calls.append(1)
         if len(calls) == 10:
             raise KeyboardInterrupt
         return real(*args)
-    monkeypatch.setattr(frame_store, "encode_frame", failing)
+    monkeypatch.setattr(frame_store_writer, "encode_frame", failing)
     with pytest.raises(KeyboardInterrupt):
         write_store(source, store, short_side=32)
     assert store.read_bytes() == before                       # the old store is untouched

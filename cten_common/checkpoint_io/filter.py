@@ -5,14 +5,15 @@ model: ``unwrap_state_dict`` finds the state dict inside a training checkpoint,
 ``strip_prefix`` removes DataParallel's ``module.``, ``rename_backbone`` maps a
 pretrained ResNet's names onto CTEN's using the layouts below (data, not code),
 and ``match_state_dict`` checks names and shapes against the model and lists
-every problem at once.  Files are read by ``cten_common.safe_load``, which never
-runs code from them.
+every problem at once; ``read_state`` applies them to a file (read by
+``sniff.read_checkpoint``, which never runs code from it) or a dict.
 """
 from collections import OrderedDict
 
 import numpy as np
 
-from .safe_load import CheckpointError, UnsafeFileError, read_checkpoint  # noqa: F401  (re-exported)
+from .errors import CheckpointError
+from .sniff import read_checkpoint
 
 DATA_PARALLEL_PREFIX = "module."
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")

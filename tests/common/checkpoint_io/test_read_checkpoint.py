@@ -1,4 +1,4 @@
-"""cten_common.safe_load: no file runs code, damaged files fail clearly in bounded
+"""cten_common.checkpoint_io.sniff.read_checkpoint: no file runs code, damaged files fail clearly in bounded
 memory, and every supported format reads back exactly (PyTorch zips also without
 PyTorch)."""
 import json
@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from cten_common import safe_load
-from cten_common.safe_load import (PICKLE_ALLOWED_GLOBALS, CheckpointError, UnsafeFileError,
-                                   read_checkpoint, read_safetensors, read_torch_zip)
-from cten_common.safe_save import save_checkpoint_file, save_pickle_weights, save_weights_file
+from cten_common.checkpoint_io.errors import CheckpointError, UnsafeFileError
+from cten_common.checkpoint_io.pickle_io import PICKLE_ALLOWED_GLOBALS, save_pickle_weights
+from cten_common.checkpoint_io.safetensors_io import (WEIGHTS_FORMAT, read_safetensors, save_checkpoint_file,
+                                                     save_weights_file)
+from cten_common.checkpoint_io.sniff import read_checkpoint
+from cten_common.checkpoint_io.torch_files import read_torch_zip
 from helpers import write_malicious_files
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 @pytest.fixture
@@ -149,7 +151,7 @@ def test_safetensors_weights_and_checkpoints_read_back_bit_identical(tmp_path):
     arrays = {k: np.asarray(v) for k, v in ARRAYS.items()}
     save_weights_file(tmp_path / "w.safetensors", arrays, {"n_classes": 2, "modality": "av"})
     back, metadata = read_safetensors(tmp_path / "w.safetensors")
-    assert metadata["format"] == safe_load.WEIGHTS_FORMAT and json.loads(metadata["model"])["n_classes"] == 2
+    assert metadata["format"] == WEIGHTS_FORMAT and json.loads(metadata["model"])["n_classes"] == 2
     assert back.keys() == arrays.keys()
     for k, v in arrays.items():
         assert back[k].dtype == v.dtype and back[k].tobytes() == v.tobytes(), k
@@ -234,7 +236,8 @@ def _storage_pickle(pid, size):
 MEMORY_PROBE = """
 import resource, sys
 sys.modules["torch"] = None          # our own readers, without PyTorch's import in the figure
-from cten_common.safe_load import CheckpointError, read_checkpoint
+from cten_common.checkpoint_io.errors import CheckpointError
+from cten_common.checkpoint_io.sniff import read_checkpoint
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for path in sys.argv[1:]:
     try:
