@@ -36,7 +36,7 @@ import tempfile
 import textwrap
 import time
 
-from benchmarks.common import describe, ensure_synthetic
+from benchmarks.common import describe, ensure_synthetic, reuse_or_run, worker_folder
 from cten_common.run_config import load_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +50,10 @@ SEED = {  # the seed README's figures (GPU, the reference's batch of 32): PyTorc
 
 def _worker(framework, a, tmp, rep):
     out = os.path.join(tmp, f"{framework}_{rep}.json")
+    return reuse_or_run(out, lambda: _run_worker(framework, a, out))
+
+
+def _run_worker(framework, a, out):
     cmd = [sys.executable, "-m", "benchmarks.framework_worker", "--framework", framework, "--config", a.config,
            "--device", a.device, "--iters", str(a.iters), "--warmup", str(a.warmup), "--out", out]
     if a.batch:
@@ -57,8 +61,6 @@ def _worker(framework, a, tmp, rep):
     for s in a.set:
         cmd += ["--set", s]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    with open(out) as f:
-        return json.load(f)
 
 
 def _epoch(framework, config, tmp, rep, device, bank=None):
@@ -278,6 +280,8 @@ def main(argv=None):
                    "GFLOP/s are divided by")
     p.add_argument("--peak", action="store_true", help="run the peak probe (benchmarks.flops --peak) after the "
                    "workers, in its own process")
+    p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused "
+                   "(a run cut short resumes)")
     p.add_argument("--note", default="", help="a sentence for the table (e.g. that the machine was shared)")
     a = p.parse_args(argv)
     started, load0 = _now(), os.getloadavg()
@@ -286,7 +290,7 @@ def main(argv=None):
     bank_epochs = [] if epochs is not None and not a.no_bank else None
     if epochs is not None:
         ensure_synthetic(a.epoch_config)
-    with tempfile.TemporaryDirectory() as tmp:
+    with worker_folder(a.keep) as tmp:
         for rep in range(a.repeats):
             order = FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]
             for fw in order:

@@ -252,7 +252,7 @@ def main(argv=None):
     result = {"framework": a.framework, "device": a.device, "batch": batch, "model": config["model"],
               "precision": PRECISION, "levers": levers, "audio_once": bool(config["train"]["audio_once"]),
               "setup_s": None, "times": {}, "env": {k: v for k, v in os.environ.items()
-                                                     if k.startswith(("CTEN_", "JT_", "OMP_")) or k in JT_ENV},
+                                                     if k.startswith(("CTEN_", "JT_", "OMP_", "MALLOC_")) or k in JT_ENV},
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
     rng = np.random.default_rng(0)
     result["peak_rss_by_measure_mb"], result["rss_before_measure_mb"] = {}, {}

@@ -22,10 +22,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchmarks.common import ROOT, describe
+from benchmarks.common import ROOT, describe, reuse_or_run, worker_folder
 
 #: name -> (what it does, environment, worker options)
 LEVERS = {
@@ -47,12 +46,27 @@ LEVERS = {
                             "(MALLOC_TRIM_THRESHOLD_=0, MALLOC_MMAP_THRESHOLD_=1048576)",
                             {"use_sfrl_allocator": "0", "MALLOC_TRIM_THRESHOLD_": "0",
                              "MALLOC_MMAP_THRESHOLD_": "1048576"}, []),
+    "malloc_mmap": ("glibc's mmap threshold fixed at 1 MiB (MALLOC_MMAP_THRESHOLD_=1048576; glibc otherwise "
+                    "raises it to the largest block freed, up to 32 MiB, and keeps later blocks on the heap, "
+                    "which does not shrink)", {"MALLOC_MMAP_THRESHOLD_": "1048576"}, []),
+    "malloc_mmap_gc": ("malloc_mmap and jt.gc() after every iteration", {"MALLOC_MMAP_THRESHOLD_": "1048576"},
+                       ["--jittor-gc"]),
+    "malloc_mmap_gc_no_weight_cache": ("malloc_mmap_gc and CTEN_CONV_WEIGHT_CACHE=0",
+                                       {"MALLOC_MMAP_THRESHOLD_": "1048576", "CTEN_CONV_WEIGHT_CACHE": "0"},
+                                       ["--jittor-gc"]),
+    "malloc_mmap_no_weight_cache": ("malloc_mmap and CTEN_CONV_WEIGHT_CACHE=0",
+                                    {"MALLOC_MMAP_THRESHOLD_": "1048576", "CTEN_CONV_WEIGHT_CACHE": "0"}, []),
 }
 DEFAULT = ("baseline,no_weight_cache,gc_each_iteration,no_sfrl_allocator,no_temp_allocator,no_sfrl_no_temp,"
-           "eager,jt_sync,no_sfrl_malloc_trim")
+           "eager,jt_sync,no_sfrl_malloc_trim,malloc_mmap,malloc_mmap_gc,malloc_mmap_no_weight_cache,"
+           "malloc_mmap_gc_no_weight_cache")
 
 
 def run_worker(framework, a, env, extra, out):
+    return reuse_or_run(out, lambda: _run(framework, a, env, extra, out))
+
+
+def _run(framework, a, env, extra, out):
     cmd = [sys.executable, "-m", "benchmarks.framework_worker", "--framework", framework, "--config", a.config,
            "--iters", str(a.iters), "--warmup", str(a.warmup), "--measures", a.measures, "--out", out] + extra
     if a.batch:
@@ -60,8 +74,6 @@ def run_worker(framework, a, env, extra, out):
     for s in a.set:
         cmd += ["--set", s]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, **env))
-    with open(out) as f:
-        return json.load(f)
 
 
 def record(name, what, framework, r, measures):
@@ -88,7 +100,7 @@ def render(result):
                      f"{rec['peak_rss_mb'] / torch_peak:.2f} | " + " | ".join(cells) + " | " + " | ".join(times)
                      + f" | {load:.1f} |")
     lines += ["", "Levers:"] + [f"* `{k}`: {v}" for k, v in result["levers"].items()]
-    lines += ["", f"PyTorch's peak: the mean of its runs before and after the levers ({torch_peak:.0f} MB). "
+    lines += ["", f"PyTorch's peak: the mean of its runs ({torch_peak:.0f} MB; one run before the levers, one after). "
                   f"Run {result['started_utc']} to {result['finished_utc']}." +
               (f" {result['note']}" if result.get("note") else "")]
     return "\n".join(lines)
@@ -108,6 +120,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--note", default="")
+    p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "memory_cpu.json"))
     a = p.parse_args(argv)
     measures = a.measures.split(",")
@@ -117,33 +130,44 @@ def main(argv=None):
         p.error(f"unknown levers {unknown}; known: {list(LEVERS)}")
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
+    from cten_common.run_config import load_run_config
+    rc = load_run_config(a.config, a.set)
+    mc, batch = rc["model"], a.batch or rc["train"]["batch_size"]
+    description = (f"batch {batch}, T={mc['seq_len']} segments of {mc['snippet_duration']}x{mc['sample_size']}x"
+                   f"{mc['sample_size']}, 3D ResNet-{mc['visual_depth']}, audio {mc['audio_arch']}; fp32; "
+                   f"{a.warmup} warm-up + {a.iters} timed iteration(s) per measure; {describe()['cpu']}")
+    base = os.path.splitext(a.out)[0]
+    os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
+
+    def write(complete):
+        """The table so far: written after every run, so that a study cut short keeps its runs."""
+        torch_runs = [r["peak_rss_mb"] for r in runs if r["framework"] == "torch"]
+        result = {"description": description, "config": a.config, "overrides": a.set, "measures": measures,
+                  "levers": {n: LEVERS[n][0] for n in names}, "runs": runs,
+                  "torch_peak_rss_mb": statistics.fmean(torch_runs) if torch_runs else None,
+                  "complete": complete, "started_utc": started,
+                  "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "note": a.note + ("" if complete else " (cut short: the runs so far)"), "machine": describe()}
+        if result["torch_peak_rss_mb"] is None:
+            return None
+        text = render(result)
+        with open(base + ".json", "w") as f:
+            json.dump(result, f, indent=1)
+        with open(base + ".md", "w") as f:
+            f.write(text + f"\n\nMachine: {json.dumps(result['machine'])}\n")
+        return text
+
+    with worker_folder(a.keep) as tmp:
         plan = [("torch", "baseline")] + [("jittor", n) for n in names] + [("torch", "baseline")]
         for i, (fw, name) in enumerate(plan):
             what, env, extra = LEVERS[name]
             print(f"{fw}: {name} ...", flush=True)
-            r = run_worker(fw, a, env, extra if fw == "jittor" else [], os.path.join(tmp, f"{i}.json"))
+            r = run_worker(fw, a, env, extra if fw == "jittor" else [], os.path.join(tmp, f"{i}_{fw}_{name}.json"))
             runs.append(record(name, what, fw, r, measures))
             print(f"  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
-    torch_peak = statistics.fmean(r["peak_rss_mb"] for r in runs if r["framework"] == "torch")
-    from cten_common.run_config import load_run_config
-    mc = load_run_config(a.config, a.set)["model"]
-    batch = a.batch or load_run_config(a.config, a.set)["train"]["batch_size"]
-    description = (f"batch {batch}, T={mc['seq_len']} segments of {mc['snippet_duration']}x{mc['sample_size']}x"
-                   f"{mc['sample_size']}, 3D ResNet-{mc['visual_depth']}, audio {mc['audio_arch']}; fp32; "
-                   f"{a.warmup} warm-up + {a.iters} timed iteration(s) per measure; {describe()['cpu']}")
-    result = {"description": description, "config": a.config, "overrides": a.set, "measures": measures,
-              "levers": {n: LEVERS[n][0] for n in names}, "runs": runs, "torch_peak_rss_mb": torch_peak,
-              "started_utc": started, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "note": a.note, "machine": describe()}
-    text = render(result)
+            write(complete=i == len(plan) - 1)
+    text = write(complete=True)
     print(text)
-    base = os.path.splitext(a.out)[0]
-    os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
-    with open(base + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write(text + f"\n\nMachine: {json.dumps(result['machine'])}\n")
     print(f"wrote {base}.json, .md")
     return 0
 

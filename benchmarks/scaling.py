@@ -28,10 +28,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchmarks.common import ROOT, describe
+from benchmarks.common import ROOT, describe, reuse_or_run, worker_folder
 
 FRAMEWORKS = ("jittor", "torch")
 NAMES = {"jittor": "Jittor", "torch": "PyTorch"}
@@ -74,14 +73,16 @@ def fit(xs, ys):
 
 
 def _worker(framework, config, t, b, a, measures, out):
+    return reuse_or_run(out, lambda: _run(framework, config, t, b, a, measures, out))
+
+
+def _run(framework, config, t, b, a, measures, out):
     cmd = [sys.executable, "-m", "benchmarks.framework_worker", "--framework", framework, "--config", config,
            "--batch", str(b), "--iters", str(a.iters), "--warmup", str(a.warmup), "--measures", ",".join(measures),
            "--set", f"model.seq_len={t}", "--set", f"model.audio_n_segments={t}", "--out", out]
     for s in a.set:
         cmd += ["--set", s]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    with open(out) as f:
-        return json.load(f)
 
 
 def point_summary(results, measures):
@@ -210,6 +211,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=1, help="processes per framework and point, alternating")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused")
     p.add_argument("--note", default="", help="a sentence for the table (shared machine, what was left out)")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "scaling_cpu.json"))
     a = p.parse_args(argv)
@@ -220,7 +222,7 @@ def main(argv=None):
     skip = {tuple(q.split(":")) for q in a.skip.split(",") if q.strip()}
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data, loads, n = {}, [], 0
-    with tempfile.TemporaryDirectory() as tmp:
+    with worker_folder(a.keep) as tmp:
         for t, b in pts:
             key = f"{t}x{b}"
             mlist = [m for m in measures if (str(t), str(b), m) not in skip]
