@@ -1,4 +1,4 @@
-"""cten-bench frameworks|kernels|training|parity|bank|data|epoch|flops|check [...]: every benchmark under one command.
+"""cten-bench frameworks|scaling|memory|kernels|training|parity|bank|data|epoch|flops|check [...]: every benchmark under one command.
 
 Each is also ``python -m benchmarks.<module>``; results go to ``benchmarks/results/``.
 """
@@ -8,6 +8,8 @@ from cten_common.cli import dispatch
 
 TOOLS = {
     "frameworks": ("benchmarks.compare_frameworks:main", "Jittor against PyTorch: steps, epochs, memory"),
+    "scaling": ("benchmarks.scaling:main", "time and peak memory as the segments and the batch grow, both frameworks"),
+    "memory": ("benchmarks.memory_levers:main", "Jittor's memory levers against PyTorch's peak RSS"),
     "kernels": ("benchmarks.bench_kernels:main", "fused kernels against composed operators"),
     "training": ("benchmarks.compare_training:main", "the same training run in both frameworks"),
     "parity": ("benchmarks.training_parity:main", "the training-parity study: both frameworks over seeds"),

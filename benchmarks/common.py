@@ -80,3 +80,24 @@ def ensure_synthetic(config):
         print(f"making the synthetic set in {root}")
         subprocess.run([sys.executable, "-m", "cten_common.data.make_synthetic", "--out", root],
                        cwd=ROOT, check=True)
+
+
+def worker_folder(keep):
+    """A context manager giving the folder for worker result files: ``keep`` (created; the files
+    there are kept, and a benchmark reuses a file already there instead of running that worker
+    again, so that a run cut short resumes) or a temporary folder."""
+    import contextlib
+    import tempfile
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        return contextlib.nullcontext(keep)
+    return tempfile.TemporaryDirectory()
+
+
+def reuse_or_run(out, run):
+    """The JSON in ``out`` if a kept folder already holds it, else ``run()`` (which writes it)."""
+    import json
+    if not os.path.exists(out):
+        run()
+    with open(out) as f:
+        return json.load(f)

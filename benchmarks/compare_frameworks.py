@@ -34,21 +34,26 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
-from benchmarks.common import describe, ensure_synthetic
+from benchmarks.common import describe, ensure_synthetic, reuse_or_run, worker_folder
 from cten_common.run_config import load_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ("jittor", "torch")
 TRAINERS = {"jittor": "cten_jt.train", "torch": "cten_torch_ref.train"}
 MEASURES = {"forward_train": "forward, train mode (s)", "train_step": "training step, 3 views (s)",
-            "inference": "inference forward (s)"}
+            "inference": "inference forward (s)", "backbone_inference": "3D ResNet alone, inference (s)"}
 SEED = {  # the seed README's figures (GPU, the reference's batch of 32): PyTorch, first Jittor port
     "forward_train": (0.22, 0.13), "memory_mb": (12380, 15673), "epoch_s": (172, 468)}
 
 
 def _worker(framework, a, tmp, rep):
     out = os.path.join(tmp, f"{framework}_{rep}.json")
+    return reuse_or_run(out, lambda: _run_worker(framework, a, out))
+
+
+def _run_worker(framework, a, out):
     cmd = [sys.executable, "-m", "benchmarks.framework_worker", "--framework", framework, "--config", a.config,
            "--device", a.device, "--iters", str(a.iters), "--warmup", str(a.warmup), "--out", out]
     if a.batch:
@@ -56,8 +61,6 @@ def _worker(framework, a, tmp, rep):
     for s in a.set:
         cmd += ["--set", s]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    with open(out) as f:
-        return json.load(f)
 
 
 def _epoch(framework, config, tmp, rep, device, bank=None):
@@ -84,23 +87,122 @@ def _bank(config, tmp, device):
     return out
 
 
+PRECISION = "fp32"      # what benchmarks.framework_worker computes in
+
+
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _fmt_load(load):
+    return "/".join(f"{v:.1f}" for v in load)
+
+
+def _probe(a, tmp_probe=None):
+    """The peak probe's result: read from --peak-json, or run (--peak), or None."""
+    if a.peak_json:
+        with open(a.peak_json) as f:
+            data = json.load(f)
+        return data.get("peak", data)
+    if not a.peak:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "peak.json")
+        subprocess.run([sys.executable, "-m", "benchmarks.flops", "--peak", "--json", out, "--device", a.device],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            return json.load(f)["peak"]
+
+
 def _stats(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def summarise(runs, epochs, bank_epochs=None):
-    """{measure: {framework: stats}} from the workers' results."""
+def algorithm(audio_once):
+    """The training algorithm both frameworks run, in words (every row states it)."""
+    return ("erasing step of 3 views, the audio branch once for the three views (train.audio_once), in both"
+            if audio_once else "erasing step of 3 views, the audio branch per view as the reference, in both")
+
+
+def row_flops(model, batch, audio_once):
+    """FLOPs (2 x MACs, ``benchmarks.flops``) of each timed measure's work: ``{measure:
+    {"performed", "nominal"}}``; performed = the inside-input taps (what a kernel that
+    skips padding computes), nominal = every tap."""
+    from benchmarks import flops
+    c = flops.count(model, batch)
+    step = c["training_step"]
+    key = "audio_once" if audio_once else "per_view"
+    fwd = {"performed": 2 * c["forward"]["inside"], "nominal": 2 * c["forward"]["nominal"]}
+    return {"forward_train": fwd, "inference": dict(fwd),
+            "train_step": {"performed": 2 * step["inside"][key], "nominal": 2 * step["nominal"][key]},
+            "backbone_inference": {"performed": 2 * step["inside"]["Fvis"], "nominal": 2 * step["nominal"]["Fvis"]}}
+
+
+def peaks(probe, precision):
+    """``{framework: GFLOP/s}``, each framework's best probe (GEMM or conv3d) of ``precision``
+    (None where it has no such probe), and ``"best"``: the better of the two."""
+    out = {}
+    for fw, name in (("torch", "PyTorch"), ("jittor", "Jittor")):
+        rates = [r["gflops"] for r in (probe or {}).get("rows", [])
+                 if r["framework"] == name and r["dtype"] == precision and isinstance(r["gflops"], (int, float))]
+        out[fw] = max(rates) if rates else None
+    known = [v for v in out.values() if v]
+    out["best"] = max(known) if known else None
+    return out
+
+
+def efficiency(flops, seconds, peak_own, peak_best):
+    """GFLOP/s = flops / seconds / 1e9 and its fractions of the two peaks (None where unknown)."""
+    gflops = flops / seconds / 1e9
+    return {"gflops": gflops, "of_own_peak": gflops / peak_own if peak_own else None,
+            "of_best_peak": gflops / peak_best if peak_best else None}
+
+
+def summarise(runs, epochs, bank_epochs=None, precision="fp32", probe=None):
+    """``{measure: row}`` from the workers' results; every row names its ``algorithm`` and
+    ``precision`` and holds ``{framework: stats}``; timed rows add the FLOPs of their work
+    and, per framework, GFLOP/s and the fraction of the peak (``probe``: a
+    ``benchmarks.flops.peak`` result) of the same precision: its own probe's and the
+    better framework's."""
+    for fw in FRAMEWORKS:
+        for r in runs[fw]:
+            if r.get("precision", precision) != precision:
+                raise ValueError(f"a {fw} run computed in {r['precision']}, the table is {precision}")
+    first = runs["jittor"][0]
+    audio_once = bool(first.get("audio_once", True))
+    algo = algorithm(audio_once)
+    counts = row_flops(first["model"], first["batch"], audio_once)
+    peak = peaks(probe, precision)
     table = {}
     for measure in MEASURES:
-        table[measure] = {fw: _stats([t for r in runs[fw] for t in r["times"][measure]]) for fw in FRAMEWORKS}
-    key = "gpu_peak_mb" if runs["jittor"][0].get("device") == "cuda" else "peak_rss_mb"
-    table["memory_mb"] = {fw: _stats([r[key] for r in runs[fw] if r.get(key) is not None] or [float("nan")])
-                          for fw in FRAMEWORKS}
+        if not all(measure in r["times"] for fw in FRAMEWORKS for r in runs[fw]):
+            continue
+        row = {"algorithm": algo, "precision": precision, "flops": counts[measure]}
+        for fw in FRAMEWORKS:
+            st = _stats([t for r in runs[fw] for t in r["times"][measure]])
+            st["efficiency"] = efficiency(counts[measure]["performed"], st["median"], peak[fw], peak["best"])
+            row[fw] = st
+        table[measure] = row
+    key = "gpu_peak_mb" if first.get("device") == "cuda" else "peak_rss_mb"
+    table["memory_mb"] = {"algorithm": algo, "precision": precision,
+                          **{fw: _stats([r[key] for r in runs[fw] if r.get(key) is not None] or [float("nan")])
+                             for fw in FRAMEWORKS}}
     if epochs:
-        table["epoch_s"] = {fw: _stats(epochs[fw]) for fw in FRAMEWORKS}
+        table["epoch_s"] = {"algorithm": algo, "precision": precision, **{fw: _stats(epochs[fw]) for fw in FRAMEWORKS}}
     if bank_epochs:       # Jittor from a feature bank, against PyTorch's normal epoch
-        table["epoch_bank_s"] = {"torch": table["epoch_s"]["torch"], "jittor": _stats(bank_epochs)}
+        table["epoch_bank_s"] = {"algorithm": algo + "; Jittor trains from a feature bank", "precision": precision,
+                                 "torch": table["epoch_s"]["torch"], "jittor": _stats(bank_epochs)}
+    table["_peak_gflops"] = peak
     return table
+
+
+def rows(table):
+    """The measure rows of a table (not its ``_`` entries)."""
+    return {k: v for k, v in table.items() if not k.startswith("_")}
+
+
+def _pct(x):
+    return "n/a" if x is None else f"{100 * x:.0f} %"
 
 
 def render(table, meta):
@@ -108,16 +210,35 @@ def render(table, meta):
               "epoch_s": "epoch, synthetic set (s)",
               "epoch_bank_s": "epoch, synthetic set, Jittor from a feature bank (s)"}
     lines = [f"CTEN, Jittor vs PyTorch, {meta['device']}: {meta['description']}", "",
-             "| measure | PyTorch | Jittor | Jittor/PyTorch | seed: PyTorch | seed: first Jittor port |",
-             "|---|---|---|---|---|---|"]
-    for measure, row in table.items():
+             "| measure | precision | PyTorch | Jittor | Jittor/PyTorch | seed: PyTorch | seed: first Jittor port |",
+             "|---|---|---|---|---|---|---|"]
+    body = rows(table)
+    for measure, row in body.items():
         t, j = row["torch"], row["jittor"]
         seed = SEED.get(measure, ("", ""))
         fmt = (lambda s: f"{s['median']:.0f} ({s['min']:.0f}-{s['max']:.0f})") if measure == "memory_mb" else \
             (lambda s: f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})")
-        lines.append(f"| {labels[measure]} | {fmt(t)} | {fmt(j)} | {j['median'] / t['median']:.2f} | "
-                     f"{seed[0]} | {seed[1]} |")
-    lines += ["", "Medians with min-max; seed figures are the seed README's (GPU, batch 32), for reference."]
+        lines.append(f"| {labels[measure]} | {row['precision']} | {fmt(t)} | {fmt(j)} | "
+                     f"{j['median'] / t['median']:.2f} | {seed[0]} | {seed[1]} |")
+    algos = sorted({row["algorithm"] for row in body.values()})
+    lines += ["", "Medians with min-max; seed figures are the seed README's (GPU, batch 32), for reference.",
+              "Algorithm of every row: " + "; ".join(algos) + "."]
+    peak = table.get("_peak_gflops") or {}
+    timed_rows = [m for m in body if "flops" in body[m]]
+    if timed_rows:
+        lines += ["", "Arithmetic rate: performed FLOPs (inside-input taps, `benchmarks.flops`) / median time; "
+                      "peak: the framework's own best probe of the same precision (GEMM or conv3d, "
+                      "`benchmarks.flops --peak`), and the better framework's "
+                      f"(PyTorch {peak.get('torch') or 'n/a'}, Jittor {peak.get('jittor') or 'n/a'} GFLOP/s).", "",
+                  "| measure | precision | GFLOPs performed (nominal) | PyTorch GFLOP/s | of its peak | of best peak "
+                  "| Jittor GFLOP/s | of its peak | of best peak |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for m in timed_rows:
+            row = body[m]
+            te, je = row["torch"]["efficiency"], row["jittor"]["efficiency"]
+            lines.append(f"| {labels[m]} | {row['precision']} | {row['flops']['performed'] / 1e9:.1f} "
+                         f"({row['flops']['nominal'] / 1e9:.1f}) | {te['gflops']:.1f} | {_pct(te['of_own_peak'])} "
+                         f"| {_pct(te['of_best_peak'])} | {je['gflops']:.1f} | {_pct(je['of_own_peak'])} "
+                         f"| {_pct(je['of_best_peak'])} |")
     return "\n".join(lines)
 
 
@@ -125,6 +246,7 @@ def plot(table, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    table = rows(table)
     names = list(table)
     ratios = [table[m]["jittor"]["median"] / table[m]["torch"]["median"] for m in names]
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -154,13 +276,21 @@ def main(argv=None):
     p.add_argument("--no-bank", action="store_true", help="no feature-bank epoch row")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="NAME.json; NAME.md and NAME.png go beside it")
+    p.add_argument("--peak-json", help="a `benchmarks.flops --peak --json FILE` result: the peaks the "
+                   "GFLOP/s are divided by")
+    p.add_argument("--peak", action="store_true", help="run the peak probe (benchmarks.flops --peak) after the "
+                   "workers, in its own process")
+    p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused "
+                   "(a run cut short resumes)")
+    p.add_argument("--note", default="", help="a sentence for the table (e.g. that the machine was shared)")
     a = p.parse_args(argv)
+    started, load0 = _now(), os.getloadavg()
     runs = {fw: [] for fw in FRAMEWORKS}
     epochs = {fw: [] for fw in FRAMEWORKS} if not a.no_epoch else None
     bank_epochs = [] if epochs is not None and not a.no_bank else None
     if epochs is not None:
         ensure_synthetic(a.epoch_config)
-    with tempfile.TemporaryDirectory() as tmp:
+    with worker_folder(a.keep) as tmp:
         for rep in range(a.repeats):
             order = FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]
             for fw in order:
@@ -180,20 +310,29 @@ def main(argv=None):
     description = (f"batch {runs['jittor'][0]['batch']}, T={m['seq_len']} segments of {m['snippet_duration']}x"
                    f"{m['sample_size']}x{m['sample_size']}, audio {100 * m['audio_n_segments']}x128, "
                    f"3D ResNet-{m['visual_depth']}, audio {m['audio_arch']}; {a.repeats} processes x {a.iters} "
-                   f"iterations per framework; training step: "
-                   + ("the audio branch once for the three views (train.audio_once), in both" if
-                      load_run_config(a.config, a.set)["train"]["audio_once"] else
-                      "the audio branch three times per step, as the reference, in both") + ", fp32")
+                   f"iterations per framework; {algorithm(load_run_config(a.config, a.set)['train']['audio_once'])}"
+                   f"; {PRECISION}")
+    loads = [r["loadavg_start"] for fw in FRAMEWORKS for r in runs[fw] if r.get("loadavg_start")]
     meta = {"device": a.device, "description": description, "config": a.config, "overrides": a.set,
-            "machine": describe()}
-    table = summarise(runs, epochs, bank_epochs)
+            "precision": PRECISION, "machine": describe(), "started_utc": started, "finished_utc": _now(),
+            "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+            "loadavg_1min_workers": [round(v[0], 2) for v in loads],
+            "shared_machine_note": a.note}
+    probe = _probe(a, tmp_probe=None)
+    table = summarise(runs, epochs, bank_epochs, precision=PRECISION, probe=probe)
     text = render(table, meta)
+    if probe:
+        from benchmarks.flops import peak_markdown
+        text += "\n\n" + peak_markdown(probe)
+    text += (f"\n\nRun {meta['started_utc']} to {meta['finished_utc']}; load average (1, 5, 15 min) at the start "
+             f"{_fmt_load(meta['loadavg_start'])}, at the end {_fmt_load(meta['loadavg_end'])}, 1-min load at "
+             f"each worker's start {meta['loadavg_1min_workers']}." + (f" {a.note}" if a.note else ""))
     print(text)
     base = os.path.splitext(a.out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
     with open(base + ".json", "w") as f:
         json.dump({**meta, "table": table, "seed": SEED, "runs": runs, "epochs": epochs,
-                   "bank_epochs": bank_epochs}, f, indent=1)
+                   "bank_epochs": bank_epochs, "peak_probe": probe}, f, indent=1)
     with open(base + ".md", "w") as f:
         f.write(text + f"\n\nMachine: {json.dumps(meta['machine'])}\n")
     plot(table, base + ".png", f"{a.device}: {description}")

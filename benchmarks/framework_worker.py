@@ -10,10 +10,15 @@ after warm-up and closed by a device synchronisation:
 
 * ``forward_train``: the original view's forward in train mode, graph recorded;
 * ``train_step``: the full erasing step (three views, backward, Adam);
-* ``inference``: eval-mode forward without a graph.
+* ``inference``: eval-mode forward without a graph;
+* ``backbone_inference``: the frozen 3D ResNet alone on the batch's B*T
+  snippets (``model.encode_visual``), eval mode, no graph.
 
 Peak memory: on CPU the process's peak resident set (``ru_maxrss``), read at
-the end; on CUDA the device memory this process holds, sampled every 5 ms
+the end, and beside it each measure's own peak (``peak_rss_by_measure_mb``: the
+kernel's high-water mark ``VmHWM`` reset through ``/proc/self/clear_refs``
+before the measure and read after it; where the reset is not allowed, the
+running peak); on CUDA the device memory this process holds, sampled every 5 ms
 through NVML (``nvidia-ml-py``) for both frameworks alike (what each
 allocator reserved), and PyTorch's own allocator peak beside it.
 """
@@ -28,7 +33,34 @@ import numpy as np
 
 from benchmarks.common import timed
 
-MEASURES = ("forward_train", "train_step", "inference")
+MEASURES = ("forward_train", "train_step", "inference", "backbone_inference")
+JT_ENV = ("use_sfrl_allocator", "use_stat_allocator", "use_temp_allocator", "lazy_execution", "trace_py_var")
+PRECISION = "fp32"     # what this worker computes in (both frameworks: float32 weights and activations)
+
+
+def rss_mb():
+    """(current, peak) resident set of this process in MB from /proc/self/status (None off Linux)."""
+    cur = hwm = None
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    cur = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return cur, hwm
+
+
+def reset_peak_rss():
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def make_batch(config, batch, seed=0):
@@ -93,6 +125,11 @@ class _Jittor:
             logits, gamma = self.model(self.visual, self.audio)
             self.jt.sync([logits, gamma])
 
+    def backbone_inference(self):
+        self.model.eval()
+        with self.jt.no_grad():
+            self.model.encode_visual(self.visual).sync()
+
     def gpu_peak_mb(self):
         return None           # Jittor keeps no allocator peak; NVML's sample is the figure
 
@@ -137,6 +174,12 @@ class _Torch:
         self.model.eval()
         with self.torch.no_grad():
             self.model(self.visual, self.audio)
+        self.sync()
+
+    def backbone_inference(self):
+        self.model.eval()
+        with self.torch.no_grad():
+            self.model.encode_visual(self.visual)
         self.sync()
 
     def gpu_peak_mb(self):
@@ -184,6 +227,10 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--measures", default=",".join(MEASURES))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--jittor-flag", action="append", default=[], metavar="NAME=VALUE",
+                   help="set jt.flags.NAME = VALUE (an int) after the model is built (memory levers)")
+    p.add_argument("--jittor-gc", action="store_true",
+                   help="call jt.gc() after every iteration (a memory lever; counted in the time)")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     if a.framework == "torch":
@@ -195,14 +242,39 @@ def main(argv=None):
     sampler = _DeviceMemorySampler() if a.device == "cuda" else None
     runner = (_Jittor if a.framework == "jittor" else _Torch)(config, a.device)
     runner.prepare(make_batch(config, batch))
+    levers = {}
+    if a.framework == "jittor":
+        for item in a.jittor_flag:
+            name, value = item.split("=", 1)
+            setattr(runner.jt.flags, name, int(value))
+            levers[f"jt.flags.{name}"] = getattr(runner.jt.flags, name)
+        if a.jittor_gc:
+            levers["jt.gc() after every iteration"] = True
+            for name in MEASURES:
+                method = getattr(runner, name)
+                setattr(runner, name, (lambda m: lambda *args: (m(*args), runner.jt.gc()))(method))
     result = {"framework": a.framework, "device": a.device, "batch": batch, "model": config["model"],
-              "setup_s": None, "times": {}}
+              "precision": PRECISION, "levers": levers, "audio_once": bool(config["train"]["audio_once"]),
+              "setup_s": None, "times": {}, "env": {k: v for k, v in os.environ.items()
+                                                     if k.startswith(("CTEN_", "JT_", "OMP_", "MALLOC_")) or k in JT_ENV},
+              "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
     rng = np.random.default_rng(0)
+    result["peak_rss_by_measure_mb"], result["rss_before_measure_mb"] = {}, {}
+    overall = 0.0
     for name in a.measures.split(","):
         fn = (lambda: runner.train_step(rng)) if name == "train_step" else getattr(runner, name)
+        cur, hwm = rss_mb()
+        result["rss_before_measure_mb"][name] = cur
+        overall = max(overall, hwm or 0.0)          # the peak so far (setup, earlier measures)
+        reset_peak_rss()
         result["times"][name] = timed(fn, a.iters, a.warmup, runner.sync)
+        result["peak_rss_by_measure_mb"][name] = rss_mb()[1]
     result["setup_s"] = time.perf_counter() - t0
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["loadavg_end"] = os.getloadavg()
+    # the whole process's peak: ru_maxrss, and the marks read before each reset (Linux's
+    # ru_maxrss follows the reset high-water mark, so it alone could miss an earlier peak)
+    result["peak_rss_mb"] = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, overall]
+                                + [v for v in result["peak_rss_by_measure_mb"].values() if v])
     if sampler is not None:
         result["gpu_peak_mb"] = sampler.close()
         result["allocator_peak_mb"] = runner.gpu_peak_mb()

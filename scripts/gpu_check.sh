@@ -27,7 +27,7 @@ DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
 if [ $DRY = 1 ]; then      # the same steps on the CPU, small: the venv's python, no wheels
   DEVICE=cpu; PYTHON=${PYTHON:-.venv/bin/python}
-  R101=(--depth 10 --frames 4 --size 32); BENCH_CONFIG=configs/bench_cpu.yaml; BANK_EPOCHS=1
+  R101=(--depth 10 --frames 4 --size 32); BENCH_CONFIG=configs/bench_smoke.yaml; BANK_EPOCHS=1
 else
   DEVICE=cuda
   R101=(--depth 101 --frames 16 --size 112); BENCH_CONFIG=configs/bench_gpu.yaml; BANK_EPOCHS=4

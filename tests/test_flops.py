@@ -192,7 +192,7 @@ def test_paper_totals_and_training_step_formula():
 
 def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "flops.json"
-    assert flops.main(["--config", os.path.join(ROOT, "configs", "bench_cpu.yaml"), "--set", "model.sample_size=64",
+    assert flops.main(["--config", os.path.join(ROOT, "configs", "bench_smoke.yaml"), "--set", "model.sample_size=64",
                        "--batch", "4", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| visual.layer3 |" in text and "V*Fvis + 3*V*Ftr" in text
