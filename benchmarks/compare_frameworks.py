@@ -58,14 +58,15 @@ def _run_worker(framework, a, out):
            "--device", a.device, "--iters", str(a.iters), "--warmup", str(a.warmup), "--out", out]
     if a.batch:
         cmd += ["--batch", str(a.batch)]
-    for s in a.set:
+    for s in a.set + [f"train.precision={a.precision}"]:
         cmd += ["--set", s]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
-def _epoch(framework, config, tmp, rep, device, bank=None):
+def _epoch(framework, config, tmp, rep, device, bank=None, precision="fp32"):
     out = os.path.join(tmp, f"epoch_{framework}_{rep}{'_bank' if bank else ''}")
-    cmd = [sys.executable, "-m", TRAINERS[framework], "--config", config, "--out", out, "--set", "train.epochs=2"]
+    cmd = [sys.executable, "-m", TRAINERS[framework], "--config", config, "--out", out, "--set", "train.epochs=2",
+           "--set", f"train.precision={precision}"]
     if bank:
         cmd += ["--set", f"train.features={bank}"]
     env = dict(os.environ)
@@ -87,7 +88,6 @@ def _bank(config, tmp, device):
     return out
 
 
-PRECISION = "fp32"      # what benchmarks.framework_worker computes in
 
 
 def _now():
@@ -282,6 +282,9 @@ def main(argv=None):
                    "workers, in its own process")
     p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused "
                    "(a run cut short resumes)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "tf32"), default="fp32",
+                   help="what both frameworks compute in (train.precision): Jittor with our layers, PyTorch "
+                        "with autocast plus the same policy (docs/precision.md)")
     p.add_argument("--note", default="", help="a sentence for the table (e.g. that the machine was shared)")
     a = p.parse_args(argv)
     started, load0 = _now(), os.getloadavg()
@@ -300,26 +303,26 @@ def main(argv=None):
             for rep in range(max(1, a.repeats // 2)):
                 for fw in (FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]):
                     print(f"epoch {rep + 1}: {fw} ...", flush=True)
-                    epochs[fw].append(_epoch(fw, a.epoch_config, tmp, rep, a.device))
+                    epochs[fw].append(_epoch(fw, a.epoch_config, tmp, rep, a.device, precision=a.precision))
             if bank_epochs is not None:
                 print("feature bank, then an epoch from it: jittor ...", flush=True)
                 bank = _bank(a.epoch_config, tmp, a.device)
-                bank_epochs += [_epoch("jittor", a.epoch_config, tmp, rep, a.device, bank)
+                bank_epochs += [_epoch("jittor", a.epoch_config, tmp, rep, a.device, bank, a.precision)
                                 for rep in range(max(1, a.repeats // 2))]
     m = runs["jittor"][0]["model"]
     description = (f"batch {runs['jittor'][0]['batch']}, T={m['seq_len']} segments of {m['snippet_duration']}x"
                    f"{m['sample_size']}x{m['sample_size']}, audio {100 * m['audio_n_segments']}x128, "
                    f"3D ResNet-{m['visual_depth']}, audio {m['audio_arch']}; {a.repeats} processes x {a.iters} "
                    f"iterations per framework; {algorithm(load_run_config(a.config, a.set)['train']['audio_once'])}"
-                   f"; {PRECISION}")
+                   f"; {a.precision}")
     loads = [r["loadavg_start"] for fw in FRAMEWORKS for r in runs[fw] if r.get("loadavg_start")]
     meta = {"device": a.device, "description": description, "config": a.config, "overrides": a.set,
-            "precision": PRECISION, "machine": describe(), "started_utc": started, "finished_utc": _now(),
+            "precision": a.precision, "machine": describe(), "started_utc": started, "finished_utc": _now(),
             "loadavg_start": load0, "loadavg_end": os.getloadavg(),
             "loadavg_1min_workers": [round(v[0], 2) for v in loads],
             "shared_machine_note": a.note}
     probe = _probe(a, tmp_probe=None)
-    table = summarise(runs, epochs, bank_epochs, precision=PRECISION, probe=probe)
+    table = summarise(runs, epochs, bank_epochs, precision=a.precision, probe=probe)
     text = render(table, meta)
     if probe:
         from benchmarks.flops import peak_markdown

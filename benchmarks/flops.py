@@ -413,7 +413,8 @@ def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", bu
                 x = x.bfloat16() if bf16 else x
                 return (lambda: jt.matmul(x, x).sync()), count_
             w = jt.array(w_np).stop_grad()
-            return (lambda: fast_conv(x, w, (1, 1, 1), (1, 1, 1)).sync()), count_
+            precision = "bf16" if bf16 else "fp32"       # the op's own bf16 (float32 arrays around it)
+            return (lambda: fast_conv(x, w, (1, 1, 1), (1, 1, 1), precision=precision).sync()), count_
         return build
 
     rows = []
@@ -422,14 +423,12 @@ def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", bu
             rows.append(_probe_row("PyTorch", op, name, torch_build(op, tdtype), repeats, budget_s))
     for name in ("fp32", "bf16"):
         rows.append(_probe_row("Jittor", "gemm", name, jittor_build("gemm", name == "bf16"), repeats, budget_s))
-        if name == "bf16":
-            rows.append({"framework": "Jittor", "op": "conv3d", "dtype": "bf16", "gflops": "n/a",
-                         "reason": "cten_jt.kernels.conv.fast_conv is float32 only"})
-        elif not available():
-            rows.append({"framework": "Jittor", "op": "conv3d", "dtype": "fp32", "gflops": "n/a",
+        if not available():
+            rows.append({"framework": "Jittor", "op": "conv3d", "dtype": name, "gflops": "n/a",
                          "reason": "fast_conv unavailable (no system oneDNN / cuDNN)"})
         else:
-            rows.append(_probe_row("Jittor", "conv3d", "fp32", jittor_build("conv3d", False), repeats, budget_s))
+            rows.append(_probe_row("Jittor", "conv3d", name, jittor_build("conv3d", name == "bf16"), repeats,
+                                   budget_s))
         jt.sync_all()
         jt.gc()
     conv = conv_layer("probe", "probe", conv_shape[0], c, c, tuple(conv_shape[2:]), 3, 1, 1)

@@ -35,7 +35,6 @@ from benchmarks.common import timed
 
 MEASURES = ("forward_train", "train_step", "inference", "backbone_inference")
 JT_ENV = ("use_sfrl_allocator", "use_stat_allocator", "use_temp_allocator", "lazy_execution", "trace_py_var")
-PRECISION = "fp32"     # what this worker computes in (both frameworks: float32 weights and activations)
 
 
 def rss_mb():
@@ -254,7 +253,7 @@ def main(argv=None):
                 method = getattr(runner, name)
                 setattr(runner, name, (lambda m: lambda *args: (m(*args), runner.jt.gc()))(method))
     result = {"framework": a.framework, "device": a.device, "batch": batch, "model": config["model"],
-              "precision": PRECISION, "levers": levers, "audio_once": bool(config["train"]["audio_once"]),
+              "precision": config["train"].get("precision", "fp32"), "levers": levers, "audio_once": bool(config["train"]["audio_once"]),
               "setup_s": None, "times": {}, "env": {k: v for k, v in os.environ.items()
                                                      if k.startswith(("CTEN_", "JT_", "OMP_", "MALLOC_")) or k in JT_ENV},
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
