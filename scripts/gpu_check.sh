@@ -12,7 +12,7 @@
 #
 # All steps together exceed one 10-minute device call (Jittor compiles its CUDA
 # core and our ops first, ~70 s on 16 cores, then each new op): plan two calls in
-# one lease, e.g. STEPS="environment cupy_kernels jittor_import jittor_kernel_tests
+# one lease, e.g. STEPS="environment cupy_kernels jittor_import jittor_kernel_tests precision_gpu
 # parity_tiny parity_r101", then STEPS="train_gpu bank_gpu bench_kernels compare_frameworks".
 #
 # Python wheels that the machine lacks travel in .whl/ (numpy<2 for Jittor,
@@ -103,6 +103,10 @@ step jittor_import 200 jittor_cuda.log jittor_import
 # 3. the kernel tests with Jittor on the GPU (fused vs composed, numpy sampler)
 step jittor_kernel_tests 170 jittor_tests_cuda.log \
   env CTEN_TEST_DEVICE=$DEVICE $PY -m pytest -q -p no:cacheprovider tests/kernels/test_attention_kernel.py tests/kernels/test_erasing_kernel.py tests/kernels/test_conv_kernel.py
+# mixed precision with Jittor on the GPU: bf16 (cuDNN tensor cores, the rounding kernel) against
+# PyTorch's autocast (docs/precision.md); never run on a GPU before this script's first lease
+step precision_gpu 200 precision_cuda.log \
+  env CTEN_TEST_DEVICE=$DEVICE $PY -m pytest -q -p no:cacheprovider tests/test_precision.py
 
 # 4. parity on the GPU: Jittor CUDA vs PyTorch CUDA (TF32 off), tiny model and the real depth 101
 step parity_tiny 150 parity_gpu.log $PY -m cten_compare.parity_report --device $DEVICE --out "$OUT/parity_gpu_tiny.json"
