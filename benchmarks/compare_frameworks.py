@@ -316,6 +316,7 @@ def main(argv=None):
                    f"iterations per framework; {algorithm(load_run_config(a.config, a.set)['train']['audio_once'])}"
                    f"; {a.precision}")
     loads = [r["loadavg_start"] for fw in FRAMEWORKS for r in runs[fw] if r.get("loadavg_start")]
+    started = min([r["started_utc"] for fw in FRAMEWORKS for r in runs[fw] if r.get("started_utc")] + [started])
     meta = {"device": a.device, "description": description, "config": a.config, "overrides": a.set,
             "precision": a.precision, "machine": describe(), "started_utc": started, "finished_utc": _now(),
             "loadavg_start": load0, "loadavg_end": os.getloadavg(),

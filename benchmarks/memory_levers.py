@@ -101,7 +101,7 @@ def render(result):
                      + f" | {load:.1f} |")
     lines += ["", "Levers:"] + [f"* `{k}`: {v}" for k, v in result["levers"].items()]
     lines += ["", f"PyTorch's peak: the mean of its runs ({torch_peak:.0f} MB; one run before the levers, one after). "
-                  f"Run {result['started_utc']} to {result['finished_utc']}." +
+                  f"First worker started {result['started_utc']}, table written {result['finished_utc']}." +
               (f" {result['note']}" if result.get("note") else "")]
     return "\n".join(lines)
 
@@ -145,7 +145,9 @@ def main(argv=None):
         result = {"description": description, "config": a.config, "overrides": a.set, "measures": measures,
                   "levers": {n: LEVERS[n][0] for n in names}, "runs": runs,
                   "torch_peak_rss_mb": statistics.fmean(torch_runs) if torch_runs else None,
-                  "complete": complete, "started_utc": started,
+                  "complete": complete,
+                  # the runs' own start times: reused worker files keep theirs
+                  "started_utc": min([r["started_utc"] for r in runs if r.get("started_utc")] or [started]),
                   "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "note": a.note + ("" if complete else " (cut short: the runs so far)"), "machine": describe()}
         if result["torch_peak_rss_mb"] is None:

@@ -155,7 +155,7 @@ def render(result):
                              f"{_f(ti and ti['exponent'], '.2f')} | {_f(ti and ti['per_doubling'], '.2f')} | "
                              f"{_f(me and me['exponent'], '.2f')} | {_f(me and me['per_doubling'], '.2f')} | "
                              f"{_f(me and me['added_per_doubling'], '.0f')} |")
-    lines += ["", f"Run {result['started_utc']} to {result['finished_utc']}; 1-min load average at each worker's "
+    lines += ["", f"First worker started {result['started_utc']}, table written {result['finished_utc']}; 1-min load average at each worker's "
                   f"start: {result['loadavg_1min']}." + (f" {result['note']}" if result.get("note") else "")]
     if result.get("not_run"):
         lines += ["", "Not run: " + result["not_run"]]
@@ -221,7 +221,7 @@ def main(argv=None):
     measures = a.measures.split(",")
     skip = {tuple(q.split(":")) for q in a.skip.split(",") if q.strip()}
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data, loads, n = {}, [], 0
+    data, loads, n, worker_starts = {}, [], 0, []
     with worker_folder(a.keep) as tmp:
         for t, b in pts:
             key = f"{t}x{b}"
@@ -236,9 +236,12 @@ def main(argv=None):
                     print(f"T={t} batch={b} repeat {rep + 1}/{a.repeats}: {fw} ...", flush=True)
                     r = _worker(fw, a.config, t, b, a, mlist, os.path.join(tmp, f"{fw}_{key}_{rep}.json"))
                     results[fw].append(r)
+                    worker_starts.append(r.get("started_utc"))
                     loads.append(round(r["loadavg_start"][0], 2))
             data[key] = {fw: point_summary(results[fw], measures) for fw in FRAMEWORKS}
     pts = [q for q in pts if f"{q[0]}x{q[1]}" in data]
+    starts = [s for s in worker_starts if s]
+    started = min(starts + [started])         # reused worker files keep their own start times
     model = results["jittor"][0]["model"]
     description = (f"3D ResNet-{model['visual_depth']}, audio {model['audio_arch']}, snippets "
                    f"{model['snippet_duration']}x{model['sample_size']}x{model['sample_size']}, audio 100 frames "
