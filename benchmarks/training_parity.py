@@ -231,6 +231,9 @@ def analyse(runs, seeds, floor_conditions=FLOOR):
     acc = out["parity"]["val_accuracy"]
     fp32 = out["against_fp32"].get("val_accuracy")
     out["verdict"] = {
+        # the mixed-precision issue's wording: the whole interval within +-3 points
+        "parity_within_pm_goal": None if acc["low"] is None
+        else bool(max(abs(acc["low"]), abs(acc["high"])) <= GOAL_HALF_WIDTH),
         "against_fp32_contains_zero": None if fp32 is None or fp32["low"] is None
         else bool(fp32["low"] <= 0 <= fp32["high"]),
         "against_fp32_within_goal": None if fp32 is None or fp32["half_width"] is None
@@ -356,6 +359,9 @@ def report(result):
                   f"{'contains' if v['contains_zero'] else 'does NOT contain'} 0; its half-width "
                   f"(±{acc['half_width'] * 100:.1f}) {'is within' if v['within_goal'] else 'EXCEEDS'} "
                   f"the goal of ±{GOAL_HALF_WIDTH * 100:.0f} points."]
+        if precision != "fp32":
+            lines[-1] += (f" The whole interval {'lies' if v['parity_within_pm_goal'] else 'does NOT lie'} "
+                          f"within ±{GOAL_HALF_WIDTH * 100:.0f} points.")
         floor = a["floor"].get("val_accuracy")
         if floor and floor["half_width"] is not None:
             lines[-1] += (f" PyTorch against itself: {_interval(floor)}; its mean absolute per-seed difference "
