@@ -126,8 +126,8 @@ def train(config, out, resume=False, progress=True, stop_after=None):
             batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
             if batch is None:
                 continue
-            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler, theta=tc["theta"],
-                                loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
+            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler=scaler,
+                                theta=tc["theta"], loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
                                 audio_once=tc["audio_once"], bank=bank,
                                 reader=train_data.read_views, erasing=tc["erasing"])
             for bad in step.get("skipped") or []:      # its erased views failed to read
