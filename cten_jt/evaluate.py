@@ -41,7 +41,7 @@ def main(argv=None):
     from cten_common.data.datasets import build_data
     from cten_jt.device import set_device
 
-    p = argparse.ArgumentParser(prog="python -m cten_jt.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cten-evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
     p.add_argument("--weights", required=True,
                    help="weights or a run checkpoint (.safetensors; older .pkl), or a PyTorch .pth; "

@@ -114,7 +114,7 @@ def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_sni
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m cten_jt.extract_features", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="cten-extract-features", description=__doc__.split("\n\n")[1])
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True, help="bank folder")
     p.add_argument("--stride", type=int, default=1, help="a snippet at every K-th frame (default 1: every frame)")

@@ -172,7 +172,7 @@ def plot_prediction(result, path, n_thumbs=6):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m cten_jt.predict", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cten-predict", description=__doc__.split("\n\n")[0])
     p.add_argument("video")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS,
                    help="a run's best.safetensors / last.safetensors (older runs: .pkl), or "

@@ -26,9 +26,9 @@ from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.precision import DynamicLossScaler
 from cten_common.run_config import load_run_config
-from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,  # noqa: F401
-                                  TooMuchBadData, add_validation, kept_rows_rng,
-                                  dropout_seed, erasing_rng, improved_best, plot_curves, progress_line,
+from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,
+                                  add_validation, kept_rows_rng,
+                                  dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
 from cten_jt import distributed
 from cten_jt.checkpoint import load_pretrained_backbone
@@ -154,7 +154,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m cten_jt.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cten-train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set train.epochs=5")

@@ -152,6 +152,24 @@ def test_stale_and_partial_banks_are_refused(tiny, tmp_path):
         extract(config, str(tmp_path / "part"), stride=2, progress=False)
 
 
+def test_a_bf16_bank_records_its_precision_and_serves_a_run(tiny, tmp_path):
+    """Extracted in bf16 (``--precision bf16``): the bank says so, its features are the
+    backbone's in bf16 (close to the fp32 bank's, not equal), it serves a run's check, and
+    continuing it in fp32 is refused as other settings."""
+    root, path, config, bank = tiny
+    config16 = dict(config, train=dict(config["train"], precision="bf16"))
+    b16 = extract(config16, str(tmp_path / "b16"), dtype="float32", progress=False)
+    assert b16.meta["precision"] == "bf16" and "precision" not in bank.meta
+    ids = list(bank.videos)
+    b16.check(expected_meta(config, backbone_model(config)), ids)
+    vid = ids[0]
+    f16, f32 = b16._array(vid), bank._array(vid)
+    assert f16.shape == f32.shape and not np.array_equal(f16, f32)
+    assert np.max(np.abs(f16 - f32)) <= 0.1 * np.max(np.abs(f32))
+    with pytest.raises(DataError, match="other settings or weights"):
+        extract(config, str(tmp_path / "b16"), dtype="float32", progress=False)
+
+
 def test_a_stopped_extraction_resumes_to_the_same_bank(tiny, tmp_path):
     root, path, config, bank = tiny
     out = tmp_path / "resumed"

@@ -152,7 +152,7 @@ class FeatureBank:
         path = os.path.join(self.root, INDEX)
         if not os.path.exists(path):
             raise DataError(self.root, "not a feature bank (no bank.json): build it with "
-                                       "python -m cten_jt.extract_features")
+                                       "cten-extract-features")
         try:
             with open(path) as f:
                 index = json.load(f)
@@ -204,15 +204,16 @@ class FeatureBank:
     def check(self, meta, video_ids):
         """Refuse a stale bank (other settings or backbone weights) or a partial one
         (videos of the data set missing), naming what differs or what is missing."""
-        diff = _differences(self.meta, meta, ignore=("stride", "variants", "dtype", "eval_snippets"))
+        # (a bank extracted in bf16, "precision", serves any run: the same backbone's features)
+        diff = _differences(self.meta, meta, ignore=("stride", "variants", "dtype", "eval_snippets", "precision"))
         if diff:
             raise DataError(self.root, "stale feature bank: built with " + "; ".join(diff)
-                            + ". Rebuild it with python -m cten_jt.extract_features")
+                            + ". Rebuild it with cten-extract-features")
         missing = [v for v in video_ids if v not in self.videos]
         if missing:
             raise DataError(self.root, f"partial feature bank: {len(missing)} of {len(video_ids)} videos "
-                                       f"missing (e.g. {missing[:3]}); run python -m "
-                                       "cten_jt.extract_features again to finish it")
+                                       f"missing (e.g. {missing[:3]}); run cten-extract-features "
+                                       "again to finish it")
         for vid in video_ids:
             self._array(vid)         # every file opens and has its index's shape
 
@@ -237,7 +238,7 @@ class FeatureBank:
                     raise ValueError(f"not a .npy array of floats: {type(a).__name__}")
             except (OSError, ValueError, EOFError) as exc:
                 raise DataError(path, f"unreadable feature bank file ({exc}): run "
-                                      "python -m cten_jt.extract_features again") from None
+                                      "cten-extract-features again") from None
             if kind == "":
                 want = (len(self.meta["variants"]), len(snippet_starts(info["n_frames"], self.meta["stride"])))
                 if a.ndim != 3 or a.shape[:2] != want:
