@@ -82,13 +82,18 @@ def test_depth_taps(depth, kernel, stride, pad, expected):
             assert all(not 0 <= o * stride + k - pad < depth for o in range(out))
 
 
+def _frozen_conv_and_input(seed, c_in, c_out):
+    """A frozen 3x3x3 Conv3d (c_in -> c_out, padding 1) with random weights, and an input."""
+    rng = np.random.default_rng(seed)
+    conv = Conv3d(c_in, c_out, 3, padding=1, bias=False)
+    conv.weight.assign(jt.array((rng.standard_normal((c_out, c_in, 3, 3, 3)) * 0.1).astype(np.float32)))
+    conv.weight.stop_grad()
+    return conv, jt.array(rng.standard_normal((2, c_in, 3, 5, 5)).astype(np.float32)), rng
+
+
 @pytest.mark.skipif(jt.flags.use_cuda, reason="the weight cache is the CPU's (oneDNN layouts)")
 def test_frozen_weights_are_cached_in_onednn_layout_and_refreshed():
-    rng = np.random.default_rng(7)
-    conv = Conv3d(8, 6, 3, padding=1, bias=False)
-    conv.weight.assign(jt.array((rng.standard_normal((6, 8, 3, 3, 3)) * 0.1).astype(np.float32)))
-    conv.weight.stop_grad()
-    x = jt.array(rng.standard_normal((2, 8, 3, 5, 5)).astype(np.float32))
+    conv, x, rng = _frozen_conv_and_input(7, 8, 6)
     try:
         dnnl_conv.set_weight_cache(False)
         plain = conv(x).numpy()
@@ -183,12 +188,8 @@ def test_bf16_forward_and_gradients_are_the_rounded_exact_sums(x_shape, w_shape,
 
 @pytest.mark.skipif(jt.flags.use_cuda, reason="the weight cache is the CPU's (oneDNN layouts)")
 def test_bf16_weights_are_cached_in_bf16_and_give_the_uncached_result():
-    rng = np.random.default_rng(8)
-    conv = Conv3d(32, 64, 3, padding=1, bias=False)
-    conv.weight.assign(jt.array((rng.standard_normal((64, 32, 3, 3, 3)) * 0.1).astype(np.float32)))
-    conv.weight.stop_grad()
+    conv, x, _ = _frozen_conv_and_input(8, 32, 64)
     conv.precision = "bf16"
-    x = jt.array(rng.standard_normal((2, 32, 3, 5, 5)).astype(np.float32))
     try:
         dnnl_conv.set_weight_cache(False)
         plain = conv(x).numpy()
