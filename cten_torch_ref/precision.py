@@ -41,6 +41,12 @@ def layer_precisions(model):
             if hasattr(type(module), "precision")}
 
 
+def widened(x):
+    """``x`` in float32 where it is bfloat16 or float16 (what autocast's products give);
+    a float32 or float64 tensor as it is."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def autocast(precision, device_type):
     """``torch.autocast`` for bf16/fp16 on ``device_type``; a null context otherwise."""
     if precision not in _DTYPES:

@@ -9,6 +9,7 @@ from jittor import nn
 
 from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelConfig
 from cten_common.init import initial_state
+from ..kernels import frozen_resnet
 from .attention import MultiHeadAttention, NonLocalBlock
 from .conv import Conv1d
 from .linear import Linear
@@ -112,7 +113,10 @@ class CTEN(nn.Module):
         [N, visual_dim], no gradient."""
         v = snippets / PIXEL_SCALE - PIXEL_MEAN
         with jt.no_grad():
-            v = self.resnet(v)
+            if frozen_resnet.usable(self.resnet, v, self.precision):     # eval mode on the CPU: one program
+                v = frozen_resnet.frozen_backbone(self.resnet, v, self.precision)
+            else:
+                v = self.resnet(v)
         if tuple(v.shape[1:]) != (self.config.visual_dim, 1, 1, 1):
             raise ValueError(f"visual backbone output {list(v.shape[1:])} is not pooled to one "
                              "feature per snippet: snippet_duration/sample_size do not match the input")

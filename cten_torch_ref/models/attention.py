@@ -7,14 +7,15 @@ import torch
 from torch import nn
 
 from cten_common.config import ATTENTION_HEADS, NONLOCAL_INNER
+from ..precision import widened
 from .norm import BatchNorm1d
 
 
 def scaled_dot_product_attention(query, key, value, scale):
     """``softmax(query @ key^T * scale) @ value`` over the last two dimensions.  Under
     autocast (``cten_torch_ref.precision``) the products run in low precision and
-    the scores are widened to float32 first: the scaling and the softmax in float32."""
-    scores = torch.matmul(query, key.transpose(-2, -1)).float() * scale
+    the scores are widened to float32 first (a float64 twin stays float64): the scaling and the softmax in float32."""
+    scores = widened(torch.matmul(query, key.transpose(-2, -1))) * scale
     return torch.matmul(torch.softmax(scores, dim=-1), value)
 
 

@@ -2,27 +2,30 @@
 float32 under every precision: a low-precision input (autocast's convolutions and
 linear layers give bfloat16) is widened first, so the statistics, the
 normalisation and the output are float32 (``cten_common.precision``'s policy).
-For a float32 input, ``.float()`` is the input itself: nothing changes.
+A float32 or float64 input is taken as it is (a float64 twin is the
+reference of the float32 tests' floors).
 ``repeated_stat_updates`` as in ``cten_jt.models.norm``."""
 import contextlib
 
 import torch
 from torch import nn
 
+from ..precision import widened
+
 
 class BatchNorm1d(nn.BatchNorm1d):
     def forward(self, x):
-        return super().forward(x.float())
+        return super().forward(widened(x))
 
 
 class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x):
-        return super().forward(x.float())
+        return super().forward(widened(x))
 
 
 class BatchNorm3d(nn.BatchNorm3d):
     def forward(self, x):
-        return super().forward(x.float())
+        return super().forward(widened(x))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,249 @@
+"""The frozen 3D ResNet's eval-mode forward as one oneDNN program (CPU).
+
+CTEN's visual backbone never learns; in eval mode (evaluation, prediction,
+feature extraction, ``train.backbone_eval``) every BatchNorm is an affine map
+with fixed numbers.  ``frozen_backbone(resnet, x)`` runs the Sequential of
+``cten_jt.models.resnet.visual_backbone`` up to its average pool as one op
+(``csrc/frozen_resnet_dnnl.h``):
+
+* each BatchNorm folded into the convolution before it: weights scaled by
+  ``gamma / sqrt(var + eps)`` per output channel, bias ``beta - mean * scale``
+  (computed in float64, rounded once to float32);
+* ReLU and the residual sum as the convolutions' post-ops;
+* activations in oneDNN's blocked layout from the first convolution to the
+  last (no reorder around each layer), in the precision they are computed in:
+  float32, or bfloat16 (``precision="bf16"``, where this CPU's oneDNN has
+  bfloat16 convolutions) with float32 accumulation;
+* temporal taps that only meet padding dropped (``conv.depth_taps``).
+
+The folded, blocked weights are made once and kept (``FrozenProgram``, on the
+Sequential; rebuilt when any weight or statistic is a new array, the input
+shape or the precision changes; dropped by ``release_weight_caches``).  The
+results are those of the layer-by-layer forward up to rounding: folding
+rounds the scaled weights once, and in bfloat16 the activations between layers
+and the shortcut are bfloat16 values (autocast keeps the BatchNorm's output and
+the residual sum in float32).  ``tests/kernels/test_frozen_resnet.py`` bounds
+both against the float64 forward.
+
+Used by ``CTEN.backbone_features`` where ``usable`` says so; the
+layer-by-layer path stays for train-mode BatchNorm, the GPU, Jittor's own
+convolution and ``set_kernels("composed")`` (``cten_jt.switches``).
+"""
+import functools
+
+import jittor as jt
+import numpy as np
+from jittor import nn
+
+from .. import switches
+from . import conv as conv_ops
+
+OP_CONV, OP_MAXPOOL, OP_FREE = 1, 2, 3
+WIDTH = 32                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
+PRECISION_CODES = {"fp32": 0, "bf16": 1}
+
+_HEADER = "frozen_resnet_dnnl.h"
+
+
+def _code(shape, dtype, inputs, src):
+    y = jt.code(shape, dtype, inputs, cpu_header=conv_ops._header(_HEADER), cpu_src=src)
+    y.compile_options = {"FLAGS: -ldnnl ": 1}
+    return y
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16():
+    """True where this CPU's oneDNN runs the program's bfloat16 convolutions (AVX-512 and up)."""
+    return bool(_code((1,), "int32", [], "out0_p[0] = cten_frozen_native_bf16();").numpy()[0])
+
+
+def _layers(resnet):
+    """(conv1, bn1, maxpool, [blocks]) of a ``visual_backbone`` Sequential, or None where
+    ``resnet`` is laid out otherwise."""
+    from ..models.conv import Conv3d
+    from ..models.norm import BatchNorm3d
+    from ..models.pool import MaxPool3d, AvgPool3d
+    from ..models.resnet import BasicBlock, Bottleneck
+    mods = list(resnet)
+    if len(mods) != 9 or not (isinstance(mods[0], Conv3d) and isinstance(mods[1], BatchNorm3d)
+                              and isinstance(mods[2], nn.ReLU) and isinstance(mods[3], MaxPool3d)
+                              and isinstance(mods[8], AvgPool3d)):
+        return None
+    blocks = [b for stage in mods[4:8] for b in stage]
+    if not all(isinstance(b, (BasicBlock, Bottleneck)) for b in blocks):
+        return None
+    return mods[0], mods[1], mods[3], blocks
+
+
+def usable(resnet, x, precision):
+    """True where ``frozen_backbone(resnet, x, precision)`` runs: the CPU with the system
+    oneDNN, fused kernels on, every BatchNorm in eval mode, every weight frozen, float32
+    input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it natively), plain convolutions."""
+    if jt.flags.use_cuda or not switches.fused_enabled() or not conv_ops.available():
+        return False
+    if x.dtype != "float32" or x.ndim != 5 or precision not in PRECISION_CODES:
+        return False
+    if precision == "bf16" and not native_bf16():
+        return False
+    layers = _layers(resnet)
+    if layers is None:
+        return False
+    for m in resnet.modules():
+        if getattr(m, "is_train", False) and hasattr(m, "running_mean"):
+            return False
+        weight = getattr(m, "weight", None)
+        if weight is not None and not weight.is_stop_grad():
+            return False
+        if hasattr(m, "groups") and (m.groups != 1 or any(d != 1 for d in m.dilation)
+                                     or getattr(m, "precision", precision) != precision):
+            return False
+    return True
+
+
+def _fold(conv, bn):
+    """(weight [O, C, kD, kH, kW], bias [O]) float32 of ``bn(conv(x))`` in eval mode."""
+    scale = bn.weight.numpy().astype(np.float64) / np.sqrt(bn.running_var.numpy().astype(np.float64) + bn.eps)
+    shift = bn.bias.numpy().astype(np.float64) - bn.running_mean.numpy().astype(np.float64) * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias.numpy().astype(np.float64) * scale
+    w = conv.weight.numpy().astype(np.float64) * scale.reshape(-1, 1, 1, 1, 1)
+    return w.astype(np.float32), shift.astype(np.float32)
+
+
+class _Builder:
+    """Writes the program: instructions, slots, folded weights and their offsets."""
+
+    def __init__(self, shape, precision):
+        self.rows, self.shape, self.precision = [], tuple(shape), precision
+        self.free_slots, self.n_slots = [], 1
+        self.weights, self.biases = [], []
+        self.plain_at = self.blocked_at = self.bias_at = 0
+
+    def slot(self):
+        if self.free_slots:
+            return self.free_slots.pop()
+        self.n_slots += 1
+        return self.n_slots - 1
+
+    def free(self, slot):
+        self.rows.append([OP_FREE, slot])
+        self.free_slots.append(slot)
+
+    def conv(self, conv, bn, src, shape, dst=None, sum_into=False, relu=True):
+        """``relu(bn(conv(slot src)) [+ slot dst])`` into a new slot (or ``dst``); returns
+        (slot, output shape)."""
+        w, b = _fold(conv, bn)
+        stride, padding = tuple(conv.stride), tuple(conv.padding)
+        taps = conv_ops.depth_taps(shape[2], w.shape[2], stride[0], padding[0])
+        stacked = [0, 0, 0]
+        if taps is not None:
+            first, last, pad = taps
+            w, padding = np.ascontiguousarray(w[:, :, first:last + 1]), (pad,) + padding[1:]
+        elif self.precision == "bf16" and src == 0 and shape[1] < 16 and stride[0] == 1 and w.shape[2] > 1:
+            # the first convolution in bfloat16: its temporal taps as channels (csrc/frozen_resnet_dnnl.h;
+            # in float32 oneDNN's kernel for few channels is the faster)
+            o, c, k = w.shape[:3]
+            stacked = [k, padding[0], 2 if shape[0] % 2 == 0 else 1]
+            w = w.reshape(o, c * k, 1, *w.shape[3:])
+            shape, stride, padding = (shape[0], c * k) + tuple(shape[2:]), (1,) + stride[1:], (0,) + padding[1:]
+        s = conv_ops.ConvSizes.of(shape, w.shape, stride, padding)
+        capacity = conv_ops._blocked_capacity(w.shape, self.precision)
+        if dst is None:
+            dst = self.slot()
+        self.rows.append([OP_CONV, src, dst, int(sum_into), int(relu), self.plain_at, self.blocked_at,
+                          self.bias_at] + s.as_array() + [capacity] + stacked)
+        self.weights.append(w.reshape(-1))
+        self.biases.append(b)
+        self.plain_at += w.size
+        self.blocked_at += capacity
+        self.bias_at += b.size
+        return dst, (s.n, s.o) + s.out_spatial
+
+    def maxpool(self, pool, src, shape):
+        (kd, kh, kw), (sd, sh, sw), (pd, ph, pw) = pool.kernel_size, pool.stride, pool.padding
+        n, c, d, h, w = shape
+        out = ((d + 2 * pd - kd) // sd + 1, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+        dst = self.slot()
+        self.rows.append([OP_MAXPOOL, src, dst, 0, 0, 0, 0, 0, n, c, d, h, w, kd, kh, kw, sd, sh, sw,
+                          pd, ph, pw, *out])
+        return dst, (n, c) + out
+
+    def block(self, block, x, shape):
+        """A BasicBlock or Bottleneck on slot ``x``; ``x`` is consumed."""
+        pairs = [(block.conv1, block.bn1), (block.conv2, block.bn2)]
+        if hasattr(block, "conv3"):
+            pairs.append((block.conv3, block.bn3))
+        h, h_shape = x, shape
+        for conv, bn in pairs[:-1]:
+            h_next, h_shape = self.conv(conv, bn, h, h_shape)
+            if h != x:
+                self.free(h)
+            h = h_next
+        if block.downsample is not None:
+            ds_conv, ds_bn = block.downsample[0], block.downsample[1]
+            shortcut, _ = self.conv(ds_conv, ds_bn, x, shape, relu=False)
+            self.free(x)
+        else:
+            shortcut = x
+        conv, bn = pairs[-1]
+        out, out_shape = self.conv(conv, bn, h, h_shape, dst=shortcut, sum_into=True)
+        self.free(h)
+        return out, out_shape
+
+    def program(self, out_slot, out_shape):
+        header = [len(self.rows), PRECISION_CODES[self.precision], out_slot, self.n_slots, *out_shape]
+        prog = np.zeros((len(self.rows) + 1, WIDTH), np.int32)
+        for i, row in enumerate([header] + self.rows):
+            prog[i, :len(row)] = row
+        if max(self.plain_at, self.blocked_at) >= 2 ** 31:
+            raise ValueError("frozen_backbone: the weights pass int32 offsets")
+        return prog
+
+
+class FrozenProgram:
+    """The program of one (weights, input shape, precision): the instructions, the
+    blocked folded weights and the biases, as Jittor arrays (not parameters)."""
+
+    def __init__(self, resnet, shape, precision):
+        conv1, bn1, maxpool, blocks = _layers(resnet)
+        b = _Builder(shape, precision)
+        x, shape = b.conv(conv1, bn1, 0, b.shape)
+        b.free(0)
+        pooled, shape = b.maxpool(maxpool, x, shape)
+        b.free(x)
+        x = pooled
+        for block in blocks:
+            x, shape = b.block(block, x, shape)
+        self.out_shape = shape
+        self.prog = jt.array(b.program(x, shape)).stop_grad()
+        self.bias = jt.array(np.concatenate(b.biases)).stop_grad()
+        plain = jt.array(np.concatenate(b.weights))
+        self.packed = _code((b.blocked_at,), "float32", [plain, self.prog],
+                            "cten_frozen_pack(in0_p, out0_p, in1_p);").stop_grad()
+        self.packed.sync()
+        del plain
+
+    def __call__(self, x):
+        return _code(self.out_shape, "float32", [x, self.packed, self.bias, self.prog],
+                     "cten_frozen_run(in0_p, in1_p, in2_p, in3_p, out0_p);").stop_grad()
+
+
+def _key(resnet, shape, precision):
+    ids = tuple(v.id for m in resnet.modules()
+                for v in (getattr(m, "weight", None), getattr(m, "bias", None),
+                          getattr(m, "running_mean", None), getattr(m, "running_var", None))
+                if v is not None)
+    return ids, tuple(shape), precision
+
+
+def frozen_backbone(resnet, x, precision="fp32"):
+    """``resnet`` (a ``visual_backbone`` Sequential in eval mode) applied to ``x`` up to its
+    average pool, which it then applies: the same as ``resnet(x)`` up to rounding
+    (module docstring).  Check ``usable`` first."""
+    key = _key(resnet, x.shape, precision)
+    cached = resnet.__dict__.get("_frozen_program")
+    if cached is None or cached[0] != key:
+        resnet.__dict__["_frozen_program"] = None          # the old copy goes first
+        resnet.__dict__["_frozen_program"] = (key, FrozenProgram(resnet, x.shape, precision))
+    return list(resnet)[8](resnet.__dict__["_frozen_program"][1](x))
+
