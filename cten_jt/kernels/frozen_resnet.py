@@ -11,18 +11,21 @@ with fixed numbers.  ``frozen_backbone(resnet, x)`` runs the Sequential of
   (computed in float64, rounded once to float32);
 * ReLU and the residual sum as the convolutions' post-ops;
 * activations in oneDNN's blocked layout from the first convolution to the
-  last (no reorder around each layer), in the precision they are computed in:
-  float32, or bfloat16 (``precision="bf16"``, where this CPU's oneDNN has
-  bfloat16 convolutions) with float32 accumulation;
+  last (no reorder around each layer): float32, or with ``precision="bf16"``
+  (where this CPU's oneDNN has bfloat16 convolutions) bfloat16 operands with
+  float32 accumulation and float32 shortcuts;
 * temporal taps that only meet padding dropped (``conv.depth_taps``).
 
 The folded, blocked weights are made once and kept (``FrozenProgram``, on the
 Sequential; rebuilt when any weight or statistic is a new array, the input
 shape or the precision changes; dropped by ``release_weight_caches``).  The
-results are those of the layer-by-layer forward up to rounding: folding
-rounds the scaled weights once, and in bfloat16 the activations between layers
-and the shortcut are bfloat16 values (autocast keeps the BatchNorm's output and
-the residual sum in float32).  ``tests/kernels/test_frozen_resnet.py`` bounds
+results are those of the layer-by-layer forward up to rounding.  In float32,
+folding rounds each scaled weight once more.  In bfloat16 the program rounds
+where autocast does or less: the convolutions' operands; inside a block the
+activations the next convolution would round anyway; the shortcut, the
+residual sum and every block's output stay float32 (a conversion to bfloat16
+for the next block's convolutions); a convolution's output is not rounded
+before its folded BatchNorm.  ``tests/kernels/test_frozen_resnet.py`` bounds
 both against the float64 forward.
 
 Used by ``CTEN.backbone_features`` where ``usable`` says so; the
@@ -38,7 +41,7 @@ from jittor import nn
 from .. import switches
 from . import conv as conv_ops
 
-OP_CONV, OP_MAXPOOL, OP_FREE = 1, 2, 3
+OP_CONV, OP_MAXPOOL, OP_FREE, OP_CAST = 1, 2, 3, 4
 WIDTH = 32                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
 PRECISION_CODES = {"fp32": 0, "bf16": 1}
 
@@ -111,27 +114,38 @@ def _fold(conv, bn):
 
 
 class _Builder:
-    """Writes the program: instructions, slots, folded weights and their offsets."""
+    """Writes the program: instructions, slots (and whether each holds float32), folded
+    weights and their offsets."""
 
     def __init__(self, shape, precision):
         self.rows, self.shape, self.precision = [], tuple(shape), precision
         self.free_slots, self.n_slots = [], 1
+        self.f32 = {0: precision == "fp32"}        # slot -> holds float32 (else bfloat16)
         self.weights, self.biases = [], []
         self.plain_at = self.blocked_at = self.bias_at = 0
 
-    def slot(self):
-        if self.free_slots:
-            return self.free_slots.pop()
-        self.n_slots += 1
-        return self.n_slots - 1
+    def slot(self, f32):
+        s = self.free_slots.pop() if self.free_slots else self.n_slots
+        self.n_slots = max(self.n_slots, s + 1)
+        self.f32[s] = f32
+        return s
 
-    def free(self, slot):
-        self.rows.append([OP_FREE, slot])
-        self.free_slots.append(slot)
+    def free(self, *slots):
+        for s in dict.fromkeys(slots):
+            self.rows.append([OP_FREE, s])
+            self.free_slots.append(s)
 
-    def conv(self, conv, bn, src, shape, dst=None, sum_into=False, relu=True):
-        """``relu(bn(conv(slot src)) [+ slot dst])`` into a new slot (or ``dst``); returns
-        (slot, output shape)."""
+    def cast(self, src, to_f32):
+        """Slot ``src`` itself where it holds the wanted type, else a converted copy."""
+        if self.f32[src] == to_f32:
+            return src
+        dst = self.slot(to_f32)
+        self.rows.append([OP_CAST, src, dst, int(to_f32)])
+        return dst
+
+    def conv(self, conv, bn, src, shape, dst=None, relu=True, out_f32=False):
+        """``relu(bn(conv(slot src)) [+ slot dst])`` into a new slot (or summed into ``dst``);
+        returns (slot, output shape).  ``out_f32``: a float32 output in a bfloat16 program."""
         w, b = _fold(conv, bn)
         stride, padding = tuple(conv.stride), tuple(conv.padding)
         taps = conv_ops.depth_taps(shape[2], w.shape[2], stride[0], padding[0])
@@ -148,10 +162,14 @@ class _Builder:
             shape, stride, padding = (shape[0], c * k) + tuple(shape[2:]), (1,) + stride[1:], (0,) + padding[1:]
         s = conv_ops.ConvSizes.of(shape, w.shape, stride, padding)
         capacity = conv_ops._blocked_capacity(w.shape, self.precision)
-        if dst is None:
-            dst = self.slot()
+        out_f32 = out_f32 or self.precision == "fp32"
+        sum_into = dst is not None
+        if sum_into:
+            assert self.f32[dst] == out_f32, "a shortcut of another precision than the sum"
+        else:
+            dst = self.slot(out_f32)
         self.rows.append([OP_CONV, src, dst, int(sum_into), int(relu), self.plain_at, self.blocked_at,
-                          self.bias_at] + s.as_array() + [capacity] + stacked)
+                          self.bias_at] + s.as_array() + [capacity] + stacked + [int(out_f32)])
         self.weights.append(w.reshape(-1))
         self.biases.append(b)
         self.plain_at += w.size
@@ -163,30 +181,34 @@ class _Builder:
         (kd, kh, kw), (sd, sh, sw), (pd, ph, pw) = pool.kernel_size, pool.stride, pool.padding
         n, c, d, h, w = shape
         out = ((d + 2 * pd - kd) // sd + 1, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
-        dst = self.slot()
+        dst = self.slot(self.f32[src])
         self.rows.append([OP_MAXPOOL, src, dst, 0, 0, 0, 0, 0, n, c, d, h, w, kd, kh, kw, sd, sh, sw,
                           pd, ph, pw, *out])
         return dst, (n, c) + out
 
     def block(self, block, x, shape):
-        """A BasicBlock or Bottleneck on slot ``x``; ``x`` is consumed."""
+        """A BasicBlock or Bottleneck on slot ``x``, which it consumes; the output slot holds
+        float32 (the residual sum)."""
         pairs = [(block.conv1, block.bn1), (block.conv2, block.bn2)]
         if hasattr(block, "conv3"):
             pairs.append((block.conv3, block.bn3))
-        h, h_shape = x, shape
+        low = self.precision != "fp32"
+        xin = self.cast(x, False) if low else x                 # what the convolutions read
+        h, h_shape = xin, shape
         for conv, bn in pairs[:-1]:
             h_next, h_shape = self.conv(conv, bn, h, h_shape)
-            if h != x:
+            if h != xin:
                 self.free(h)
             h = h_next
         if block.downsample is not None:
-            ds_conv, ds_bn = block.downsample[0], block.downsample[1]
-            shortcut, _ = self.conv(ds_conv, ds_bn, x, shape, relu=False)
-            self.free(x)
+            shortcut, _ = self.conv(block.downsample[0], block.downsample[1], xin, shape, relu=False,
+                                    out_f32=True)
+            self.free(x, xin)
         else:
-            shortcut = x
+            shortcut = self.cast(x, True)
+            self.free(*[s for s in (x, xin) if s != shortcut])
         conv, bn = pairs[-1]
-        out, out_shape = self.conv(conv, bn, h, h_shape, dst=shortcut, sum_into=True)
+        out, out_shape = self.conv(conv, bn, h, h_shape, dst=shortcut, out_f32=True)
         self.free(h)
         return out, out_shape
 

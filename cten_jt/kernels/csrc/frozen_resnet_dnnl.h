@@ -20,10 +20,16 @@
 //            [5] plain weight offset, [6] blocked weight offset, [7] bias offset,
 //            [8..26] the sizes s[19] of csrc/conv_dnnl.h (3D), [27] blocked capacity (floats),
 //            [28] K: temporal taps moved into channels (0: none), [29] their padding,
-//            [30] samples per call (with K)
+//            [30] samples per call (with K), [31] the output in float32 (a bfloat16
+//            program's shortcut and block outputs)
 //   MAXPOOL: [1] src slot, [2] dst slot,
 //            [8..24] n, c, d, h, w, kd, kh, kw, sd, sh, sw, pd, ph, pw, od, oh, ow
 //   FREE:    [1] slot (its buffer is released)
+//   CAST:    [1] src slot, [2] dst slot, [3] 1: to float32, 0: to the program's precision
+// In bfloat16 the program rounds where autocast does, or less: every
+// convolution's operands are bfloat16 and it accumulates in float32; the
+// activations inside a block are bfloat16 (what the next convolution would
+// round them to), the shortcut and the residual sum float32.
 // Slot 0 is the input.  Offsets count floats; a bfloat16 blocked weight takes
 // half its floats' bytes.
 //
@@ -49,7 +55,7 @@ using namespace dnnl;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-enum { OP_CONV = 1, OP_MAXPOOL = 2, OP_FREE = 3 };
+enum { OP_CONV = 1, OP_MAXPOOL = 2, OP_FREE = 3, OP_CAST = 4 };
 constexpr int WIDTH = 32;
 
 inline engine& eng() {
@@ -76,16 +82,17 @@ inline memory::dims src_dims(const int* s) { return {s[1], s[2], s[3], s[4], s[5
 inline memory::dims dst_dims(const int* s) { return {s[1], s[6], s[16], s[17], s[18]}; }
 
 // The fused convolution of one shape (made once): conv + bias [+ sum into dst] [+ relu].
-inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu) {
+inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu, bool dst_f32) {
     static std::map<std::vector<int>, ConvStep> steps;
     static std::mutex lock;
     std::lock_guard<std::mutex> guard(lock);
     std::vector<int> key(s, s + 19);
-    key.insert(key.end(), {prec, (int)sum, (int)relu});
+    key.insert(key.end(), {prec, (int)sum, (int)relu, (int)dst_f32});
     auto it = steps.find(key);
     if (it != steps.end()) return it->second;
     dt type = prec ? dt::bf16 : dt::f32;
-    memory::desc src = act_desc(src_dims(s), type, false), dst = act_desc(dst_dims(s), type, false);
+    memory::desc src = act_desc(src_dims(s), type, false);
+    memory::desc dst = act_desc(dst_dims(s), dst_f32 ? dt::f32 : type, false);
     memory::desc wei({s[6], s[2], s[7], s[8], s[9]}, type, tag::any), bias({s[6]}, dt::f32, tag::x);
     post_ops ops;
     if (sum) ops.append_sum(1.f);
@@ -140,7 +147,7 @@ inline void run_taps_as_channels(const int* ins, int prec, const float* x, const
     int K = ins[28], pad = ins[29], chunk = ins[30];
     int N = s[1], C = s[2] / K, D = s[3];
     size_t plane = (size_t)s[4] * s[5];
-    ConvStep& c = conv_step(sc.data(), prec, ins[3], ins[4]);
+    ConvStep& c = conv_step(sc.data(), prec, ins[3], ins[4], ins[31]);
     memory stacked({{chunk, s[2], D, s[4], s[5]}, dt::f32, tag::ncdhw}, eng());
     memory src(c.pd.src_desc(), eng());
     size_t per_sample = dst.get_desc().get_size() / N;
@@ -172,7 +179,8 @@ inline int cten_frozen_native_bf16() {
     using namespace cten_frozen;
     static const int s[19] = {3, 1, 16, 1, 8, 8, 16, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 8, 8};
     try {
-        conv_step(s, 1, true, true);
+        conv_step(s, 1, false, true, false);     // inside a block
+        conv_step(s, 1, true, true, true);       // a block's last: float32 shortcut
         return 1;
     } catch (const dnnl::error&) {
         return 0;
@@ -189,7 +197,7 @@ inline void cten_frozen_pack(const float* plain, float* packed, const int* prog)
         const int* ins = prog + WIDTH * k;
         if (ins[0] != OP_CONV) continue;
         const int* s = ins + 8;
-        ConvStep& c = conv_step(step_sizes(ins).data(), prec, ins[3], ins[4]);
+        ConvStep& c = conv_step(step_sizes(ins).data(), prec, ins[3], ins[4], ins[31]);
         auto want = c.pd.weights_desc();
         if (want.get_size() > (size_t)ins[27] * sizeof(float))
             throw std::runtime_error("cten_frozen_pack: instruction " + std::to_string(k) + " needs " +
@@ -216,18 +224,18 @@ inline void cten_frozen_run(const float* x, const float* packed, const float* bi
         const int* ins = prog + WIDTH * k;
         if (ins[0] == OP_CONV && ins[28] > 0) {
             const int* s = ins + 8;
-            ConvStep& c = conv_step(step_sizes(ins).data(), prec, ins[3], ins[4]);
+            ConvStep& c = conv_step(step_sizes(ins).data(), prec, ins[3], ins[4], ins[31]);
             if (ins[1] != 0 || ins[3])
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": taps as channels apply to the first convolution only");
-            slots[ins[2]] = memory(act_desc(dst_dims(s), type, false), eng());
+            slots[ins[2]] = memory(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false), eng());
             memory w(c.pd.weights_desc(), eng(), const_cast<float*>(packed + ins[6]));
             memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
             run_taps_as_channels(ins, prec, x, w, b, slots[ins[2]], st);
         } else if (ins[0] == OP_CONV) {
             const int* s = ins + 8;
             memory& src = slots[ins[1]];
-            ConvStep& c = conv_step(s, prec, ins[3], ins[4]);
+            ConvStep& c = conv_step(s, prec, ins[3], ins[4], ins[31]);
             if (!(c.pd.src_desc() == src.get_desc()))
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": the input's layout is not the convolution's");
@@ -247,6 +255,10 @@ inline void cten_frozen_run(const float* x, const float* packed, const float* bi
             PoolStep& p = pool_step(ins + 8, prec, src.get_desc());
             slots[ins[2]] = memory(p.pd.dst_desc(), eng());
             p.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, slots[ins[2]]}});
+        } else if (ins[0] == OP_CAST) {
+            memory& src = slots[ins[1]];
+            slots[ins[2]] = memory(act_desc(src.get_desc().dims(), ins[3] ? dt::f32 : type, false), eng());
+            reorder(src, slots[ins[2]]).execute(st, src, slots[ins[2]]);
         } else if (ins[0] == OP_FREE) {
             st.wait();
             slots[ins[1]] = memory();
