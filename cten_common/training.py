@@ -25,9 +25,8 @@ import yaml
 
 from .checkpoint_io.run_paths import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
 from .checkpoint_io.safetensors_io import save_checkpoint_file
-from .erasing import kept_rows_rng  # noqa: F401  (a batch's erasing draws when videos were skipped)
+from .erasing import VIEWS
 
-VIEWS = ("original", "context", "keyframe")
 DROPOUT_STREAM = 23          # the dropout seed's fourth word
 ERASING_STREAM = 17          # the erasing generator's third seed word, apart from the samples' (seed, epoch, index)
 
@@ -89,6 +88,8 @@ def check_finite(loss, view_losses, epoch, step, out, last_good):
 class EpochMeter:
     """What an epoch's steps add up to, and the epoch's record.
 
+    ``epoch``: 0-based, so it is also the number of epochs finished before it (the
+    last good checkpoint's, which a non-finite loss names).
     ``views``: the views the steps train (all three with erasing, the original
     alone without).  ``all_sum`` (an elementwise float64 sum over MPI ranks) and
     ``world``: each step's losses are averaged over the ranks before the
@@ -96,8 +97,8 @@ class EpochMeter:
     over the ranks in ``record``.
     """
 
-    def __init__(self, epoch, out, last_good, views=VIEWS, all_sum=None, world=1):
-        self.epoch, self.out, self.last_good = epoch, out, last_good
+    def __init__(self, epoch, out, views=VIEWS, all_sum=None, world=1):
+        self.epoch, self.out = epoch, out
         self.views = tuple(views)
         self.all_sum, self.world = all_sum, world
         self.loss_sums = {"loss": 0.0, **{f"loss_{v}": 0.0 for v in self.views}}
@@ -115,7 +116,7 @@ class EpochMeter:
         if self.world > 1:
             mean = self.all_sum([loss] + view_losses) / self.world
             loss, view_losses = float(mean[0]), [float(v) for v in mean[1:]]
-        check_finite(loss, view_losses, self.epoch, self.steps + 1, self.out, self.last_good)
+        check_finite(loss, view_losses, self.epoch, self.steps + 1, self.out, last_good=self.epoch)
         self.steps += 1
         self.first_step_loss = loss if self.first_step_loss is None else self.first_step_loss
         self.step_losses.append(loss)

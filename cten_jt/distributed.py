@@ -24,8 +24,6 @@ Sums go through float64 (Jittor maps int64 to the wrong MPI type, and
 import jittor as jt
 import numpy as np
 
-from cten_common.erasing import RankRows  # noqa: F401  (the erasing draws of one rank)
-
 
 def world():
     """``(rank, size)``: ``(0, 1)`` outside MPI."""

@@ -8,15 +8,13 @@ import time
 import jittor as jt
 import numpy as np
 
-from cten_common.erasing import erased_view_indices
+from cten_common.erasing import DEFAULT_THETA, VIEWS, erased_view_indices
 from cten_common.losses import pcce_weights
 from .data import model_visual
 from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
 from .models.norm import repeated_stat_updates
 from .switches import fused_enabled
-
-VIEWS = ("original", "context", "keyframe")
 
 
 def _to_var(x):
@@ -84,7 +82,7 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5,
+def erasing_loss(model, batch, rng, theta=DEFAULT_THETA, loss="ce", class_names=None, pcce_lambda=0.5,
                  audio_once=True, bank=None, reader=None, erasing=True):
     """Original view, then the context (keyframes erased) and keyframe views, whose
     frames ``reader`` reads at the erasing sampler's indices, the same audio for
@@ -177,7 +175,7 @@ def erasing_step(model, optimizer, batch, rng, scaler=None, **options):
             "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
 
 
-def predict_batch(model, batch, rng=None, theta=0.7, bank=None, reader=None):
+def predict_batch(model, batch, rng=None, theta=DEFAULT_THETA, bank=None, reader=None):
     """Eval-mode outputs: original logits and gamma, and the context view's logits
     (``rng`` and ``reader`` given: erased as in training, for the reference's
     mean-of-views figure; ``bank``: from a feature bank, as in ``erasing_loss``)."""

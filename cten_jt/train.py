@@ -26,8 +26,8 @@ from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.precision import DynamicLossScaler
 from cten_common.run_config import load_run_config
-from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,
-                                  add_validation, kept_rows_rng,
+from cten_common.erasing import VIEWS, RankRows, kept_rows_rng
+from cten_common.training import (EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos, add_validation,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
 from cten_jt import distributed
@@ -114,12 +114,12 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         jt.set_global_seed(dropout_seed(tc["seed"], epoch, rank))
         rng = erasing_rng(tc["seed"], epoch)
         if world > 1:
-            rng = distributed.RankRows(rng, rank, world)        # this rank's rows of the batch's draws
+            rng = RankRows(rng, rank, world)        # this rank's rows of the batch's draws
         loader.set_epoch(epoch)
         model.train()
         if backbone_eval:
             set_train_mode(model.resnet, False)
-        meter = EpochMeter(epoch, out, epoch, views, distributed.all_sum, world)
+        meter = EpochMeter(epoch, out, views, distributed.all_sum, world)
         feed = batches(iter(loader), config["data"]["num_workers"])   # the next batch is made during the step
         bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:

@@ -9,12 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cten_common.erasing import erased_view_indices
+from cten_common.erasing import DEFAULT_THETA, VIEWS, erased_view_indices
 from cten_common.losses import pcce_weights
 from .data import model_visual
 from .models.norm import repeated_stat_updates
-
-VIEWS = ("original", "context", "keyframe")
 
 
 def _to_tensor(x, device=None):
@@ -63,7 +61,7 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5, reader=None,
+def erasing_loss(model, batch, rng, theta=DEFAULT_THETA, loss="ce", class_names=None, pcce_lambda=0.5, reader=None,
                  erasing=True, audio_once=True):
     """See cten_jt.engine.erasing_loss.  ``audio_once``: the audio branch runs once for the
     three views, its BatchNorms updating their running statistics three times; autograd
@@ -144,7 +142,7 @@ def erasing_step(model, optimizer, batch, rng, scaler=None, **options):
             "rows": info["rows"], "skipped": info["skipped"]}
 
 
-def predict_batch(model, batch, rng=None, theta=0.7, reader=None):
+def predict_batch(model, batch, rng=None, theta=DEFAULT_THETA, reader=None):
     """See cten_jt.engine.predict_batch."""
     device = _device(model)
     with torch.no_grad():

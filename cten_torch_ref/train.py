@@ -28,8 +28,8 @@ from cten_common.data.prefetch import batches
 from cten_common.evaluation import evaluate_model
 from cten_common.precision import DynamicLossScaler
 from cten_common.run_config import DEFAULTS, load_run_config
-from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,
-                                  add_validation, kept_rows_rng,
+from cten_common.erasing import VIEWS, kept_rows_rng
+from cten_common.training import (EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos, add_validation,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
 from cten_torch_ref.checkpoint import load_pretrained_backbone
@@ -123,7 +123,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         model.train()
         if backbone_eval:
             model.resnet.eval()            # the frozen backbone's BatchNorm on running statistics
-        meter = EpochMeter(epoch, out, epoch, views)
+        meter = EpochMeter(epoch, out, views)
         feed = batches(iter(loader), config["data"]["num_workers"])   # the next batch is made during the step
         bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:
