@@ -106,8 +106,8 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "precision_cpu.json"))
     p.add_argument("--framework", choices=("jittor", "torch"), help=argparse.SUPPRESS)   # the worker's side
     a = p.parse_args(argv)
-    from cten_common.run_config import load_run_config
-    config = load_run_config(a.config)
+    from cten_common.config import load_run_config
+    config = load_run_config(a.config).to_dict()
     if a.framework:
         print(json.dumps((_jittor if a.framework == "jittor" else _torch)(config, a.reps)))
         return 0

@@ -234,8 +234,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.framework == "torch":
         import torch  # noqa: F401  (before Jittor would be imported: never in this process)
-    from cten_common.run_config import load_run_config
-    config = load_run_config(a.config, a.set)
+    from cten_common.config import load_run_config
+    config = load_run_config(a.config, a.set).to_dict()
     batch = a.batch or config["train"]["batch_size"]
     t0 = time.perf_counter()
     sampler = _DeviceMemorySampler() if a.device == "cuda" else None

@@ -145,7 +145,7 @@ def main(argv=None):
     import cten_jt  # noqa: F401
     from pathlib import Path
     make_tiny_run = _test_helpers().make_tiny_run      # the test's own tiny configuration
-    from cten_common.run_config import load_run_config
+    from cten_common.config import load_run_config
     root = Path(a.out + "_runs")
     root.mkdir(parents=True, exist_ok=True)
     path = make_tiny_run(root)

@@ -25,6 +25,7 @@ import yaml
 
 from .checkpoint_io.run_paths import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
 from .checkpoint_io.safetensors_io import save_checkpoint_file
+from .config import load_run_config
 from .erasing import VIEWS
 
 DROPOUT_STREAM = 23          # the dropout seed's fourth word
@@ -180,8 +181,7 @@ class SkippedVideos:
     the records of the epochs before a resume."""
 
     def __init__(self, config, n_videos, history=()):
-        data = config["data"]
-        self.policy, self.max_share = data["on_bad_sample"], float(data["max_bad_share"])
+        self.policy, self.max_share = config.data.on_bad_sample, float(config.data.max_bad_share)
         self.n_videos = int(n_videos)
         self.videos = {}            # (subset, video_id) -> entry with its epochs
         self.epoch_entries = []
@@ -262,23 +262,14 @@ def progress_line(record):
 # the run folder
 
 
-def plain(value):
-    """``value`` with every mapping a plain dict (YAML's safe dumper takes no subclass)."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
 def resume_config(run_dir):
-    """The configuration of the run in ``run_dir`` (its config.yaml), over today's defaults:
+    """The ``RunConfig`` of the run in ``run_dir`` (its config.yaml), over today's defaults:
     a key added since the run started gets its default.  Read and checked as any
-    ``--config`` file (``run_config.load_run_config``): a damaged or edited config.yaml is
-    a ValueError naming it, before anything runs.  Its data paths are taken as written:
+    ``--config`` file (``config.load_run_config``), and every section must be there: a
+    damaged or edited config.yaml (bad YAML, a bad value, a missing section) is a
+    ValueError naming it, before anything runs.  Its data paths are taken as written:
     resolved when the run started, or relative to the working folder as ``--set`` gave them."""
-    from .run_config import load_run_config
-    return load_run_config(os.path.join(os.fspath(run_dir), "config.yaml"), rebase_paths=False)
+    return load_run_config(os.path.join(os.fspath(run_dir), "config.yaml"), rebase_paths=False, complete=True)
 
 
 class RunFolder:
@@ -309,7 +300,7 @@ class RunFolder:
                 history = [json.loads(line) for line in f if line.strip()][:start_epoch]
         elif self.write:
             with open(os.path.join(self.out, "config.yaml"), "w") as f:
-                yaml.safe_dump(plain(config), f, sort_keys=False)
+                yaml.safe_dump(config.to_dict(), f, sort_keys=False)
         if self.write:
             with open(self.metrics, "w") as f:       # drop lines of an epoch that did not finish
                 f.writelines(json.dumps(h) + "\n" for h in history)
@@ -322,11 +313,10 @@ class RunFolder:
         never leaves half a checkpoint, and the previous one stays as it was."""
         if not self.write:
             return
-        config = plain(config)
         save_checkpoint_file(run_checkpoint_path(self.out, which),
                              {"model": model_arrays, "optimizer": optimizer_state, "epoch": epoch,
-                              "config": config, "best": best, "classes": list(classes),
-                              "seed": config["train"]["seed"]}, config["model"])
+                              "config": config.to_dict(), "best": best, "classes": list(classes),
+                              "seed": config.train.seed}, config.model.to_dict())
 
     def end_epoch(self, record, history):
         """Append the finished epoch's record to metrics.jsonl and redraw curves.png."""

@@ -25,7 +25,7 @@ from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.precision import DynamicLossScaler
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_common.erasing import VIEWS, RankRows, kept_rows_rng
 from cten_common.training import (EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos, add_validation,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
@@ -47,7 +47,7 @@ FRAMEWORK = "jittor"
 
 
 def check_config(config):
-    """Every key of ``cten_common.run_config.DEFAULTS`` is honoured here (no refusal);
+    """Every key of ``cten_common.config.DEFAULTS`` is honoured here (no refusal);
     ``cten_torch_ref.train.check_config`` lists what its twin refuses."""
     return config
 
@@ -63,37 +63,37 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     from tqdm import tqdm
 
     check_config(config)
-    tc = config["train"]
-    set_kernels(tc["kernels"])
-    device = set_device(tc["device"])
+    tc = config.train
+    set_kernels(tc.kernels)
+    device = set_device(tc.device)
     rank, world = distributed.world()
     main_rank = rank == 0                   # the one that writes (MPI: mpirun -np N)
     progress = progress and main_rank
-    distributed.check_batch(tc["batch_size"])
+    distributed.check_batch(tc.batch_size)
     run = RunFolder(out, write=main_rank)
-    jt.set_global_seed(tc["seed"])
-    bank = FeatureBank(tc["features"]) if tc["features"] else None
-    train_data = build_data(config, config["data"]["train_subset"], train=True, bank=bank)
-    eval_data = build_data(config, config["data"]["eval_subset"], train=False, bank=bank)
+    jt.set_global_seed(tc.seed)
+    bank = FeatureBank(tc.features) if tc.features else None
+    train_data = build_data(config, config.data.train_subset, train=True, bank=bank)
+    eval_data = build_data(config, config.data.eval_subset, train=False, bank=bank)
     classes = train_data.class_names
-    if len(classes) != config["model"]["n_classes"]:
-        raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
+    if len(classes) != config.model.n_classes:
+        raise ValueError(f"model.n_classes is {config.model.n_classes} but the data set "
                          f"has {len(classes)} classes {classes}: add --set model.n_classes={len(classes)}")
-    model = build_model(config["model"], init_seed=tc["seed"])
-    set_sync_batchnorm(model, tc["sync_bn"])
-    set_precision(model, tc["precision"])            # docs/precision.md; master weights stay float32
-    scaler = DynamicLossScaler() if tc["precision"] == "fp16" else None      # fp16's loss scaling
+    model = build_model(config.model, init_seed=tc.seed)
+    set_sync_batchnorm(model, tc.sync_bn)
+    set_precision(model, tc.precision)            # docs/precision.md; master weights stay float32
+    scaler = DynamicLossScaler() if tc.precision == "fp16" else None      # fp16's loss scaling
     for which in ("visual", "audio"):
-        if tc[f"pretrained_{which}"]:
-            load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
+        if getattr(tc, f"pretrained_{which}"):
+            load_pretrained_backbone(model, getattr(tc, f"pretrained_{which}"), which)
     if bank is not None:        # a bank serves this configuration and these backbone weights only
         bank.check(expected_meta(config, model), [it.video_id for it in train_data.items + eval_data.items])
-    backbone_eval = bool(tc["backbone_eval"]) or bank is not None
-    optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-    loader = CTENDataset(train_data, batch_size=tc["batch_size"], shuffle=True,
-                         num_workers=config["data"]["num_workers"], drop_last=True, seed=tc["seed"])
+    backbone_eval = bool(tc.backbone_eval) or bank is not None
+    optimizer = Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    loader = CTENDataset(train_data, batch_size=tc.batch_size, shuffle=True,
+                         num_workers=config.data.num_workers, drop_last=True, seed=tc.seed)
     if len(loader) == 0:
-        raise ValueError(f"{len(train_data)} training videos make no batch of {tc['batch_size']} "
+        raise ValueError(f"{len(train_data)} training videos make no batch of {tc.batch_size} "
                          "(drop_last): lower train.batch_size")
     start, best = 0, {"val_accuracy": -1.0, "epoch": None}
     if resume:
@@ -102,17 +102,17 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         load_adam_state(optimizer, model, ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
     history = run.start(config, start)
-    views = VIEWS if tc["erasing"] else VIEWS[:1]
+    views = VIEWS if tc.erasing else VIEWS[:1]
     skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
     for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
         data.check_before_run(progress)
 
-    last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
+    last_epoch = tc.epochs if stop_after is None else min(tc.epochs, start + stop_after)
     for epoch in tqdm(range(start, last_epoch), desc="epochs", disable=not progress,
-                      initial=start, total=tc["epochs"]):
+                      initial=start, total=tc.epochs):
         began = time.time()
-        jt.set_global_seed(dropout_seed(tc["seed"], epoch, rank))
-        rng = erasing_rng(tc["seed"], epoch)
+        jt.set_global_seed(dropout_seed(tc.seed, epoch, rank))
+        rng = erasing_rng(tc.seed, epoch)
         if world > 1:
             rng = RankRows(rng, rank, world)        # this rank's rows of the batch's draws
         loader.set_epoch(epoch)
@@ -120,16 +120,16 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         if backbone_eval:
             set_train_mode(model.resnet, False)
         meter = EpochMeter(epoch, out, views, distributed.all_sum, world)
-        feed = batches(iter(loader), config["data"]["num_workers"])   # the next batch is made during the step
+        feed = batches(iter(loader), config.data.num_workers)   # the next batch is made during the step
         bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:
             batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
             if batch is None:
                 continue
             step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler=scaler,
-                                theta=tc["theta"], loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
-                                audio_once=tc["audio_once"], bank=bank,
-                                reader=train_data.read_views, erasing=tc["erasing"])
+                                theta=tc.theta, loss=tc.loss, class_names=classes, pcce_lambda=tc.pcce_lambda,
+                                audio_once=tc.audio_once, bank=bank,
+                                reader=train_data.read_views, erasing=tc.erasing)
             for bad in step.get("skipped") or []:      # its erased views failed to read
                 skipped.add(bad, epoch)
             if step["loss"] is None:

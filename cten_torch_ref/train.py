@@ -10,7 +10,7 @@ same keys), last.safetensors and best.safetensors (model and Adam state in the
 same layout), summary.json and curves.png; ``--resume RUN_DIR`` continues a
 run, and a run resumed after epoch k ends with the same weights as a straight one.
 
-Every key of ``cten_common.run_config.DEFAULTS`` is honoured, except those in
+Every key of ``cten_common.config.DEFAULTS`` is honoured, except those in
 REFUSED (a value other than the default is a ValueError before anything runs)
 and NO_OP (Jittor-side ways of computing the same step; accepted, nothing to do).
 """
@@ -27,7 +27,7 @@ from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.evaluation import evaluate_model
 from cten_common.precision import DynamicLossScaler
-from cten_common.run_config import DEFAULTS, load_run_config
+from cten_common.config import DEFAULTS, load_run_config
 from cten_common.erasing import VIEWS, kept_rows_rng
 from cten_common.training import (EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos, add_validation,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
@@ -59,8 +59,9 @@ def check_config(config):
     """Refuse, with a ValueError naming the key, every REFUSED key set to other than its default."""
     for dotted, why in REFUSED.items():
         section, key = dotted.split(".")
-        if config[section][key] != DEFAULTS[section][key]:
-            raise ValueError(f"{dotted} = {config[section][key]!r} is refused by cten_torch_ref.train: {why}")
+        value = getattr(getattr(config, section), key)
+        if value != DEFAULTS[section][key]:
+            raise ValueError(f"{dotted} = {value!r} is refused by cten_torch_ref.train: {why}")
     return config
 
 
@@ -75,31 +76,31 @@ def train(config, out, resume=False, progress=True, stop_after=None):
     from tqdm import tqdm
 
     check_config(config)
-    tc = config["train"]
-    device = set_device(tc["device"])
+    tc = config.train
+    device = set_device(tc.device)
     rank, world = 0, 1                      # one process
     run = RunFolder(out)
-    torch.manual_seed(tc["seed"])
-    train_data = build_data(config, config["data"]["train_subset"], train=True)
-    eval_data = build_data(config, config["data"]["eval_subset"], train=False)
+    torch.manual_seed(tc.seed)
+    train_data = build_data(config, config.data.train_subset, train=True)
+    eval_data = build_data(config, config.data.eval_subset, train=False)
     classes = train_data.class_names
-    if len(classes) != config["model"]["n_classes"]:
-        raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
+    if len(classes) != config.model.n_classes:
+        raise ValueError(f"model.n_classes is {config.model.n_classes} but the data set "
                          f"has {len(classes)} classes {classes}: add --set model.n_classes={len(classes)}")
-    model = build_model(config["model"], init_seed=tc["seed"])
+    model = build_model(config.model, init_seed=tc.seed)
     for which in ("visual", "audio"):
-        if tc[f"pretrained_{which}"]:
-            load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
+        if getattr(tc, f"pretrained_{which}"):
+            load_pretrained_backbone(model, getattr(tc, f"pretrained_{which}"), which)
     model.to(device)
-    set_precision(model, tc["precision"])            # docs/precision.md; master weights stay float32
-    scaler = DynamicLossScaler() if tc["precision"] == "fp16" else None      # fp16's loss scaling
-    backbone_eval = bool(tc["backbone_eval"])
-    optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-    dataset = CTENDataset(train_data, seed=tc["seed"])
-    loader = dataset.loader(batch_size=tc["batch_size"], shuffle=True,
-                            num_workers=config["data"]["num_workers"], drop_last=True)
+    set_precision(model, tc.precision)            # docs/precision.md; master weights stay float32
+    scaler = DynamicLossScaler() if tc.precision == "fp16" else None      # fp16's loss scaling
+    backbone_eval = bool(tc.backbone_eval)
+    optimizer = Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    dataset = CTENDataset(train_data, seed=tc.seed)
+    loader = dataset.loader(batch_size=tc.batch_size, shuffle=True,
+                            num_workers=config.data.num_workers, drop_last=True)
     if len(loader) == 0:
-        raise ValueError(f"{len(train_data)} training videos make no batch of {tc['batch_size']} "
+        raise ValueError(f"{len(train_data)} training videos make no batch of {tc.batch_size} "
                          "(drop_last): lower train.batch_size")
     start, best = 0, {"val_accuracy": -1.0, "epoch": None}
     if resume:
@@ -108,32 +109,32 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         load_adam_state(optimizer, model, ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
     history = run.start(config, start)
-    views = VIEWS if tc["erasing"] else VIEWS[:1]
+    views = VIEWS if tc.erasing else VIEWS[:1]
     skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
     for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
         data.check_before_run(progress)
 
-    last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
+    last_epoch = tc.epochs if stop_after is None else min(tc.epochs, start + stop_after)
     for epoch in tqdm(range(start, last_epoch), desc="epochs (torch)", disable=not progress,
-                      initial=start, total=tc["epochs"]):
+                      initial=start, total=tc.epochs):
         began = time.time()
-        torch.manual_seed(dropout_seed(tc["seed"], epoch, rank))
-        rng = erasing_rng(tc["seed"], epoch)
+        torch.manual_seed(dropout_seed(tc.seed, epoch, rank))
+        rng = erasing_rng(tc.seed, epoch)
         dataset.set_epoch(epoch)
         model.train()
         if backbone_eval:
             model.resnet.eval()            # the frozen backbone's BatchNorm on running statistics
         meter = EpochMeter(epoch, out, views)
-        feed = batches(iter(loader), config["data"]["num_workers"])   # the next batch is made during the step
+        feed = batches(iter(loader), config.data.num_workers)   # the next batch is made during the step
         bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:
             batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
             if batch is None:
                 continue
             step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler=scaler,
-                                theta=tc["theta"], loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
-                                reader=train_data.read_views, erasing=tc["erasing"],
-                                audio_once=tc["audio_once"])
+                                theta=tc.theta, loss=tc.loss, class_names=classes, pcce_lambda=tc.pcce_lambda,
+                                reader=train_data.read_views, erasing=tc.erasing,
+                                audio_once=tc.audio_once)
             for bad in step.get("skipped") or []:      # its erased views failed to read
                 skipped.add(bad, epoch)
             if step["loss"] is None:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from cten_common.precision import DynamicLossScaler, check_device, check_precision
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_jt.kernels.rounding import round_to
 from cten_jt.models import CTEN as JCTEN
 from cten_jt.precision import layer_precisions as j_layers, set_precision as j_set
@@ -88,8 +88,8 @@ def test_precision_names_and_devices():
         with pytest.raises(ValueError, match=f"{p} runs on a CUDA GPU only"):
             check_device(p, on_gpu=False)
         assert check_device(p, on_gpu=True) == p
-    assert load_run_config(overrides=["train.precision=bf16"])["train"]["precision"] == "bf16"
-    assert load_run_config()["train"]["precision"] == "fp32"
+    assert load_run_config(overrides=["train.precision=bf16"]).train.precision == "bf16"
+    assert load_run_config().train.precision == "fp32"
     with pytest.raises(ValueError, match="train.precision"):
         load_run_config(overrides=["train.precision=int8"])
 

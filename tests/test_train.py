@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from helpers import make_tiny_run, run_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

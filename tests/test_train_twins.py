@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from cten_common.config import ModelConfig
-from cten_common.run_config import DEFAULTS, load_run_config
+from cten_common.config import DEFAULTS, ModelConfig, RunConfig, load_run_config
 from cten_common.checkpoint_io.filter import AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT, backbone_shapes
 from cten_common.checkpoint_io.safetensors_io import save_weights_file
 from helpers import make_tiny_run, run_checkpoint
 
 H, R, N = "honoured", "refused", "no-op"
-# Every key of cten_common.run_config.DEFAULTS: what each trainer does with it.  "honoured":
+# Every key of cten_common.config.DEFAULTS: what each trainer does with it.  "honoured":
 # the trainer reads it (checked below by a run that records every read); "refused": a value
 # other than the default is a ValueError naming the key before anything runs; "no-op":
 # accepted and documented in the twin's NO_OP as a Jittor-side way of computing the same step.
@@ -61,21 +60,28 @@ def test_the_twin_refuses_with_a_message_naming_the_key(key, tmp_path):
     check_config(load_run_config(None))              # the default passes
 
 
-class Reads(dict):
-    """A configuration section that records the keys read from it (``[]`` and ``get``;
-    copying it whole to write config.yaml or a checkpoint does not count)."""
+def reading(config, log, prefix=""):
+    """A copy of the configuration dataclass ``config`` (a ``RunConfig`` or one of its
+    sections) that adds ``prefix + field`` to ``log`` for every field read from it; its
+    sections are such copies too (names like ``train.lr``).  ``to_dict``, which copies a
+    configuration whole to write config.yaml or a checkpoint, does not count."""
+    fields = type(config).__dataclass_fields__
 
-    def __init__(self, section, values, log):
-        super().__init__({k: Reads(k, v, log) if isinstance(v, dict) else v for k, v in values.items()})
-        self.section, self.log = section, log
+    class Reads(type(config)):
+        def __getattribute__(self, name):
+            if name in fields and object.__getattribute__(self, "__dict__").get("_log") is not None:
+                log.add(prefix + name)
+            return super().__getattribute__(name)
 
-    def __getitem__(self, key):
-        self.log.add(f"{self.section}.{key}")
-        return super().__getitem__(key)
+        def to_dict(self):
+            return config.to_dict()
 
-    def get(self, key, default=None):
-        self.log.add(f"{self.section}.{key}")
-        return super().get(key, default)
+    values = {name: getattr(config, name) for name in fields}
+    if isinstance(config, RunConfig):
+        values = {name: reading(value, log, f"{name}.") for name, value in values.items()}
+    copy = Reads(**values)
+    object.__setattr__(copy, "_log", log)       # made and checked: from here on, reads count
+    return copy
 
 
 def _backbone_file(path, model_shapes, backbone, seed):
@@ -112,7 +118,7 @@ def pretrained(tiny):
     from cten_torch_ref.models.state import state_shapes
     from cten_torch_ref.models import build_model
     root, path = tiny
-    shapes = state_shapes(build_model(load_run_config(str(path))["model"]))
+    shapes = state_shapes(build_model(load_run_config(str(path)).model))
     return {which: (root / f"{which}.safetensors",
                     _backbone_file(root / f"{which}.safetensors", shapes, which, seed))
             for which, seed in (("visual", 11), ("audio", 12))}
@@ -137,8 +143,7 @@ def test_honoured_keys_are_read_and_pretrained_backbones_loaded(framework, tiny,
                                          f"train.pretrained_visual={pretrained['visual'][0]}",
                                          f"train.pretrained_audio={pretrained['audio'][0]}"])
     reads = set()
-    _trainer(framework).train(Reads("", config, reads), str(tmp_path / "run"), progress=False)
-    reads = {k.lstrip(".") for k in reads}
+    _trainer(framework).train(reading(config, reads), str(tmp_path / "run"), progress=False)
     honoured = {k for k, d in DECISIONS.items() if d[framework] == H and not k.startswith("model.")}
     assert honoured - reads == set(), f"{framework} never reads {sorted(honoured - reads)}"
     assert "model" in reads                     # the section, whole, to ModelConfig
@@ -156,7 +161,7 @@ def test_the_twin_loads_a_backbone_through_the_strict_path(tiny, pretrained, tmp
     from cten_torch_ref.checkpoint import load_pretrained_backbone
     from cten_torch_ref.models import build_model
     root, path = tiny
-    model = build_model(load_run_config(str(path))["model"])
+    model = build_model(load_run_config(str(path)).model)
     from safetensors.numpy import load_file
     arrays = load_file(str(pretrained["visual"][0]))
     arrays["layer1.0.conv1.weight"] = arrays["layer1.0.conv1.weight"][:1]
@@ -229,7 +234,7 @@ def test_both_trainers_write_the_same_first_epoch(tiny, tmp_path):
     summary = json.loads((tmp_path / "torch" / "summary.json").read_text())
     n = {"val_accuracy": summary["eval_videos"], "val_accuracy_mean_views": summary["eval_videos"]}
     for key in COUNTED:
-        one = 0.5 / config["model"]["n_classes"] if key == "val_mAP" else 1 / n.get(key, summary["train_videos"])
+        one = 0.5 / config.model.n_classes if key == "val_mAP" else 1 / n.get(key, summary["train_videos"])
         bound = FACTOR * table[key]["floor"] + one + 1e-9
         assert table[key]["jittor"] <= bound, (key, j[key], t[key], table[key], bound)
     assert j["epoch"] == t["epoch"] == 1 and j["bank_exact_fraction"] is t["bank_exact_fraction"] is None
@@ -341,14 +346,14 @@ def test_both_trainers_train_in_bf16_with_float32_checkpoints(framework, tiny, t
     with open(tmp_path / "run" / "metrics.jsonl") as f:
         record = json.loads(f.readline())
     assert all(np.isfinite(record["step_losses"]))
-    assert load_run_config(str(tmp_path / "run" / "config.yaml"), rebase_paths=False)["train"]["precision"] == "bf16"
+    assert load_run_config(str(tmp_path / "run" / "config.yaml"), rebase_paths=False).train.precision == "bf16"
     ckpt = run_checkpoint(tmp_path / "run")
     floats = {k: v for k, v in ckpt["model"].items() if v.dtype.kind == "f"}
     assert floats and all(v.dtype == np.float32 for v in floats.values())
     if framework == "jittor":
         from cten_jt.models import build_model
         import cten_jt
-        model = build_model(config["model"], init_seed=0)
+        model = build_model(config.model, init_seed=0)
         cten_jt.load_weights(model, str(tmp_path / "run" / "last.safetensors"))
         assert model.precision == "fp32"
         # and the commands take --precision: bf16 evaluates it, fp16 on this CPU is exit 2
