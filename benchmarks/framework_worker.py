@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from benchmarks.common import timed
+from cten_common.step import ErasingOptions
 
 MEASURES = ("forward_train", "train_step", "inference", "backbone_inference")
 JT_ENV = ("use_sfrl_allocator", "use_stat_allocator", "use_temp_allocator", "lazy_execution", "trace_py_var")
@@ -116,7 +117,7 @@ class _Jittor:
     def train_step(self, rng):
         self.model.train()
         self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
-                                audio_once=self.audio_once)
+                                options=ErasingOptions(audio_once=self.audio_once))
 
     def inference(self):
         self.model.eval()
@@ -166,7 +167,7 @@ class _Torch:
     def train_step(self, rng):
         self.model.train()
         self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
-                                audio_once=self.audio_once)
+                                options=ErasingOptions(audio_once=self.audio_once))
         self.sync()
 
     def inference(self):

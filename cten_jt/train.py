@@ -26,7 +26,8 @@ from cten_common.data.errors import DataError
 from cten_common.data.prefetch import batches
 from cten_common.precision import DynamicLossScaler
 from cten_common.config import load_run_config
-from cten_common.erasing import VIEWS, RankRows, kept_rows_rng
+from cten_common.erasing import RankRows, kept_rows_rng
+from cten_common.step import ErasingOptions
 from cten_common.training import (EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos, add_validation,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
@@ -102,7 +103,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         load_adam_state(optimizer, model, ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
     history = run.start(config, start)
-    views = VIEWS if tc.erasing else VIEWS[:1]
+    erasing = ErasingOptions.from_train_config(tc, classes)
     skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
     for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
         data.check_before_run(progress)
@@ -119,17 +120,15 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         model.train()
         if backbone_eval:
             set_train_mode(model.resnet, False)
-        meter = EpochMeter(epoch, out, views, distributed.all_sum, world)
+        meter = EpochMeter(epoch, out, erasing.views, distributed.all_sum, world)
         feed = batches(iter(loader), config.data.num_workers)   # the next batch is made during the step
         bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:
             batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
             if batch is None:
                 continue
-            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler=scaler,
-                                theta=tc.theta, loss=tc.loss, class_names=classes, pcce_lambda=tc.pcce_lambda,
-                                audio_once=tc.audio_once, bank=bank,
-                                reader=train_data.read_views, erasing=tc.erasing)
+            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), options=erasing, scaler=scaler,
+                                bank=bank, reader=train_data.read_views)
             for bad in step.get("skipped") or []:      # its erased views failed to read
                 skipped.add(bad, epoch)
             if step["loss"] is None:

@@ -28,7 +28,8 @@ from cten_common.data.prefetch import batches
 from cten_common.evaluation import evaluate_model
 from cten_common.precision import DynamicLossScaler
 from cten_common.config import DEFAULTS, load_run_config
-from cten_common.erasing import VIEWS, kept_rows_rng
+from cten_common.erasing import kept_rows_rng
+from cten_common.step import ErasingOptions
 from cten_common.training import (EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos, add_validation,
                                   dropout_seed, erasing_rng, improved_best, progress_line,
                                   resume_config, run_summary)
@@ -109,7 +110,7 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         load_adam_state(optimizer, model, ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
     history = run.start(config, start)
-    views = VIEWS if tc.erasing else VIEWS[:1]
+    erasing = ErasingOptions.from_train_config(tc, classes)
     skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
     for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
         data.check_before_run(progress)
@@ -124,17 +125,15 @@ def train(config, out, resume=False, progress=True, stop_after=None):
         model.train()
         if backbone_eval:
             model.resnet.eval()            # the frozen backbone's BatchNorm on running statistics
-        meter = EpochMeter(epoch, out, views)
+        meter = EpochMeter(epoch, out, erasing.views)
         feed = batches(iter(loader), config.data.num_workers)   # the next batch is made during the step
         bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
         for batch in bar:
             batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
             if batch is None:
                 continue
-            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler=scaler,
-                                theta=tc.theta, loss=tc.loss, class_names=classes, pcce_lambda=tc.pcce_lambda,
-                                reader=train_data.read_views, erasing=tc.erasing,
-                                audio_once=tc.audio_once)
+            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), options=erasing, scaler=scaler,
+                                reader=train_data.read_views)
             for bad in step.get("skipped") or []:      # its erased views failed to read
                 skipped.add(bad, epoch)
             if step["loss"] is None:

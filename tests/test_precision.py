@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from cten_common.precision import DynamicLossScaler, check_device, check_precision
 from cten_common.config import load_run_config
+from cten_common.step import ErasingOptions
 from cten_jt.kernels.rounding import round_to
 from cten_jt.models import CTEN as JCTEN
 from cten_jt.precision import layer_precisions as j_layers, set_precision as j_set
@@ -256,7 +257,8 @@ def test_erasing_step_in_bf16_within_the_floor():
 
     VIEWS = ("original", "context", "keyframe")
     batch = _batch()
-    opts = dict(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5, reader=_reader(batch))
+    opts = dict(options=ErasingOptions(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5),
+                reader=_reader(batch))
 
     def step(t_model, j_model):
         t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(3), **opts)
@@ -290,7 +292,7 @@ def test_loss_scaling_changes_nothing_until_it_overflows_then_skips(framework):
     from test_engine import CFG, CLASSES, _batch, _reader
 
     batch = _batch()
-    opts = dict(theta=0.7, loss="ce", class_names=CLASSES, reader=_reader(batch))
+    opts = dict(options=ErasingOptions(theta=0.7, loss="ce", class_names=CLASSES), reader=_reader(batch))
     if framework == "jittor":
         import cten_jt.optim
         from cten_jt import engine
