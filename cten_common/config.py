@@ -111,13 +111,37 @@ def check_fields(config, rules):
         raise ValueError("; ".join(problems))
 
 
+class _Section:
+    """``to_dict``/``replace``/``from_dict`` of a configuration section: a frozen dataclass
+    whose ``section`` names it in config.yaml and in messages (model, data, train)."""
+    section = ""
+
+    def to_dict(self):
+        return asdict(self)
+
+    def replace(self, **changes):
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values):
+        """The section from a mapping of its keys; a key it lacks gets its default."""
+        if not isinstance(values, dict):
+            raise ValueError(f"setting '{cls.section}' must be a mapping, got {values!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.section} settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
 # ---------------------------------------------------------------------------
 # the model
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Section):
     """Constructor arguments of ``CTEN`` in both frameworks (reference defaults)."""
+    section = "model"
     n_classes: int = 8
     seq_len: int = 16
     snippet_duration: int = 16
@@ -175,21 +199,6 @@ class ModelConfig:
     def audio_frames(self):
         return AUDIO_FRAMES_PER_SEGMENT * self.audio_n_segments
 
-    def to_dict(self):
-        return asdict(self)
-
-    def replace(self, **changes):
-        return replace(self, **changes)
-
-    @classmethod
-    def from_dict(cls, values):
-        if not isinstance(values, dict):
-            raise ValueError(f"setting 'model' must be a mapping, got {values!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 def _stage_blocks(shapes, stage_prefix):
@@ -243,29 +252,6 @@ def infer_config(shapes, **overrides):
 
 # ---------------------------------------------------------------------------
 # a run's configuration
-
-
-class _Section:
-    """``to_dict``/``from_dict`` of a run configuration's section (a frozen dataclass
-    whose ``section`` names it in config.yaml and in messages)."""
-    section = ""
-
-    def to_dict(self):
-        return asdict(self)
-
-    def replace(self, **changes):
-        return replace(self, **changes)
-
-    @classmethod
-    def from_dict(cls, values):
-        """The section from a mapping of its keys; a key it lacks gets its default."""
-        if not isinstance(values, dict):
-            raise ValueError(f"setting '{cls.section}' must be a mapping, got {values!r}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown setting '{cls.section}.{unknown[0]}'; known: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass(frozen=True)

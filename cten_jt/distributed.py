@@ -32,10 +32,6 @@ def world():
     return int(jt.rank), int(jt.world_size)
 
 
-def is_main():
-    return world()[0] == 0
-
-
 def all_sum(array):
     """The elementwise sum of a numpy array over the ranks (float64)."""
     array = np.asarray(array, np.float64)
@@ -44,11 +40,3 @@ def all_sum(array):
     with jt.flag_scope(auto_convert_64_to_32=0):      # jt.array would make float64 float32
         return jt.array(array).mpi_all_reduce("add").numpy().reshape(array.shape)
 
-
-def check_batch(batch_size):
-    """The global batch must split evenly across the ranks."""
-    rank, size = world()
-    if batch_size % size:
-        raise ValueError(f"train.batch_size {batch_size} does not split across {size} MPI ranks: "
-                         f"use a multiple of {size} (it is the global batch; each rank takes "
-                         f"batch_size / {size})")

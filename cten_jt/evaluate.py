@@ -14,24 +14,19 @@ import os
 import sys
 
 import cten_jt
-from cten_common import evaluation
 from cten_common.checkpoint_io.errors import CheckpointError
 from cten_common.data.errors import DataError
 from cten_common.evaluation import plot_confusion, print_report
-from cten_jt.engine import predict_batch
+from cten_jt.backend import BACKEND
 from cten_jt.switches import set_kernels
 
 
 def evaluate_model(model, data, train_config, batch_size=None, progress=True, bank=None):
     """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData`` with
-    ``train_config`` (a ``TrainConfig``); under MPI
-    the videos are split across the ranks and every prediction is gathered.  ``bank``:
-    the data's FeatureBank (the context view is looked up there too)."""
-    import functools
-    from cten_jt import distributed
-    predict = functools.partial(predict_batch, bank=bank) if bank is not None else predict_batch
-    return evaluation.evaluate_model(model, data, train_config, predict, batch_size, progress,
-                                     shard=distributed.world(), all_sum=distributed.all_sum)
+    ``train_config`` (a ``TrainConfig``): ``cten_common.backend.Backend.evaluate`` on
+    Jittor.  Under MPI the videos are split across the ranks and every prediction is
+    gathered.  ``bank``: the data's FeatureBank (the context view is looked up there too)."""
+    return BACKEND.evaluate(model, data, train_config, bank, progress, batch_size)
 
 
 def main(argv=None):

@@ -41,7 +41,9 @@ def test_every_configuration_key_has_a_decision_for_both_trainers():
     assert set(DECISIONS) == _all_keys(), (sorted(_all_keys() - set(DECISIONS)),
                                            sorted(set(DECISIONS) - _all_keys()))
     assert set(DEFAULTS["model"]) == {f.name for f in ModelConfig.__dataclass_fields__.values()}
-    from cten_torch_ref.train import NO_OP, REFUSED
+    from cten_common.backend import refused_keys
+    from cten_torch_ref.backend import BACKEND
+    REFUSED, NO_OP = refused_keys(BACKEND), BACKEND.no_op
     assert set(REFUSED) == {k for k, d in DECISIONS.items() if d["torch"] == R}
     assert set(NO_OP) == {k for k, d in DECISIONS.items() if d["torch"] == N}
     assert all(d["jittor"] == H for d in DECISIONS.values())
@@ -49,15 +51,17 @@ def test_every_configuration_key_has_a_decision_for_both_trainers():
 
 @pytest.mark.parametrize("key", sorted(k for k, d in DECISIONS.items() if d["torch"] == R))
 def test_the_twin_refuses_with_a_message_naming_the_key(key, tmp_path):
-    from cten_torch_ref.train import check_config, train
+    from cten_common.backend import check_capabilities
+    from cten_torch_ref.backend import BACKEND
+    from cten_torch_ref.train import train
     section, name = key.split(".")
     config = load_run_config(None, [f"{key}={json.dumps(REFUSED_VALUES[key])}"])
     with pytest.raises(ValueError, match=rf"{key} = .* is refused by cten_torch_ref.train: "):
-        check_config(config)
+        check_capabilities(config, BACKEND)
     with pytest.raises(ValueError, match=key):       # before anything: no data, no folder
         train(config, str(tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()
-    check_config(load_run_config(None))              # the default passes
+    check_capabilities(load_run_config(None), BACKEND)              # the default passes
 
 
 def reading(config, log, prefix=""):
