@@ -338,6 +338,29 @@ def test_resuming_from_a_damaged_config_yaml_is_a_clear_exit_2(framework, text, 
 
 
 @pytest.mark.parametrize("framework", ["jittor", "torch"])
+@pytest.mark.parametrize("text, problem", [
+    ("model: {}\ndata: {}\ntrain: {epochs: [oops\n", "not valid YAML"),
+    ("model: {}\ndata: {}\ntrain: {lr: -1}\n", "train.lr must be a number >= 0, got -1"),
+    ("model: {}\ndata: {num_workers: many}\ntrain: {}\n", "data.num_workers must be an integer >= 0"),
+    ("model: {}\ntrain: {epochs: 3}\n", "the section 'data' is missing"),
+    ("model: {}\ndata: {}\ntrain: 3\n", "setting 'train' must be a mapping"),
+])
+def test_every_damage_to_a_run_folders_config_yaml_is_one_line_naming_it(framework, text, problem, tmp_path,
+                                                                          capsys):
+    """``--resume``: bad YAML, a bad value and a missing section alike are exit 2 with one
+    error line that names the folder's config.yaml, before the checkpoint is read."""
+    import importlib
+    main = importlib.import_module("cten_jt.train" if framework == "jittor" else "cten_torch_ref.train").main
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(text)
+    (run / "last.safetensors").write_bytes(b"not read: the configuration is refused first")
+    assert main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'config.yaml'}: ") and problem in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
 def test_both_trainers_train_in_bf16_with_float32_checkpoints(framework, tiny, tmp_path):
     """train.precision=bf16: an epoch trains (finite losses, the weights move), the run's
     config records the precision, and the checkpoint is float32, loadable by a float32 run;
