@@ -1,8 +1,8 @@
-"""The framework-free half of training, shared by ``cten_jt.train`` and ``cten_torch_ref.train``.
+"""The pieces of the training loop (``cten_common.fit``) that are no framework's.
 
-The two trainers keep what is the framework's: the model, the optimiser, the
-step (``engine.erasing_step``), the device and the checkpoint's arrays.
-Everything else is here, once, so that the twins cannot drift apart:
+The loop asks its backend (``cten_common.backend``) for the model, the optimiser,
+the step, the device and the checkpoint's arrays; these are its other parts,
+used by both frameworks alike:
 
 * the per-epoch generators: a run's epoch ``e`` draws its shuffle order, its
   samples, its erasing and its dropout from ``(seed, e)`` alone, so a resumed
