@@ -31,6 +31,7 @@ def _jittor(config, reps):
     import jittor as jt
     from benchmarks.framework_worker import make_batch
     from cten_common.erasing import ClipViews
+    from cten_common.step import ErasingOptions
     from cten_jt import engine
     from cten_jt.models import build_model
     from cten_jt.optim import Adam
@@ -59,7 +60,8 @@ def _jittor(config, reps):
 
     def train_step():
         model.train()
-        engine.erasing_step(model, optimizer, on_device, np.random.default_rng(0), reader=reader, audio_once=True)
+        engine.erasing_step(model, optimizer, on_device, np.random.default_rng(0), reader=reader,
+                            options=ErasingOptions(audio_once=True))
         jt.sync_all(True)
     return _alternate({"inference": inference, "backbone": backbone, "train_step": train_step},
                       lambda p: set_precision(model, p), reps)
@@ -106,8 +108,8 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "precision_cpu.json"))
     p.add_argument("--framework", choices=("jittor", "torch"), help=argparse.SUPPRESS)   # the worker's side
     a = p.parse_args(argv)
-    from cten_common.run_config import load_run_config
-    config = load_run_config(a.config)
+    from cten_common.config import load_run_config
+    config = load_run_config(a.config).to_dict()
     if a.framework:
         print(json.dumps((_jittor if a.framework == "jittor" else _torch)(config, a.reps)))
         return 0

@@ -73,8 +73,8 @@ def timed(fn, iters, warmup, sync):
 
 def ensure_synthetic(config):
     """Make the synthetic data set that run config ``config`` reads, unless it exists."""
-    from cten_common.run_config import load_run_config
-    ann = load_run_config(config)["data"]["annotation"]
+    from cten_common.config import load_run_config
+    ann = load_run_config(config).data.annotation
     if ann and not os.path.exists(ann):
         root = os.path.dirname(ann)
         print(f"making the synthetic set in {root}")

@@ -37,7 +37,7 @@ import textwrap
 import time
 
 from benchmarks.common import describe, ensure_synthetic, reuse_or_run, worker_folder
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ("jittor", "torch")
@@ -313,7 +313,7 @@ def main(argv=None):
     description = (f"batch {runs['jittor'][0]['batch']}, T={m['seq_len']} segments of {m['snippet_duration']}x"
                    f"{m['sample_size']}x{m['sample_size']}, audio {100 * m['audio_n_segments']}x128, "
                    f"3D ResNet-{m['visual_depth']}, audio {m['audio_arch']}; {a.repeats} processes x {a.iters} "
-                   f"iterations per framework; {algorithm(load_run_config(a.config, a.set)['train']['audio_once'])}"
+                   f"iterations per framework; {algorithm(load_run_config(a.config, a.set).train.audio_once)}"
                    f"; {a.precision}")
     loads = [r["loadavg_start"] for fw in FRAMEWORKS for r in runs[fw] if r.get("loadavg_start")]
     started = min([r["started_utc"] for fw in FRAMEWORKS for r in runs[fw] if r.get("started_utc")] + [started])

@@ -454,7 +454,7 @@ def peak_markdown(result):
 # --------------------------------------------------------------------------- CLI
 
 def main(argv=None):
-    from cten_common.run_config import load_run_config
+    from cten_common.config import load_run_config
     p = argparse.ArgumentParser(prog="benchmarks.flops", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="a run configuration YAML (default: the built-in defaults)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -471,7 +471,7 @@ def main(argv=None):
                    help="seconds one probe case may take; a slower case reports its pilot (default 15)")
     args = p.parse_args(argv)
     try:
-        config = load_run_config(args.config, args.set)
+        config = load_run_config(args.config, args.set).to_dict()
     except ValueError as exc:
         print(f"benchmarks.flops: {exc}", file=sys.stderr)
         return 2

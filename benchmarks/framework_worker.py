@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from benchmarks.common import timed
+from cten_common.step import ErasingOptions
 
 MEASURES = ("forward_train", "train_step", "inference", "backbone_inference")
 JT_ENV = ("use_sfrl_allocator", "use_stat_allocator", "use_temp_allocator", "lazy_execution", "trace_py_var")
@@ -116,7 +117,7 @@ class _Jittor:
     def train_step(self, rng):
         self.model.train()
         self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
-                                audio_once=self.audio_once)
+                                options=ErasingOptions(audio_once=self.audio_once))
 
     def inference(self):
         self.model.eval()
@@ -166,7 +167,7 @@ class _Torch:
     def train_step(self, rng):
         self.model.train()
         self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
-                                audio_once=self.audio_once)
+                                options=ErasingOptions(audio_once=self.audio_once))
         self.sync()
 
     def inference(self):
@@ -234,8 +235,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.framework == "torch":
         import torch  # noqa: F401  (before Jittor would be imported: never in this process)
-    from cten_common.run_config import load_run_config
-    config = load_run_config(a.config, a.set)
+    from cten_common.config import load_run_config
+    config = load_run_config(a.config, a.set).to_dict()
     batch = a.batch or config["train"]["batch_size"]
     t0 = time.perf_counter()
     sampler = _DeviceMemorySampler() if a.device == "cuda" else None

@@ -130,8 +130,8 @@ def main(argv=None):
         p.error(f"unknown levers {unknown}; known: {list(LEVERS)}")
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     runs = []
-    from cten_common.run_config import load_run_config
-    rc = load_run_config(a.config, a.set)
+    from cten_common.config import load_run_config
+    rc = load_run_config(a.config, a.set).to_dict()
     mc, batch = rc["model"], a.batch or rc["train"]["batch_size"]
     description = (f"batch {batch}, T={mc['seq_len']} segments of {mc['snippet_duration']}x{mc['sample_size']}x"
                    f"{mc['sample_size']}, 3D ResNet-{mc['visual_depth']}, audio {mc['audio_arch']}; fp32; "

@@ -96,11 +96,12 @@ def train_variant(variant, config, out):
         import cten_torch_ref.train as trainer
     steps = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(trainer, "erasing_step", _recording(trainer.erasing_step, steps)))
+        stack.enter_context(mock.patch.object(trainer.BACKEND, "erasing_step",
+                                              _recording(trainer.BACKEND.erasing_step, steps)))
         if variant == "torch-no-onednn":
             stack.enter_context(_onednn_off())
         if variant.endswith("-ulp"):               # torch-ulp, or jittor-ulp (tests/test_distributed.py)
-            stack.enter_context(mock.patch.object(trainer, "build_model", perturbed(trainer)))
+            stack.enter_context(mock.patch.object(trainer.BACKEND, "build_model", perturbed(trainer.BACKEND)))
         trainer.train(config, str(out), progress=False)
     with open(os.path.join(str(out), "metrics.jsonl")) as f:
         record = json.loads(f.readline())
@@ -145,7 +146,7 @@ def main(argv=None):
     import cten_jt  # noqa: F401
     from pathlib import Path
     make_tiny_run = _test_helpers().make_tiny_run      # the test's own tiny configuration
-    from cten_common.run_config import load_run_config
+    from cten_common.config import load_run_config
     root = Path(a.out + "_runs")
     root.mkdir(parents=True, exist_ok=True)
     path = make_tiny_run(root)

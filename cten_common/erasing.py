@@ -43,7 +43,9 @@ import numpy as np
 
 from .data.sampling import sample_train_uniform
 
-DEFAULT_THETA = 0.7
+DEFAULT_THETA = 0.7          # the erasing threshold's default (train.theta)
+#: the views a training step takes: the original, then the two erased ones
+VIEWS = ("original", "context", "keyframe")
 
 
 def thresholds(gamma, theta=DEFAULT_THETA):

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def evaluate_model(model, data, train_config, predict_batch, batch_size=None, progress=True,
                    shard=(0, 1), all_sum=None):
-    """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``: accuracy of
+    """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``, with the
+    batch size, seed, theta and detection threshold of ``train_config`` (a ``TrainConfig``): accuracy of
     the original view and of the mean of original and context views, per class, the
     confusion matrix, and weak detection where the items have ground-truth spans.
 
@@ -41,7 +42,7 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
 
     model.eval()
     rank, size = shard
-    bs = batch_size or train_config["batch_size"]
+    bs = batch_size or train_config.batch_size
     n = len(data)
     n_classes, n_segments = len(data.class_names), data.clip.n_segments
     # per video: label, n_frames, fps, logits, context logits, gamma (float64, gathered)
@@ -54,12 +55,12 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
         batch = collate(data.load_many(range(start, stop)))
         skipped += batch.pop("skipped", [])
         rows = np.arange(start, stop)[batch.pop("slot")] if "slot" in batch else np.arange(start, stop)
-        rng = np.random.default_rng([int(train_config["seed"]), start])   # the context view
+        rng = np.random.default_rng([int(train_config.seed), start])   # the context view
         if "slots" in batch:
             rng = KeptRows(rng, rows - start, batch.pop("slots"))
         if not len(rows):
             continue
-        out = predict_batch(model, batch, rng, train_config["theta"], reader=data.read_views)
+        out = predict_batch(model, batch, rng, train_config.theta, reader=data.read_views)
         kept = out.get("rows")
         if kept is not None:              # a video's context view failed to read: left out too
             skipped += out["skipped"]
@@ -82,7 +83,7 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
     report = classification_report(labels, logits, data.class_names)
     report["accuracy_mean_views"] = mean_of_views_accuracy(labels, logits, context)
     probs = softmax(logits)
-    threshold = train_config.get("detection_threshold", 0.5)
+    threshold = train_config.detection_threshold
     timings = [data.timing(int(i)) for i in keep]
     dets = {item.video_id: detections_for_video(gamma[i], int(n_frames[i]), timings[i].fps, probs[i],
                                                 threshold, timings[i].boundaries(int(n_frames[i])))

@@ -5,6 +5,8 @@ predicted class has the opposite polarity of its label weighs 1 + lambda.
 """
 import numpy as np
 
+LOSSES = ("ce", "pcce")      # train.loss: cross-entropy, or PCCE-weighted cross-entropy
+
 POSITIVE = {"Anticipation", "Joy", "Surprise", "Trust", "joy", "surprise", "Happy"}
 NEGATIVE = {"Anger", "Disgust", "Fear", "Sadness", "anger", "disgust", "fear", "sadness",
             "Sad"}

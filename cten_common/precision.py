@@ -57,10 +57,11 @@ def add_precision_option(parser):
 
 
 def apply_precision_option(config, precision):
-    """``config`` with ``train.precision`` set from a ``--precision`` value (None: kept)."""
-    if precision is not None:
-        config.setdefault("train", {})["precision"] = check_precision(precision, "--precision")
-    return config
+    """``config`` (a ``RunConfig``) with ``train.precision`` set from a ``--precision`` value
+    (None: ``config`` as it is)."""
+    if precision is None:
+        return config
+    return config.updated({"train": {"precision": check_precision(precision, "--precision")}})
 
 
 class DynamicLossScaler:

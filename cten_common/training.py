@@ -1,8 +1,8 @@
-"""The framework-free half of training, shared by ``cten_jt.train`` and ``cten_torch_ref.train``.
+"""The pieces of the training loop (``cten_common.fit``) that are no framework's.
 
-The two trainers keep what is the framework's: the model, the optimiser, the
-step (``engine.erasing_step``), the device and the checkpoint's arrays.
-Everything else is here, once, so that the twins cannot drift apart:
+The loop asks its backend (``cten_common.backend``) for the model, the optimiser,
+the step, the device and the checkpoint's arrays; these are its other parts,
+used by both frameworks alike:
 
 * the per-epoch generators: a run's epoch ``e`` draws its shuffle order, its
   samples, its erasing and its dropout from ``(seed, e)`` alone, so a resumed
@@ -25,9 +25,9 @@ import yaml
 
 from .checkpoint_io.run_paths import find_run_checkpoint, read_run_checkpoint, run_checkpoint_path
 from .checkpoint_io.safetensors_io import save_checkpoint_file
-from .erasing import kept_rows_rng  # noqa: F401  (a batch's erasing draws when videos were skipped)
+from .config import load_run_config
+from .erasing import VIEWS
 
-VIEWS = ("original", "context", "keyframe")
 DROPOUT_STREAM = 23          # the dropout seed's fourth word
 ERASING_STREAM = 17          # the erasing generator's third seed word, apart from the samples' (seed, epoch, index)
 
@@ -89,6 +89,8 @@ def check_finite(loss, view_losses, epoch, step, out, last_good):
 class EpochMeter:
     """What an epoch's steps add up to, and the epoch's record.
 
+    ``epoch``: 0-based, so it is also the number of epochs finished before it (the
+    last good checkpoint's, which a non-finite loss names).
     ``views``: the views the steps train (all three with erasing, the original
     alone without).  ``all_sum`` (an elementwise float64 sum over MPI ranks) and
     ``world``: each step's losses are averaged over the ranks before the
@@ -96,8 +98,8 @@ class EpochMeter:
     over the ranks in ``record``.
     """
 
-    def __init__(self, epoch, out, last_good, views=VIEWS, all_sum=None, world=1):
-        self.epoch, self.out, self.last_good = epoch, out, last_good
+    def __init__(self, epoch, out, views=VIEWS, all_sum=None, world=1):
+        self.epoch, self.out = epoch, out
         self.views = tuple(views)
         self.all_sum, self.world = all_sum, world
         self.loss_sums = {"loss": 0.0, **{f"loss_{v}": 0.0 for v in self.views}}
@@ -115,7 +117,7 @@ class EpochMeter:
         if self.world > 1:
             mean = self.all_sum([loss] + view_losses) / self.world
             loss, view_losses = float(mean[0]), [float(v) for v in mean[1:]]
-        check_finite(loss, view_losses, self.epoch, self.steps + 1, self.out, self.last_good)
+        check_finite(loss, view_losses, self.epoch, self.steps + 1, self.out, last_good=self.epoch)
         self.steps += 1
         self.first_step_loss = loss if self.first_step_loss is None else self.first_step_loss
         self.step_losses.append(loss)
@@ -179,8 +181,7 @@ class SkippedVideos:
     the records of the epochs before a resume."""
 
     def __init__(self, config, n_videos, history=()):
-        data = config["data"]
-        self.policy, self.max_share = data["on_bad_sample"], float(data["max_bad_share"])
+        self.policy, self.max_share = config.data.on_bad_sample, float(config.data.max_bad_share)
         self.n_videos = int(n_videos)
         self.videos = {}            # (subset, video_id) -> entry with its epochs
         self.epoch_entries = []
@@ -261,23 +262,14 @@ def progress_line(record):
 # the run folder
 
 
-def plain(value):
-    """``value`` with every mapping a plain dict (YAML's safe dumper takes no subclass)."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
 def resume_config(run_dir):
-    """The configuration of the run in ``run_dir`` (its config.yaml), over today's defaults:
+    """The ``RunConfig`` of the run in ``run_dir`` (its config.yaml), over today's defaults:
     a key added since the run started gets its default.  Read and checked as any
-    ``--config`` file (``run_config.load_run_config``): a damaged or edited config.yaml is
-    a ValueError naming it, before anything runs.  Its data paths are taken as written:
+    ``--config`` file (``config.load_run_config``), and every section must be there: a
+    damaged or edited config.yaml (bad YAML, a bad value, a missing section) is a
+    ValueError naming it, before anything runs.  Its data paths are taken as written:
     resolved when the run started, or relative to the working folder as ``--set`` gave them."""
-    from .run_config import load_run_config
-    return load_run_config(os.path.join(os.fspath(run_dir), "config.yaml"), rebase_paths=False)
+    return load_run_config(os.path.join(os.fspath(run_dir), "config.yaml"), rebase_paths=False, complete=True)
 
 
 class RunFolder:
@@ -308,7 +300,7 @@ class RunFolder:
                 history = [json.loads(line) for line in f if line.strip()][:start_epoch]
         elif self.write:
             with open(os.path.join(self.out, "config.yaml"), "w") as f:
-                yaml.safe_dump(plain(config), f, sort_keys=False)
+                yaml.safe_dump(config.to_dict(), f, sort_keys=False)
         if self.write:
             with open(self.metrics, "w") as f:       # drop lines of an epoch that did not finish
                 f.writelines(json.dumps(h) + "\n" for h in history)
@@ -321,11 +313,10 @@ class RunFolder:
         never leaves half a checkpoint, and the previous one stays as it was."""
         if not self.write:
             return
-        config = plain(config)
         save_checkpoint_file(run_checkpoint_path(self.out, which),
                              {"model": model_arrays, "optimizer": optimizer_state, "epoch": epoch,
-                              "config": config, "best": best, "classes": list(classes),
-                              "seed": config["train"]["seed"]}, config["model"])
+                              "config": config.to_dict(), "best": best, "classes": list(classes),
+                              "seed": config.train.seed}, config.model.to_dict())
 
     def end_epoch(self, record, history):
         """Append the finished epoch's record to metrics.jsonl and redraw curves.png."""

@@ -5,7 +5,7 @@ arrays with a log line; ``load_weights`` here refuses them and lists them all.
 Files are read through ``cten_common.checkpoint_io`` (no code from a file ever runs)
 and written by it (safetensors, atomically).
 """
-from cten_common.checkpoint_io.filter import backbone_shapes, match_state_dict, read_state, rename_backbone
+from cten_common.checkpoint_io.filter import read_state, with_backbone
 from cten_common.checkpoint_io.pickle_io import save_pickle_weights
 from cten_common.checkpoint_io.safetensors_io import save_weights_file
 from cten_common.checkpoint_io.sniff import weights_kind
@@ -34,10 +34,6 @@ def save_weights(model, path):
 def load_pretrained_backbone(model, path, backbone):
     """Fill the visual (Kinetics 3D ResNet) or audio (torchvision ImageNet ResNet)
     backbone from a checkpoint file, strictly; the rest of the model is untouched."""
-    state, name = read_state(path)
-    arrays = state_arrays(model)
-    expected = backbone_shapes({k: v.shape for k, v in arrays.items()}, backbone)
-    arrays.update(match_state_dict(rename_backbone(state, backbone, name), expected,
-                                   f"{name} (as the {backbone} backbone)"))
+    arrays, name = with_backbone(state_arrays(model), path, backbone)
     load_state_arrays(model, arrays, name)
     return model

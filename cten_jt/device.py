@@ -1,7 +1,7 @@
 """Where Jittor runs: ``train.device`` = auto (the GPU when Jittor found CUDA), cpu or cuda."""
 import jittor as jt
 
-DEVICES = ("auto", "cpu", "cuda")
+from cten_common.config import DEVICES
 
 
 def set_device(name="auto"):

@@ -24,18 +24,12 @@ Sums go through float64 (Jittor maps int64 to the wrong MPI type, and
 import jittor as jt
 import numpy as np
 
-from cten_common.erasing import RankRows  # noqa: F401  (the erasing draws of one rank)
-
 
 def world():
     """``(rank, size)``: ``(0, 1)`` outside MPI."""
     if not jt.in_mpi:
         return 0, 1
     return int(jt.rank), int(jt.world_size)
-
-
-def is_main():
-    return world()[0] == 0
 
 
 def all_sum(array):
@@ -46,11 +40,3 @@ def all_sum(array):
     with jt.flag_scope(auto_convert_64_to_32=0):      # jt.array would make float64 float32
         return jt.array(array).mpi_all_reduce("add").numpy().reshape(array.shape)
 
-
-def check_batch(batch_size):
-    """The global batch must split evenly across the ranks."""
-    rank, size = world()
-    if batch_size % size:
-        raise ValueError(f"train.batch_size {batch_size} does not split across {size} MPI ranks: "
-                         f"use a multiple of {size} (it is the global batch; each rank takes "
-                         f"batch_size / {size})")

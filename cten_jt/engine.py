@@ -3,20 +3,17 @@
 ``cten_torch_ref.engine`` is the same file in PyTorch: for the same weights,
 batch and generator both take the same step.
 """
-import time
-
 import jittor as jt
 import numpy as np
 
-from cten_common.erasing import erased_view_indices
-from cten_common.losses import pcce_weights
+from cten_common.erasing import DEFAULT_THETA, erased_view_indices
+from cten_common.step import (ERASED_VIEWS, ErasingOptions, context_outputs, loss_info, read_erased_views,
+                               shared_audio, step_result)
 from .data import model_visual
 from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
 from .models.norm import repeated_stat_updates
 from .switches import fused_enabled
-
-VIEWS = ("original", "context", "keyframe")
 
 
 def _to_var(x):
@@ -32,43 +29,31 @@ def erased_inputs(gamma, batch, snippet_len, rng, theta, reader=None, bank=None,
 
     The indices come from the compiled erasing operator (fused, the default) or
     the numpy sampler (composed): the same draws from ``rng``, the same indices.
-    ``reader(batch, {view: indices [B,T,L]})`` then reads exactly those frames,
-    uint8, with each sample's own transform (``VideoEmotionData.read_views``, or
-    ``cten_common.erasing.ClipViews`` over clips in memory); ``model_visual``
-    makes them float on the device.  ``timing`` (a dict) gets ``read_s``.
-    ``bank`` (a ``FeatureBank``; the batch has ``bank_row``/``bank_variant``): the
-    numpy sampler's snippets are looked up, visual is the features [B,T,dim];
-    ``counts`` (a list [exact, total]) gets how many looked-up snippets were exact.
+    ``cten_common.step.read_erased_views`` then reads exactly those frames (uint8,
+    each sample with its own transform; ``timing`` gets ``read_s``, and the rows of
+    videos that failed, ``on_bad_sample: skip``); ``model_visual`` makes them float
+    on the device.  ``bank`` (a ``FeatureBank``; the batch has ``bank_row``/
+    ``bank_variant``): the numpy sampler's snippets are looked up, visual is the
+    features [B,T,dim]; ``counts`` (a list [exact, total]) gets how many looked-up
+    snippets were exact.
     """
+    n_frames = _numpy(batch["n_frames"])
     if bank is not None:
-        indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
+        indices = erased_view_indices(_numpy(gamma), n_frames, snippet_len, rng, theta)
         views = {}
-        for view in VIEWS[1:]:
+        for view in ERASED_VIEWS:
             features, exact = bank.lookup_rows(batch["bank_row"], batch["bank_variant"], indices[view])
             views[view] = (jt.array(features), indices[view])
             if counts is not None:
                 counts[0] += exact
                 counts[1] += indices[view].shape[0] * indices[view].shape[1]
         return views
-    if reader is None:
-        raise ValueError("the erased views need a reader of the batch's frames (VideoEmotionData.read_views)")
     if fused_enabled():
-        indices = erased_views(gamma.detach() if isinstance(gamma, jt.Var) else gamma, _numpy(batch["n_frames"]),
-                               snippet_len, rng, theta)
+        indices = erased_views(gamma.detach() if isinstance(gamma, jt.Var) else gamma, n_frames, snippet_len, rng, theta)
     else:
-        indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
-    began = time.perf_counter()
-    frames = dict(reader(batch, indices))
-    kept = frames.pop("kept_rows", None)          # data.on_bad_sample: skip, and a video failed
-    skipped = frames.pop("skipped", [])
-    if timing is not None:
-        timing["read_s"] = timing.get("read_s", 0.0) + time.perf_counter() - began
-        timing["kept_rows"], timing["skipped"] = kept, skipped
-    brightness = batch.get("brightness")
-    if kept is not None:
-        brightness = None if brightness is None else np.asarray(brightness)[kept]
-        indices = {view: np.asarray(indices[view])[kept] for view in VIEWS[1:]}
-    return {view: (model_visual(frames[view], brightness), indices[view]) for view in VIEWS[1:]}
+        indices = erased_view_indices(_numpy(gamma), n_frames, snippet_len, rng, theta)
+    frames, brightness, indices = read_erased_views(batch, indices, reader, timing)
+    return {view: (model_visual(frames[view], brightness), indices[view]) for view in ERASED_VIEWS}
 
 
 def _rows(x, kept):
@@ -84,18 +69,19 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5,
-                 audio_once=True, bank=None, reader=None, erasing=True):
+def erasing_loss(model, batch, rng, options=ErasingOptions(), bank=None, reader=None):
     """Original view, then the context (keyframes erased) and keyframe views, whose
     frames ``reader`` reads at the erasing sampler's indices, the same audio for
     all three; returns (loss = mean of the three cross-entropies, info).
 
     ``batch``: a collated batch (``cten_common.data.datasets``' table: visual
     uint8 [B,T,3,L,S,S], brightness, audio, label, n_frames, and what ``reader``
-    needs).  ``info`` holds numpy copies of what a caller logs or a test
-    compares, and ``read_s``, the seconds spent reading the erased views.
+    needs).  ``options``: ``cten_common.step.ErasingOptions`` (theta, the loss, the
+    views, the audio branch).  ``info`` (``cten_common.step.loss_info``) holds numpy
+    copies of what a caller logs or a test compares, and ``read_s``, the seconds
+    spent reading the erased views.
 
-    ``audio_once``: the three views share the audio, and the audio branch
+    ``options.audio_once``: the three views share the audio, and the audio branch
     (backbone, projection, non-local block) depends on nothing else, so it runs
     once and its BatchNorms apply their running-statistics update three times,
     as three forwards of the same batch would; the gradients are the same sums.
@@ -104,7 +90,7 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     ``bank``: feature-bank training (``batch["visual"]`` holds the original view's
     banked features; the erased views are looked up too).
 
-    ``erasing=False`` (``train.erasing``): the original view alone, its
+    ``options.erasing=False`` (``train.erasing``): the original view alone, its
     cross-entropy the loss; no view is erased or read (an ablation).
 
     ``data.on_bad_sample: skip``: a video whose erased views fail to read is dropped
@@ -116,68 +102,52 @@ def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce
     audio = _to_var(batch["audio"]) if model.config.modality == "av" else None
     labels = _to_var(batch["label"])
     labels_np = _numpy(batch["label"])
-    n_views = len(VIEWS) if erasing else 1
-    shared = {}
-    if audio is not None and audio_once:
-        with repeated_stat_updates([model.a_resnet, model.a_fc, model.nl_a], n_views):
-            shared["audio_features"] = model.audio_branch(audio)
-        audio = None
+    audio, shared = shared_audio(model, audio, options, repeated_stat_updates)
     logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness")), audio, **shared)
     counts, timing = [0, 0], {}
-    views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, bank, counts, timing)
-             if erasing else {})
-    kept, skipped = timing.get("kept_rows"), timing.get("skipped", [])
+    views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, options.theta, reader, bank, counts,
+                           timing) if options.erasing else {})
+    kept = timing.get("kept_rows")
     if kept is not None:          # a video's erased views failed to read: it leaves the loss
         if not len(kept):
-            return None, {"view_losses": [], "logits": [], "gamma": gamma1.numpy(), "indices": {},
-                          "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
+            return None, loss_info(gamma1.numpy(), timing)
         logits1, labels, labels_np = _rows(logits1, kept), _rows(labels, kept), labels_np[kept]
         audio = None if audio is None else _rows(audio, kept)
         shared = {k: _rows(v, kept) for k, v in shared.items()}
-    outputs = [logits1]
-    for view in VIEWS[1:n_views]:
-        logits, _ = model(views[view][0], audio, **shared)
-        outputs.append(logits)
-    losses = []
-    for logits in outputs:
-        weights = None
-        if loss == "pcce":
-            weights = pcce_weights(logits.numpy(), labels_np, class_names, pcce_lambda)
-        losses.append(view_loss(logits, labels, weights))
-    total = (losses[0] + losses[1] + losses[2]) / 3 if erasing else losses[0]
-    indices = {view: _numpy(views[view][1]).astype(np.int64) for view in VIEWS[1:n_views]}
-    info = {"view_losses": losses, "logits": outputs, "gamma": gamma1.numpy(), "indices": indices,
-            "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
+    outputs = [logits1] + [model(views[view][0], audio, **shared)[0] for view in options.views[1:]]
+    losses = [view_loss(logits, labels, options.pcce_weights(logits.numpy(), labels_np) if options.loss == "pcce"
+                        else None) for logits in outputs]
+    total = (losses[0] + losses[1] + losses[2]) / 3 if options.erasing else losses[0]
+    info = loss_info(gamma1.numpy(), timing, losses, outputs,
+                     {view: _numpy(views[view][1]).astype(np.int64) for view in options.views[1:]})
     if bank is not None:      # looked-up snippets that were exact: erased views, and all three views
         original = int(np.sum(_numpy(batch["bank_exact"])))
         info["bank_exact"] = (counts[0] + original, counts[1] + gamma1.shape[0] * gamma1.shape[1])
     return total, info
 
 
-def erasing_step(model, optimizer, batch, rng, scaler=None, **options):
-    """``erasing_loss`` and one optimiser step; returns numpy/float copies for logging.
+def erasing_step(model, optimizer, batch, rng, options=ErasingOptions(), scaler=None, bank=None, reader=None):
+    """``erasing_loss`` and one optimiser step; returns numpy/float copies for logging
+    (``cten_common.step.step_result``).
 
     The three views' forwards run first; then the frozen backbone's cached weight
     copies (``kernels.conv.WeightCache``) are dropped, so that the backward, where
     the step's memory peaks, does not hold them.  ``scaler``: fp16's dynamic loss
     scaling (``cten_common.precision.DynamicLossScaler``); ``stepped`` says whether
     the update was taken (False: non-finite scaled gradients, skipped)."""
-    total, info = erasing_loss(model, batch, rng, **options)
+    total, info = erasing_loss(model, batch, rng, options, bank, reader)
     if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
         release_weight_caches(model)
-        return {"loss": None, "stepped": False, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
-                "bank_exact": None, "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
+        return step_result(info)
     jt.sync([total] + info["logits"])
     release_weight_caches(model)
     stepped = optimizer.step(total, scaler=scaler)
-    return {"loss": float(total.numpy().reshape(-1)[0]), "stepped": stepped,
-            "view_losses": [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
-            "logits": [x.numpy() for x in info["logits"]],
-            "gamma": info["gamma"], "indices": info["indices"], "bank_exact": info.get("bank_exact"),
-            "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
+    return step_result(info, float(total.numpy().reshape(-1)[0]), stepped,
+                       [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
+                       [x.numpy() for x in info["logits"]])
 
 
-def predict_batch(model, batch, rng=None, theta=0.7, bank=None, reader=None):
+def predict_batch(model, batch, rng=None, theta=DEFAULT_THETA, bank=None, reader=None):
     """Eval-mode outputs: original logits and gamma, and the context view's logits
     (``rng`` and ``reader`` given: erased as in training, for the reference's
     mean-of-views figure; ``bank``: from a feature bank, as in ``erasing_loss``)."""
@@ -186,16 +156,11 @@ def predict_batch(model, batch, rng=None, theta=0.7, bank=None, reader=None):
         logits, gamma = model(model_visual(batch["visual"], batch.get("brightness")), audio)
         out = {"logits": logits.numpy(), "gamma": gamma.numpy()}
         if rng is not None and (reader is not None or bank is not None):
-            info = {}
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, bank,
-                                  timing=info)
-            kept = info.get("kept_rows")
-            if kept is not None:      # on_bad_sample: skip, and a video's context view failed to read
-                out.update(rows=kept, skipped=info["skipped"])
-                audio = None if audio is None or not len(kept) else _rows(audio, kept)
-            if kept is None or len(kept):
-                ctx, _ = model(views["context"][0], audio)
-                out["context_logits"] = ctx.numpy()
-            else:
-                out["context_logits"] = np.zeros((0, out["logits"].shape[1]), np.float32)
+            timing = {}
+            context = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, bank,
+                                    timing=timing)["context"][0]
+
+            def context_logits(kept):         # on_bad_sample: skip: the rows whose view was read
+                return model(context, audio if audio is None or kept is None else _rows(audio, kept))[0].numpy()
+            out.update(context_outputs(timing, out["logits"].shape[1], context_logits))
     return out

@@ -14,28 +14,24 @@ import os
 import sys
 
 import cten_jt
-from cten_common import evaluation
 from cten_common.checkpoint_io.errors import CheckpointError
 from cten_common.data.errors import DataError
 from cten_common.evaluation import plot_confusion, print_report
-from cten_jt.engine import predict_batch
+from cten_jt.backend import BACKEND
 from cten_jt.switches import set_kernels
 
 
 def evaluate_model(model, data, train_config, batch_size=None, progress=True, bank=None):
-    """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData``; under MPI
-    the videos are split across the ranks and every prediction is gathered.  ``bank``:
-    the data's FeatureBank (the context view is looked up there too)."""
-    import functools
-    from cten_jt import distributed
-    predict = functools.partial(predict_batch, bank=bank) if bank is not None else predict_batch
-    return evaluation.evaluate_model(model, data, train_config, predict, batch_size, progress,
-                                     shard=distributed.world(), all_sum=distributed.all_sum)
+    """Metrics of ``model`` (eval mode) on an evaluation ``VideoEmotionData`` with
+    ``train_config`` (a ``TrainConfig``): ``cten_common.backend.Backend.evaluate`` on
+    Jittor.  Under MPI the videos are split across the ranks and every prediction is
+    gathered.  ``bank``: the data's FeatureBank (the context view is looked up there too)."""
+    return BACKEND.evaluate(model, data, train_config, bank, progress, batch_size)
 
 
 def main(argv=None):
     from cten_common.precision import add_precision_option, apply_precision_option
-    from cten_common.run_config import load_run_config
+    from cten_common.config import load_run_config
     from cten_jt.precision import set_precision
     from cten_jt.models import build_model
     from cten_common.data.datasets import build_data
@@ -56,21 +52,21 @@ def main(argv=None):
     except ValueError as exc:       # names the file and the setting
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    set_kernels(config["train"]["kernels"])
-    set_device(config["train"]["device"])
-    model = build_model(config["model"], init_seed=0)
+    set_kernels(config.train.kernels)
+    set_device(config.train.device)
+    model = build_model(config.model, init_seed=0)
     try:
-        set_precision(model, config["train"]["precision"])
+        set_precision(model, config.train.precision)
     except ValueError as exc:       # fp16/tf32 without a GPU
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         cten_jt.load_weights(model, a.weights)      # first: a refused file costs no data loading
-        data = build_data(config, a.subset or config["data"]["eval_subset"], train=False)
+        data = build_data(config, a.subset or config.data.eval_subset, train=False)
     except (CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = evaluate_model(model, data, config["train"])
+    report = evaluate_model(model, data, config.train)
     print_report(report, data.class_names)
     if a.out:
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

@@ -29,7 +29,7 @@ from cten_common.data.annotations import build_index
 from cten_common.data.errors import DataError
 from cten_common.data.readers import open_video
 from cten_common.precision import add_precision_option, apply_precision_option
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_jt.checkpoint import load_pretrained_backbone
 from cten_jt.device import set_device
 from cten_jt.models import build_model
@@ -39,20 +39,20 @@ from cten_jt.precision import set_precision
 
 def backbone_model(config):
     """The CTEN whose visual backbone training will use (train.seed, pretrained_visual)."""
-    tc = config["train"]
-    model = build_model(config["model"], init_seed=tc["seed"])
-    if tc.get("pretrained_visual"):
-        load_pretrained_backbone(model, tc["pretrained_visual"], "visual")
+    tc = config.train
+    model = build_model(config.model, init_seed=tc.seed)
+    if tc.pretrained_visual:
+        load_pretrained_backbone(model, tc.pretrained_visual, "visual")
     set_train_mode(model.resnet, False)       # the bank's BatchNorm: running statistics
-    set_precision(model, tc.get("precision", "fp32"))
+    set_precision(model, tc.precision)
     return model
 
 
 def video_items(config):
     """Every video of the training and evaluation subsets, once."""
     items = {}
-    for subset in (config["data"]["train_subset"], config["data"]["eval_subset"]):
-        for item in build_index(config["data"], subset)[0]:
+    for subset in (config.data.train_subset, config.data.eval_subset):
+        for item in build_index(config.data.to_dict(), subset)[0]:
             items.setdefault(item.video_id, item)
     return list(items.values())
 
@@ -80,11 +80,11 @@ def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_sni
     return after that many new videos (to test resuming)."""
     from tqdm import tqdm
 
-    m = config["model"]
-    L, S, T = m["snippet_duration"], m["sample_size"], m["seq_len"]
-    set_device(config["train"].get("device", "auto"))
+    m = config.model
+    L, S, T = m.snippet_duration, m.sample_size, m.seq_len
+    set_device(config.train.device)
     model = backbone_model(config)
-    meta = bank_lib.bank_meta(m, stride, variants, dtype, bank_lib.backbone_digest(model), eval_snippets)
+    meta = bank_lib.bank_meta(m.to_dict(), stride, variants, dtype, bank_lib.backbone_digest(model), eval_snippets)
     if model.precision != "fp32":     # recorded where it is not the default (older banks have no key)
         meta["precision"] = model.precision
     bank = bank_lib.FeatureBank.open_for_extraction(out, meta, overwrite)

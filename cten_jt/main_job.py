@@ -17,7 +17,7 @@ import time
 import cten_jt  # noqa: F401
 from cten_common.checkpoint_io.run_paths import run_checkpoint_path
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 
 # the checkout's root: the default config and output folder are under it
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,11 +35,11 @@ def main(argv=None):
     except ValueError as exc:       # names the file and the setting
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    annotation = config["data"]["annotation"]
+    annotation = config.data.annotation
     if not os.path.exists(annotation):
         print(f"1/4 generating the synthetic data set in {os.path.dirname(annotation)}")
         make_synthetic_dataset(os.path.dirname(annotation),
-                               SyntheticSpec(classes=config["model"]["n_classes"], videos_per_class=16, seed=0))
+                               SyntheticSpec(classes=config.model.n_classes, videos_per_class=16, seed=0))
     else:
         print(f"1/4 synthetic data set found: {annotation}")
 
@@ -49,15 +49,15 @@ def main(argv=None):
     from cten_common.data.datasets import build_data
     from cten_jt.train import train
 
-    print(f"2/4 training ({config['train']['epochs']} epochs) into {a.out}")
+    print(f"2/4 training ({config.train.epochs} epochs) into {a.out}")
     if os.path.isdir(a.out):
         shutil.rmtree(a.out)
     summary = train(config, a.out)
 
     print("3/4 evaluating best.safetensors on the validation split")
     model, _, classes = load_for_prediction(run_checkpoint_path(a.out, "best"))
-    data = build_data(config, config["data"]["eval_subset"], train=False)
-    report = evaluate_model(model, data, config["train"], progress=False)
+    data = build_data(config, config.data.eval_subset, train=False)
+    report = evaluate_model(model, data, config.train, progress=False)
     print_report(report, classes)
     with open(os.path.join(a.out, "evaluation.json"), "w") as f:
         json.dump(report, f, indent=1)

@@ -39,7 +39,7 @@ def load_for_prediction(weights, config_path=None, overrides=(), precision=None)
     """(model, config, class names) from a run checkpoint or weights + config; ``precision``:
     what the model computes in (default the config's ``train.precision``)."""
     from cten_common.precision import apply_precision_option
-    from cten_common.run_config import load_run_config
+    from cten_common.config import RunConfig, load_run_config
     from cten_jt.precision import set_precision
     from cten_jt.device import set_device
     from cten_jt.models import build_model
@@ -53,19 +53,22 @@ def load_for_prediction(weights, config_path=None, overrides=(), precision=None)
     if config is None:
         if not run:
             raise CheckpointError(f"{weights}: carries no config; pass --config")
-        config = ckpt["config"]
-    set_kernels(config.get("train", {}).get("kernels", "fused"))
-    set_device(config.get("train", {}).get("device", "auto"))
-    model = build_model(config["model"], init_seed=0)
-    apply_precision_option(config, precision)
-    set_precision(model, config.get("train", {}).get("precision", "fp32"))
+        try:          # over today's defaults, as a resumed run's config.yaml
+            config = RunConfig().updated(ckpt["config"])
+        except ValueError as exc:
+            raise CheckpointError(f"{weights}: its stored configuration: {exc}") from None
+    config = apply_precision_option(config, precision)
+    set_kernels(config.train.kernels)
+    set_device(config.train.device)
+    model = build_model(config.model, init_seed=0)
+    set_precision(model, config.train.precision)
     name = str(weights)
     load_state_arrays(model, strip_prefix(unwrap_state_dict(ckpt, name)), name)
     classes = ckpt.get("classes") if run else None
-    if not classes and config["data"].get("annotation") and os.path.exists(config["data"]["annotation"]):
-        with open(config["data"]["annotation"]) as f:
+    if not classes and config.data.annotation and os.path.exists(config.data.annotation):
+        with open(config.data.annotation) as f:
             classes = json.load(f)["labels"]
-    classes = classes or [f"class{i}" for i in range(config["model"]["n_classes"])]
+    classes = classes or [f"class{i}" for i in range(config.model.n_classes)]
     return model, config, classes
 
 
@@ -194,8 +197,8 @@ def main(argv=None):
     try:
         model, config, classes = load_for_prediction(a.weights, a.config, precision=a.precision)
         annotation = a.annotation
-        if annotation is None and config["data"].get("annotation") and os.path.isfile(config["data"]["annotation"]):
-            annotation = config["data"]["annotation"]
+        if annotation is None and config.data.annotation and os.path.isfile(config.data.annotation):
+            annotation = config.data.annotation
         result = predict_video(model, config, classes, a.video, a.audio, a.allow_silence,
                                a.threshold, a.top_k, annotation)
     except (DataError, CheckpointError, ValueError) as exc:

@@ -24,11 +24,14 @@ variable                   default      effect
 =========================  ===========  ==================================================
 
 This module imports nothing from Jittor: ``cten_jt._environment`` reads it
-before Jittor is imported.  (``CTEN_TEST_DEVICE`` belongs to the tests, see
+before Jittor is imported.  The kernel modes are the run configuration's
+(``cten_common.config.KERNEL_MODES``).  (``CTEN_TEST_DEVICE`` belongs to the tests, see
 ``tests/conftest.py``.)
 """
 import contextlib
 import os
+
+from cten_common.config import KERNEL_MODES
 
 #: name -> (default, one-line meaning); the table above, for code and tests
 SWITCHES = {
@@ -51,8 +54,6 @@ def env_flag(name):
 
 
 # ---- CTEN_KERNELS: fused kernels or composed operators -------------------------------
-
-KERNEL_MODES = ("fused", "composed")
 
 
 def _check_mode(mode, what):

@@ -1,186 +1,29 @@
 """python -m cten_jt.train --config CONFIG.yaml [--set key=value ...] --out RUN_DIR
    python -m cten_jt.train --resume RUN_DIR
 
-CTEN's training with temporal erasing on Jittor.  RUN_DIR gets config.yaml
+CTEN's training with temporal erasing on Jittor: ``cten_common.fit`` (the one
+training loop and its command line) with the Jittor backend (``cten_jt.backend``).
+``cten_torch_ref.train`` is the same loop on PyTorch.  RUN_DIR gets config.yaml
 (resolved), metrics.jsonl (one line per epoch), last.safetensors and
-best.safetensors (model, optimiser, epoch, seeds; ``cten_common.checkpoint_io``),
-summary.json and curves.png.  Every epoch draws its
-shuffle, augmentation, dropout and erasing from (seed, epoch) alone, so a run
-resumed after epoch k ends with the same weights as an uninterrupted one.
-``cten_torch_ref.train`` is the same loop in PyTorch, line for line; what is
-not the framework's (generators, meters, run folder) is ``cten_common.training``.
-``--set train.features=BANK_DIR`` trains from a feature bank
-(``cten_jt.extract_features``; ``cten_common.data.bank`` says where it differs).
+best.safetensors, summary.json and curves.png; a run resumed after epoch k ends
+with the same weights as an uninterrupted one.  Under ``mpirun -np N`` the ranks
+train data-parallel (``cten_jt.distributed``).  ``--set train.features=BANK_DIR``
+trains from a feature bank (``cten_jt.extract_features``; ``cten_common.data.bank``
+says where it differs).  Exit codes: 0 done, 2 a bad configuration, bad data or a
+failed write, 3 a non-finite loss.
 """
-import argparse
-import json
+import functools
 import sys
-import time
 
 import cten_jt  # noqa: F401  (Jittor settings first)
-import jittor as jt
-from cten_common.checkpoint_io.run_paths import find_run_checkpoint, run_checkpoint_path
-from cten_common.data.bank import FeatureBank, expected_meta
-from cten_common.data.datasets import build_data
-from cten_common.data.errors import DataError
-from cten_common.data.prefetch import batches
-from cten_common.precision import DynamicLossScaler
-from cten_common.run_config import load_run_config
-from cten_common.training import (VIEWS, EpochMeter, NonFiniteLoss, RunFolder, SkippedVideos,
-                                  add_validation, kept_rows_rng,
-                                  dropout_seed, erasing_rng, improved_best, progress_line,
-                                  resume_config, run_summary)
-from cten_jt import distributed
-from cten_jt.checkpoint import load_pretrained_backbone
-from cten_jt.data import CTENDataset
-from cten_jt.device import set_device
-from cten_jt.engine import erasing_step
-from cten_jt.evaluate import evaluate_model
-from cten_jt.models import build_model
-from cten_jt.models.norm import set_sync_batchnorm, set_train_mode
-from cten_jt.models.state import load_state_arrays, state_arrays
-from cten_jt.optim import Adam, adam_state, load_adam_state
-from cten_jt.precision import set_precision
-from cten_jt.switches import set_kernels
-
-FRAMEWORK = "jittor"
+from cten_common import fit
+from cten_jt.backend import BACKEND
 
 
-def check_config(config):
-    """Every key of ``cten_common.run_config.DEFAULTS`` is honoured here (no refusal);
-    ``cten_torch_ref.train.check_config`` lists what its twin refuses."""
-    return config
-
-
-def save_checkpoint(run, which, model, optimizer, epoch, config, best, classes):
-    """The ``which`` checkpoint (``RunFolder.save_checkpoint``) of the model and its Adam state."""
-    run.save_checkpoint(which, state_arrays(model), adam_state(optimizer, model), epoch, config, best, classes)
-
-
-def train(config, out, resume=False, progress=True, stop_after=None):
-    """Train; returns the summary dict.  ``stop_after``: end after that many epochs
-    of this call (to test resuming)."""
-    from tqdm import tqdm
-
-    check_config(config)
-    tc = config["train"]
-    set_kernels(tc["kernels"])
-    device = set_device(tc["device"])
-    rank, world = distributed.world()
-    main_rank = rank == 0                   # the one that writes (MPI: mpirun -np N)
-    progress = progress and main_rank
-    distributed.check_batch(tc["batch_size"])
-    run = RunFolder(out, write=main_rank)
-    jt.set_global_seed(tc["seed"])
-    bank = FeatureBank(tc["features"]) if tc["features"] else None
-    train_data = build_data(config, config["data"]["train_subset"], train=True, bank=bank)
-    eval_data = build_data(config, config["data"]["eval_subset"], train=False, bank=bank)
-    classes = train_data.class_names
-    if len(classes) != config["model"]["n_classes"]:
-        raise ValueError(f"model.n_classes is {config['model']['n_classes']} but the data set "
-                         f"has {len(classes)} classes {classes}: add --set model.n_classes={len(classes)}")
-    model = build_model(config["model"], init_seed=tc["seed"])
-    set_sync_batchnorm(model, tc["sync_bn"])
-    set_precision(model, tc["precision"])            # docs/precision.md; master weights stay float32
-    scaler = DynamicLossScaler() if tc["precision"] == "fp16" else None      # fp16's loss scaling
-    for which in ("visual", "audio"):
-        if tc[f"pretrained_{which}"]:
-            load_pretrained_backbone(model, tc[f"pretrained_{which}"], which)
-    if bank is not None:        # a bank serves this configuration and these backbone weights only
-        bank.check(expected_meta(config, model), [it.video_id for it in train_data.items + eval_data.items])
-    backbone_eval = bool(tc["backbone_eval"]) or bank is not None
-    optimizer = Adam(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-    loader = CTENDataset(train_data, batch_size=tc["batch_size"], shuffle=True,
-                         num_workers=config["data"]["num_workers"], drop_last=True, seed=tc["seed"])
-    if len(loader) == 0:
-        raise ValueError(f"{len(train_data)} training videos make no batch of {tc['batch_size']} "
-                         "(drop_last): lower train.batch_size")
-    start, best = 0, {"val_accuracy": -1.0, "epoch": None}
-    if resume:
-        path, ckpt = run.last_checkpoint()       # never runs code from the file, either format
-        load_state_arrays(model, ckpt["model"], path)
-        load_adam_state(optimizer, model, ckpt["optimizer"])
-        start, best = ckpt["epoch"] + 1, ckpt["best"]
-    history = run.start(config, start)
-    views = VIEWS if tc["erasing"] else VIEWS[:1]
-    skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
-    for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
-        data.check_before_run(progress)
-
-    last_epoch = tc["epochs"] if stop_after is None else min(tc["epochs"], start + stop_after)
-    for epoch in tqdm(range(start, last_epoch), desc="epochs", disable=not progress,
-                      initial=start, total=tc["epochs"]):
-        began = time.time()
-        jt.set_global_seed(dropout_seed(tc["seed"], epoch, rank))
-        rng = erasing_rng(tc["seed"], epoch)
-        if world > 1:
-            rng = distributed.RankRows(rng, rank, world)        # this rank's rows of the batch's draws
-        loader.set_epoch(epoch)
-        model.train()
-        if backbone_eval:
-            set_train_mode(model.resnet, False)
-        meter = EpochMeter(epoch, out, epoch, views, distributed.all_sum, world)
-        feed = batches(iter(loader), config["data"]["num_workers"])   # the next batch is made during the step
-        bar = tqdm(feed, desc=f"epoch {epoch + 1}", leave=False, disable=not progress, total=len(loader))
-        for batch in bar:
-            batch = skipped.take(batch, epoch)         # None: every video of the batch was skipped
-            if batch is None:
-                continue
-            step = erasing_step(model, optimizer, batch, kept_rows_rng(rng, batch), scaler=scaler,
-                                theta=tc["theta"], loss=tc["loss"], class_names=classes, pcce_lambda=tc["pcce_lambda"],
-                                audio_once=tc["audio_once"], bank=bank,
-                                reader=train_data.read_views, erasing=tc["erasing"])
-            for bad in step.get("skipped") or []:      # its erased views failed to read
-                skipped.add(bad, epoch)
-            if step["loss"] is None:
-                continue
-            loss = meter.add(step, batch["label"])
-            bar.set_postfix(loss=f"{loss:.3f}")
-        record = meter.record(feed.waited_s, banked=bank is not None)
-        model.eval()
-        report = evaluate_model(model, eval_data, tc, progress=False, bank=bank)
-        add_validation(record, report, began)
-        skipped.end_epoch(record, epoch, report)
-        history.append(record)
-        best, improved = improved_best(best, record)
-        run.end_epoch(record, history)
-        if improved:
-            save_checkpoint(run, "best", model, optimizer, epoch, config, best, classes)
-        save_checkpoint(run, "last", model, optimizer, epoch, config, best, classes)
-        if progress:
-            tqdm.write(progress_line(record))
-    return run.finish(run_summary(FRAMEWORK, device, world, history, best, classes, len(train_data),
-                                  len(eval_data), skipped.summary()))
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="cten-train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set train.epochs=5")
-    p.add_argument("--out", help="run folder")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    a = p.parse_args(argv)
-    try:
-        if a.resume:
-            if find_run_checkpoint(a.resume, "last") is None:
-                p.error(f"{run_checkpoint_path(a.resume)} not found: nothing to resume (no epoch finished)")
-            config, out = resume_config(a.resume), a.resume
-        else:
-            if not (a.config and a.out):
-                p.error("give --config and --out (or --resume RUN_DIR)")
-            config, out = load_run_config(a.config, a.set), a.out
-        summary = train(config, out, resume=bool(a.resume))
-    except NonFiniteLoss as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except (DataError, ValueError, OSError) as exc:    # bad data (TooMuchBadData too); a failed write
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if distributed.is_main():
-        print(json.dumps(summary["best"]))
-    return 0
-
+#: ``train(config, out, resume=False, progress=True, stop_after=None)``: ``cten_common.fit.fit`` on Jittor
+train = functools.partial(fit.fit, backend=BACKEND)
+#: the command (``main(argv)``): ``cten_common.fit.main`` on Jittor
+main = functools.partial(fit.main, BACKEND)
 
 if __name__ == "__main__":
     sys.exit(main())

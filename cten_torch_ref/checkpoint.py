@@ -8,7 +8,7 @@ import os
 import torch
 
 from cten_common.checkpoint_io.atomic import atomic_write
-from cten_common.checkpoint_io.filter import backbone_shapes, match_state_dict, read_state, rename_backbone
+from cten_common.checkpoint_io.filter import read_state, with_backbone
 from cten_common.checkpoint_io.safetensors_io import save_weights_file
 
 from .models.state import load_state_arrays, state_arrays
@@ -41,10 +41,6 @@ def load_pretrained_backbone(model, path, backbone):
     """See cten_jt.checkpoint.load_pretrained_backbone: the visual (Kinetics 3D ResNet)
     or audio (torchvision ImageNet ResNet) backbone from a checkpoint file, strictly;
     the rest of the model is untouched."""
-    state, name = read_state(path)
-    arrays = state_arrays(model)
-    expected = backbone_shapes({k: v.shape for k, v in arrays.items()}, backbone)
-    arrays.update(match_state_dict(rename_backbone(state, backbone, name), expected,
-                                   f"{name} (as the {backbone} backbone)"))
+    arrays, name = with_backbone(state_arrays(model), path, backbone)
     load_state_arrays(model, arrays, name)
     return model

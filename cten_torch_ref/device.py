@@ -2,7 +2,7 @@
 as ``cten_jt.device`` decides it for Jittor."""
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+from cten_common.config import DEVICES
 
 
 def set_device(name="auto"):

@@ -3,18 +3,15 @@
 ``cten_jt.engine`` is the same file in Jittor: for the same weights, batch and
 generator both take the same step.
 """
-import time
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cten_common.erasing import erased_view_indices
-from cten_common.losses import pcce_weights
+from cten_common.erasing import DEFAULT_THETA, erased_view_indices
+from cten_common.step import (ERASED_VIEWS, ErasingOptions, context_outputs, loss_info, read_erased_views,
+                               shared_audio, step_result)
 from .data import model_visual
 from .models.norm import repeated_stat_updates
-
-VIEWS = ("original", "context", "keyframe")
 
 
 def _to_tensor(x, device=None):
@@ -33,21 +30,9 @@ def _numpy(x):
 def erased_inputs(gamma, batch, snippet_len, rng, theta, reader=None, device=None, timing=None):
     """See cten_jt.engine.erased_inputs (here always the numpy sampler; the views go
     to ``device``)."""
-    if reader is None:
-        raise ValueError("the erased views need a reader of the batch's frames (VideoEmotionData.read_views)")
     indices = erased_view_indices(_numpy(gamma), _numpy(batch["n_frames"]), snippet_len, rng, theta)
-    began = time.perf_counter()
-    frames = dict(reader(batch, indices))
-    kept = frames.pop("kept_rows", None)          # data.on_bad_sample: skip, and a video failed
-    skipped = frames.pop("skipped", [])
-    if timing is not None:
-        timing["read_s"] = timing.get("read_s", 0.0) + time.perf_counter() - began
-        timing["kept_rows"], timing["skipped"] = kept, skipped
-    brightness = batch.get("brightness")
-    if kept is not None:
-        brightness = None if brightness is None else np.asarray(brightness)[kept]
-        indices = {view: np.asarray(indices[view])[kept] for view in VIEWS[1:]}
-    return {view: (model_visual(frames[view], brightness, device), indices[view]) for view in VIEWS[1:]}
+    frames, brightness, indices = read_erased_views(batch, indices, reader, timing)
+    return {view: (model_visual(frames[view], brightness, device), indices[view]) for view in ERASED_VIEWS}
 
 
 def _rows(x, kept):
@@ -63,50 +48,37 @@ def view_loss(logits, labels, weights=None):
     return per_sample.mean()
 
 
-def erasing_loss(model, batch, rng, theta=0.7, loss="ce", class_names=None, pcce_lambda=0.5, reader=None,
-                 erasing=True, audio_once=True):
-    """See cten_jt.engine.erasing_loss.  ``audio_once``: the audio branch runs once for the
-    three views, its BatchNorms updating their running statistics three times; autograd
-    sums the three views' gradients into it.  The reference runs it for each view
+def erasing_loss(model, batch, rng, options=ErasingOptions(), bank=None, reader=None):
+    """See cten_jt.engine.erasing_loss.  ``options.audio_once``: the audio branch runs once
+    for the three views, its BatchNorms updating their running statistics three times;
+    autograd sums the three views' gradients into it.  The reference runs it for each view
     (``audio_once=False``): the same loss and gradients up to rounding.
     A video whose erased views fail to read (``on_bad_sample: skip``) leaves the loss,
-    as there."""
+    as there.  ``bank``: feature banks are cten_jt's; None here."""
+    if bank is not None:
+        raise ValueError("feature-bank training is cten_jt's: the PyTorch twin trains from the videos")
     device = _device(model)
     audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
     labels = _to_tensor(batch["label"], device)
     labels_np = _numpy(batch["label"])
-    n_views = len(VIEWS) if erasing else 1
-    shared = {}
-    if audio is not None and audio_once:
-        with repeated_stat_updates([model.a_resnet, model.a_fc, model.nl_a], n_views):
-            shared["audio_features"] = model.audio_branch(audio)
-        audio = None
+    audio, shared = shared_audio(model, audio, options, repeated_stat_updates)
     logits1, gamma1 = model(model_visual(batch["visual"], batch.get("brightness"), device), audio, **shared)
     timing = {}
-    views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, theta, reader, device, timing)
-             if erasing else {})
-    kept, skipped = timing.get("kept_rows"), timing.get("skipped", [])
+    views = (erased_inputs(gamma1, batch, model.config.snippet_duration, rng, options.theta, reader, device, timing)
+             if options.erasing else {})
+    kept = timing.get("kept_rows")
     if kept is not None:          # a video's erased views failed to read: it leaves the loss
         if not len(kept):
-            return None, {"view_losses": [], "logits": [], "gamma": _numpy(gamma1), "indices": {},
-                          "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
+            return None, loss_info(_numpy(gamma1), timing)
         logits1, labels, labels_np = _rows(logits1, kept), _rows(labels, kept), labels_np[kept]
         audio = None if audio is None else _rows(audio, kept)
         shared = {k: _rows(v, kept) for k, v in shared.items()}
-    outputs = [logits1]
-    for view in VIEWS[1:n_views]:
-        logits, _ = model(views[view][0], audio, **shared)
-        outputs.append(logits)
-    losses = []
-    for logits in outputs:
-        weights = None
-        if loss == "pcce":
-            weights = pcce_weights(_numpy(logits), labels_np, class_names, pcce_lambda)
-        losses.append(view_loss(logits, labels, weights))
-    total = (losses[0] + losses[1] + losses[2]) / 3 if erasing else losses[0]
-    indices = {view: views[view][1] for view in VIEWS[1:n_views]}
-    return total, {"view_losses": losses, "logits": outputs, "gamma": _numpy(gamma1), "indices": indices,
-                   "read_s": timing.get("read_s", 0.0), "rows": kept, "skipped": skipped}
+    outputs = [logits1] + [model(views[view][0], audio, **shared)[0] for view in options.views[1:]]
+    losses = [view_loss(logits, labels, options.pcce_weights(_numpy(logits), labels_np) if options.loss == "pcce"
+                        else None) for logits in outputs]
+    total = (losses[0] + losses[1] + losses[2]) / 3 if options.erasing else losses[0]
+    return total, loss_info(_numpy(gamma1), timing, losses, outputs,
+                            {view: views[view][1] for view in options.views[1:]})
 
 
 def scaled_step(optimizer, total, scaler):
@@ -124,12 +96,11 @@ def scaled_step(optimizer, total, scaler):
     return True
 
 
-def erasing_step(model, optimizer, batch, rng, scaler=None, **options):
+def erasing_step(model, optimizer, batch, rng, options=ErasingOptions(), scaler=None, bank=None, reader=None):
     """See cten_jt.engine.erasing_step."""
-    total, info = erasing_loss(model, batch, rng, **options)
+    total, info = erasing_loss(model, batch, rng, options, bank, reader)
     if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
-        return {"loss": None, "stepped": False, "view_losses": [], "logits": [], "gamma": info["gamma"], "indices": {},
-                "read_s": info["read_s"], "rows": info["rows"], "skipped": info["skipped"]}
+        return step_result(info)
     optimizer.zero_grad()
     if scaler is None:
         total.backward()
@@ -137,31 +108,25 @@ def erasing_step(model, optimizer, batch, rng, scaler=None, **options):
         stepped = True
     else:
         stepped = scaled_step(optimizer, total, scaler)
-    return {"loss": float(total.detach()), "stepped": stepped,
-            "view_losses": [float(x.detach()) for x in info["view_losses"]],
-            "logits": [_numpy(x) for x in info["logits"]],
-            "gamma": info["gamma"], "indices": info["indices"], "read_s": info["read_s"],
-            "rows": info["rows"], "skipped": info["skipped"]}
+    return step_result(info, float(total.detach()), stepped, [float(x.detach()) for x in info["view_losses"]],
+                       [_numpy(x) for x in info["logits"]])
 
 
-def predict_batch(model, batch, rng=None, theta=0.7, reader=None):
-    """See cten_jt.engine.predict_batch."""
+def predict_batch(model, batch, rng=None, theta=DEFAULT_THETA, bank=None, reader=None):
+    """See cten_jt.engine.predict_batch (``bank``: feature banks are cten_jt's; None here)."""
+    if bank is not None:
+        raise ValueError("feature-bank evaluation is cten_jt's: the PyTorch twin reads the videos")
     device = _device(model)
     with torch.no_grad():
         audio = _to_tensor(batch["audio"], device) if model.config.modality == "av" else None
         logits, gamma = model(model_visual(batch["visual"], batch.get("brightness"), device), audio)
         out = {"logits": _numpy(logits), "gamma": _numpy(gamma)}
         if rng is not None and reader is not None:
-            info = {}
-            views = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, device,
-                                  timing=info)
-            kept = info.get("kept_rows")
-            if kept is not None:      # on_bad_sample: skip, and a video's context view failed to read
-                out.update(rows=kept, skipped=info["skipped"])
-                audio = None if audio is None or not len(kept) else _rows(audio, kept)
-            if kept is None or len(kept):
-                ctx, _ = model(views["context"][0], audio)
-                out["context_logits"] = _numpy(ctx)
-            else:
-                out["context_logits"] = np.zeros((0, out["logits"].shape[1]), np.float32)
+            timing = {}
+            context = erased_inputs(gamma, batch, model.config.snippet_duration, rng, theta, reader, device,
+                                    timing=timing)["context"][0]
+
+            def context_logits(kept):         # on_bad_sample: skip: the rows whose view was read
+                return _numpy(model(context, audio if audio is None or kept is None else _rows(audio, kept))[0])
+            out.update(context_outputs(timing, out["logits"].shape[1], context_logits))
     return out

@@ -10,7 +10,7 @@ import pytest
 from cten_common.data.datasets import build_data, sample_rng
 from cten_common.data.errors import DataError
 from cten_common.data.readers import open_video
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from helpers import make_tiny_run
 
 
@@ -36,7 +36,7 @@ def run(tmp_path):
     config = load_run_config(str(path))
     items = build_data(config, "training", True).items + build_data(config, "validation", False).items
     _to_frame_folders(tmp_path / "data", items)
-    config["data"]["video_root"] = str(tmp_path / "data" / "frames")
+    config = config.updated({"data": {"video_root": str(tmp_path / "data" / "frames")}})
     return config, tmp_path / "run"
 
 
@@ -52,7 +52,7 @@ def test_a_frame_file_deleted_after_indexing(run):
     data = build_data(config, "training", True)
     deleted = []
     for i, item in enumerate(data.items):
-        used = set(data.load(i, sample_rng(config["train"]["seed"], 1, i))["frame_indices"].ravel().tolist())
+        used = set(data.load(i, sample_rng(config.train.seed, 1, i))["frame_indices"].ravel().tolist())
         for k in range(open_video(item.video_path).n_frames):
             if k not in used:
                 os.remove(os.path.join(item.video_path, f"{k + 1:06d}.jpg"))
@@ -67,7 +67,7 @@ def test_a_video_truncated_during_the_step(run, monkeypatch):
     import cten_jt.train as trainer
     from cten_common.data.datasets import VideoEmotionData
     config, out = run
-    config["data"]["video_root"] = config["data"]["video_root"].replace("frames", "videos")
+    config = config.updated({"data": {"video_root": config.data.video_root.replace("frames", "videos")}})
     trainer.train(config, str(out), progress=False, stop_after=1)
     before = _checkpoints(out)
     real = VideoEmotionData.read_views
@@ -114,7 +114,7 @@ def damaged(tmp_path):
     config = load_run_config(str(path))
     items = build_data(config, "training", True).items + build_data(config, "validation", False).items
     _to_frame_folders(tmp_path / "data", items)
-    config["data"]["video_root"] = str(tmp_path / "data" / "frames")
+    config = config.updated({"data": {"video_root": str(tmp_path / "data" / "frames")}})
     return config, tmp_path / "run", _damage(config)
 
 
@@ -130,7 +130,7 @@ def _trainer(framework):
 def test_skip_finishes_and_lists_every_bad_video(damaged, framework):
     import json
     config, out, bad = damaged
-    config["data"].update(on_bad_sample="skip", max_bad_share=0.5)
+    config = config.updated({"data": {"on_bad_sample": "skip", "max_bad_share": 0.5}})
     summary = _trainer(framework).train(config, str(out), progress=False)
     assert summary["epochs_done"] == 2
     listed = {v["video_id"]: v for v in summary["skipped_videos"]}
@@ -151,7 +151,7 @@ def test_skip_finishes_and_lists_every_bad_video(damaged, framework):
 @pytest.mark.parametrize("framework", ["jittor", "torch"])
 def test_stop_is_the_default_and_names_the_file(damaged, framework):
     config, out, bad = damaged
-    assert config["data"]["on_bad_sample"] == "stop"
+    assert config.data.on_bad_sample == "stop"
     with pytest.raises(DataError) as err:
         _trainer(framework).train(config, str(out), progress=False)
     assert any(err.value.path.startswith(p) for p in bad.values()), str(err.value)
@@ -160,7 +160,7 @@ def test_stop_is_the_default_and_names_the_file(damaged, framework):
 def test_more_bad_videos_than_the_stated_share_stop_the_run(damaged):
     from cten_common.training import TooMuchBadData
     config, out, bad = damaged
-    config["data"].update(on_bad_sample="skip", max_bad_share=0.2)      # 1 of 6 videos allowed
+    config = config.updated({"data": {"on_bad_sample": "skip", "max_bad_share": 0.2}})      # 1 of 6 videos allowed
     with pytest.raises(TooMuchBadData, match=r"2 of the run's 6 videos failed to read .* data.max_bad_share = 0.2"):
         _trainer("jittor").train(config, str(out), progress=False)
     assert not (out / "last.safetensors").exists()
@@ -176,7 +176,7 @@ def test_a_skipped_video_changes_no_other_draw(damaged, framework, workers):
     from cten_common.erasing import erasing_uniforms, kept_rows_rng
     from cten_common.training import erasing_rng
     config, out, bad = damaged
-    config["data"]["on_bad_sample"] = "skip"
+    config = config.updated({"data": {"on_bad_sample": "skip"}})
     damaged_data = build_data(config, "training", True)
     clean = VideoEmotionData(damaged_data.items, damaged_data.class_names,
                              damaged_data.clip.__class__(**{**damaged_data.clip.__dict__, "on_bad_sample": "stop"}),
@@ -225,7 +225,7 @@ def test_skip_drops_a_video_whose_erased_views_fail(damaged, framework, monkeypa
     step's loss (all three views); the run finishes and lists it (where: erased views)."""
     from cten_common.data.datasets import VideoEmotionData
     config, out, bad = damaged
-    config["data"].update(on_bad_sample="skip", max_bad_share=0.9)
+    config = config.updated({"data": {"on_bad_sample": "skip", "max_bad_share": 0.9}})
     data = build_data(config, "training", True)
     victim = data.items[1].video_id
     real = VideoEmotionData.read_view

@@ -3,7 +3,7 @@ import types
 
 import pytest
 
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_jt import device
 
 
@@ -29,7 +29,7 @@ def test_cuda_without_cuda_and_unknown_devices_are_errors(monkeypatch):
         device.set_device("gpu")
     with pytest.raises(ValueError, match="train.device"):
         load_run_config(None, ["train.device=gpu"])
-    assert load_run_config(None, [])["train"]["device"] == "auto"
+    assert load_run_config(None, []).train.device == "auto"
 
 
 def test_this_machine_trains_where_jittor_can():

@@ -93,7 +93,7 @@ def _flipped(a, b, lr):
 
 def test_trainer_under_mpirun_follows_one_process(data, tmp_path):
     from benchmarks.twin_first_epoch import train_variant
-    from cten_common.run_config import load_run_config
+    from cten_common.config import load_run_config
     args = ["--config", str(data)]
     _train(args, tmp_path / "one")
     two = _train(args, tmp_path / "two", ranks=2)

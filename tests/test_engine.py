@@ -6,6 +6,7 @@ import torch
 import cten_jt.optim
 from cten_common.data.datasets import collate
 from cten_common.erasing import ClipViews
+from cten_common.step import ErasingOptions
 from cten_jt import engine as jeng
 from cten_jt.models.state import load_state_arrays, state_arrays
 from cten_jt.models import CTEN as JCTEN
@@ -53,7 +54,8 @@ def test_full_erasing_step_matches():
     batch = _batch()
     t_model.train()
     j_model.train()
-    opts = dict(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5, reader=_reader(batch))
+    opts = dict(options=ErasingOptions(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5),
+                reader=_reader(batch))
 
     t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(3), **opts)
     j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(3), **opts)
@@ -130,8 +132,8 @@ def test_fused_and_composed_kernels_take_the_same_step():
         model = JCTEN(init_seed=0, **CFG)
         model.train()
         with kernels(mode):
-            loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(5), theta=0.7,
-                                               reader=_reader(batch))
+            loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(5), ErasingOptions(theta=0.7),
+                                           reader=_reader(batch))
             results[mode] = (float(loss.numpy().reshape(-1)[0]), info)
     (c_loss, c_info), (f_loss, f_info) = results["composed"], results["fused"]
     for view in ("context", "keyframe"):               # the erasing kernel: the same frames
@@ -149,8 +151,8 @@ def test_audio_branch_once_equals_three_times():
     for once in (False, True):
         model = JCTEN(init_seed=0, **CFG)
         model.train()
-        loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(4), audio_once=once,
-                                           reader=_reader(batch))
+        loss, info = jeng.erasing_loss(model, batch, np.random.default_rng(4), ErasingOptions(audio_once=once),
+                                       reader=_reader(batch))
         params = {n: p for n, p in model.named_parameters() if not p.is_stop_grad()}
         grads = dict(zip(params, [g.numpy() for g in jt.grad(loss, list(params.values()))]))
         buffers = {n: np.array(v) for n, v in state_arrays(model).items()
@@ -178,7 +180,7 @@ def test_the_twins_audio_branch_once_equals_three_times():
     for once in (False, True):
         model = TCTEN(init_seed=0, **CFG)
         model.train()
-        loss, info = teng.erasing_loss(model, batch, np.random.default_rng(4), audio_once=once,
+        loss, info = teng.erasing_loss(model, batch, np.random.default_rng(4), ErasingOptions(audio_once=once),
                                        reader=_reader(batch))
         buffers = {n: v.detach().numpy().copy() for n, v in model.state_dict().items()
                    if n.endswith(("running_mean", "running_var", "num_batches_tracked"))}
@@ -198,7 +200,7 @@ def test_the_twins_audio_branch_once_equals_three_times():
 
     j_model = JCTEN(init_seed=0, **CFG)
     j_model.train()
-    j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(4), audio_once=True,
+    j_loss, j_info = jeng.erasing_loss(j_model, batch, np.random.default_rng(4), ErasingOptions(audio_once=True),
                                        reader=_reader(batch))
     assert_close(got["loss"], float(j_loss.numpy().reshape(-1)[0]), "loss, Jittor against the twin",
                  rtol_scale=MODEL_RTOL)

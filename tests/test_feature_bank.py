@@ -14,7 +14,7 @@ import cten_jt.optim
 from cten_common.data.bank import expected_meta
 from cten_common.data.datasets import build_data, collate, sample_rng
 from cten_common.data.errors import DataError
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_jt import engine
 from cten_jt.data import model_visual
 from cten_jt.extract_features import backbone_model, extract
@@ -73,8 +73,8 @@ def test_banked_step_equals_the_normal_step(tiny):
     normal, banked = _batch(normal_data, [0, 1, 2, 3]), _batch(banked_data, [0, 1, 2, 3])
     assert np.array_equal(normal["frame_indices"], banked["frame_indices"])
     assert np.array_equal(normal["audio"], banked["audio"])      # the same draws, in order
-    a = build_model(config["model"], init_seed=5)
-    b = build_model(config["model"], init_seed=5)
+    a = build_model(config.model, init_seed=5)
+    b = build_model(config.model, init_seed=5)
     la, ia, ga, pa, p0 = _step(a, normal, None, normal_data)
     lb, ib, gb, pb, p0b = _step(b, banked, bank, banked_data)
     for view in ("context", "keyframe"):
@@ -133,10 +133,10 @@ def test_stale_and_partial_banks_are_refused(tiny, tmp_path):
     ids = list(bank.videos)
     model = backbone_model(config)
     bank.check(expected_meta(config, model), ids)                    # the right one passes
-    other = dict(config, train=dict(config["train"], seed=6))       # other backbone weights
+    other = config.updated({"train": {"seed": 6}})       # other backbone weights
     with pytest.raises(DataError, match="stale feature bank: built with backbone_sha256"):
         bank.check(expected_meta(other, backbone_model(other)), ids)
-    bigger = dict(config, model=dict(config["model"], snippet_duration=8))
+    bigger = config.updated({"model": {"snippet_duration": 8}})
     with pytest.raises(DataError, match="snippet_duration 4, now 8"):
         bank.check(expected_meta(bigger, model), ids)
     part = extract(config, str(tmp_path / "part"), dtype="float32", progress=False, stop_after=3)
@@ -157,7 +157,7 @@ def test_a_bf16_bank_records_its_precision_and_serves_a_run(tiny, tmp_path):
     backbone's in bf16 (close to the fp32 bank's, not equal), it serves a run's check, and
     continuing it in fp32 is refused as other settings."""
     root, path, config, bank = tiny
-    config16 = dict(config, train=dict(config["train"], precision="bf16"))
+    config16 = config.updated({"train": {"precision": "bf16"}})
     b16 = extract(config16, str(tmp_path / "b16"), dtype="float32", progress=False)
     assert b16.meta["precision"] == "bf16" and "precision" not in bank.meta
     ids = list(bank.videos)

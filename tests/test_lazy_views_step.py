@@ -8,7 +8,7 @@ from cten_common.data.datasets import build_data, collate, sample_rng
 from cten_common.data.transforms import apply_brightness, params_from_array
 from cten_common.data.readers import open_video
 from cten_common.erasing import ClipViews
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_jt import engine
 from cten_jt.models.state import state_arrays
 from cten_jt.models import build_model
@@ -41,7 +41,7 @@ def test_a_step_with_lazily_read_views_equals_the_whole_clip_step(tmp_path):
     old["visual"] = np.stack([apply_brightness(v, b) for v, b in zip(batch["visual"], batch["brightness"])])
     results = []
     for step_batch, reader in ((batch, data.read_views), (old, ClipViews(_whole_clips(data, batch)))):
-        model = build_model(config["model"], init_seed=2)
+        model = build_model(config.model, init_seed=2)
         model.train()
         optimizer = cten_jt.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
         out = engine.erasing_step(model, optimizer, step_batch, np.random.default_rng(8), reader=reader)

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from cten_common.precision import DynamicLossScaler, check_device, check_precision
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
+from cten_common.step import ErasingOptions
 from cten_jt.kernels.rounding import round_to
 from cten_jt.models import CTEN as JCTEN
 from cten_jt.precision import layer_precisions as j_layers, set_precision as j_set
@@ -90,8 +91,8 @@ def test_precision_names_and_devices():
         with pytest.raises(ValueError, match=f"{p} runs on a CUDA GPU only"):
             check_device(p, on_gpu=False)
         assert check_device(p, on_gpu=True) == p
-    assert load_run_config(overrides=["train.precision=bf16"])["train"]["precision"] == "bf16"
-    assert load_run_config()["train"]["precision"] == "fp32"
+    assert load_run_config(overrides=["train.precision=bf16"]).train.precision == "bf16"
+    assert load_run_config().train.precision == "fp32"
     with pytest.raises(ValueError, match="train.precision"):
         load_run_config(overrides=["train.precision=int8"])
 
@@ -269,7 +270,8 @@ def test_erasing_step_in_bf16_within_the_floor():
 
     VIEWS = ("original", "context", "keyframe")
     batch = _batch()
-    opts = dict(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5, reader=_reader(batch))
+    opts = dict(options=ErasingOptions(theta=0.7, loss="pcce", class_names=CLASSES, pcce_lambda=0.5),
+                reader=_reader(batch))
 
     def step(t_model, j_model):
         t_loss, t_info = teng.erasing_loss(t_model, batch, np.random.default_rng(3), **opts)
@@ -303,7 +305,7 @@ def test_loss_scaling_changes_nothing_until_it_overflows_then_skips(framework):
     from test_engine import CFG, CLASSES, _batch, _reader
 
     batch = _batch()
-    opts = dict(theta=0.7, loss="ce", class_names=CLASSES, reader=_reader(batch))
+    opts = dict(options=ErasingOptions(theta=0.7, loss="ce", class_names=CLASSES), reader=_reader(batch))
     if framework == "jittor":
         import cten_jt.optim
         from cten_jt import engine

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from helpers import make_tiny_run
 
 GREEN = np.array([44, 160, 44])          # matplotlib's tab:green, RGB
@@ -39,10 +39,10 @@ def test_predict_a_frame_folder_with_its_annotation(tiny_folder, tmp_path):
     from cten_jt.predict import plot_prediction, predict_video
     root, path, video_id, folder, entry = tiny_folder
     config = load_run_config(str(path))
-    model = build_model(config["model"], init_seed=0)
+    model = build_model(config.model, init_seed=0)
     audio = str(root / "data" / "audio" / "Anger" / f"{video_id}.wav")
     result = predict_video(model, config, ["Anger", "Anticipation"], str(folder), audio,
-                           annotation=config["data"]["annotation"])
+                           annotation=config.data.annotation)
     # the annotation's fps (8) wins over the wav's length, which agrees with it: no note
     assert (result["fps"], result["fps_source"], result["fps_note"]) == (8.0, "annotation fps", None)
     assert result["duration_s"] == pytest.approx(entry["duration"])

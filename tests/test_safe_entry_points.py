@@ -15,7 +15,7 @@ import yaml
 
 from cten_common.data.bank import FeatureBank, bank_meta
 from cten_common.data.errors import DataError
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_common.checkpoint_io.errors import CheckpointError
 from helpers import TINY_RUN_MODEL, make_tiny_run, run_checkpoint, write_malicious_files
 
@@ -107,7 +107,7 @@ def train_resume_cli(path, tiny, tmp, capsys, model):
     from cten_jt.train import main
     run = tmp / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump(load_run_config(tiny["config"])))
+    (run / "config.yaml").write_text(yaml.safe_dump(load_run_config(tiny["config"]).to_dict()))
     (run / "metrics.jsonl").write_text("")
     (run / "last.pkl").write_bytes(path.read_bytes())        # an older run's checkpoint name
     return _exits_2(main, ["--resume", str(run)], capsys).replace(str(run / "last.pkl"), str(path))

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from helpers import make_tiny_run, run_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,9 +56,10 @@ def test_resume_ends_with_the_same_weights(tiny, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
     import cten_jt.train as trainer
+    from cten_common.training import NonFiniteLoss
     root, path = tiny
     config = load_run_config(str(path))
-    real = trainer.erasing_step
+    real = trainer.BACKEND.erasing_step
     calls = {"n": 0}
 
     def poisoned(model, optimizer, batch, rng, **kw):
@@ -67,8 +68,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path
         if calls["n"] > 3:              # the second epoch (3 steps per epoch here)
             out["loss"] = float("nan")
         return out
-    monkeypatch.setattr(trainer, "erasing_step", poisoned)
-    with pytest.raises(trainer.NonFiniteLoss, match="the loss is nan"):
+    monkeypatch.setattr(trainer.BACKEND, "erasing_step", poisoned)
+    with pytest.raises(NonFiniteLoss, match="the loss is nan"):
         trainer.train(config, str(tmp_path / "run"), progress=False)
     kept = _weights(tmp_path / "run")
     assert kept["epoch"] == 0 and all(np.isfinite(v).all() for v in kept["model"].values()

@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from cten_common.config import ModelConfig
-from cten_common.run_config import DEFAULTS, load_run_config
+from cten_common.config import DEFAULTS, ModelConfig, RunConfig, load_run_config
 from cten_common.checkpoint_io.filter import AUDIO_BACKBONE_LAYOUT, VISUAL_BACKBONE_LAYOUT, backbone_shapes
 from cten_common.checkpoint_io.safetensors_io import save_weights_file
 from helpers import make_tiny_run, run_checkpoint
 
 H, R, N = "honoured", "refused", "no-op"
-# Every key of cten_common.run_config.DEFAULTS: what each trainer does with it.  "honoured":
+# Every key of cten_common.config.DEFAULTS: what each trainer does with it.  "honoured":
 # the trainer reads it (checked below by a run that records every read); "refused": a value
 # other than the default is a ValueError naming the key before anything runs; "no-op":
 # accepted and documented in the twin's NO_OP as a Jittor-side way of computing the same step.
@@ -42,7 +41,9 @@ def test_every_configuration_key_has_a_decision_for_both_trainers():
     assert set(DECISIONS) == _all_keys(), (sorted(_all_keys() - set(DECISIONS)),
                                            sorted(set(DECISIONS) - _all_keys()))
     assert set(DEFAULTS["model"]) == {f.name for f in ModelConfig.__dataclass_fields__.values()}
-    from cten_torch_ref.train import NO_OP, REFUSED
+    from cten_common.backend import refused_keys
+    from cten_torch_ref.backend import BACKEND
+    REFUSED, NO_OP = refused_keys(BACKEND), BACKEND.no_op
     assert set(REFUSED) == {k for k, d in DECISIONS.items() if d["torch"] == R}
     assert set(NO_OP) == {k for k, d in DECISIONS.items() if d["torch"] == N}
     assert all(d["jittor"] == H for d in DECISIONS.values())
@@ -50,32 +51,41 @@ def test_every_configuration_key_has_a_decision_for_both_trainers():
 
 @pytest.mark.parametrize("key", sorted(k for k, d in DECISIONS.items() if d["torch"] == R))
 def test_the_twin_refuses_with_a_message_naming_the_key(key, tmp_path):
-    from cten_torch_ref.train import check_config, train
+    from cten_common.backend import check_capabilities
+    from cten_torch_ref.backend import BACKEND
+    from cten_torch_ref.train import train
     section, name = key.split(".")
     config = load_run_config(None, [f"{key}={json.dumps(REFUSED_VALUES[key])}"])
     with pytest.raises(ValueError, match=rf"{key} = .* is refused by cten_torch_ref.train: "):
-        check_config(config)
+        check_capabilities(config, BACKEND)
     with pytest.raises(ValueError, match=key):       # before anything: no data, no folder
         train(config, str(tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()
-    check_config(load_run_config(None))              # the default passes
+    check_capabilities(load_run_config(None), BACKEND)              # the default passes
 
 
-class Reads(dict):
-    """A configuration section that records the keys read from it (``[]`` and ``get``;
-    copying it whole to write config.yaml or a checkpoint does not count)."""
+def reading(config, log, prefix=""):
+    """A copy of the configuration dataclass ``config`` (a ``RunConfig`` or one of its
+    sections) that adds ``prefix + field`` to ``log`` for every field read from it; its
+    sections are such copies too (names like ``train.lr``).  ``to_dict``, which copies a
+    configuration whole to write config.yaml or a checkpoint, does not count."""
+    fields = type(config).__dataclass_fields__
 
-    def __init__(self, section, values, log):
-        super().__init__({k: Reads(k, v, log) if isinstance(v, dict) else v for k, v in values.items()})
-        self.section, self.log = section, log
+    class Reads(type(config)):
+        def __getattribute__(self, name):
+            if name in fields and object.__getattribute__(self, "__dict__").get("_log") is not None:
+                log.add(prefix + name)
+            return super().__getattribute__(name)
 
-    def __getitem__(self, key):
-        self.log.add(f"{self.section}.{key}")
-        return super().__getitem__(key)
+        def to_dict(self):
+            return config.to_dict()
 
-    def get(self, key, default=None):
-        self.log.add(f"{self.section}.{key}")
-        return super().get(key, default)
+    values = {name: getattr(config, name) for name in fields}
+    if isinstance(config, RunConfig):
+        values = {name: reading(value, log, f"{name}.") for name, value in values.items()}
+    copy = Reads(**values)
+    object.__setattr__(copy, "_log", log)       # made and checked: from here on, reads count
+    return copy
 
 
 def _backbone_file(path, model_shapes, backbone, seed):
@@ -112,7 +122,7 @@ def pretrained(tiny):
     from cten_torch_ref.models.state import state_shapes
     from cten_torch_ref.models import build_model
     root, path = tiny
-    shapes = state_shapes(build_model(load_run_config(str(path))["model"]))
+    shapes = state_shapes(build_model(load_run_config(str(path)).model))
     return {which: (root / f"{which}.safetensors",
                     _backbone_file(root / f"{which}.safetensors", shapes, which, seed))
             for which, seed in (("visual", 11), ("audio", 12))}
@@ -137,8 +147,7 @@ def test_honoured_keys_are_read_and_pretrained_backbones_loaded(framework, tiny,
                                          f"train.pretrained_visual={pretrained['visual'][0]}",
                                          f"train.pretrained_audio={pretrained['audio'][0]}"])
     reads = set()
-    _trainer(framework).train(Reads("", config, reads), str(tmp_path / "run"), progress=False)
-    reads = {k.lstrip(".") for k in reads}
+    _trainer(framework).train(reading(config, reads), str(tmp_path / "run"), progress=False)
     honoured = {k for k, d in DECISIONS.items() if d[framework] == H and not k.startswith("model.")}
     assert honoured - reads == set(), f"{framework} never reads {sorted(honoured - reads)}"
     assert "model" in reads                     # the section, whole, to ModelConfig
@@ -156,7 +165,7 @@ def test_the_twin_loads_a_backbone_through_the_strict_path(tiny, pretrained, tmp
     from cten_torch_ref.checkpoint import load_pretrained_backbone
     from cten_torch_ref.models import build_model
     root, path = tiny
-    model = build_model(load_run_config(str(path))["model"])
+    model = build_model(load_run_config(str(path)).model)
     from safetensors.numpy import load_file
     arrays = load_file(str(pretrained["visual"][0]))
     arrays["layer1.0.conv1.weight"] = arrays["layer1.0.conv1.weight"][:1]
@@ -229,7 +238,7 @@ def test_both_trainers_write_the_same_first_epoch(tiny, tmp_path):
     summary = json.loads((tmp_path / "torch" / "summary.json").read_text())
     n = {"val_accuracy": summary["eval_videos"], "val_accuracy_mean_views": summary["eval_videos"]}
     for key in COUNTED:
-        one = 0.5 / config["model"]["n_classes"] if key == "val_mAP" else 1 / n.get(key, summary["train_videos"])
+        one = 0.5 / config.model.n_classes if key == "val_mAP" else 1 / n.get(key, summary["train_videos"])
         bound = FACTOR * table[key]["floor"] + one + 1e-9
         assert table[key]["jittor"] <= bound, (key, j[key], t[key], table[key], bound)
     assert j["epoch"] == t["epoch"] == 1 and j["bank_exact_fraction"] is t["bank_exact_fraction"] is None
@@ -329,6 +338,29 @@ def test_resuming_from_a_damaged_config_yaml_is_a_clear_exit_2(framework, text, 
 
 
 @pytest.mark.parametrize("framework", ["jittor", "torch"])
+@pytest.mark.parametrize("text, problem", [
+    ("model: {}\ndata: {}\ntrain: {epochs: [oops\n", "not valid YAML"),
+    ("model: {}\ndata: {}\ntrain: {lr: -1}\n", "train.lr must be a number >= 0, got -1"),
+    ("model: {}\ndata: {num_workers: many}\ntrain: {}\n", "data.num_workers must be an integer >= 0"),
+    ("model: {}\ntrain: {epochs: 3}\n", "the section 'data' is missing"),
+    ("model: {}\ndata: {}\ntrain: 3\n", "setting 'train' must be a mapping"),
+])
+def test_every_damage_to_a_run_folders_config_yaml_is_one_line_naming_it(framework, text, problem, tmp_path,
+                                                                          capsys):
+    """``--resume``: bad YAML, a bad value and a missing section alike are exit 2 with one
+    error line that names the folder's config.yaml, before the checkpoint is read."""
+    import importlib
+    main = importlib.import_module("cten_jt.train" if framework == "jittor" else "cten_torch_ref.train").main
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(text)
+    (run / "last.safetensors").write_bytes(b"not read: the configuration is refused first")
+    assert main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'config.yaml'}: ") and problem in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
 def test_both_trainers_train_in_bf16_with_float32_checkpoints(framework, tiny, tmp_path):
     """train.precision=bf16: an epoch trains (finite losses, the weights move), the run's
     config records the precision, and the checkpoint is float32, loadable by a float32 run;
@@ -341,14 +373,14 @@ def test_both_trainers_train_in_bf16_with_float32_checkpoints(framework, tiny, t
     with open(tmp_path / "run" / "metrics.jsonl") as f:
         record = json.loads(f.readline())
     assert all(np.isfinite(record["step_losses"]))
-    assert load_run_config(str(tmp_path / "run" / "config.yaml"), rebase_paths=False)["train"]["precision"] == "bf16"
+    assert load_run_config(str(tmp_path / "run" / "config.yaml"), rebase_paths=False).train.precision == "bf16"
     ckpt = run_checkpoint(tmp_path / "run")
     floats = {k: v for k, v in ckpt["model"].items() if v.dtype.kind == "f"}
     assert floats and all(v.dtype == np.float32 for v in floats.values())
     if framework == "jittor":
         from cten_jt.models import build_model
         import cten_jt
-        model = build_model(config["model"], init_seed=0)
+        model = build_model(config.model, init_seed=0)
         cten_jt.load_weights(model, str(tmp_path / "run" / "last.safetensors"))
         assert model.precision == "fp32"
         # and the commands take --precision: bf16 evaluates it, fp16 on this CPU is exit 2

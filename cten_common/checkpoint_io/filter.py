@@ -155,3 +155,17 @@ def read_state(source):
     else:
         obj, name = read_checkpoint(source), str(source)
     return strip_prefix(unwrap_state_dict(obj, name)), name
+
+
+def with_backbone(arrays, path, backbone):
+    """``(arrays, name)``: a model's state ``arrays`` (``{name: array}``) with its visual
+    (Kinetics 3D ResNet) or audio (torchvision ImageNet ResNet) ``backbone`` filled from
+    the checkpoint ``path``, strictly (a file that does not fit is a CheckpointError
+    listing every problem); ``name`` is what error messages call the file.  Each
+    framework's ``checkpoint.load_pretrained_backbone`` loads the result."""
+    state, name = read_state(path)
+    expected = backbone_shapes({k: v.shape for k, v in arrays.items()}, backbone)
+    filled = dict(arrays)
+    filled.update(match_state_dict(rename_backbone(state, backbone, name), expected,
+                                   f"{name} (as the {backbone} backbone)"))
+    return filled, name

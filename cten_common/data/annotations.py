@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from ..config import DATA_FORMATS
 from .errors import DataError
 from .readers.base import VIDEO_EXTENSIONS
 
@@ -198,8 +199,6 @@ def load_caer(root, subset="training", problems=None):
     return items, classes
 
 
-FORMATS = ("ve8", "ekman6", "caer")
-
 
 def build_index(data, subset, problems=None):
     """Items and class names of one subset, from a config's ``data`` section.
@@ -208,8 +207,8 @@ def build_index(data, subset, problems=None):
     ``audio_root``) or caer (``video_root`` holding train/validation/test).
     """
     fmt = data.get("format", "ve8")
-    if fmt not in FORMATS:
-        raise ValueError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+    if fmt not in DATA_FORMATS:
+        raise ValueError(f"data.format must be one of {DATA_FORMATS}, got {fmt!r}")
     if fmt == "caer":
         return load_caer(data["video_root"], subset, problems)
     return load_annotation(data["annotation"], data["video_root"], data.get("audio_root"),

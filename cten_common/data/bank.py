@@ -119,8 +119,9 @@ def backbone_digest(model):
 
 
 def expected_meta(config, model):
-    """What a bank must have been built with to serve this run configuration and model."""
-    m = config["model"]
+    """What a bank must have been built with to serve this run configuration (a
+    ``RunConfig``) and model."""
+    m = config.model.to_dict()
     return {"format": FORMAT, **{k: int(m[k]) for k in MODEL_KEYS}, "backbone_sha256": backbone_digest(model)}
 
 

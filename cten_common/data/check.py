@@ -39,7 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .annotations import FORMATS, IndexProblems, build_index
+from ..config import DATA_FORMATS
+from .annotations import IndexProblems, build_index
 from .audio import load_audio
 from .errors import DataError
 from .readers import open_video
@@ -433,7 +434,7 @@ def print_rates(rates):
 def main(argv=None, prog="cten-check-data"):
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     p.add_argument("--config", help="YAML with a 'data' section (format, annotation, video_root, audio_root)")
-    p.add_argument("--format", choices=FORMATS)
+    p.add_argument("--format", choices=DATA_FORMATS)
     p.add_argument("--annotation")
     p.add_argument("--video-root")
     p.add_argument("--audio-root")
@@ -449,14 +450,14 @@ def main(argv=None, prog="cten-check-data"):
     a = p.parse_args(argv)
     data, with_audio = {}, not a.no_audio
     if a.config:
-        from ..run_config import load_run_config
+        from ..config import load_run_config
         try:
             config = load_run_config(a.config)
         except ValueError as exc:   # names the file and the setting
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        data = {k: v for k, v in config["data"].items() if v is not None}
-        with_audio = with_audio and config["model"]["modality"] == "av"     # a visual-only model reads no audio
+        data = {k: v for k, v in config.data.to_dict().items() if v is not None}
+        with_audio = with_audio and config.model.modality == "av"     # a visual-only model reads no audio
     for key in ("format", "annotation", "video_root", "audio_root"):
         if getattr(a, key) is not None:
             data[key] = getattr(a, key)

@@ -44,6 +44,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..config import ON_BAD_SAMPLE
 from . import audio as audio_io
 from .annotations import build_index
 from .errors import DataError
@@ -57,7 +58,6 @@ from .transforms import EvalTransform, TrainTransform, params_from_array, params
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 32     # frames decoded and transformed at a time: bounds a read's full-size frames
-ON_BAD_SAMPLE = ("stop", "skip")    # data.on_bad_sample: what a video that fails to read does
 
 
 @dataclass(frozen=True)
@@ -361,18 +361,19 @@ def collate(samples):
 
 
 def clip_config(config, train):
-    """The ClipConfig of a run configuration (cten_common.run_config)."""
-    m, d = config["model"], config["data"]
-    return ClipConfig(n_segments=m["seq_len"], snippet_len=m["snippet_duration"],
-                      sample_size=m["sample_size"], with_audio=m["modality"] == "av",
-                      allow_silence=bool(d["allow_silence"]), augment=bool(d.get("augment", True)),
-                      read_threads=int(d.get("read_threads", 0)),
-                      frame_fps=None if d.get("frame_fps") is None else float(d["frame_fps"]),
-                      on_bad_sample=d.get("on_bad_sample", "stop"))
+    """The ClipConfig of a run configuration (``cten_common.config.RunConfig``)."""
+    m, d = config.model, config.data
+    return ClipConfig(n_segments=m.seq_len, snippet_len=m.snippet_duration,
+                      sample_size=m.sample_size, with_audio=m.modality == "av",
+                      allow_silence=d.allow_silence, augment=d.augment, read_threads=d.read_threads,
+                      frame_fps=None if d.frame_fps is None else float(d.frame_fps),
+                      on_bad_sample=d.on_bad_sample)
 
 
 def build_data(config, subset, train, bank=None):
-    """The VideoEmotionData of one subset of a run configuration (``bank``: read the
-    visual features from this FeatureBank)."""
-    items, classes = build_index(config["data"], subset)
+    """The VideoEmotionData of one subset of a run configuration (a ``RunConfig``;
+    ``bank``: read the visual features from this FeatureBank)."""
+    d = config.data
+    items, classes = build_index({"format": d.format, "annotation": d.annotation, "video_root": d.video_root,
+                                  "audio_root": d.audio_root}, subset)
     return VideoEmotionData(items, classes, clip_config(config, train), train, bank)

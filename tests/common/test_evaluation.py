@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from cten_common.config import TrainConfig
 from cten_common.data.annotations import load_annotation
 from cten_common.data.datasets import ClipConfig, VideoEmotionData
 from cten_common.data.synthetic import SyntheticSpec, make_synthetic_dataset
@@ -37,7 +38,7 @@ def _data(tmp_path, with_spans):
 
 
 def test_a_split_without_spans_says_so(tmp_path, capsys):
-    config = {"batch_size": 2, "seed": 0, "theta": 0.7}
+    config = TrainConfig(batch_size=2, seed=0, theta=0.7)
     with_spans = evaluate_model(_Model(), _data(tmp_path / "a", True), config, _predict, progress=False)
     assert "detection" in with_spans and "detection_skipped" not in with_spans
     without = evaluate_model(_Model(), _data(tmp_path / "b", False), config, _predict, progress=False)
@@ -49,18 +50,18 @@ def test_a_split_without_spans_says_so(tmp_path, capsys):
 @pytest.mark.parametrize("framework", ["jittor", "torch"])
 def test_both_frameworks_report_each_videos_spans_beside_its_ground_truth(framework, tmp_path):
     from cten_common.data.datasets import build_data
-    from cten_common.run_config import load_run_config
+    from cten_common.config import load_run_config
     from helpers import make_tiny_run
     config = load_run_config(str(make_tiny_run(tmp_path, videos_per_class=2)))
     data = build_data(config, "validation", train=False)
     if framework == "jittor":
         from cten_jt.evaluate import evaluate_model as evaluate
         from cten_jt.models import build_model
-        report = evaluate(build_model(config["model"], init_seed=0), data, config["train"], progress=False)
+        report = evaluate(build_model(config.model, init_seed=0), data, config.train, progress=False)
     else:
         from cten_torch_ref.engine import predict_batch
         from cten_torch_ref.models import build_model
-        report = evaluate_model(build_model(config["model"]), data, config["train"], predict_batch, progress=False)
+        report = evaluate_model(build_model(config.model), data, config.train, predict_batch, progress=False)
     truth = {it.video_id: it.segments for it in data.items}
     assert len(report["per_video"]) == len(truth) == 2
     for video in report["per_video"]:

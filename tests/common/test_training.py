@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from cten_common.run_config import load_run_config
+from cten_common.config import load_run_config
 from cten_common.training import dropout_seed, epoch_order, erasing_rng
 
 
@@ -32,7 +32,7 @@ def test_epoch_draws_depend_on_seed_and_epoch_alone():
 def test_a_seed_outside_32_bits_is_refused_by_name(value):
     with pytest.raises(ValueError, match=r"train.seed must be an integer in \[0, 2\*\*32\)"):
         load_run_config(None, [f"train.seed={value}"])
-    assert load_run_config(None, ["train.seed=4294967295"])["train"]["seed"] == 2 ** 32 - 1
+    assert load_run_config(None, ["train.seed=4294967295"]).train.seed == 2 ** 32 - 1
 
 
 def _bad(index, vid, path="/d/x/000001.jpg", problem="frame 0: cannot decode as an image", where="sample"):
@@ -74,8 +74,8 @@ def test_more_bad_videos_than_the_share_stop_with_the_list():
 def test_bad_skip_settings_are_refused_by_name(setting):
     with pytest.raises(ValueError, match=setting.split("=")[0]):
         load_run_config(None, [setting])
-    assert load_run_config(None)["data"]["on_bad_sample"] == "stop"
-    assert load_run_config(None)["data"]["max_bad_share"] == 0.05
+    assert load_run_config(None).data.on_bad_sample == "stop"
+    assert load_run_config(None).data.max_bad_share == 0.05
 
 
 def test_resume_config_keeps_the_data_paths_as_the_run_wrote_them(tmp_path):
@@ -84,8 +84,8 @@ def test_resume_config_keeps_the_data_paths_as_the_run_wrote_them(tmp_path):
     from cten_common.training import resume_config
     run = tmp_path / "runs" / "a"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text("data: {video_root: data/videos, annotation: /abs/ann.json}\n"
+    (run / "config.yaml").write_text("model: {}\ndata: {video_root: data/videos, annotation: /abs/ann.json}\n"
                                      "train: {epochs: 3}\n")
     config = resume_config(run)
-    assert config["data"]["video_root"] == "data/videos"
-    assert config["data"]["annotation"] == "/abs/ann.json" and config["train"]["epochs"] == 3
+    assert config.data.video_root == "data/videos"
+    assert config.data.annotation == "/abs/ann.json" and config.train.epochs == 3

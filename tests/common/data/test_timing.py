@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from cten_common.config import TrainConfig
 from cten_common.data.annotations import VideoItem, load_annotation
 from cten_common.data.audio import audio_duration
 from cten_common.data.check import main as check_main
@@ -94,7 +95,7 @@ def _data(root, videos, audio=None, frame_fps=None):
 
 
 def _evaluate(data):
-    return evaluate_model(_Model(), data, {"batch_size": 2, "seed": 0, "theta": 0.7}, _predict, progress=False)
+    return evaluate_model(_Model(), data, TrainConfig(batch_size=2, seed=0, theta=0.7), _predict, progress=False)
 
 
 def _spans(report):
@@ -252,7 +253,7 @@ def test_variable_frame_rate_uses_the_timestamps(tmp_path):
         logits = np.array([[1.0, 0.0]], np.float32)
         return {"logits": logits, "gamma": np.array([[0, 0, 1, 1]], np.float32), "context_logits": logits}
 
-    report = evaluate_model(_Model(), data, {"batch_size": 1, "seed": 0, "theta": 0.7}, predict, progress=False)
+    report = evaluate_model(_Model(), data, TrainConfig(batch_size=1, seed=0, theta=0.7), predict, progress=False)
     # segments of 20 frames: [0, 2], [2, 2.667], [2.667, 3.333], [3.333, 4] s; the last two kept
     (det,) = report["per_video"][0]["detections"]
     assert (det["start_s"], det["end_s"]) == (pytest.approx(2 + 20 / 30, abs=1e-3), pytest.approx(4.0, abs=1e-3))
@@ -262,9 +263,9 @@ def test_variable_frame_rate_uses_the_timestamps(tmp_path):
 
 
 def test_config_frame_fps_is_validated():
-    from cten_common.run_config import load_run_config
-    assert load_run_config(None, ["data.frame_fps=25"])["data"]["frame_fps"] == 25
-    assert load_run_config(None)["data"]["frame_fps"] is None
+    from cten_common.config import load_run_config
+    assert load_run_config(None, ["data.frame_fps=25"]).data.frame_fps == 25
+    assert load_run_config(None).data.frame_fps is None
     for bad in ("0", "-3", "fast", "true", ".nan"):
         with pytest.raises(ValueError, match="data.frame_fps"):
             load_run_config(None, [f"data.frame_fps={bad}"])
