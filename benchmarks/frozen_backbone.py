@@ -1,0 +1,60 @@
+"""python -m benchmarks.frozen_backbone [--out benchmarks/results/frozen_backbone_cpu.json]
+
+The frozen R3D-101's eval-mode forward at the paper's per-sample shape (16 snippets of
+3x16x112x112): layer by layer (``set_kernels("composed")``) against the one-program path
+(``cten_jt.kernels.frozen_resnet``), fp32 and bf16; min and median of 3 after a warm-up.
+Prints a table and writes JSON.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+
+import cten_jt  # noqa: F401  (Jittor settings first)
+import jittor as jt
+from cten_jt import switches
+from cten_jt.kernels import frozen_resnet
+from cten_jt.models.norm import set_train_mode
+from cten_jt.models.resnet import visual_backbone
+from cten_jt.precision import set_precision
+
+
+def _time(run, n=3):
+    run().sync()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        run().sync()
+        times.append(time.perf_counter() - start)
+    return min(times), float(np.median(times))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="benchmarks/results/frozen_backbone_cpu.json")
+    a = p.parse_args(argv)
+    resnet = visual_backbone(101, 16, 112)
+    for w in resnet.parameters():
+        w.stop_grad()
+    set_train_mode(resnet, False)
+    x = jt.array(np.random.default_rng(0).random((16, 3, 16, 112, 112), dtype=np.float32))
+    rows = []
+    for precision in ("fp32", "bf16"):
+        set_precision(resnet, precision)
+        with switches.kernels("composed"):
+            layers = _time(lambda: resnet(x))
+        program = _time(lambda: frozen_resnet.frozen_backbone(resnet, x, precision))
+        rows.append({"precision": precision, "layer_by_layer_s": layers, "program_s": program,
+                     "program/layers": program[1] / layers[1]})
+    print("| precision | layer by layer (min, median s) | one program (min, median s) | ratio |")
+    print("|---|---|---|---:|")
+    for r in rows:
+        print(f"| {r['precision']} | {r['layer_by_layer_s'][0]:.3f}, {r['layer_by_layer_s'][1]:.3f} | "
+              f"{r['program_s'][0]:.3f}, {r['program_s'][1]:.3f} | {r['program/layers']:.2f} |")
+    with open(a.out, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
