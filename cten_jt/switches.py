@@ -7,7 +7,8 @@ read here and nowhere else, so this table is the whole list.
 variable                   default      effect
 =========================  ===========  ==================================================
 ``CTEN_KERNELS``           ``fused``    ``composed``: attention from composed Jittor
-                                        operators and erasing from the numpy sampler
+                                        operators, erasing from the numpy sampler and
+                                        the frozen backbone layer by layer
                                         (``cten_jt.kernels``); also ``set_kernels()``
                                         and the run config's ``train.kernels``
 ``CTEN_CONV_WEIGHT_CACHE`` ``1``        ``0``: frozen convolution weights are reordered
