@@ -33,6 +33,7 @@ layer-by-layer path stays for train-mode BatchNorm, the GPU, Jittor's own
 convolution and ``set_kernels("composed")`` (``cten_jt.switches``).
 """
 import functools
+import math
 
 import jittor as jt
 import numpy as np
@@ -41,16 +42,18 @@ from jittor import nn
 from .. import switches
 from . import conv as conv_ops
 
-OP_CONV, OP_MAXPOOL, OP_FREE, OP_CAST = 1, 2, 3, 4
+OP_CONV, OP_MAXPOOL, OP_FREE, OP_CAST, OP_CONV_TRAIN = 1, 2, 3, 4, 5
 WIDTH = 32                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
 PRECISION_CODES = {"fp32": 0, "bf16": 1}
 
 _HEADER = "frozen_resnet_dnnl.h"
 
 
-def _code(shape, dtype, inputs, src):
-    y = jt.code(shape, dtype, inputs, cpu_header=conv_ops._header(_HEADER), cpu_src=src)
-    y.compile_options = {"FLAGS: -ldnnl ": 1}
+def _code(shape, dtype, inputs, src, data=None):
+    y = jt.code(shape, dtype, inputs, cpu_header=conv_ops._header(_HEADER), cpu_src=src, **(
+        {"data": data} if data else {}))
+    for v in (y if isinstance(y, (list, tuple)) else [y]):
+        v.compile_options = {"FLAGS: -ldnnl ": 1}
     return y
 
 
@@ -78,10 +81,23 @@ def _layers(resnet):
     return mods[0], mods[1], mods[3], blocks
 
 
+def _norms(resnet):
+    return [m for m in resnet.modules() if hasattr(m, "running_mean")]
+
+
+def train_mode(resnet):
+    """True where every BatchNorm of ``resnet`` is in train mode, False where every one is in
+    eval mode, None where they are mixed."""
+    modes = {bool(getattr(m, "is_train", False)) for m in _norms(resnet)}
+    return modes.pop() if len(modes) == 1 else None
+
+
 def usable(resnet, x, precision):
     """True where ``frozen_backbone(resnet, x, precision)`` runs: the CPU with the system
-    oneDNN, fused kernels on, every BatchNorm in eval mode, every weight frozen, float32
-    input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it natively), plain convolutions."""
+    oneDNN, fused kernels on, every BatchNorm in the same mode (in train mode: one momentum,
+    eps and update count, not synchronised under MPI, convolutions without bias), every
+    weight frozen, float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it
+    natively), plain convolutions."""
     if jt.flags.use_cuda or not switches.fused_enabled() or not conv_ops.available():
         return False
     if x.dtype != "float32" or x.ndim != 5 or precision not in PRECISION_CODES:
@@ -91,8 +107,16 @@ def usable(resnet, x, precision):
     layers = _layers(resnet)
     if layers is None:
         return False
+    train = train_mode(resnet)
+    if train is None:
+        return False
+    if train:
+        norms = _norms(resnet)
+        if len({(m.momentum, m.eps, m.stat_updates) for m in norms}) != 1 or (
+                jt.in_mpi and any(m.sync for m in norms)):
+            return False
     for m in resnet.modules():
-        if getattr(m, "is_train", False) and hasattr(m, "running_mean"):
+        if train and hasattr(m, "groups") and getattr(m, "bias", None) is not None:
             return False
         weight = getattr(m, "weight", None)
         if weight is not None and not weight.is_stop_grad():
@@ -117,8 +141,9 @@ class _Builder:
     """Writes the program: instructions, slots (and whether each holds float32), folded
     weights and their offsets."""
 
-    def __init__(self, shape, precision):
-        self.rows, self.shape, self.precision = [], tuple(shape), precision
+    def __init__(self, shape, precision, train=False):
+        self.rows, self.shape, self.precision, self.train = [], tuple(shape), precision, train
+        self.norms = []                            # train mode: the BatchNorms, in channel order
         self.free_slots, self.n_slots = [], 1
         self.f32 = {0: precision == "fp32"}        # slot -> holds float32 (else bfloat16)
         self.weights, self.biases = [], []
@@ -145,14 +170,20 @@ class _Builder:
 
     def conv(self, conv, bn, src, shape, dst=None, relu=True, out_f32=False):
         """``relu(bn(conv(slot src)) [+ slot dst])`` into a new slot (or summed into ``dst``);
-        returns (slot, output shape).  ``out_f32``: a float32 output in a bfloat16 program."""
-        w, b = _fold(conv, bn)
+        returns (slot, output shape).  ``out_f32``: a float32 output in a bfloat16 program.
+        In eval mode the BatchNorm is folded into numpy weights; in train mode the weights
+        are the convolution's own (a Jittor array) and the BatchNorm runs after it."""
+        if self.train:
+            w, b = conv.weight, np.zeros(conv.weight.shape[0], np.float32)
+            self.norms.append(bn)
+        else:
+            w, b = _fold(conv, bn)
         stride, padding = tuple(conv.stride), tuple(conv.padding)
         taps = conv_ops.depth_taps(shape[2], w.shape[2], stride[0], padding[0])
         stacked = [0, 0, 0]
         if taps is not None:
             first, last, pad = taps
-            w, padding = np.ascontiguousarray(w[:, :, first:last + 1]), (pad,) + padding[1:]
+            w, padding = w[:, :, first:last + 1], (pad,) + padding[1:]
         elif self.precision == "bf16" and src == 0 and shape[1] < 16 and stride[0] == 1 and w.shape[2] > 1:
             # the first convolution in bfloat16: its temporal taps as channels (csrc/frozen_resnet_dnnl.h;
             # in float32 oneDNN's kernel for few channels is the faster)
@@ -161,6 +192,9 @@ class _Builder:
             w = w.reshape(o, c * k, 1, *w.shape[3:])
             shape, stride, padding = (shape[0], c * k) + tuple(shape[2:]), (1,) + stride[1:], (0,) + padding[1:]
         s = conv_ops.ConvSizes.of(shape, w.shape, stride, padding)
+        if self.train and s.n * math.prod(s.out_spatial) < 2:
+            raise ValueError(f"{type(bn).__name__}: expected more than 1 value per channel when training, "
+                             f"got input of shape {[s.n, s.o, *s.out_spatial]}")
         capacity = conv_ops._blocked_capacity(w.shape, self.precision)
         out_f32 = out_f32 or self.precision == "fp32"
         sum_into = dst is not None
@@ -168,11 +202,11 @@ class _Builder:
             assert self.f32[dst] == out_f32, "a shortcut of another precision than the sum"
         else:
             dst = self.slot(out_f32)
-        self.rows.append([OP_CONV, src, dst, int(sum_into), int(relu), self.plain_at, self.blocked_at,
+        self.rows.append([OP_CONV_TRAIN if self.train else OP_CONV, src, dst, int(sum_into), int(relu), self.plain_at, self.blocked_at,
                           self.bias_at] + s.as_array() + [capacity] + stacked + [int(out_f32)])
         self.weights.append(w.reshape(-1))
         self.biases.append(b)
-        self.plain_at += w.size
+        self.plain_at += math.prod(w.shape)
         self.blocked_at += capacity
         self.bias_at += b.size
         return dst, (s.n, s.o) + s.out_spatial
@@ -213,7 +247,8 @@ class _Builder:
         return out, out_shape
 
     def program(self, out_slot, out_shape):
-        header = [len(self.rows), PRECISION_CODES[self.precision], out_slot, self.n_slots, *out_shape]
+        header = [len(self.rows), PRECISION_CODES[self.precision], out_slot, self.n_slots, *out_shape,
+                  self.bias_at]
         prog = np.zeros((len(self.rows) + 1, WIDTH), np.int32)
         for i, row in enumerate([header] + self.rows):
             prog[i, :len(row)] = row
@@ -223,12 +258,14 @@ class _Builder:
 
 
 class FrozenProgram:
-    """The program of one (weights, input shape, precision): the instructions, the
-    blocked folded weights and the biases, as Jittor arrays (not parameters)."""
+    """The program of one (weights, input shape, precision, mode): the instructions, the
+    blocked weights (folded with their BatchNorms in eval mode) and the biases, as Jittor
+    arrays (not parameters).  In train mode the BatchNorms' parameters and running
+    averages are read at each call, and their new running averages stored."""
 
-    def __init__(self, resnet, shape, precision):
+    def __init__(self, resnet, shape, precision, train=False):
         conv1, bn1, maxpool, blocks = _layers(resnet)
-        b = _Builder(shape, precision)
+        b = _Builder(shape, precision, train)
         x, shape = b.conv(conv1, bn1, 0, b.shape)
         b.free(0)
         pooled, shape = b.maxpool(maxpool, x, shape)
@@ -236,36 +273,69 @@ class FrozenProgram:
         x = pooled
         for block in blocks:
             x, shape = b.block(block, x, shape)
-        self.out_shape = shape
+        self.out_shape, self.norms = shape, b.norms
         self.prog = jt.array(b.program(x, shape)).stop_grad()
         self.bias = jt.array(np.concatenate(b.biases)).stop_grad()
-        plain = jt.array(np.concatenate(b.weights))
+        plain = (jt.concat([w.reshape(-1) for w in b.weights]).float32() if train
+                 else jt.array(np.concatenate(b.weights)))
         self.packed = _code((b.blocked_at,), "float32", [plain, self.prog],
                             "cten_frozen_pack(in0_p, out0_p, in1_p);").stop_grad()
         self.packed.sync()
         del plain
 
     def __call__(self, x):
+        if self.norms:
+            return self._train(x)
         return _code(self.out_shape, "float32", [x, self.packed, self.bias, self.prog],
                      "cten_frozen_run(in0_p, in1_p, in2_p, in3_p, out0_p);").stop_grad()
 
+    def _train(self, x):
+        """Train mode: the output, and every BatchNorm's running averages (and count) updated
+        as its own forward would (``cten_jt.kernels.batchnorm``)."""
+        norms = self.norms
+        first = norms[0]
+        params = [jt.concat([getattr(m, name) for m in norms]).float32()
+                  for name in ("weight", "bias", "running_mean", "running_var")]
+        y, stats = _code([self.out_shape, (4, int(self.bias.shape[0]))], ["float32", "float32"],
+                         [x, self.packed, self.bias, self.prog] + params,
+                         "cten_frozen_run_train(in0_p, in1_p, in2_p, in3_p, in4_p, in5_p, in6_p, in7_p, "
+                         "data[\"momentum\"], data[\"eps\"], (int)data[\"updates\"], out0_p, out1_p);",
+                         data={"momentum": float(first.momentum), "eps": float(first.eps),
+                               "updates": int(first.stat_updates)})
+        jt.sync([y, stats])
+        stats = stats.numpy()
+        at = 0
+        for m in norms:
+            c = m.num_features
+            m.running_mean.update(jt.array(stats[2, at:at + c]))
+            m.running_var.update(jt.array(stats[3, at:at + c]))
+            m.num_batches_tracked.update(m.num_batches_tracked + m.stat_updates)
+            at += c
+        self.last_stats = stats
+        return y.stop_grad()
 
-def _key(resnet, shape, precision):
+
+def _key(resnet, shape, precision, train):
+    """What the cached program depends on: in eval mode every weight and statistic; in train
+    mode the convolutions' weights (the BatchNorms' arrays are read at each call)."""
     ids = tuple(v.id for m in resnet.modules()
-                for v in (getattr(m, "weight", None), getattr(m, "bias", None),
-                          getattr(m, "running_mean", None), getattr(m, "running_var", None))
-                if v is not None)
-    return ids, tuple(shape), precision
+                for v in ((getattr(m, "weight", None),) if train and hasattr(m, "running_mean") else
+                          (getattr(m, "weight", None), getattr(m, "bias", None),
+                           getattr(m, "running_mean", None), getattr(m, "running_var", None)))
+                if v is not None and not (train and hasattr(m, "running_mean")))
+    return ids, tuple(shape), precision, train
 
 
 def frozen_backbone(resnet, x, precision="fp32"):
-    """``resnet`` (a ``visual_backbone`` Sequential in eval mode) applied to ``x`` up to its
-    average pool, which it then applies: the same as ``resnet(x)`` up to rounding
-    (module docstring).  Check ``usable`` first."""
-    key = _key(resnet, x.shape, precision)
+    """``resnet`` (a ``visual_backbone`` Sequential with frozen weights) applied to ``x`` up
+    to its average pool, which it then applies: the same as ``resnet(x)`` up to rounding
+    (module docstring), in eval mode or, with every BatchNorm in train mode, with the
+    batch's statistics and the running averages updated.  Check ``usable`` first."""
+    train = bool(train_mode(resnet))
+    key = _key(resnet, x.shape, precision, train)
     cached = resnet.__dict__.get("_frozen_program")
     if cached is None or cached[0] != key:
         resnet.__dict__["_frozen_program"] = None          # the old copy goes first
-        resnet.__dict__["_frozen_program"] = (key, FrozenProgram(resnet, x.shape, precision))
+        resnet.__dict__["_frozen_program"] = (key, FrozenProgram(resnet, x.shape, precision, train))
     return list(resnet)[8](resnet.__dict__["_frozen_program"][1](x))
 

@@ -13,7 +13,14 @@ PyTorch); in bfloat16, PyTorch autocast's distance from float64.
   inside a block the activations the next convolution would round anyway; the
   shortcut and residual sum in float32; the convolution's output is not rounded
   before the folded BatchNorm): BF16_FACTOR = 4, as in tests/test_precision.py.
+* train mode (batch statistics; nothing is folded): the program does the
+  layer-by-layer forward's arithmetic, the statistics in double summed in the
+  same order, with other orders of the convolutions' sums and a possible fused
+  multiply-add in ``x * alpha + beta``: test_precision's FACTOR 4 on the output
+  and on the updated running averages, in both precisions.
 """
+import copy
+
 import jittor as jt
 import numpy as np
 import pytest
@@ -152,7 +159,13 @@ def test_the_layer_by_layer_forward_stays_where_the_program_does_not_apply():
     jx = jt.array(_input(2, 8, 32))
     assert frozen_resnet.usable(j, jx, "fp32")
     set_train_mode(j, True)                     # batch statistics: not an affine map
+    assert frozen_resnet.usable(j, jx, "fp32")     # train mode has its program too
+    set_train_mode(j[1], False)                 # BatchNorms of mixed modes
     assert not frozen_resnet.usable(j, jx, "fp32")
+    set_train_mode(j, True)
+    j[1].momentum = 0.2                         # train mode: one momentum for all
+    assert not frozen_resnet.usable(j, jx, "fp32")
+    j[1].momentum = 0.1
     set_train_mode(j, False)
     assert not frozen_resnet.usable(j, jx.float64(), "fp32")
     assert not frozen_resnet.usable(j, jx, "fp16")
@@ -163,16 +176,11 @@ def test_the_layer_by_layer_forward_stays_where_the_program_does_not_apply():
     assert not frozen_resnet.usable(j, jx, "fp32")
 
 
-def test_cten_runs_its_backbone_as_one_program_in_eval_mode_only():
+def test_cten_runs_its_backbone_as_one_program_in_eval_mode():
     t_model = TCTEN(init_seed=0, dropout=0.0, **TINY_VISUAL)
     model = CTEN(init_seed=0, dropout=0.0, **TINY_VISUAL)
     copy_torch_to_jittor(t_model, model)
     visual, _ = random_inputs(TINY_VISUAL, 2)
-    model.train()
-    with jt.no_grad():
-        model(jt.array(visual))[0].sync()
-    assert "_frozen_program" not in model.resnet.__dict__, "train mode ran the program"
-    copy_torch_to_jittor(t_model, model)        # train mode moved the running statistics: back
     model.eval()
     with jt.no_grad():
         fused = model(jt.array(visual))[0].numpy()
@@ -184,3 +192,225 @@ def test_cten_runs_its_backbone_as_one_program_in_eval_mode_only():
         torch_fp32 = t_model.float()(torch.from_numpy(visual))[0].numpy()
     floor = max(_dist(reference, exact), _dist(torch_fp32, exact))
     _assert_within_float32_floor(fused, exact, floor, "CTEN's logits through the program")
+
+
+# ---- train mode: the batch's statistics, the running averages updated ----------------------------
+
+TRAIN_FACTOR = 4
+
+
+def _train_twins(depth, length, size):
+    t, j = _twins(depth, length, size)
+    t.train()
+    set_train_mode(j, True)
+    return t, j
+
+
+def _torch_norms(t):
+    return [m for m in t.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def _torch_train(t, x, double=False, autocast=False):
+    """A train-mode forward of a copy of ``t``: (output, running means, running variances)."""
+    t = copy.deepcopy(t)
+    t.double() if double else t.float()
+    with torch.no_grad():
+        xt = torch.from_numpy(x).double() if double else torch.from_numpy(x)
+        if autocast:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = t(xt).float()
+        else:
+            y = t(xt)
+    norms = _torch_norms(t)
+    return (y.numpy(), np.concatenate([m.running_mean.numpy() for m in norms]),
+            np.concatenate([m.running_var.numpy() for m in norms]))
+
+
+def _jittor_train(j, jx, precision, composed=False):
+    if composed:
+        with switches.kernels("composed"):
+            assert not frozen_resnet.usable(j, jx, precision)
+            y = j(jx).numpy()
+    else:
+        assert frozen_resnet.usable(j, jx, precision)
+        y = frozen_resnet.frozen_backbone(j, jx, precision).numpy()
+    norms = frozen_resnet._norms(j)
+    return (y, np.concatenate([m.running_mean.numpy() for m in norms]),
+            np.concatenate([m.running_var.numpy() for m in norms]))
+
+
+def _assert_train_within(got, exact, floors, where):
+    """``got``, ``exact``, ``floors``: (output, running means[, running variances])."""
+    for name, g, e, f in zip(("output", "running mean", "running variance"), got, exact, floors):
+        assert f > 0, f"{where}, {name}: the floor is zero (the reference is not float64?)"
+        d = _dist(g, e)
+        assert d <= TRAIN_FACTOR * f, (f"{where}, {name}: {d:.3e} from float64, more than {TRAIN_FACTOR} x "
+                                       f"the floor {f:.3e}")
+
+
+@pytest.mark.parametrize("depth,length,size,batch", CASES)
+def test_fp32_train_program_within_the_float32_floor(depth, length, size, batch):
+    t, j = _train_twins(depth, length, size)
+    x = _input(batch, length, size)
+    exact = _torch_train(t, x, double=True)
+    torch_fp32 = _torch_train(t, x)
+    layered = _jittor_train(j, jt.array(x), "fp32", composed=True)
+    _, j = _train_twins(depth, length, size)             # the running averages as they were
+    fused = _jittor_train(j, jt.array(x), "fp32")
+    assert j.__dict__["_frozen_program"][0][-1] is True, "the train-mode program did not run"
+    floors = [max(_dist(a, e), _dist(b, e)) for a, b, e in zip(layered, torch_fp32, exact)]
+    _assert_train_within(fused, exact, floors, f"R3D-{depth} {list(x.shape)}: the fp32 train program")
+    assert all(int(m.num_batches_tracked.numpy()[0]) == 1 for m in frozen_resnet._norms(j))
+
+
+@pytest.mark.parametrize("depth,length,size,batch", CASES)
+def test_bf16_train_program_within_the_autocast_floor(depth, length, size, batch):
+    if not frozen_resnet.native_bf16():
+        pytest.skip("this CPU's oneDNN has no bfloat16 convolution: the program runs in fp32 only")
+    t, j = _train_twins(depth, length, size)
+    x = _input(batch, length, size)
+    exact = _torch_train(t, x, double=True)
+    autocast = _torch_train(t, x, autocast=True)
+    set_precision(j, "bf16")
+    fused = _jittor_train(j, jt.array(x), "bf16")
+    floors = [_dist(a, e) for a, e in zip(autocast, exact)]
+    assert floors[0] > 1e-4, f"autocast's distance from float64 {floors[0]:.3e} is not a bfloat16-sized floor"
+    _assert_train_within(fused, exact, floors, f"R3D-{depth} {list(x.shape)}: the bf16 train program")
+
+
+def test_train_program_updates_as_many_times_as_forwards_and_keeps_its_weights():
+    """Two forwards in a row: the second reads the first's running averages, and the blocked
+    weights are packed once (the BatchNorms' arrays are not part of the program's key)."""
+    t, j = _train_twins(10, 8, 32)
+    x = _input(2, 8, 32)
+    jx = jt.array(x)
+    frozen_resnet.frozen_backbone(j, jx).sync()
+    program = j.__dict__["_frozen_program"][1]
+    y2 = frozen_resnet.frozen_backbone(j, jx).numpy()
+    assert j.__dict__["_frozen_program"][1] is program, "new running averages rebuilt the program"
+    tt = copy.deepcopy(t).double()
+    with torch.no_grad():
+        tt(torch.from_numpy(x).double())
+        exact = tt(torch.from_numpy(x).double()).numpy()
+    tf = copy.deepcopy(t)
+    with torch.no_grad():
+        tf(torch.from_numpy(x))
+        torch_fp32 = tf(torch.from_numpy(x)).numpy()
+    means = np.concatenate([m.running_mean.numpy() for m in _torch_norms(tt)])
+    floor_mean = _dist(np.concatenate([m.running_mean.numpy() for m in _torch_norms(tf)]), means)
+    got_mean = np.concatenate([m.running_mean.numpy() for m in frozen_resnet._norms(j)])
+    _assert_train_within([y2, got_mean], [exact, means], [_dist(torch_fp32, exact), floor_mean],
+                         "the second of two train-mode forwards")
+    assert all(int(m.num_batches_tracked.numpy()[0]) == 2 for m in frozen_resnet._norms(j))
+
+
+def test_cten_runs_its_backbone_as_one_program_in_train_mode():
+    t_model = TCTEN(init_seed=0, dropout=0.0, **TINY_VISUAL)
+    model = CTEN(init_seed=0, dropout=0.0, **TINY_VISUAL)
+    copy_torch_to_jittor(t_model, model)
+    visual, _ = random_inputs(TINY_VISUAL, 2)
+    model.train()
+    with jt.no_grad():
+        fused = model(jt.array(visual))[0].numpy()
+    assert model.resnet.__dict__["_frozen_program"][0][-1] is True, "train mode did not run the program"
+    fused_means = np.concatenate([m.running_mean.numpy() for m in frozen_resnet._norms(model.resnet)])
+    copy_torch_to_jittor(t_model, model)        # the running averages as they were
+    with switches.kernels("composed"), jt.no_grad():
+        reference = model(jt.array(visual))[0].numpy()
+    t64 = copy.deepcopy(t_model).double().train()
+    t32 = copy.deepcopy(t_model).float().train()
+    with torch.no_grad():
+        exact = t64(torch.from_numpy(visual).double())[0].numpy()
+        torch_fp32 = t32(torch.from_numpy(visual))[0].numpy()
+    floor = max(_dist(reference, exact), _dist(torch_fp32, exact))
+    exact_means = np.concatenate([m.running_mean.numpy() for m in _torch_norms(t64.resnet)])
+    floor_means = _dist(np.concatenate([m.running_mean.numpy() for m in _torch_norms(t32.resnet)]), exact_means)
+    _assert_train_within([fused, fused_means], [exact, exact_means], [floor, floor_means],
+                         "CTEN's train-mode forward through the program (logits, the backbone's running means)")
+
+
+# ---- the train-mode BatchNorm on the blocked layout, alone (any CPU: no bf16 convolution needed) ---
+
+def _bf16_bits(a):
+    """float32 values that are bfloat16 numbers -> their 16-bit patterns."""
+    return (np.asarray(a, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def _from_bf16(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _blocked(a):
+    """[N, C, S] -> oneDNN's nCdhw16c order [N, C/16, S, 16]."""
+    n, c, s = a.shape
+    return np.ascontiguousarray(a.reshape(n, c // 16, 16, s).transpose(0, 1, 3, 2))
+
+
+def _plain(a, shape):
+    n, c, s = shape
+    return a.reshape(n, c // 16, s, 16).transpose(0, 1, 3, 2).reshape(n, c, s)
+
+
+@pytest.mark.parametrize("in_bf16,out_bf16,add,relu", [(False, False, False, True), (False, False, True, True),
+                                                       (True, True, False, True), (True, False, True, True),
+                                                       (True, False, False, False)])
+def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu):
+    """``bn_train_blocked`` (csrc/frozen_resnet_dnnl.h) against numpy: the statistics and
+    running averages of cten_bn_finish_channel, then ``x * alpha + beta [+ y] [relu]``.
+
+    Bounds from the arithmetic (u = 2^-24, float32's unit roundoff): the statistics are
+    doubles rounded once to float32, from sums in another order than numpy's (relative
+    error ~1e-16, far under float32's): one float32 rounding, 2u relative; the running
+    averages two float32 products and a sum of rounded terms: 4u relative.  The output
+    differs from numpy's two-rounding ``x * alpha + beta`` by at most one rounding of the
+    product (a fused multiply-add) and the alpha/beta inputs' own, |x alpha| 4u + |beta| 2u;
+    a bfloat16 output adds one bfloat16 rounding, 2^-8 |y|."""
+    rng = np.random.default_rng(3)
+    n, c, s = 3, 32, 50
+    x = rng.normal(0.7, 2.0, (n, c, s)).astype(np.float32)
+    if in_bf16:
+        x = _from_bf16(_bf16_bits(x))                    # bfloat16 numbers (truncated)
+    shortcut = rng.normal(0, 1, (n, c, s)).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.normal(0, 0.2, c).astype(np.float32)
+    rm, rv = rng.normal(0, 0.1, c).astype(np.float32), rng.uniform(0.5, 1.5, c).astype(np.float32)
+    momentum, eps, updates = 0.1, 1e-5, 2
+    xb = _blocked(x)
+    x_in = jt.array(_bf16_bits(xb)) if in_bf16 else jt.array(xb)
+    y0 = jt.array(_blocked(shortcut)) if add else jt.zeros((n * c * s,), "float32")
+    tin, tout = ("uint16_t" if in_bf16 else "float"), ("uint16_t" if out_bf16 else "float")
+    out_type = "uint16" if out_bf16 else "float32"
+    y, stats = frozen_resnet._code(
+        [(n * c * s,), (4, c)], [out_type, "float32"],
+        [x_in, y0, jt.array(gamma), jt.array(beta), jt.array(rm), jt.array(rv)],
+        f"if ({int(add)}) std::memcpy(out0_p, in1_p, in1->size); cten_frozen::TrainNorms tn{{in2_p, in3_p, in4_p, in5_p, out1_p, "
+        f"{c}, {momentum}, {eps}, {updates}}}; cten_frozen::bn_train_blocked((const {tin}*)in0_p, ({tout}*)out0_p, "
+        f"{int(add)}, {int(relu)}, {n}, {c}, {s}, 0, tn);")
+    y, stats = y.numpy(), stats.numpy()
+    y = _plain(_from_bf16(y) if out_bf16 else y, (n, c, s))
+
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2))
+    var = ((x64 - mean[None, :, None]) ** 2).mean(axis=(0, 2))
+    count = n * s
+    want_rm, want_rv = rm.astype(np.float64), rv.astype(np.float64)
+    for _ in range(updates):
+        want_rm = (1 - momentum) * want_rm + momentum * mean
+        want_rv = (1 - momentum) * want_rv + momentum * var * count / (count - 1)
+    u = 2.0 ** -24
+    for name, got, want, rel in (("mean", stats[0], mean, 2 * u), ("1/std", stats[1], 1 / np.sqrt(var + eps), 2 * u),
+                                 ("running mean", stats[2], want_rm, 4 * u + 2 * u),
+                                 ("running variance", stats[3], want_rv, 4 * u + 2 * u)):
+        bound = rel * np.abs(want) + (2 * u * np.abs(mean).max() if name == "running mean" else 0)
+        assert np.all(np.abs(got - want) <= bound), (f"{name}: {np.max(np.abs(got - want)):.3e} off, "
+                                                     f"bound {bound.max():.3e}")
+    alpha = (gamma * stats[1]).astype(np.float32)
+    shift = (beta - (stats[0] * alpha).astype(np.float32)).astype(np.float32)
+    want_y = x * alpha[None, :, None] + shift[None, :, None]
+    if add:
+        want_y = want_y + shortcut
+    if relu:
+        want_y = np.maximum(want_y, 0)
+    bound = 4 * u * np.abs(x * alpha[None, :, None]) + 2 * u * np.abs(shift)[None, :, None] + \
+        (2 * u * np.abs(want_y + 0) if add else 0) + (2.0 ** -8 * np.abs(want_y) if out_bf16 else 0)
+    err = np.abs(y.astype(np.float64) - want_y)
+    assert np.all(err <= bound), f"the output: {err.max():.3e} off where the bound is {bound.ravel()[err.argmax()]:.3e}"

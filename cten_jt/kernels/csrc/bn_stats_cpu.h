@@ -54,27 +54,35 @@ inline void cten_bn_backward_sums_cpu(const float* dy, const float* x, const flo
     }
 }
 
-// A whole train-mode statistics step in one op: out [4, C] float32 holds the
-// batch mean, 1/sqrt(var + eps) (computed in double), and the running mean and
-// running variance after `updates` momentum updates with the unbiased variance,
-// in float32 arithmetic as Jittor's elementwise ops would do them.
+// One channel's train-mode statistics from its double mean and biased variance over
+// n values: out[c] the mean, out[C + c] 1/sqrt(var + eps) (computed in double),
+// out[2C + c] and out[3C + c] the running mean and running variance after `updates`
+// momentum updates with the unbiased variance, in float32 arithmetic as Jittor's
+// elementwise ops would do them.  (Also csrc/frozen_resnet_dnnl.h's train mode.)
+inline void cten_bn_finish_channel(long c, long C, double mean, double var, double n, float running_mean,
+                                   float running_var, double momentum, double eps, int updates, float* out) {
+    float mean32 = (float)mean, unbiased = (float)(var * (n / (n - 1)));
+    float keep = (float)(1.0 - momentum), m = (float)momentum;
+    volatile float rm = running_mean, rv = running_var;   // no FMA contraction
+    for (int k = 0; k < updates; k++) {
+        volatile float a = keep * rm, b = m * mean32;
+        rm = a + b;
+        volatile float c2 = keep * rv, d = m * unbiased;
+        rv = c2 + d;
+    }
+    out[c] = mean32;
+    out[C + c] = (float)(1.0 / std::sqrt(var + eps));
+    out[2 * C + c] = rm;
+    out[3 * C + c] = rv;
+}
+
+// A whole train-mode statistics step in one op: out [4, C] float32 (cten_bn_finish_channel),
+// the statistics accumulated without a float64 copy of x.
 inline void cten_bn_train_stats_cpu(const float* x, const float* running_mean, const float* running_var,
                                     long N, long C, long inner, double momentum, double eps, int updates,
                                     float* out) {
     cten_bn_stats_cpu_into(x, N, C, inner, [&](long c, double mean, double var) {
-        double n = (double)N * inner;
-        float mean32 = (float)mean, unbiased = (float)(var * (n / (n - 1)));
-        float keep = (float)(1.0 - momentum), m = (float)momentum;
-        volatile float rm = running_mean[c], rv = running_var[c];   // no FMA contraction
-        for (int k = 0; k < updates; k++) {
-            volatile float a = keep * rm, b = m * mean32;
-            rm = a + b;
-            volatile float c2 = keep * rv, d = m * unbiased;
-            rv = c2 + d;
-        }
-        out[c] = mean32;
-        out[C + c] = (float)(1.0 / std::sqrt(var + eps));
-        out[2 * C + c] = rm;
-        out[3 * C + c] = rv;
+        cten_bn_finish_channel(c, C, mean, var, (double)N * inner, running_mean[c], running_var[c], momentum, eps,
+                               updates, out);
     });
 }

@@ -26,6 +26,15 @@
 //            [8..24] n, c, d, h, w, kd, kh, kw, sd, sh, sw, pd, ph, pw, od, oh, ow
 //   FREE:    [1] slot (its buffer is released)
 //   CAST:    [1] src slot, [2] dst slot, [3] 1: to float32, 0: to the program's precision
+//   CONV_TRAIN: a CONV row whose BatchNorm is in train mode (cten_frozen_run_train): the
+//            convolution without post-ops into a buffer of the program's precision, then
+//            its BatchNorm with the batch's statistics, [+ dst] [relu] into dst; [7] is
+//            the offset of its channels in the biases (zeros) and in the BatchNorms'
+//            concatenated parameters, statistics and running averages
+// Train mode (header [9]: the BatchNorms' channels in all): the statistics are those of
+// cten_jt/kernels/batchnorm.py (csrc/bn_stats_cpu.h): per channel a double mean and
+// centred variance in two passes, summed in the same order (samples, then positions),
+// then x * alpha + beta in float32; the running averages come back for the caller.
 // In bfloat16 the program rounds where autocast does, or less: every
 // convolution's operands are bfloat16 and it accumulates in float32; the
 // activations inside a block are bfloat16 (what the next convolution would
@@ -42,6 +51,7 @@
 // the stacked copy stays small.  The sizes s describe that convolution.
 #pragma once
 #include <dnnl.hpp>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -49,13 +59,15 @@
 #include <string>
 #include <vector>
 
+#include "bn_stats_cpu.h"
+
 namespace cten_frozen {
 
 using namespace dnnl;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-enum { OP_CONV = 1, OP_MAXPOOL = 2, OP_FREE = 3, OP_CAST = 4 };
+enum { OP_CONV = 1, OP_MAXPOOL = 2, OP_FREE = 3, OP_CAST = 4, OP_CONV_TRAIN = 5 };
 constexpr int WIDTH = 32;
 
 inline engine& eng() {
@@ -140,14 +152,12 @@ inline std::vector<int> step_sizes(const int* ins) {
 }
 
 // The first convolution with its temporal taps as channels (K = ins[28]), into `dst`.
-inline void run_taps_as_channels(const int* ins, int prec, const float* x, const memory& w, const memory& b,
+inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, const memory& w, const memory& b,
                                  memory& dst, stream& st) {
     const int* s = ins + 8;
-    std::vector<int> sc = step_sizes(ins);
     int K = ins[28], pad = ins[29], chunk = ins[30];
     int N = s[1], C = s[2] / K, D = s[3];
     size_t plane = (size_t)s[4] * s[5];
-    ConvStep& c = conv_step(sc.data(), prec, ins[3], ins[4], ins[31]);
     memory stacked({{chunk, s[2], D, s[4], s[5]}, dt::f32, tag::ncdhw}, eng());
     memory src(c.pd.src_desc(), eng());
     size_t per_sample = dst.get_desc().get_size() / N;
@@ -170,6 +180,146 @@ inline void run_taps_as_channels(const int* ins, int prec, const float* x, const
         c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, part}});
         st.wait();
     }
+}
+
+// The primitive of a convolution instruction: CONV with its post-ops; CONV_TRAIN plain
+// (its BatchNorm, sum and ReLU come after, in bn_train_blocked), in the program's precision.
+inline ConvStep& step_of(const int* ins, int prec) {
+    bool train = ins[0] == OP_CONV_TRAIN;
+    return conv_step(step_sizes(ins).data(), prec, !train && ins[3], !train && ins[4], !train && ins[31]);
+}
+
+// ---- train-mode BatchNorm on a blocked activation ------------------------------------------
+
+inline float bf16_to_f32(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+// Round to nearest even, as oneDNN's reorders and torch's conversion do (NaN stays NaN).
+inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+inline float load(const float* p, size_t i) { return p[i]; }
+inline float load(const uint16_t* p, size_t i) { return bf16_to_f32(p[i]); }
+inline void store(float* p, size_t i, float v) { p[i] = v; }
+inline void store(uint16_t* p, size_t i, float v) { p[i] = f32_to_bf16(v); }
+
+// The BatchNorms' parameters and running averages (concatenated over the program's
+// BatchNorms, `total` channels) and where their statistics go: stats [4, total]
+// (csrc/bn_stats_cpu.h, cten_bn_finish_channel).
+struct TrainNorms {
+    const float *gamma, *beta, *running_mean, *running_var;
+    float* stats;
+    long total;
+    double momentum, eps;
+    int updates;
+};
+
+// x, N x C x S in nCdhw16c (C a multiple of 16): the batch's statistics of each channel,
+// then y = x * alpha + beta [+ y] [max(., 0)], alpha = gamma / std, beta = bias - mean * alpha
+// (float32).  y may be x itself (same type, no sum).
+template <typename Tin, typename Tout>
+inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
+                             const TrainNorms& tn) {
+    long CB = C / 16;
+    double count = (double)N * S;
+    #pragma omp parallel for
+    for (long cb = 0; cb < CB; cb++) {
+        double acc[16] = {0}, sq[16] = {0}, mean[16];
+        for (long n = 0; n < N; n++) {
+            const Tin* p = x + (size_t)(n * CB + cb) * S * 16;
+            for (long i = 0; i < S; i++)
+                #pragma omp simd
+                for (int l = 0; l < 16; l++) acc[l] += load(p, i * 16 + l);
+        }
+        for (int l = 0; l < 16; l++) mean[l] = acc[l] / count;
+        for (long n = 0; n < N; n++) {
+            const Tin* p = x + (size_t)(n * CB + cb) * S * 16;
+            for (long i = 0; i < S; i++)
+                #pragma omp simd
+                for (int l = 0; l < 16; l++) {
+                    double d = load(p, i * 16 + l) - mean[l];
+                    sq[l] += d * d;
+                }
+        }
+        float alpha[16], beta[16];
+        for (int l = 0; l < 16; l++) {
+            long c = off + cb * 16 + l;
+            cten_bn_finish_channel(c, tn.total, mean[l], sq[l] / count, count, tn.running_mean[c],
+                                   tn.running_var[c], tn.momentum, tn.eps, tn.updates, tn.stats);
+            volatile float a = tn.gamma[c] * tn.stats[tn.total + c];
+            volatile float shift = tn.stats[c] * a;
+            alpha[l] = a;
+            beta[l] = tn.beta[c] - shift;
+        }
+        for (long n = 0; n < N; n++) {
+            size_t base = (size_t)(n * CB + cb) * S * 16;
+            for (long i = 0; i < S; i++)
+                #pragma omp simd
+                for (int l = 0; l < 16; l++) {
+                    size_t at = base + i * 16 + l;
+                    float v = load(x, at) * alpha[l] + beta[l];
+                    if (sum) v = v + load(y, at);
+                    if (relu) v = v > 0.f ? v : 0.f;
+                    store(y, at, v);
+                }
+        }
+    }
+}
+
+// A CONV_TRAIN instruction: the convolution into a buffer of the program's precision,
+// then its train-mode BatchNorm into the dst slot (new, the buffer itself, or summed into).
+inline void run_conv_train(int k, const int* ins, int prec, const float* x, std::vector<memory>& slots,
+                           const float* packed, const float* bias, const TrainNorms& tn, stream& st) {
+    const int* s = ins + 8;
+    dt type = prec ? dt::bf16 : dt::f32;
+    ConvStep& c = step_of(ins, prec);
+    memory w(c.pd.weights_desc(), eng(), const_cast<float*>(packed + ins[6]));
+    memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
+    memory::desc out_desc = act_desc(dst_dims(s), type, false);
+    if (s[6] % 16 != 0 || !(c.pd.dst_desc() == out_desc))
+        throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
+                                 ": a train-mode BatchNorm needs blocked channels (a multiple of 16)");
+    memory tmp(out_desc, eng());
+    if (ins[28] > 0) {
+        if (ins[1] != 0)
+            throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
+                                     ": taps as channels apply to the first convolution only");
+        run_taps_as_channels(ins, c, x, w, b, tmp, st);
+    } else {
+        memory& src = slots[ins[1]];
+        if (!(c.pd.src_desc() == src.get_desc()))
+            throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
+                                     ": the input's layout is not the convolution's");
+        c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, tmp}});
+        st.wait();
+    }
+    bool sum = ins[3], out_f32 = ins[31] || !prec;
+    memory::desc dst_desc = act_desc(dst_dims(s), out_f32 ? dt::f32 : type, false);
+    if (sum) {
+        if (!(slots[ins[2]].get_desc() == dst_desc))
+            throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
+                                     ": the shortcut's layout is not the convolution's output's");
+    } else {
+        slots[ins[2]] = dst_desc == out_desc ? tmp : memory(dst_desc, eng());
+    }
+    long N = s[1], C = s[6], S = (long)s[16] * s[17] * s[18];
+    void* from = tmp.get_data_handle();
+    void* to = slots[ins[2]].get_data_handle();
+    if (!prec)
+        bn_train_blocked((const float*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn);
+    else if (out_f32)
+        bn_train_blocked((const uint16_t*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn);
+    else
+        bn_train_blocked((const uint16_t*)from, (uint16_t*)to, sum, ins[4], N, C, S, ins[7], tn);
 }
 
 }  // namespace cten_frozen
@@ -195,9 +345,9 @@ inline void cten_frozen_pack(const float* plain, float* packed, const int* prog)
     stream st(eng());
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
-        if (ins[0] != OP_CONV) continue;
+        if (ins[0] != OP_CONV && ins[0] != OP_CONV_TRAIN) continue;
         const int* s = ins + 8;
-        ConvStep& c = conv_step(step_sizes(ins).data(), prec, ins[3], ins[4], ins[31]);
+        ConvStep& c = step_of(ins, prec);
         auto want = c.pd.weights_desc();
         if (want.get_size() > (size_t)ins[27] * sizeof(float))
             throw std::runtime_error("cten_frozen_pack: instruction " + std::to_string(k) + " needs " +
@@ -210,9 +360,12 @@ inline void cten_frozen_pack(const float* plain, float* packed, const int* prog)
     st.wait();
 }
 
-// Run the program on the plain float32 input x; the plain float32 result into out.
-inline void cten_frozen_run(const float* x, const float* packed, const float* bias, const int* prog, float* out) {
-    using namespace cten_frozen;
+namespace cten_frozen {
+
+// Run the program on the plain float32 input x; the plain float32 result into out.  `tn`:
+// the train-mode BatchNorms (CONV_TRAIN instructions), or null.
+inline void run(const float* x, const float* packed, const float* bias, const int* prog, float* out,
+                const TrainNorms* tn) {
     int n = prog[0], prec = prog[1];
     dt type = prec ? dt::bf16 : dt::f32;
     std::vector<memory> slots(prog[3]);
@@ -222,16 +375,21 @@ inline void cten_frozen_run(const float* x, const float* packed, const float* bi
     if (prog[WIDTH + 28] == 0) slots[0] = as_activation(input, type, st);   // else read as it is
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
-        if (ins[0] == OP_CONV && ins[28] > 0) {
+        if (ins[0] == OP_CONV_TRAIN) {
+            if (!tn)
+                throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
+                                         ": a train-mode BatchNorm in an eval-mode program");
+            run_conv_train(k, ins, prec, x, slots, packed, bias, *tn, st);
+        } else if (ins[0] == OP_CONV && ins[28] > 0) {
             const int* s = ins + 8;
-            ConvStep& c = conv_step(step_sizes(ins).data(), prec, ins[3], ins[4], ins[31]);
+            ConvStep& c = step_of(ins, prec);
             if (ins[1] != 0 || ins[3])
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": taps as channels apply to the first convolution only");
             slots[ins[2]] = memory(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false), eng());
             memory w(c.pd.weights_desc(), eng(), const_cast<float*>(packed + ins[6]));
             memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
-            run_taps_as_channels(ins, prec, x, w, b, slots[ins[2]], st);
+            run_taps_as_channels(ins, c, x, w, b, slots[ins[2]], st);
         } else if (ins[0] == OP_CONV) {
             const int* s = ins + 8;
             memory& src = slots[ins[1]];
@@ -269,4 +427,22 @@ inline void cten_frozen_run(const float* x, const float* packed, const float* bi
     memory result(act_desc({prog[4], prog[5], prog[6], prog[7], prog[8]}, dt::f32, true), eng(), out);
     reorder(slots[prog[2]], result).execute(st, slots[prog[2]], result);
     st.wait();
+}
+
+}  // namespace cten_frozen
+
+// Eval mode: every BatchNorm folded (CONV instructions).
+inline void cten_frozen_run(const float* x, const float* packed, const float* bias, const int* prog, float* out) {
+    cten_frozen::run(x, packed, bias, prog, out, nullptr);
+}
+
+// Train mode: the BatchNorms' parameters and running averages concatenated (prog header [9]
+// channels); stats [4, channels] gets each channel's batch mean, 1/std and updated running
+// mean and variance (cten_bn_finish_channel), for the caller to store.
+inline void cten_frozen_run_train(const float* x, const float* packed, const float* bias, const int* prog,
+                                  const float* gamma, const float* beta, const float* running_mean,
+                                  const float* running_var, double momentum, double eps, int updates, float* out,
+                                  float* stats) {
+    cten_frozen::TrainNorms tn{gamma, beta, running_mean, running_var, stats, prog[9], momentum, eps, updates};
+    cten_frozen::run(x, packed, bias, prog, out, &tn);
 }
