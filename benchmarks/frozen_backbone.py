@@ -1,9 +1,12 @@
 """python -m benchmarks.frozen_backbone [--out benchmarks/results/frozen_backbone_cpu.json]
 
-The frozen R3D-101's eval-mode forward at the paper's per-sample shape (16 snippets of
-3x16x112x112): layer by layer (``set_kernels("composed")``) against the one-program path
-(``cten_jt.kernels.frozen_resnet``), fp32 and bf16; min and median of 3 after a warm-up.
-Prints a table and writes JSON.
+The frozen R3D-101's forward at the paper's per-sample shape (16 snippets of
+3x16x112x112), in eval mode and in train mode (batch statistics, as in a training
+step): layer by layer (``set_kernels("composed")``) against the one-program path
+(``cten_jt.kernels.frozen_resnet``), fp32 and (where this CPU's oneDNN has bfloat16
+convolutions) bf16; min and median of 3 after a warm-up.  "rebuilt" times the program
+with its packed weights made again before each call, as a training step that drops
+them (``release_weight_caches``) pays.  Prints a table and writes JSON.
 """
 import argparse
 import json
@@ -15,9 +18,12 @@ import cten_jt  # noqa: F401  (Jittor settings first)
 import jittor as jt
 from cten_jt import switches
 from cten_jt.kernels import frozen_resnet
+from cten_jt.kernels.conv import release_weight_caches
 from cten_jt.models.norm import set_train_mode
 from cten_jt.models.resnet import visual_backbone
 from cten_jt.precision import set_precision
+
+from .common import describe
 
 
 def _time(run, n=3):
@@ -37,23 +43,37 @@ def main(argv=None):
     resnet = visual_backbone(101, 16, 112)
     for w in resnet.parameters():
         w.stop_grad()
-    set_train_mode(resnet, False)
     x = jt.array(np.random.default_rng(0).random((16, 3, 16, 112, 112), dtype=np.float32))
+
+    def rebuilt(precision):
+        release_weight_caches(resnet)
+        return frozen_resnet.frozen_backbone(resnet, x, precision)
+
     rows = []
-    for precision in ("fp32", "bf16"):
-        set_precision(resnet, precision)
-        with switches.kernels("composed"):
-            layers = _time(lambda: resnet(x))
-        program = _time(lambda: frozen_resnet.frozen_backbone(resnet, x, precision))
-        rows.append({"precision": precision, "layer_by_layer_s": layers, "program_s": program,
-                     "program/layers": program[1] / layers[1]})
-    print("| precision | layer by layer (min, median s) | one program (min, median s) | ratio |")
-    print("|---|---|---|---:|")
+    precisions = ("fp32", "bf16") if frozen_resnet.native_bf16() else ("fp32",)
+    for mode in ("eval", "train"):
+        set_train_mode(resnet, mode == "train")
+        for precision in precisions:
+            set_precision(resnet, precision)
+            with switches.kernels("composed"):
+                layers = _time(lambda: resnet(x))
+            program = _time(lambda: frozen_resnet.frozen_backbone(resnet, x, precision))
+            again = _time(lambda: rebuilt(precision))
+            rows.append({"mode": mode, "precision": precision, "layer_by_layer_s": layers, "program_s": program,
+                         "program_rebuilt_s": again, "program/layers": program[1] / layers[1]})
+            release_weight_caches(resnet)
+    info = describe()
+    print(f"CPU: {info['cpu']}, {info['cpus']} cores, bf16 units: {info['bf16_units']}"
+          + ("" if frozen_resnet.native_bf16() else "; oneDNN has no bfloat16 convolution here: fp32 only"))
+    print("| mode | precision | layer by layer (min, median s) | one program (min, median s) | "
+          "program rebuilt each call (median s) | ratio |")
+    print("|---|---|---|---|---|---:|")
     for r in rows:
-        print(f"| {r['precision']} | {r['layer_by_layer_s'][0]:.3f}, {r['layer_by_layer_s'][1]:.3f} | "
-              f"{r['program_s'][0]:.3f}, {r['program_s'][1]:.3f} | {r['program/layers']:.2f} |")
+        print(f"| {r['mode']} | {r['precision']} | {r['layer_by_layer_s'][0]:.3f}, {r['layer_by_layer_s'][1]:.3f} | "
+              f"{r['program_s'][0]:.3f}, {r['program_s'][1]:.3f} | {r['program_rebuilt_s'][1]:.3f} | "
+              f"{r['program/layers']:.2f} |")
     with open(a.out, "w") as f:
-        json.dump(rows, f, indent=1)
+        json.dump({"machine": info, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,36 +1,52 @@
-"""The frozen 3D ResNet's eval-mode forward as one oneDNN program (CPU).
+"""The frozen 3D ResNet's forward as one oneDNN program (CPU), in eval and in train mode.
 
-CTEN's visual backbone never learns; in eval mode (evaluation, prediction,
-feature extraction, ``train.backbone_eval``) every BatchNorm is an affine map
-with fixed numbers.  ``frozen_backbone(resnet, x)`` runs the Sequential of
-``cten_jt.models.resnet.visual_backbone`` up to its average pool as one op
-(``csrc/frozen_resnet_dnnl.h``):
+CTEN's visual backbone never learns.  ``frozen_backbone(resnet, x)`` runs the
+Sequential of ``cten_jt.models.resnet.visual_backbone`` up to its average pool
+as one op (``csrc/frozen_resnet_dnnl.h``).
 
-* each BatchNorm folded into the convolution before it: weights scaled by
+Eval mode (evaluation, prediction, feature extraction, ``train.backbone_eval``):
+every BatchNorm is an affine map with fixed numbers, so
+
+* each BatchNorm is folded into the convolution before it: weights scaled by
   ``gamma / sqrt(var + eps)`` per output channel, bias ``beta - mean * scale``
   (computed in float64, rounded once to float32);
-* ReLU and the residual sum as the convolutions' post-ops;
+* ReLU and the residual sum are the convolutions' post-ops.
+
+Train mode (a training step: the backbone's BatchNorms normalise with the
+batch's statistics and update their running averages, as in the reference):
+each convolution writes a buffer of its precision, then one pass over it per
+channel block computes the batch mean and variance (double, two passes, in the
+order of ``cten_jt.kernels.batchnorm``) and a last pass applies
+``x * alpha + beta``, the residual sum and ReLU.  The running averages (and
+``num_batches_tracked``) are updated after the call as each BatchNorm's own
+forward would (``cten_bn_finish_channel``, shared with ``csrc/bn_stats_cpu.h``).
+
+Both modes:
+
 * activations in oneDNN's blocked layout from the first convolution to the
   last (no reorder around each layer): float32, or with ``precision="bf16"``
   (where this CPU's oneDNN has bfloat16 convolutions) bfloat16 operands with
   float32 accumulation and float32 shortcuts;
 * temporal taps that only meet padding dropped (``conv.depth_taps``).
 
-The folded, blocked weights are made once and kept (``FrozenProgram``, on the
-Sequential; rebuilt when any weight or statistic is a new array, the input
-shape or the precision changes; dropped by ``release_weight_caches``).  The
-results are those of the layer-by-layer forward up to rounding.  In float32,
-folding rounds each scaled weight once more.  In bfloat16 the program rounds
-where autocast does or less: the convolutions' operands; inside a block the
-activations the next convolution would round anyway; the shortcut, the
-residual sum and every block's output stay float32 (a conversion to bfloat16
-for the next block's convolutions); a convolution's output is not rounded
-before its folded BatchNorm.  ``tests/kernels/test_frozen_resnet.py`` bounds
-both against the float64 forward.
+The blocked weights are made once and kept (``FrozenProgram``, on the
+Sequential; rebuilt when a weight (in eval mode also a statistic) is a new
+array, or the input shape, precision or mode changes; dropped by
+``release_weight_caches``).  The results are those of the layer-by-layer
+forward up to rounding.  In float32 eval mode, folding rounds each scaled
+weight once more.  In bfloat16 the program rounds where autocast does or less:
+the convolutions' operands; inside a block the activations the next
+convolution would round anyway; the shortcut, the residual sum and every
+block's output stay float32 (a conversion to bfloat16 for the next block's
+convolutions); in eval mode a convolution's output is not rounded before its
+folded BatchNorm (in train mode it is, as autocast's is).
+``tests/kernels/test_frozen_resnet.py`` bounds all of these against the
+float64 forward.
 
 Used by ``CTEN.backbone_features`` where ``usable`` says so; the
-layer-by-layer path stays for train-mode BatchNorm, the GPU, Jittor's own
-convolution and ``set_kernels("composed")`` (``cten_jt.switches``).
+layer-by-layer path stays for mixed BatchNorm modes, synchronised BatchNorm,
+the GPU, Jittor's own convolution and ``set_kernels("composed")``
+(``cten_jt.switches``).
 """
 import functools
 import math
@@ -43,7 +59,7 @@ from .. import switches
 from . import conv as conv_ops
 
 OP_CONV, OP_MAXPOOL, OP_FREE, OP_CAST, OP_CONV_TRAIN = 1, 2, 3, 4, 5
-WIDTH = 32                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
+WIDTH = 34                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
 PRECISION_CODES = {"fp32": 0, "bf16": 1}
 
 _HEADER = "frozen_resnet_dnnl.h"
@@ -173,40 +189,45 @@ class _Builder:
         returns (slot, output shape).  ``out_f32``: a float32 output in a bfloat16 program.
         In eval mode the BatchNorm is folded into numpy weights; in train mode the weights
         are the convolution's own (a Jittor array) and the BatchNorm runs after it."""
-        if self.train:
+        if self.train:      # packed from the convolution's own array (cten_frozen_pack_each)
             w, b = conv.weight, np.zeros(conv.weight.shape[0], np.float32)
             self.norms.append(bn)
         else:
             w, b = _fold(conv, bn)
+        w_shape = tuple(w.shape)                 # the weight as the convolution uses it
+        own_taps, first_tap = w_shape[2], 0
         stride, padding = tuple(conv.stride), tuple(conv.padding)
-        taps = conv_ops.depth_taps(shape[2], w.shape[2], stride[0], padding[0])
+        taps = conv_ops.depth_taps(shape[2], w_shape[2], stride[0], padding[0])
         stacked = [0, 0, 0]
         if taps is not None:
-            first, last, pad = taps
-            w, padding = w[:, :, first:last + 1], (pad,) + padding[1:]
-        elif self.precision == "bf16" and src == 0 and shape[1] < 16 and stride[0] == 1 and w.shape[2] > 1:
+            first_tap, last, pad = taps
+            w_shape, padding = w_shape[:2] + (last + 1 - first_tap,) + w_shape[3:], (pad,) + padding[1:]
+            if not self.train:
+                w = w[:, :, first_tap:last + 1]
+        elif self.precision == "bf16" and src == 0 and shape[1] < 16 and stride[0] == 1 and w_shape[2] > 1:
             # the first convolution in bfloat16: its temporal taps as channels (csrc/frozen_resnet_dnnl.h;
-            # in float32 oneDNN's kernel for few channels is the faster)
-            o, c, k = w.shape[:3]
+            # in float32 oneDNN's kernel for few channels is the faster); the same bytes
+            o, c, k = w_shape[:3]
             stacked = [k, padding[0], 2 if shape[0] % 2 == 0 else 1]
-            w = w.reshape(o, c * k, 1, *w.shape[3:])
+            w_shape = (o, c * k, 1) + w_shape[3:]
             shape, stride, padding = (shape[0], c * k) + tuple(shape[2:]), (1,) + stride[1:], (0,) + padding[1:]
-        s = conv_ops.ConvSizes.of(shape, w.shape, stride, padding)
+        s = conv_ops.ConvSizes.of(shape, w_shape, stride, padding)
         if self.train and s.n * math.prod(s.out_spatial) < 2:
             raise ValueError(f"{type(bn).__name__}: expected more than 1 value per channel when training, "
                              f"got input of shape {[s.n, s.o, *s.out_spatial]}")
-        capacity = conv_ops._blocked_capacity(w.shape, self.precision)
+        capacity = conv_ops._blocked_capacity(w_shape, self.precision)
         out_f32 = out_f32 or self.precision == "fp32"
         sum_into = dst is not None
         if sum_into:
             assert self.f32[dst] == out_f32, "a shortcut of another precision than the sum"
         else:
             dst = self.slot(out_f32)
-        self.rows.append([OP_CONV_TRAIN if self.train else OP_CONV, src, dst, int(sum_into), int(relu), self.plain_at, self.blocked_at,
-                          self.bias_at] + s.as_array() + [capacity] + stacked + [int(out_f32)])
-        self.weights.append(w.reshape(-1))
+        self.rows.append([OP_CONV_TRAIN if self.train else OP_CONV, src, dst, int(sum_into), int(relu),
+                          self.plain_at, self.blocked_at, self.bias_at] + s.as_array() + [capacity] + stacked
+                         + [int(out_f32), own_taps, first_tap])
+        self.weights.append(w if self.train else w.reshape(-1))
         self.biases.append(b)
-        self.plain_at += math.prod(w.shape)
+        self.plain_at += math.prod(w_shape)
         self.blocked_at += capacity
         self.bias_at += b.size
         return dst, (s.n, s.o) + s.out_spatial
@@ -276,12 +297,17 @@ class FrozenProgram:
         self.out_shape, self.norms = shape, b.norms
         self.prog = jt.array(b.program(x, shape)).stop_grad()
         self.bias = jt.array(np.concatenate(b.biases)).stop_grad()
-        plain = (jt.concat([w.reshape(-1) for w in b.weights]).float32() if train
-                 else jt.array(np.concatenate(b.weights)))
-        self.packed = _code((b.blocked_at,), "float32", [plain, self.prog],
-                            "cten_frozen_pack(in0_p, out0_p, in1_p);").stop_grad()
-        self.packed.sync()
-        del plain
+        if train:           # each weight array as it is: no copy of them all
+            if any(w.dtype != "float32" for w in b.weights):
+                raise TypeError("frozen_backbone: the convolutions' weights must be float32")
+            each = ", ".join(f"in{i + 1}_p" for i in range(len(b.weights)))
+            self.packed = _code((b.blocked_at,), "float32", [self.prog] + b.weights,
+                                f"const float* each[] = {{{each}}}; cten_frozen_pack_each(each, out0_p, in0_p);")
+        else:
+            plain = jt.array(np.concatenate(b.weights))
+            self.packed = _code((b.blocked_at,), "float32", [plain, self.prog],
+                                "cten_frozen_pack(in0_p, out0_p, in1_p);")
+        self.packed.stop_grad().sync()
 
     def __call__(self, x):
         if self.norms:

@@ -21,7 +21,8 @@
 //            [8..26] the sizes s[19] of csrc/conv_dnnl.h (3D), [27] blocked capacity (floats),
 //            [28] K: temporal taps moved into channels (0: none), [29] their padding,
 //            [30] samples per call (with K), [31] the output in float32 (a bfloat16
-//            program's shortcut and block outputs)
+//            program's shortcut and block outputs), [32] the weight's own temporal taps
+//            and [33] the first one used (cten_frozen_pack_each: the sizes use [33]..)
 //   MAXPOOL: [1] src slot, [2] dst slot,
 //            [8..24] n, c, d, h, w, kd, kh, kw, sd, sh, sw, pd, ph, pw, od, oh, ow
 //   FREE:    [1] slot (its buffer is released)
@@ -68,7 +69,7 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 
 enum { OP_CONV = 1, OP_MAXPOOL = 2, OP_FREE = 3, OP_CAST = 4, OP_CONV_TRAIN = 5 };
-constexpr int WIDTH = 32;
+constexpr int WIDTH = 34;
 
 inline engine& eng() {
     static engine e(engine::kind::cpu, 0);
@@ -337,11 +338,14 @@ inline int cten_frozen_native_bf16() {
     }
 }
 
-// The plain (oidhw, float32) folded weights into the layout and data type each
-// convolution's primitive wants, at its blocked offset.
-inline void cten_frozen_pack(const float* plain, float* packed, const int* prog) {
-    using namespace cten_frozen;
-    int n = prog[0], prec = prog[1];
+namespace cten_frozen {
+
+// Weights into the layout and data type each convolution's primitive wants, at its blocked
+// offset: from `plain` (all of them, oidhw float32, at their plain offsets), or where
+// `each` is given from each convolution's own float32 oidhw array (the i-th convolution's
+// at each[i]), read as a strided view where its temporal taps are cut ([32], [33]).
+inline void pack(const float* plain, const float* const* each, float* packed, const int* prog) {
+    int n = prog[0], prec = prog[1], i = 0;
     stream st(eng());
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
@@ -353,11 +357,36 @@ inline void cten_frozen_pack(const float* plain, float* packed, const int* prog)
             throw std::runtime_error("cten_frozen_pack: instruction " + std::to_string(k) + " needs " +
                                      std::to_string(want.get_size()) + " bytes for its weights, has " +
                                      std::to_string((size_t)ins[27] * sizeof(float)));
-        memory src({{s[6], s[2], s[7], s[8], s[9]}, dt::f32, tag::oidhw}, eng(), const_cast<float*>(plain + ins[5]));
+        memory::dims dims{s[6], s[2], s[7], s[8], s[9]};
+        memory src;
+        if (!each) {
+            src = memory({dims, dt::f32, tag::oidhw}, eng(), const_cast<float*>(plain + ins[5]));
+        } else {
+            memory::dim taps = ins[32], first = ins[33], plane = (memory::dim)s[8] * s[9];
+            if (ins[28] > 0 || taps == s[7]) {    // the whole array (taps as channels: the same bytes)
+                src = memory({dims, dt::f32, tag::oidhw}, eng(), const_cast<float*>(each[i]));
+            } else {
+                memory::dims strides{s[2] * taps * plane, taps * plane, plane, s[9], 1};
+                src = memory({dims, dt::f32, strides}, eng(), const_cast<float*>(each[i] + first * plane));
+            }
+        }
         memory dst(want, eng(), packed + ins[6]);
         reorder(src, dst).execute(st, src, dst);
+        i++;
     }
     st.wait();
+}
+
+}  // namespace cten_frozen
+
+// The plain (oidhw, float32) folded weights, all in one array, packed (eval mode).
+inline void cten_frozen_pack(const float* plain, float* packed, const int* prog) {
+    cten_frozen::pack(plain, nullptr, packed, prog);
+}
+
+// Each convolution's own weight array packed, without a copy of them all (train mode).
+inline void cten_frozen_pack_each(const float* const* each, float* packed, const int* prog) {
+    cten_frozen::pack(nullptr, each, packed, prog);
 }
 
 namespace cten_frozen {
