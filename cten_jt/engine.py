@@ -130,9 +130,11 @@ def erasing_step(model, optimizer, batch, rng, options=ErasingOptions(), scaler=
     """``erasing_loss`` and one optimiser step; returns numpy/float copies for logging
     (``cten_common.step.step_result``).
 
-    The three views' forwards run first; then the frozen backbone's cached weight
-    copies (``kernels.conv.WeightCache``) are dropped, so that the backward, where
-    the step's memory peaks, does not hold them.  ``scaler``: fp16's dynamic loss
+    The three views' forwards run first; then the frozen backbone's packed weights
+    (its train-mode program, ``kernels.frozen_resnet``, or each layer's
+    ``kernels.conv.WeightCache``) are dropped, so that the backward and the
+    optimiser step do not hold them; the next step packs them again (one reorder
+    of the weights, ``benchmarks.frozen_backbone``'s "rebuilt" column).  ``scaler``: fp16's dynamic loss
     scaling (``cten_common.precision.DynamicLossScaler``); ``stepped`` says whether
     the update was taken (False: non-finite scaled gradients, skipped)."""
     total, info = erasing_loss(model, batch, rng, options, bank, reader)

@@ -31,8 +31,10 @@ Both modes:
 
 The blocked weights are made once and kept (``FrozenProgram``, on the
 Sequential; rebuilt when a weight (in eval mode also a statistic) is a new
-array, or the input shape, precision or mode changes; dropped by
-``release_weight_caches``).  The results are those of the layer-by-layer
+array, or the snippet shape, precision or mode changes; dropped by
+``release_weight_caches``).  Another batch size (a video's last chunk of
+snippets in feature extraction, an evaluation's last batch) gets new
+instructions over the same packed weights.  The results are those of the layer-by-layer
 forward up to rounding.  In float32 eval mode, folding rounds each scaled
 weight once more.  In bfloat16 the program rounds where autocast does or less:
 the convolutions' operands; inside a block the activations the next
@@ -59,7 +61,7 @@ from .. import switches
 from . import conv as conv_ops
 
 OP_CONV, OP_MAXPOOL, OP_FREE, OP_CAST, OP_CONV_TRAIN = 1, 2, 3, 4, 5
-WIDTH = 34                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
+WIDTH = 35                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
 PRECISION_CODES = {"fp32": 0, "bf16": 1}
 
 _HEADER = "frozen_resnet_dnnl.h"
@@ -157,13 +159,17 @@ class _Builder:
     """Writes the program: instructions, slots (and whether each holds float32), folded
     weights and their offsets."""
 
-    def __init__(self, shape, precision, train=False):
+    def __init__(self, shape, precision, train=False, pack_n=None):
+        """``pack_n``: the batch of a program whose packed weights (and folded biases) this
+        one uses; None: this program makes its own (in eval mode, folding)."""
         self.rows, self.shape, self.precision, self.train = [], tuple(shape), precision, train
+        self.make_weights = pack_n is None
+        self.pack_n = shape[0] if pack_n is None else pack_n
         self.norms = []                            # train mode: the BatchNorms, in channel order
         self.free_slots, self.n_slots = [], 1
         self.f32 = {0: precision == "fp32"}        # slot -> holds float32 (else bfloat16)
         self.weights, self.biases = [], []
-        self.plain_at = self.blocked_at = self.bias_at = 0
+        self.blocked_at = self.bias_at = 0
 
     def slot(self, f32):
         s = self.free_slots.pop() if self.free_slots else self.n_slots
@@ -189,26 +195,27 @@ class _Builder:
         returns (slot, output shape).  ``out_f32``: a float32 output in a bfloat16 program.
         In eval mode the BatchNorm is folded into numpy weights; in train mode the weights
         are the convolution's own (a Jittor array) and the BatchNorm runs after it."""
-        if self.train:      # packed from the convolution's own array (cten_frozen_pack_each)
-            w, b = conv.weight, np.zeros(conv.weight.shape[0], np.float32)
+        if self.train:
             self.norms.append(bn)
-        else:
+        if self.train or not self.make_weights:   # packed from the convolution's own array, or not at all
+            w, b = conv.weight, np.zeros(conv.weight.shape[0], np.float32)
+        else:               # folded: a float32 array of its own, made one layer at a time
             w, b = _fold(conv, bn)
+            w = jt.array(w)
         w_shape = tuple(w.shape)                 # the weight as the convolution uses it
         own_taps, first_tap = w_shape[2], 0
         stride, padding = tuple(conv.stride), tuple(conv.padding)
         taps = conv_ops.depth_taps(shape[2], w_shape[2], stride[0], padding[0])
-        stacked = [0, 0, 0]
+        stacked, pack_samples = [0, 0, 0], self.pack_n
         if taps is not None:
             first_tap, last, pad = taps
             w_shape, padding = w_shape[:2] + (last + 1 - first_tap,) + w_shape[3:], (pad,) + padding[1:]
-            if not self.train:
-                w = w[:, :, first_tap:last + 1]
         elif self.precision == "bf16" and src == 0 and shape[1] < 16 and stride[0] == 1 and w_shape[2] > 1:
             # the first convolution in bfloat16: its temporal taps as channels (csrc/frozen_resnet_dnnl.h;
             # in float32 oneDNN's kernel for few channels is the faster); the same bytes
             o, c, k = w_shape[:3]
             stacked = [k, padding[0], 2 if shape[0] % 2 == 0 else 1]
+            pack_samples = 2 if self.pack_n % 2 == 0 else 1
             w_shape = (o, c * k, 1) + w_shape[3:]
             shape, stride, padding = (shape[0], c * k) + tuple(shape[2:]), (1,) + stride[1:], (0,) + padding[1:]
         s = conv_ops.ConvSizes.of(shape, w_shape, stride, padding)
@@ -223,11 +230,10 @@ class _Builder:
         else:
             dst = self.slot(out_f32)
         self.rows.append([OP_CONV_TRAIN if self.train else OP_CONV, src, dst, int(sum_into), int(relu),
-                          self.plain_at, self.blocked_at, self.bias_at] + s.as_array() + [capacity] + stacked
-                         + [int(out_f32), own_taps, first_tap])
-        self.weights.append(w if self.train else w.reshape(-1))
+                          0, self.blocked_at, self.bias_at] + s.as_array() + [capacity] + stacked
+                         + [int(out_f32), own_taps, first_tap, pack_samples])
+        self.weights.append(w)
         self.biases.append(b)
-        self.plain_at += math.prod(w_shape)
         self.blocked_at += capacity
         self.bias_at += b.size
         return dst, (s.n, s.o) + s.out_spatial
@@ -273,7 +279,7 @@ class _Builder:
         prog = np.zeros((len(self.rows) + 1, WIDTH), np.int32)
         for i, row in enumerate([header] + self.rows):
             prog[i, :len(row)] = row
-        if max(self.plain_at, self.blocked_at) >= 2 ** 31:
+        if self.blocked_at >= 2 ** 31:
             raise ValueError("frozen_backbone: the weights pass int32 offsets")
         return prog
 
@@ -282,11 +288,15 @@ class FrozenProgram:
     """The program of one (weights, input shape, precision, mode): the instructions, the
     blocked weights (folded with their BatchNorms in eval mode) and the biases, as Jittor
     arrays (not parameters).  In train mode the BatchNorms' parameters and running
-    averages are read at each call, and their new running averages stored."""
+    averages are read at each call, and their new running averages stored.
 
-    def __init__(self, resnet, shape, precision, train=False):
+    ``weights``: a program of the same weights, precision, mode and snippet shape for
+    another batch, whose packed weights and biases this one uses (no folding, no
+    packing: only the instructions are new)."""
+
+    def __init__(self, resnet, shape, precision, train=False, weights=None):
         conv1, bn1, maxpool, blocks = _layers(resnet)
-        b = _Builder(shape, precision, train)
+        b = _Builder(shape, precision, train, None if weights is None else weights.pack_n)
         x, shape = b.conv(conv1, bn1, 0, b.shape)
         b.free(0)
         pooled, shape = b.maxpool(maxpool, x, shape)
@@ -294,19 +304,17 @@ class FrozenProgram:
         x = pooled
         for block in blocks:
             x, shape = b.block(block, x, shape)
-        self.out_shape, self.norms = shape, b.norms
+        self.out_shape, self.norms, self.batch, self.pack_n = shape, b.norms, b.shape[0], b.pack_n
         self.prog = jt.array(b.program(x, shape)).stop_grad()
+        if weights is not None:
+            self.bias, self.packed = weights.bias, weights.packed
+            return
         self.bias = jt.array(np.concatenate(b.biases)).stop_grad()
-        if train:           # each weight array as it is: no copy of them all
-            if any(w.dtype != "float32" for w in b.weights):
-                raise TypeError("frozen_backbone: the convolutions' weights must be float32")
-            each = ", ".join(f"in{i + 1}_p" for i in range(len(b.weights)))
-            self.packed = _code((b.blocked_at,), "float32", [self.prog] + b.weights,
-                                f"const float* each[] = {{{each}}}; cten_frozen_pack_each(each, out0_p, in0_p);")
-        else:
-            plain = jt.array(np.concatenate(b.weights))
-            self.packed = _code((b.blocked_at,), "float32", [plain, self.prog],
-                                "cten_frozen_pack(in0_p, out0_p, in1_p);")
+        if any(w.dtype != "float32" for w in b.weights):
+            raise TypeError("frozen_backbone: the convolutions' weights must be float32")
+        each = ", ".join(f"in{i + 1}_p" for i in range(len(b.weights)))
+        self.packed = _code((b.blocked_at,), "float32", [self.prog] + b.weights,
+                            f"const float* each[] = {{{each}}}; cten_frozen_pack_each(each, out0_p, in0_p);")
         self.packed.stop_grad().sync()
 
     def __call__(self, x):
@@ -341,7 +349,7 @@ class FrozenProgram:
         return y.stop_grad()
 
 
-def _key(resnet, shape, precision, train):
+def _key(resnet, snippet_shape, precision, train):
     """What the cached program depends on: in eval mode every weight and statistic; in train
     mode the convolutions' weights (the BatchNorms' arrays are read at each call)."""
     ids = tuple(v.id for m in resnet.modules()
@@ -349,7 +357,7 @@ def _key(resnet, shape, precision, train):
                           (getattr(m, "weight", None), getattr(m, "bias", None),
                            getattr(m, "running_mean", None), getattr(m, "running_var", None)))
                 if v is not None and not (train and hasattr(m, "running_mean")))
-    return ids, tuple(shape), precision, train
+    return ids, tuple(snippet_shape), precision, train
 
 
 def frozen_backbone(resnet, x, precision="fp32"):
@@ -358,10 +366,12 @@ def frozen_backbone(resnet, x, precision="fp32"):
     (module docstring), in eval mode or, with every BatchNorm in train mode, with the
     batch's statistics and the running averages updated.  Check ``usable`` first."""
     train = bool(train_mode(resnet))
-    key = _key(resnet, x.shape, precision, train)
+    key = _key(resnet, x.shape[1:], precision, train)
     cached = resnet.__dict__.get("_frozen_program")
     if cached is None or cached[0] != key:
         resnet.__dict__["_frozen_program"] = None          # the old copy goes first
         resnet.__dict__["_frozen_program"] = (key, FrozenProgram(resnet, x.shape, precision, train))
+    elif cached[1].batch != x.shape[0]:                    # another batch: the same packed weights
+        resnet.__dict__["_frozen_program"] = (key, FrozenProgram(resnet, x.shape, precision, train, cached[1]))
     return list(resnet)[8](resnet.__dict__["_frozen_program"][1](x))
 

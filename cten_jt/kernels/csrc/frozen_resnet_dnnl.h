@@ -1,28 +1,33 @@
-// The frozen 3D ResNet's eval-mode forward as one oneDNN program (CPU).
+// The frozen 3D ResNet's forward as one oneDNN program (CPU), eval or train mode.
 //
 // cten_jt/kernels/frozen_resnet.py folds every eval-mode BatchNorm into the
-// convolution before it (weights scaled per output channel, a bias added) and
-// writes the network as a list of instructions; this file runs them:
+// convolution before it (weights scaled per output channel, a bias added), or
+// leaves train-mode BatchNorms for CONV_TRAIN below, and writes the network as a
+// list of instructions; this file runs them:
 //   * activations stay in oneDNN's blocked layout (nCdhw16c) from the first
 //     convolution to the last, in the precision they are computed in (float32,
 //     or bfloat16 with float32 accumulation), instead of a reorder into and out
 //     of the plain layout around every convolution;
 //   * ReLU and the residual sum are the convolutions' post-ops (sum, then
-//     eltwise_relu): a block's last convolution adds its result into the
-//     shortcut's buffer in place;
-//   * the weights come blocked once (cten_frozen_pack) and are used as they are.
+//     eltwise_relu; in train mode part of the BatchNorm's last pass): a
+//     block's last convolution adds its result into the shortcut's buffer in
+//     place;
+//   * the weights come blocked once (cten_frozen_pack_each) and are used as they are.
 // The plain float32 input is read once, the plain float32 output written once.
 //
 // Program (int32): row 0 the header, then one row of WIDTH ints per instruction.
 //   header: [0] instructions, [1] prec (0 float32, 1 bfloat16), [2] output slot,
 //           [3] slots, [4..8] output dims n, c, d, h, w
 //   CONV:    [1] src slot, [2] dst slot, [3] sum into dst, [4] relu,
-//            [5] plain weight offset, [6] blocked weight offset, [7] bias offset,
+//            [5] unused, [6] blocked weight offset, [7] bias offset,
 //            [8..26] the sizes s[19] of csrc/conv_dnnl.h (3D), [27] blocked capacity (floats),
 //            [28] K: temporal taps moved into channels (0: none), [29] their padding,
 //            [30] samples per call (with K), [31] the output in float32 (a bfloat16
 //            program's shortcut and block outputs), [32] the weight's own temporal taps
-//            and [33] the first one used (cten_frozen_pack_each: the sizes use [33]..)
+//            and [33] the first one used (cten_frozen_pack_each), [34] the samples (a
+//            call's, with K) of the program that packed the weights: a program for
+//            another batch uses them as they are, reordered where its primitive wants
+//            another layout (weights_for)
 //   MAXPOOL: [1] src slot, [2] dst slot,
 //            [8..24] n, c, d, h, w, kd, kh, kw, sd, sh, sw, pd, ph, pw, od, oh, ow
 //   FREE:    [1] slot (its buffer is released)
@@ -69,7 +74,7 @@ using tag = memory::format_tag;
 using dt = memory::data_type;
 
 enum { OP_CONV = 1, OP_MAXPOOL = 2, OP_FREE = 3, OP_CAST = 4, OP_CONV_TRAIN = 5 };
-constexpr int WIDTH = 34;
+constexpr int WIDTH = 35;
 
 inline engine& eng() {
     static engine e(engine::kind::cpu, 0);
@@ -185,9 +190,25 @@ inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, co
 
 // The primitive of a convolution instruction: CONV with its post-ops; CONV_TRAIN plain
 // (its BatchNorm, sum and ReLU come after, in bn_train_blocked), in the program's precision.
-inline ConvStep& step_of(const int* ins, int prec) {
+// `packing`: the primitive the weights were packed for (the samples of [34]).
+inline ConvStep& step_of(const int* ins, int prec, bool packing = false) {
     bool train = ins[0] == OP_CONV_TRAIN;
-    return conv_step(step_sizes(ins).data(), prec, !train && ins[3], !train && ins[4], !train && ins[31]);
+    std::vector<int> s = step_sizes(ins);
+    if (packing) s[1] = ins[34];
+    return conv_step(s.data(), prec, !train && ins[3], !train && ins[4], !train && ins[31]);
+}
+
+// The packed weights of a convolution instruction in the layout its primitive `c` wants:
+// as stored, or (a program for another batch whose primitive wants another layout) a copy
+// reordered into it.
+inline memory weights_for(const ConvStep& c, const int* ins, int prec, const float* packed, stream& st) {
+    memory::desc want = c.pd.weights_desc(), have = step_of(ins, prec, true).pd.weights_desc();
+    memory stored(have, eng(), const_cast<float*>(packed + ins[6]));
+    if (want == have) return stored;
+    memory w(want, eng());
+    reorder(stored, w).execute(st, stored, w);
+    st.wait();
+    return w;
 }
 
 // ---- train-mode BatchNorm on a blocked activation ------------------------------------------
@@ -283,7 +304,7 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
     const int* s = ins + 8;
     dt type = prec ? dt::bf16 : dt::f32;
     ConvStep& c = step_of(ins, prec);
-    memory w(c.pd.weights_desc(), eng(), const_cast<float*>(packed + ins[6]));
+    memory w = weights_for(c, ins, prec, packed, st);
     memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
     memory::desc out_desc = act_desc(dst_dims(s), type, false);
     if (s[6] % 16 != 0 || !(c.pd.dst_desc() == out_desc))
@@ -338,37 +359,32 @@ inline int cten_frozen_native_bf16() {
     }
 }
 
-namespace cten_frozen {
-
 // Weights into the layout and data type each convolution's primitive wants, at its blocked
-// offset: from `plain` (all of them, oidhw float32, at their plain offsets), or where
-// `each` is given from each convolution's own float32 oidhw array (the i-th convolution's
-// at each[i]), read as a strided view where its temporal taps are cut ([32], [33]).
-inline void pack(const float* plain, const float* const* each, float* packed, const int* prog) {
+// offset, from each convolution's own float32 oidhw array (the i-th convolution's at
+// each[i]; in eval mode folded with its BatchNorm), read as a strided view where its
+// temporal taps are cut ([32], [33]): no copy of them all.
+inline void cten_frozen_pack_each(const float* const* each, float* packed, const int* prog) {
+    using namespace cten_frozen;
     int n = prog[0], prec = prog[1], i = 0;
     stream st(eng());
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
         if (ins[0] != OP_CONV && ins[0] != OP_CONV_TRAIN) continue;
         const int* s = ins + 8;
-        ConvStep& c = step_of(ins, prec);
+        ConvStep& c = step_of(ins, prec, true);
         auto want = c.pd.weights_desc();
         if (want.get_size() > (size_t)ins[27] * sizeof(float))
-            throw std::runtime_error("cten_frozen_pack: instruction " + std::to_string(k) + " needs " +
+            throw std::runtime_error("cten_frozen_pack_each: instruction " + std::to_string(k) + " needs " +
                                      std::to_string(want.get_size()) + " bytes for its weights, has " +
                                      std::to_string((size_t)ins[27] * sizeof(float)));
         memory::dims dims{s[6], s[2], s[7], s[8], s[9]};
         memory src;
-        if (!each) {
-            src = memory({dims, dt::f32, tag::oidhw}, eng(), const_cast<float*>(plain + ins[5]));
+        memory::dim taps = ins[32], first = ins[33], plane = (memory::dim)s[8] * s[9];
+        if (ins[28] > 0 || taps == s[7]) {    // the whole array (taps as channels: the same bytes)
+            src = memory({dims, dt::f32, tag::oidhw}, eng(), const_cast<float*>(each[i]));
         } else {
-            memory::dim taps = ins[32], first = ins[33], plane = (memory::dim)s[8] * s[9];
-            if (ins[28] > 0 || taps == s[7]) {    // the whole array (taps as channels: the same bytes)
-                src = memory({dims, dt::f32, tag::oidhw}, eng(), const_cast<float*>(each[i]));
-            } else {
-                memory::dims strides{s[2] * taps * plane, taps * plane, plane, s[9], 1};
-                src = memory({dims, dt::f32, strides}, eng(), const_cast<float*>(each[i] + first * plane));
-            }
+            memory::dims strides{s[2] * taps * plane, taps * plane, plane, s[9], 1};
+            src = memory({dims, dt::f32, strides}, eng(), const_cast<float*>(each[i] + first * plane));
         }
         memory dst(want, eng(), packed + ins[6]);
         reorder(src, dst).execute(st, src, dst);
@@ -377,17 +393,6 @@ inline void pack(const float* plain, const float* const* each, float* packed, co
     st.wait();
 }
 
-}  // namespace cten_frozen
-
-// The plain (oidhw, float32) folded weights, all in one array, packed (eval mode).
-inline void cten_frozen_pack(const float* plain, float* packed, const int* prog) {
-    cten_frozen::pack(plain, nullptr, packed, prog);
-}
-
-// Each convolution's own weight array packed, without a copy of them all (train mode).
-inline void cten_frozen_pack_each(const float* const* each, float* packed, const int* prog) {
-    cten_frozen::pack(nullptr, each, packed, prog);
-}
 
 namespace cten_frozen {
 
@@ -416,13 +421,13 @@ inline void run(const float* x, const float* packed, const float* bias, const in
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": taps as channels apply to the first convolution only");
             slots[ins[2]] = memory(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false), eng());
-            memory w(c.pd.weights_desc(), eng(), const_cast<float*>(packed + ins[6]));
+            memory w = weights_for(c, ins, prec, packed, st);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
             run_taps_as_channels(ins, c, x, w, b, slots[ins[2]], st);
         } else if (ins[0] == OP_CONV) {
             const int* s = ins + 8;
             memory& src = slots[ins[1]];
-            ConvStep& c = conv_step(s, prec, ins[3], ins[4], ins[31]);
+            ConvStep& c = step_of(ins, prec);
             if (!(c.pd.src_desc() == src.get_desc()))
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": the input's layout is not the convolution's");
@@ -433,7 +438,7 @@ inline void run(const float* x, const float* packed, const float* bias, const in
             } else {
                 slots[ins[2]] = memory(c.pd.dst_desc(), eng());
             }
-            memory w(c.pd.weights_desc(), eng(), const_cast<float*>(packed + ins[6]));
+            memory w = weights_for(c, ins, prec, packed, st);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
             c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b},
                                 {DNNL_ARG_DST, slots[ins[2]]}});
