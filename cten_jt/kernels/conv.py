@@ -21,7 +21,7 @@ forward (~30 ms of a 240 ms ResNet-101 forward on 2 cores).  A training step
 drops the copies before its backward (``release_weight_caches``), which is
 where its memory peaks and where the frozen weights are not used: the three
 views' forwards share one reorder, and training memory stays at its level
-without the cache.  ``CTEN_CONV_WEIGHT_CACHE=0`` or ``set_weight_cache(False)``
+without the cache.  ``CTEN_CONV_WEIGHT_CACHE=0`` or ``switches.set_weight_cache(False)``
 turns it off (``cten_jt.switches``).
 
 ``precision="bf16"`` (``cten_jt.precision``) runs the same ops in bfloat16 as
@@ -45,7 +45,6 @@ import typing
 import jittor as jt
 
 from .. import _environment, switches
-from ..switches import set_weight_cache  # noqa: F401  (this module's switch, kept under its name)
 from . import kernel_source
 
 _HEADERS = {}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cten_jt import switches
 from cten_jt.kernels import conv as dnnl_conv
 from cten_jt.models.conv import Conv2d, Conv3d
 from helpers import MODULE_ATOL, assert_close
@@ -95,10 +96,10 @@ def _frozen_conv_and_input(seed, c_in, c_out):
 def test_frozen_weights_are_cached_in_onednn_layout_and_refreshed():
     conv, x, rng = _frozen_conv_and_input(7, 8, 6)
     try:
-        dnnl_conv.set_weight_cache(False)
+        switches.set_weight_cache(False)
         plain = conv(x).numpy()
         assert getattr(conv, "_dnnl_weights", None) is None or conv._dnnl_weights.key is None
-        dnnl_conv.set_weight_cache(True)
+        switches.set_weight_cache(True)
         cached = conv(x).numpy()
         cache = conv._dnnl_weights
         assert cache.key is not None and cache.key[0] == conv.weight.id
@@ -123,7 +124,7 @@ def test_frozen_weights_are_cached_in_onednn_layout_and_refreshed():
         live(x).sync()
         assert live._dnnl_weights.key is None
     finally:
-        dnnl_conv.set_weight_cache(True)
+        switches.set_weight_cache(True)
 
 
 # ---- bf16 ---------------------------------------------------------------------------------------
@@ -191,9 +192,9 @@ def test_bf16_weights_are_cached_in_bf16_and_give_the_uncached_result():
     conv, x, _ = _frozen_conv_and_input(8, 32, 64)
     conv.precision = "bf16"
     try:
-        dnnl_conv.set_weight_cache(False)
+        switches.set_weight_cache(False)
         plain = conv(x).numpy()
-        dnnl_conv.set_weight_cache(True)
+        switches.set_weight_cache(True)
         cached = conv(x).numpy()
         np.testing.assert_array_equal(plain, cached)
         cache = conv._dnnl_weights
@@ -204,7 +205,7 @@ def test_bf16_weights_are_cached_in_bf16_and_give_the_uncached_result():
         conv.precision = "fp32"                   # another precision rebuilds the copy
         assert not np.array_equal(conv(x).numpy(), cached) and cache.key[2] == "fp32"
     finally:
-        dnnl_conv.set_weight_cache(True)
+        switches.set_weight_cache(True)
 
 
 def test_gpu_only_precisions_are_refused_on_the_cpu():
