@@ -76,6 +76,14 @@ def _code(shape, dtype, inputs, src, data=None):
 
 
 @functools.lru_cache(maxsize=None)
+def channel_block(precision="fp32"):
+    """The channel block of the program's activations on this CPU: 16 (AVX-512), 8 (AVX2),
+    0 where oneDNN chooses no channel-blocked layout (the program is not used)."""
+    code = PRECISION_CODES[precision]
+    return int(_code((1,), "int32", [], f"out0_p[0] = cten_frozen_block({code});").numpy()[0])
+
+
+@functools.lru_cache(maxsize=None)
 def native_bf16():
     """True where this CPU's oneDNN runs the program's bfloat16 convolutions (AVX-512 and up)."""
     return bool(_code((1,), "int32", [], "out0_p[0] = cten_frozen_native_bf16();").numpy()[0])
@@ -112,7 +120,7 @@ def train_mode(resnet):
 
 def usable(resnet, x, precision):
     """True where ``frozen_backbone(resnet, x, precision)`` runs: the CPU with the system
-    oneDNN, fused kernels on, every BatchNorm in the same mode (in train mode: one momentum,
+    oneDNN (choosing a channel-blocked layout), fused kernels on, every BatchNorm in the same mode (in train mode: one momentum,
     eps and update count, not synchronised under MPI, convolutions without bias), every
     weight frozen, float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it
     natively), plain convolutions."""
@@ -121,6 +129,8 @@ def usable(resnet, x, precision):
     if x.dtype != "float32" or x.ndim != 5 or precision not in PRECISION_CODES:
         return False
     if precision == "bf16" and not native_bf16():
+        return False
+    if channel_block(precision) == 0:
         return False
     layers = _layers(resnet)
     if layers is None:
@@ -284,6 +294,29 @@ class _Builder:
         return prog
 
 
+def _build(resnet, shape, precision, train, pack_n):
+    """The builder after writing the whole network, the output slot and shape."""
+    conv1, bn1, maxpool, blocks = _layers(resnet)
+    b = _Builder(shape, precision, train, pack_n)
+    x, shape = b.conv(conv1, bn1, 0, b.shape)
+    b.free(0)
+    pooled, shape = b.maxpool(maxpool, x, shape)
+    b.free(x)
+    x = pooled
+    for block in blocks:
+        x, shape = b.block(block, x, shape)
+    return b, x, shape
+
+
+def implementations(resnet, x, precision="fp32"):
+    """The oneDNN implementation of each convolution a program for ``x`` runs (e.g.
+    "jit:avx512_core", "jit_1x1:avx2"; "ref:any" where its layout has no fast kernel)."""
+    b, out, shape = _build(resnet, x.shape, precision, bool(train_mode(resnet)), x.shape[0])
+    prog = jt.array(b.program(out, shape))
+    names = _code((8192,), "uint8", [prog], "cten_frozen_impls(in0_p, (char*)out0_p, 8192);").numpy()
+    return bytes(names[:np.argmin(names)]).decode().split()
+
+
 class FrozenProgram:
     """The program of one (weights, input shape, precision, mode): the instructions, the
     blocked weights (folded with their BatchNorms in eval mode) and the biases, as Jittor
@@ -295,15 +328,7 @@ class FrozenProgram:
     packing: only the instructions are new)."""
 
     def __init__(self, resnet, shape, precision, train=False, weights=None):
-        conv1, bn1, maxpool, blocks = _layers(resnet)
-        b = _Builder(shape, precision, train, None if weights is None else weights.pack_n)
-        x, shape = b.conv(conv1, bn1, 0, b.shape)
-        b.free(0)
-        pooled, shape = b.maxpool(maxpool, x, shape)
-        b.free(x)
-        x = pooled
-        for block in blocks:
-            x, shape = b.block(block, x, shape)
+        b, x, shape = _build(resnet, shape, precision, train, None if weights is None else weights.pack_n)
         self.out_shape, self.norms, self.batch, self.pack_n = shape, b.norms, b.shape[0], b.pack_n
         self.prog = jt.array(b.program(x, shape)).stop_grad()
         if weights is not None:

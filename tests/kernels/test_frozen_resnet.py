@@ -363,22 +363,24 @@ def _from_bf16(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def _blocked(a):
-    """[N, C, S] -> oneDNN's nCdhw16c order [N, C/16, S, 16]."""
+def _blocked(a, block):
+    """[N, C, S] -> oneDNN's nCdhw<block>c order [N, C/block, S, block]."""
     n, c, s = a.shape
-    return np.ascontiguousarray(a.reshape(n, c // 16, 16, s).transpose(0, 1, 3, 2))
+    return np.ascontiguousarray(a.reshape(n, c // block, block, s).transpose(0, 1, 3, 2))
 
 
-def _plain(a, shape):
+def _plain(a, shape, block):
     n, c, s = shape
-    return a.reshape(n, c // 16, s, 16).transpose(0, 1, 3, 2).reshape(n, c, s)
+    return a.reshape(n, c // block, s, block).transpose(0, 1, 3, 2).reshape(n, c, s)
 
 
+@pytest.mark.parametrize("block", [8, 16])
 @pytest.mark.parametrize("in_bf16,out_bf16,add,relu", [(False, False, False, True), (False, False, True, True),
                                                        (True, True, False, True), (True, False, True, True),
                                                        (True, False, False, False)])
-def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu):
-    """``bn_train_blocked`` (csrc/frozen_resnet_dnnl.h) against numpy: the statistics and
+def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu, block):
+    """``bn_train_blocked`` (csrc/frozen_resnet_dnnl.h), in blocks of 8 (AVX2) and 16 channels
+    (AVX-512), against numpy: the statistics and
     running averages of cten_bn_finish_channel, then ``x * alpha + beta [+ y] [relu]``.
 
     Bounds from the arithmetic (u = 2^-24, float32's unit roundoff): the statistics are
@@ -397,9 +399,9 @@ def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu):
     gamma, beta = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.normal(0, 0.2, c).astype(np.float32)
     rm, rv = rng.normal(0, 0.1, c).astype(np.float32), rng.uniform(0.5, 1.5, c).astype(np.float32)
     momentum, eps, updates = 0.1, 1e-5, 2
-    xb = _blocked(x)
+    xb = _blocked(x, block)
     x_in = jt.array(_bf16_bits(xb)) if in_bf16 else jt.array(xb)
-    y0 = jt.array(_blocked(shortcut)) if add else jt.zeros((n * c * s,), "float32")
+    y0 = jt.array(_blocked(shortcut, block)) if add else jt.zeros((n * c * s,), "float32")
     tin, tout = ("uint16_t" if in_bf16 else "float"), ("uint16_t" if out_bf16 else "float")
     out_type = "uint16" if out_bf16 else "float32"
     y, stats = frozen_resnet._code(
@@ -407,9 +409,9 @@ def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu):
         [x_in, y0, jt.array(gamma), jt.array(beta), jt.array(rm), jt.array(rv)],
         f"if ({int(add)}) std::memcpy(out0_p, in1_p, in1->size); cten_frozen::TrainNorms tn{{in2_p, in3_p, in4_p, in5_p, out1_p, "
         f"{c}, {momentum}, {eps}, {updates}}}; cten_frozen::bn_train_blocked((const {tin}*)in0_p, ({tout}*)out0_p, "
-        f"{int(add)}, {int(relu)}, {n}, {c}, {s}, 0, tn);")
+        f"{int(add)}, {int(relu)}, {n}, {c}, {s}, 0, tn, {block});")
     y, stats = y.numpy(), stats.numpy()
-    y = _plain(_from_bf16(y) if out_bf16 else y, (n, c, s))
+    y = _plain(_from_bf16(y) if out_bf16 else y, (n, c, s), block)
 
     x64 = x.astype(np.float64)
     mean = x64.mean(axis=(0, 2))
@@ -437,3 +439,18 @@ def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu):
         (2 * u * np.abs(want_y + 0) if add else 0) + (2.0 ** -8 * np.abs(want_y) if out_bf16 else 0)
     err = np.abs(y.astype(np.float64) - want_y)
     assert np.all(err <= bound), f"the output: {err.max():.3e} off where the bound is {bound.ravel()[err.argmax()]:.3e}"
+
+
+def test_the_program_runs_in_the_layout_oneDNN_chooses_here():
+    """On AVX-512 oneDNN's fast convolutions want nCdhw16c, on AVX2 nCdhw8c; a program in the
+    other layout runs oneDNN's reference kernels, orders of magnitude slower.  The block is
+    oneDNN's own choice on this CPU, and every convolution of a program gets a jit kernel."""
+    block = frozen_resnet.channel_block("fp32")
+    assert block in (8, 16), f"oneDNN chose no channel-blocked layout here (block {block})"
+    t, j = _twins(10, 4, 32)
+    x = jt.array(_input(2, 4, 32))
+    for train in (False, True):
+        set_train_mode(j, train)
+        names = frozen_resnet.implementations(j, x, "fp32")
+        slow = [n for n in names if n.startswith("ref")]
+        assert not slow, f"{'train' if train else 'eval'} mode: oneDNN's reference kernels in the program: {slow}"

@@ -4,7 +4,7 @@
 // convolution before it (weights scaled per output channel, a bias added), or
 // leaves train-mode BatchNorms for CONV_TRAIN below, and writes the network as a
 // list of instructions; this file runs them:
-//   * activations stay in oneDNN's blocked layout (nCdhw16c) from the first
+//   * activations stay in oneDNN's blocked layout (nCdhw16c, nCdhw8c on AVX2) from the first
 //     convolution to the last, in the precision they are computed in (float32,
 //     or bfloat16 with float32 accumulation), instead of a reorder into and out
 //     of the plain layout around every convolution;
@@ -58,6 +58,7 @@
 #pragma once
 #include <dnnl.hpp>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -81,9 +82,42 @@ inline engine& eng() {
     return e;
 }
 
-// An activation's layout: blocked by 16 channels where the channels divide, else plain.
+// The channel block of the layout oneDNN's convolutions run fastest in on this CPU, for
+// activations of `type`: 16 (nCdhw16c, AVX-512) or 8 (nCdhw8c, AVX2), as its own choice
+// for a convolution of 64 channels shows; 0 where it chooses no channel-blocked layout
+// (the program is not used there: csrc's other layouts would run oneDNN's reference
+// kernels, orders of magnitude slower).
+inline int act_block(dt type) {
+    static std::map<int, int> found;
+    static std::mutex lock;
+    std::lock_guard<std::mutex> guard(lock);
+    auto it = found.find((int)type);
+    if (it != found.end()) return it->second;
+    int block = 0;
+    try {
+        memory::desc src({2, 64, 4, 8, 8}, type, tag::any), dst({2, 64, 4, 8, 8}, type, tag::any);
+        memory::desc wei({64, 64, 3, 3, 3}, type, tag::any);
+        auto pd = convolution_forward::primitive_desc(
+            convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src, wei, dst,
+                                      {1, 1, 1}, {1, 1, 1}, {1, 1, 1}),
+            eng());
+        const dnnl_memory_desc_t& d = pd.dst_desc().data;
+        const auto& b = d.format_desc.blocking;
+        if (d.format_kind == dnnl_blocked && b.inner_nblks == 1 && b.inner_idxs[0] == 1 &&
+            (b.inner_blks[0] == 8 || b.inner_blks[0] == 16))
+            block = (int)b.inner_blks[0];
+    } catch (const dnnl::error&) {
+        block = 0;
+    }
+    return found.emplace((int)type, block).first->second;
+}
+
+// An activation's layout: blocked by act_block channels where the channels reach a block,
+// else plain.
 inline memory::desc act_desc(const memory::dims& dims, dt type, bool plain) {
-    return memory::desc(dims, type, plain || dims[1] < 16 ? tag::ncdhw : tag::nCdhw16c);
+    int block = act_block(type);
+    if (plain || block == 0 || dims[1] < block) return memory::desc(dims, type, tag::ncdhw);
+    return memory::desc(dims, type, block == 16 ? tag::nCdhw16c : tag::nCdhw8c);
 }
 
 struct ConvStep {
@@ -245,36 +279,36 @@ struct TrainNorms {
     int updates;
 };
 
-// x, N x C x S in nCdhw16c (C a multiple of 16): the batch's statistics of each channel,
-// then y = x * alpha + beta [+ y] [max(., 0)], alpha = gamma / std, beta = bias - mean * alpha
-// (float32).  y may be x itself (same type, no sum).
-template <typename Tin, typename Tout>
-inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
-                             const TrainNorms& tn) {
-    long CB = C / 16;
+// x, N x C x S in nCdhw<B>c (B 8 or 16, C a multiple of B): the batch's statistics of each
+// channel, then y = x * alpha + beta [+ y] [max(., 0)], alpha = gamma / std,
+// beta = bias - mean * alpha (float32).  y may be x itself (same type, no sum).
+template <int B, typename Tin, typename Tout>
+inline void bn_train_block(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
+                           const TrainNorms& tn) {
+    long CB = C / B;
     double count = (double)N * S;
     #pragma omp parallel for
     for (long cb = 0; cb < CB; cb++) {
-        double acc[16] = {0}, sq[16] = {0}, mean[16];
+        double acc[B] = {0}, sq[B] = {0}, mean[B];
         for (long n = 0; n < N; n++) {
-            const Tin* p = x + (size_t)(n * CB + cb) * S * 16;
+            const Tin* p = x + (size_t)(n * CB + cb) * S * B;
             for (long i = 0; i < S; i++)
                 #pragma omp simd
-                for (int l = 0; l < 16; l++) acc[l] += load(p, i * 16 + l);
+                for (int l = 0; l < B; l++) acc[l] += load(p, i * B + l);
         }
-        for (int l = 0; l < 16; l++) mean[l] = acc[l] / count;
+        for (int l = 0; l < B; l++) mean[l] = acc[l] / count;
         for (long n = 0; n < N; n++) {
-            const Tin* p = x + (size_t)(n * CB + cb) * S * 16;
+            const Tin* p = x + (size_t)(n * CB + cb) * S * B;
             for (long i = 0; i < S; i++)
                 #pragma omp simd
-                for (int l = 0; l < 16; l++) {
-                    double d = load(p, i * 16 + l) - mean[l];
+                for (int l = 0; l < B; l++) {
+                    double d = load(p, i * B + l) - mean[l];
                     sq[l] += d * d;
                 }
         }
-        float alpha[16], beta[16];
-        for (int l = 0; l < 16; l++) {
-            long c = off + cb * 16 + l;
+        float alpha[B], beta[B];
+        for (int l = 0; l < B; l++) {
+            long c = off + cb * B + l;
             cten_bn_finish_channel(c, tn.total, mean[l], sq[l] / count, count, tn.running_mean[c],
                                    tn.running_var[c], tn.momentum, tn.eps, tn.updates, tn.stats);
             volatile float a = tn.gamma[c] * tn.stats[tn.total + c];
@@ -283,11 +317,11 @@ inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N,
             beta[l] = tn.beta[c] - shift;
         }
         for (long n = 0; n < N; n++) {
-            size_t base = (size_t)(n * CB + cb) * S * 16;
+            size_t base = (size_t)(n * CB + cb) * S * B;
             for (long i = 0; i < S; i++)
                 #pragma omp simd
-                for (int l = 0; l < 16; l++) {
-                    size_t at = base + i * 16 + l;
+                for (int l = 0; l < B; l++) {
+                    size_t at = base + i * B + l;
                     float v = load(x, at) * alpha[l] + beta[l];
                     if (sum) v = v + load(y, at);
                     if (relu) v = v > 0.f ? v : 0.f;
@@ -295,6 +329,17 @@ inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N,
                 }
         }
     }
+}
+
+template <typename Tin, typename Tout>
+inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
+                             const TrainNorms& tn, int block) {
+    if (block == 16)
+        bn_train_block<16>(x, y, sum, relu, N, C, S, off, tn);
+    else if (block == 8)
+        bn_train_block<8>(x, y, sum, relu, N, C, S, off, tn);
+    else
+        throw std::runtime_error("bn_train_blocked: channel blocks of " + std::to_string(block));
 }
 
 // A CONV_TRAIN instruction: the convolution into a buffer of the program's precision,
@@ -307,9 +352,11 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
     memory w = weights_for(c, ins, prec, packed, st);
     memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
     memory::desc out_desc = act_desc(dst_dims(s), type, false);
-    if (s[6] % 16 != 0 || !(c.pd.dst_desc() == out_desc))
+    int block = act_block(type);
+    if (block == 0 || s[6] % block != 0 || !(c.pd.dst_desc() == out_desc))
         throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
-                                 ": a train-mode BatchNorm needs blocked channels (a multiple of 16)");
+                                 ": a train-mode BatchNorm needs blocked channels (a multiple of " +
+                                 std::to_string(block) + ")");
     memory tmp(out_desc, eng());
     if (ins[28] > 0) {
         if (ins[1] != 0)
@@ -326,6 +373,9 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
     }
     bool sum = ins[3], out_f32 = ins[31] || !prec;
     memory::desc dst_desc = act_desc(dst_dims(s), out_f32 ? dt::f32 : type, false);
+    if (act_block(out_f32 ? dt::f32 : type) != block)
+        throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
+                                 ": float32 and bfloat16 activations in blocks of different sizes");
     if (sum) {
         if (!(slots[ins[2]].get_desc() == dst_desc))
             throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
@@ -337,14 +387,31 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
     void* from = tmp.get_data_handle();
     void* to = slots[ins[2]].get_data_handle();
     if (!prec)
-        bn_train_blocked((const float*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn);
+        bn_train_blocked((const float*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn, block);
     else if (out_f32)
-        bn_train_blocked((const uint16_t*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn);
+        bn_train_blocked((const uint16_t*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn, block);
     else
-        bn_train_blocked((const uint16_t*)from, (uint16_t*)to, sum, ins[4], N, C, S, ins[7], tn);
+        bn_train_blocked((const uint16_t*)from, (uint16_t*)to, sum, ins[4], N, C, S, ins[7], tn, block);
 }
 
 }  // namespace cten_frozen
+
+// The names of the oneDNN implementations a program's convolutions run (one a line, at most
+// size - 1 characters, NUL-terminated): "jit:..." or, where a layout has no fast kernel, "ref:...".
+inline void cten_frozen_impls(const int* prog, char* out, int size) {
+    using namespace cten_frozen;
+    std::string all;
+    for (int k = 1; k <= prog[0]; k++) {
+        const int* ins = prog + WIDTH * k;
+        if (ins[0] == OP_CONV || ins[0] == OP_CONV_TRAIN) all += std::string(step_of(ins, prog[1]).pd.impl_info_str()) + "\n";
+    }
+    size_t n = std::min(all.size(), (size_t)size - 1);
+    std::memcpy(out, all.data(), n);
+    out[n] = 0;
+}
+
+// The channel block of the program's activations in this precision on this CPU (act_block).
+inline int cten_frozen_block(int prec) { return cten_frozen::act_block(prec ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32); }
 
 // 1 where this CPU's oneDNN has a bfloat16 convolution with these post-ops (AVX-512 and up).
 inline int cten_frozen_native_bf16() {
