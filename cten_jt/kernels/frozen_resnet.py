@@ -155,14 +155,21 @@ def usable(resnet, x, precision):
     return True
 
 
+def fold(weight, conv_bias, gamma, beta, mean, var, eps):
+    """(weight, bias) float32 of an eval-mode BatchNorm folded into the convolution before
+    it (numpy arrays; ``conv_bias`` may be None): computed in float64, rounded once."""
+    scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    shift = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * scale
+    if conv_bias is not None:
+        shift = shift + np.asarray(conv_bias, np.float64) * scale
+    w = np.asarray(weight, np.float64) * scale.reshape(-1, 1, 1, 1, 1)
+    return w.astype(np.float32), shift.astype(np.float32)
+
+
 def _fold(conv, bn):
     """(weight [O, C, kD, kH, kW], bias [O]) float32 of ``bn(conv(x))`` in eval mode."""
-    scale = bn.weight.numpy().astype(np.float64) / np.sqrt(bn.running_var.numpy().astype(np.float64) + bn.eps)
-    shift = bn.bias.numpy().astype(np.float64) - bn.running_mean.numpy().astype(np.float64) * scale
-    if conv.bias is not None:
-        shift = shift + conv.bias.numpy().astype(np.float64) * scale
-    w = conv.weight.numpy().astype(np.float64) * scale.reshape(-1, 1, 1, 1, 1)
-    return w.astype(np.float32), shift.astype(np.float32)
+    return fold(conv.weight.numpy(), None if conv.bias is None else conv.bias.numpy(), bn.weight.numpy(),
+                bn.bias.numpy(), bn.running_mean.numpy(), bn.running_var.numpy(), bn.eps)
 
 
 class _Builder:
