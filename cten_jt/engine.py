@@ -12,7 +12,7 @@ from cten_common.step import (ERASED_VIEWS, ErasingOptions, context_outputs, los
 from .data import model_visual
 from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
-from .models.norm import repeated_stat_updates
+from .models.norm import repeated_stat_updates, sync_running_stats
 from .switches import fused_enabled
 
 
@@ -140,10 +140,12 @@ def erasing_step(model, optimizer, batch, rng, options=ErasingOptions(), scaler=
     total, info = erasing_loss(model, batch, rng, options, bank, reader)
     if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
         release_weight_caches(model)
+        sync_running_stats(model)
         return step_result(info)
     jt.sync([total] + info["logits"])
     release_weight_caches(model)
     stepped = optimizer.step(total, scaler=scaler)
+    sync_running_stats(model)
     return step_result(info, float(total.numpy().reshape(-1)[0]), stepped,
                        [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
                        [x.numpy() for x in info["logits"]])

@@ -206,3 +206,19 @@ def test_the_twins_audio_branch_once_equals_three_times():
                  rtol_scale=MODEL_RTOL)
     j_buffers = {n: np.array(v) for n, v in state_arrays(j_model).items() if n in got["buffers"]}
     assert_close(got["buffers"], j_buffers, "BatchNorm buffers, Jittor against the twin", rtol_scale=MODEL_RTOL)
+
+
+def test_steps_leave_no_pending_operations():
+    """A step runs every BatchNorm's running-average update: without that, each step
+    chained new lazy operations onto the buffers (``num_batches_tracked + 1`` on the last
+    sum), kept alive, step after step, until something read them."""
+    model = JCTEN(init_seed=0, **CFG)
+    model.train()
+    optimizer = cten_jt.optim.Adam([p for p in model.parameters() if not p.is_stop_grad()], lr=1e-4)
+    batch, rng = _batch(2), np.random.default_rng(0)
+    counts = []
+    for _ in range(3):
+        jeng.erasing_step(model, optimizer, batch, rng, ErasingOptions(theta=0.7), reader=_reader(batch))
+        jt.gc()
+        counts.append(jt.liveness_info()["lived_ops"])
+    assert counts[1] == counts[2] == counts[0], f"lived operations after each step: {counts}"

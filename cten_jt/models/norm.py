@@ -76,6 +76,18 @@ def set_sync_batchnorm(module, sync=True):
     return module
 
 
+def sync_running_stats(module):
+    """Run every BatchNorm's pending update of its running averages and count under
+    ``module`` (the training step calls it after the optimiser's step).
+
+    A train-mode forward stores each update lazily (``Var.update``), and nothing a step
+    syncs needs it: without this, each step chained ~230 new operations per view onto
+    the buffers (``num_batches_tracked + 1`` on the previous sum), which Jittor kept
+    alive until a checkpoint read them: memory and graph growing with every step."""
+    jt.sync([v for m in module.modules() if isinstance(m, _BatchNorm)
+             for v in (m.running_mean, m.running_var, m.num_batches_tracked)])
+
+
 @contextlib.contextmanager
 def repeated_stat_updates(modules, times):
     """Within the block, every BatchNorm under ``modules`` updates its running
