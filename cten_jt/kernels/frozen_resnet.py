@@ -29,10 +29,14 @@ Both modes:
   float32 accumulation and float32 shortcuts;
 * temporal taps that only meet padding dropped (``conv.depth_taps``).
 
-The blocked weights are made once and kept (``FrozenProgram``, on the
-Sequential; rebuilt when a weight (in eval mode also a statistic) is a new
-array, or the snippet shape, precision or mode changes; dropped by
-``release_weight_caches``).  Another batch size (a video's last chunk of
+In eval mode the blocked, folded weights are made once and kept
+(``FrozenProgram``, on the Sequential; rebuilt when a weight or statistic is a
+new array, or the snippet shape, precision or mode changes; dropped by
+``release_weight_caches``).  In train mode the program keeps no copy: each
+convolution's weights are reordered from its own array as it runs (one layer's
+at a time, ~1-2 % of a forward), so that a training step never holds the
+backbone's weights twice (and no 290 MB block comes and goes in Jittor's
+allocator each step, which fragmented it).  Another batch size (a video's last chunk of
 snippets in feature extraction, an evaluation's last batch) gets new
 instructions over the same packed weights.  The results are those of the layer-by-layer
 forward up to rounding.  In float32 eval mode, folding rounds each scaled
@@ -325,10 +329,12 @@ def implementations(resnet, x, precision="fp32"):
 
 
 class FrozenProgram:
-    """The program of one (weights, input shape, precision, mode): the instructions, the
-    blocked weights (folded with their BatchNorms in eval mode) and the biases, as Jittor
-    arrays (not parameters).  In train mode the BatchNorms' parameters and running
-    averages are read at each call, and their new running averages stored.
+    """The program of one (weights, input shape, precision, mode): the instructions and the
+    biases as Jittor arrays (not parameters), and in eval mode the blocked weights folded
+    with their BatchNorms (``packed``).  In train mode there is no packed copy: the
+    convolutions' own arrays (``weights``) are reordered as each one runs, and the
+    BatchNorms' parameters and running averages are read at each call, and their new
+    running averages stored.
 
     ``weights``: a program of the same weights, precision, mode and snippet shape for
     another batch, whose packed weights and biases this one uses (no folding, no
@@ -339,11 +345,15 @@ class FrozenProgram:
         self.out_shape, self.norms, self.batch, self.pack_n = shape, b.norms, b.shape[0], b.pack_n
         self.prog = jt.array(b.program(x, shape)).stop_grad()
         if weights is not None:
-            self.bias, self.packed = weights.bias, weights.packed
+            self.bias, self.packed, self.weights = weights.bias, weights.packed, weights.weights
             return
         self.bias = jt.array(np.concatenate(b.biases)).stop_grad()
         if any(w.dtype != "float32" for w in b.weights):
             raise TypeError("frozen_backbone: the convolutions' weights must be float32")
+        if train:          # each convolution's own array, reordered as it runs: no copy kept
+            self.weights, self.packed = b.weights, None
+            return
+        self.weights = None
         each = ", ".join(f"in{i + 1}_p" for i in range(len(b.weights)))
         self.packed = _code((b.blocked_at,), "float32", [self.prog] + b.weights,
                             f"const float* each[] = {{{each}}}; cten_frozen_pack_each(each, out0_p, in0_p);")
@@ -362,9 +372,11 @@ class FrozenProgram:
         first = norms[0]
         params = [jt.concat([getattr(m, name) for m in norms]).float32()
                   for name in ("weight", "bias", "running_mean", "running_var")]
+        each = ", ".join(f"in{i + 7}_p" for i in range(len(self.weights)))
         y, stats = _code([self.out_shape, (4, int(self.bias.shape[0]))], ["float32", "float32"],
-                         [x, self.packed, self.bias, self.prog] + params,
-                         "cten_frozen_run_train(in0_p, in1_p, in2_p, in3_p, in4_p, in5_p, in6_p, in7_p, "
+                         [x, self.bias, self.prog] + params + self.weights,
+                         f"const float* each[] = {{{each}}}; "
+                         "cten_frozen_run_train(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, in6_p, "
                          "data[\"momentum\"], data[\"eps\"], (int)data[\"updates\"], out0_p, out1_p);",
                          data={"momentum": float(first.momentum), "eps": float(first.eps),
                                "updates": int(first.stat_updates)})

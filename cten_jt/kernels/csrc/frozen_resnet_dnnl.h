@@ -12,7 +12,10 @@
 //     eltwise_relu; in train mode part of the BatchNorm's last pass): a
 //     block's last convolution adds its result into the shortcut's buffer in
 //     place;
-//   * the weights come blocked once (cten_frozen_pack_each) and are used as they are.
+//   * eval mode: the weights come blocked once (cten_frozen_pack_each) and are used as they
+//     are; train mode: each convolution's are reordered from its own array as it runs
+//     (weights_now: no second copy of the backbone's weights; the reorders take ~1-2 % of
+//     a forward).
 // The plain float32 input is read once, the plain float32 output written once.
 //
 // Program (int32): row 0 the header, then one row of WIDTH ints per instruction.
@@ -245,6 +248,29 @@ inline memory weights_for(const ConvStep& c, const int* ins, int prec, const flo
     return w;
 }
 
+// A convolution instruction's weights as they are stored: its own float32 oidhw array,
+// viewed with a stride where its temporal taps are cut ([32], [33]); taps as channels read
+// the same bytes as [O, C*K, 1, kH, kW].
+inline memory weight_source(const int* ins, const float* own) {
+    const int* s = ins + 8;
+    memory::dims dims{s[6], s[2], s[7], s[8], s[9]};
+    memory::dim taps = ins[32], first = ins[33], plane = (memory::dim)s[8] * s[9];
+    if (ins[28] > 0 || taps == s[7]) return memory({dims, dt::f32, tag::oidhw}, eng(), const_cast<float*>(own));
+    memory::dims strides{s[2] * taps * plane, taps * plane, plane, s[9], 1};
+    return memory({dims, dt::f32, strides}, eng(), const_cast<float*>(own + first * plane));
+}
+
+// A convolution's weights reordered now, from its own array into the layout (and type) its
+// primitive `c` wants: a program without packed weights (train mode) holds no copy of
+// them, only one layer's at a time.
+inline memory weights_now(const ConvStep& c, const int* ins, const float* own, stream& st) {
+    memory src = weight_source(ins, own);
+    memory w(c.pd.weights_desc(), eng());
+    reorder(src, w).execute(st, src, w);
+    st.wait();
+    return w;
+}
+
 // ---- train-mode BatchNorm on a blocked activation ------------------------------------------
 
 inline float bf16_to_f32(uint16_t b) {
@@ -345,11 +371,9 @@ inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N,
 // A CONV_TRAIN instruction: the convolution into a buffer of the program's precision,
 // then its train-mode BatchNorm into the dst slot (new, the buffer itself, or summed into).
 inline void run_conv_train(int k, const int* ins, int prec, const float* x, std::vector<memory>& slots,
-                           const float* packed, const float* bias, const TrainNorms& tn, stream& st) {
+                           ConvStep& c, const memory& w, const float* bias, const TrainNorms& tn, stream& st) {
     const int* s = ins + 8;
     dt type = prec ? dt::bf16 : dt::f32;
-    ConvStep& c = step_of(ins, prec);
-    memory w = weights_for(c, ins, prec, packed, st);
     memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
     memory::desc out_desc = act_desc(dst_dims(s), type, false);
     int block = act_block(type);
@@ -437,22 +461,13 @@ inline void cten_frozen_pack_each(const float* const* each, float* packed, const
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
         if (ins[0] != OP_CONV && ins[0] != OP_CONV_TRAIN) continue;
-        const int* s = ins + 8;
         ConvStep& c = step_of(ins, prec, true);
         auto want = c.pd.weights_desc();
         if (want.get_size() > (size_t)ins[27] * sizeof(float))
             throw std::runtime_error("cten_frozen_pack_each: instruction " + std::to_string(k) + " needs " +
                                      std::to_string(want.get_size()) + " bytes for its weights, has " +
                                      std::to_string((size_t)ins[27] * sizeof(float)));
-        memory::dims dims{s[6], s[2], s[7], s[8], s[9]};
-        memory src;
-        memory::dim taps = ins[32], first = ins[33], plane = (memory::dim)s[8] * s[9];
-        if (ins[28] > 0 || taps == s[7]) {    // the whole array (taps as channels: the same bytes)
-            src = memory({dims, dt::f32, tag::oidhw}, eng(), const_cast<float*>(each[i]));
-        } else {
-            memory::dims strides{s[2] * taps * plane, taps * plane, plane, s[9], 1};
-            src = memory({dims, dt::f32, strides}, eng(), const_cast<float*>(each[i] + first * plane));
-        }
+        memory src = weight_source(ins, each[i]);
         memory dst(want, eng(), packed + ins[6]);
         reorder(src, dst).execute(st, src, dst);
         i++;
@@ -463,10 +478,12 @@ inline void cten_frozen_pack_each(const float* const* each, float* packed, const
 
 namespace cten_frozen {
 
-// Run the program on the plain float32 input x; the plain float32 result into out.  `tn`:
-// the train-mode BatchNorms (CONV_TRAIN instructions), or null.
-inline void run(const float* x, const float* packed, const float* bias, const int* prog, float* out,
-                const TrainNorms* tn) {
+// Run the program on the plain float32 input x; the plain float32 result into out.  The
+// weights: `packed` (cten_frozen_pack_each), or where it is null each convolution's own
+// array (`each`, reordered as it runs: weights_now).  `tn`: the train-mode BatchNorms
+// (CONV_TRAIN instructions), or null.
+inline void run(const float* x, const float* packed, const float* const* each, const float* bias, const int* prog,
+                float* out, const TrainNorms* tn) {
     int n = prog[0], prec = prog[1];
     dt type = prec ? dt::bf16 : dt::f32;
     std::vector<memory> slots(prog[3]);
@@ -474,13 +491,19 @@ inline void run(const float* x, const float* packed, const float* bias, const in
     const int* first = prog + WIDTH + 8;
     memory input(act_desc(src_dims(first), dt::f32, true), eng(), const_cast<float*>(x));
     if (prog[WIDTH + 28] == 0) slots[0] = as_activation(input, type, st);   // else read as it is
+    int conv_i = 0;
+    auto weights = [&](const ConvStep& c, const int* ins) {
+        return packed ? weights_for(c, ins, prec, packed, st) : weights_now(c, ins, each[conv_i++], st);
+    };
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
         if (ins[0] == OP_CONV_TRAIN) {
             if (!tn)
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": a train-mode BatchNorm in an eval-mode program");
-            run_conv_train(k, ins, prec, x, slots, packed, bias, *tn, st);
+            ConvStep& c = step_of(ins, prec);
+            memory w = weights(c, ins);
+            run_conv_train(k, ins, prec, x, slots, c, w, bias, *tn, st);
         } else if (ins[0] == OP_CONV && ins[28] > 0) {
             const int* s = ins + 8;
             ConvStep& c = step_of(ins, prec);
@@ -488,7 +511,7 @@ inline void run(const float* x, const float* packed, const float* bias, const in
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": taps as channels apply to the first convolution only");
             slots[ins[2]] = memory(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false), eng());
-            memory w = weights_for(c, ins, prec, packed, st);
+            memory w = weights(c, ins);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
             run_taps_as_channels(ins, c, x, w, b, slots[ins[2]], st);
         } else if (ins[0] == OP_CONV) {
@@ -505,7 +528,7 @@ inline void run(const float* x, const float* packed, const float* bias, const in
             } else {
                 slots[ins[2]] = memory(c.pd.dst_desc(), eng());
             }
-            memory w = weights_for(c, ins, prec, packed, st);
+            memory w = weights(c, ins);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
             c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b},
                                 {DNNL_ARG_DST, slots[ins[2]]}});
@@ -534,16 +557,17 @@ inline void run(const float* x, const float* packed, const float* bias, const in
 
 // Eval mode: every BatchNorm folded (CONV instructions).
 inline void cten_frozen_run(const float* x, const float* packed, const float* bias, const int* prog, float* out) {
-    cten_frozen::run(x, packed, bias, prog, out, nullptr);
+    cten_frozen::run(x, packed, nullptr, bias, prog, out, nullptr);
 }
 
-// Train mode: the BatchNorms' parameters and running averages concatenated (prog header [9]
-// channels); stats [4, channels] gets each channel's batch mean, 1/std and updated running
-// mean and variance (cten_bn_finish_channel), for the caller to store.
-inline void cten_frozen_run_train(const float* x, const float* packed, const float* bias, const int* prog,
+// Train mode: the weights reordered as each convolution runs, from its own array (each[i]
+// the i-th convolution's); the BatchNorms' parameters and running averages concatenated
+// (prog header [9] channels); stats [4, channels] gets each channel's batch mean, 1/std and
+// updated running mean and variance (cten_bn_finish_channel), for the caller to store.
+inline void cten_frozen_run_train(const float* x, const float* const* each, const float* bias, const int* prog,
                                   const float* gamma, const float* beta, const float* running_mean,
                                   const float* running_var, double momentum, double eps, int updates, float* out,
                                   float* stats) {
     cten_frozen::TrainNorms tn{gamma, beta, running_mean, running_var, stats, prog[9], momentum, eps, updates};
-    cten_frozen::run(x, packed, bias, prog, out, &tn);
+    cten_frozen::run(x, nullptr, each, bias, prog, out, &tn);
 }
