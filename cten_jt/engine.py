@@ -10,6 +10,7 @@ from cten_common.erasing import DEFAULT_THETA, erased_view_indices
 from cten_common.step import (ERASED_VIEWS, ErasingOptions, context_outputs, loss_info, read_erased_views,
                                shared_audio, step_result)
 from .data import model_visual
+from .device import release_free_memory
 from .kernels.conv import release_weight_caches
 from .kernels.erasing import erased_views
 from .models.norm import repeated_stat_updates, sync_running_stats
@@ -141,11 +142,13 @@ def erasing_step(model, optimizer, batch, rng, options=ErasingOptions(), scaler=
     if total is None:             # every video's erased views failed (on_bad_sample: skip): no step
         release_weight_caches(model)
         sync_running_stats(model)
+        release_free_memory()
         return step_result(info)
     jt.sync([total] + info["logits"])
     release_weight_caches(model)
     stepped = optimizer.step(total, scaler=scaler)
     sync_running_stats(model)
+    release_free_memory()
     return step_result(info, float(total.numpy().reshape(-1)[0]), stepped,
                        [float(x.numpy().reshape(-1)[0]) for x in info["view_losses"]],
                        [x.numpy() for x in info["logits"]])

@@ -7,9 +7,10 @@ as one op (``csrc/frozen_resnet_dnnl.h``).
 Eval mode (evaluation, prediction, feature extraction, ``train.backbone_eval``):
 every BatchNorm is an affine map with fixed numbers, so
 
-* each BatchNorm is folded into the convolution before it: weights scaled by
-  ``gamma / sqrt(var + eps)`` per output channel, bias ``beta - mean * scale``
-  (computed in float64, rounded once to float32);
+* each BatchNorm is folded into the convolution before it as that convolution
+  runs: weights scaled by ``gamma / sqrt(var + eps)`` per output channel, bias
+  ``beta - mean * scale`` (computed in float64, rounded once to float32: ``fold``,
+  bit for bit);
 * ReLU and the residual sum are the convolutions' post-ops.
 
 Train mode (a training step: the backbone's BatchNorms normalise with the
@@ -29,17 +30,15 @@ Both modes:
   float32 accumulation and float32 shortcuts;
 * temporal taps that only meet padding dropped (``conv.depth_taps``).
 
-In eval mode the blocked, folded weights are made once and kept
-(``FrozenProgram``, on the Sequential; rebuilt when a weight or statistic is a
-new array, or the snippet shape, precision or mode changes; dropped by
-``release_weight_caches``).  In train mode the program keeps no copy: each
-convolution's weights are reordered from its own array as it runs (one layer's
-at a time, ~1-2 % of a forward), so that a training step never holds the
-backbone's weights twice (and no 290 MB block comes and goes in Jittor's
-allocator each step, which fragmented it).  Another batch size (a video's last chunk of
-snippets in feature extraction, an evaluation's last batch) gets new
-instructions over the same packed weights.  The results are those of the layer-by-layer
-forward up to rounding.  In float32 eval mode, folding rounds each scaled
+The program keeps no copy of the weights (``FrozenProgram``, on the Sequential:
+instructions only, made again when the input's shape, the precision or the mode
+changes; dropped by ``release_weight_caches``).  It reads the convolutions' and
+BatchNorms' own arrays at each call, and reorders (in eval mode folds, then
+reorders) one layer's weights at a time into the layout its convolution wants,
+as it runs: ~2-4 % of a forward, against a second 290 MB copy of R3D-101's
+weights held beside the model (which also came and went with each training
+step and each evaluation, and split Jittor's cached memory).  The results are
+those of the layer-by-layer forward up to rounding.  In float32 eval mode, folding rounds each scaled
 weight once more.  In bfloat16 the program rounds where autocast does or less:
 the convolutions' operands; inside a block the activations the next
 convolution would round anyway; the shortcut, the residual sum and every
@@ -127,7 +126,7 @@ def usable(resnet, x, precision):
     oneDNN (choosing a channel-blocked layout), fused kernels on, every BatchNorm in the same mode (in train mode: one momentum,
     eps and update count, not synchronised under MPI, convolutions without bias), every
     weight frozen, float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it
-    natively), plain convolutions."""
+    natively), plain convolutions without bias, one eps for all BatchNorms."""
     if jt.flags.use_cuda or not switches.fused_enabled() or not conv_ops.available():
         return False
     if x.dtype != "float32" or x.ndim != 5 or precision not in PRECISION_CODES:
@@ -142,13 +141,14 @@ def usable(resnet, x, precision):
     train = train_mode(resnet)
     if train is None:
         return False
-    if train:
-        norms = _norms(resnet)
-        if len({(m.momentum, m.eps, m.stat_updates) for m in norms}) != 1 or (
-                jt.in_mpi and any(m.sync for m in norms)):
-            return False
+    norms = _norms(resnet)
+    if len({m.eps for m in norms}) != 1:
+        return False
+    if train and (len({(m.momentum, m.stat_updates) for m in norms}) != 1 or (
+            jt.in_mpi and any(m.sync for m in norms))):
+        return False
     for m in resnet.modules():
-        if train and hasattr(m, "groups") and getattr(m, "bias", None) is not None:
+        if hasattr(m, "groups") and getattr(m, "bias", None) is not None:
             return False
         weight = getattr(m, "weight", None)
         if weight is not None and not weight.is_stop_grad():
@@ -170,27 +170,27 @@ def fold(weight, conv_bias, gamma, beta, mean, var, eps):
     return w.astype(np.float32), shift.astype(np.float32)
 
 
-def _fold(conv, bn):
-    """(weight [O, C, kD, kH, kW], bias [O]) float32 of ``bn(conv(x))`` in eval mode."""
-    return fold(conv.weight.numpy(), None if conv.bias is None else conv.bias.numpy(), bn.weight.numpy(),
-                bn.bias.numpy(), bn.running_mean.numpy(), bn.running_var.numpy(), bn.eps)
+def folded_by_program(weight, gamma, beta, mean, var, eps):
+    """``fold(weight, None, ...)`` as the program computes it as each convolution runs
+    (``csrc/frozen_resnet_dnnl.h``, ``fold_channel``), for a test to compare bit for bit."""
+    o = weight.shape[0]
+    arrays = [jt.array(np.ascontiguousarray(a, np.float32)) for a in (weight, gamma, beta, mean, var)]
+    w, b = _code([tuple(weight.shape), (o,)], ["float32", "float32"], arrays,
+                 f"cten_frozen_fold(in0_p, {o}, {weight.size // o}, in1_p, in2_p, in3_p, in4_p, data[\"eps\"], "
+                 "out0_p, out1_p);", data={"eps": float(eps)})
+    return w.numpy(), b.numpy()
 
 
 class _Builder:
-    """Writes the program: instructions, slots (and whether each holds float32), folded
-    weights and their offsets."""
+    """Writes the program: instructions, slots (and whether each holds float32), and the
+    convolutions and BatchNorms whose arrays it reads, in its order."""
 
-    def __init__(self, shape, precision, train=False, pack_n=None):
-        """``pack_n``: the batch of a program whose packed weights (and folded biases) this
-        one uses; None: this program makes its own (in eval mode, folding)."""
+    def __init__(self, shape, precision, train=False):
         self.rows, self.shape, self.precision, self.train = [], tuple(shape), precision, train
-        self.make_weights = pack_n is None
-        self.pack_n = shape[0] if pack_n is None else pack_n
-        self.norms = []                            # train mode: the BatchNorms, in channel order
+        self.convs, self.norms = [], []           # in the program's order; the BatchNorms' channels concatenated
         self.free_slots, self.n_slots = [], 1
         self.f32 = {0: precision == "fp32"}        # slot -> holds float32 (else bfloat16)
-        self.weights, self.biases = [], []
-        self.blocked_at = self.bias_at = 0
+        self.channels = 0
 
     def slot(self, f32):
         s = self.free_slots.pop() if self.free_slots else self.n_slots
@@ -214,20 +214,15 @@ class _Builder:
     def conv(self, conv, bn, src, shape, dst=None, relu=True, out_f32=False):
         """``relu(bn(conv(slot src)) [+ slot dst])`` into a new slot (or summed into ``dst``);
         returns (slot, output shape).  ``out_f32``: a float32 output in a bfloat16 program.
-        In eval mode the BatchNorm is folded into numpy weights; in train mode the weights
-        are the convolution's own (a Jittor array) and the BatchNorm runs after it."""
-        if self.train:
-            self.norms.append(bn)
-        if self.train or not self.make_weights:   # packed from the convolution's own array, or not at all
-            w, b = conv.weight, np.zeros(conv.weight.shape[0], np.float32)
-        else:               # folded: a float32 array of its own, made one layer at a time
-            w, b = _fold(conv, bn)
-            w = jt.array(w)
-        w_shape = tuple(w.shape)                 # the weight as the convolution uses it
+        The program reads the convolution's own weights; in eval mode it folds the BatchNorm
+        into them, in train mode the BatchNorm runs after it."""
+        self.convs.append(conv)
+        self.norms.append(bn)
+        w_shape = tuple(conv.weight.shape)        # the weight as the convolution uses it
         own_taps, first_tap = w_shape[2], 0
         stride, padding = tuple(conv.stride), tuple(conv.padding)
         taps = conv_ops.depth_taps(shape[2], w_shape[2], stride[0], padding[0])
-        stacked, pack_samples = [0, 0, 0], self.pack_n
+        stacked = [0, 0, 0]
         if taps is not None:
             first_tap, last, pad = taps
             w_shape, padding = w_shape[:2] + (last + 1 - first_tap,) + w_shape[3:], (pad,) + padding[1:]
@@ -236,14 +231,12 @@ class _Builder:
             # in float32 oneDNN's kernel for few channels is the faster); the same bytes
             o, c, k = w_shape[:3]
             stacked = [k, padding[0], 2 if shape[0] % 2 == 0 else 1]
-            pack_samples = 2 if self.pack_n % 2 == 0 else 1
             w_shape = (o, c * k, 1) + w_shape[3:]
             shape, stride, padding = (shape[0], c * k) + tuple(shape[2:]), (1,) + stride[1:], (0,) + padding[1:]
         s = conv_ops.ConvSizes.of(shape, w_shape, stride, padding)
         if self.train and s.n * math.prod(s.out_spatial) < 2:
             raise ValueError(f"{type(bn).__name__}: expected more than 1 value per channel when training, "
                              f"got input of shape {[s.n, s.o, *s.out_spatial]}")
-        capacity = conv_ops._blocked_capacity(w_shape, self.precision)
         out_f32 = out_f32 or self.precision == "fp32"
         sum_into = dst is not None
         if sum_into:
@@ -251,12 +244,9 @@ class _Builder:
         else:
             dst = self.slot(out_f32)
         self.rows.append([OP_CONV_TRAIN if self.train else OP_CONV, src, dst, int(sum_into), int(relu),
-                          0, self.blocked_at, self.bias_at] + s.as_array() + [capacity] + stacked
-                         + [int(out_f32), own_taps, first_tap, pack_samples])
-        self.weights.append(w)
-        self.biases.append(b)
-        self.blocked_at += capacity
-        self.bias_at += b.size
+                          0, 0, self.channels] + s.as_array() + [0] + stacked
+                         + [int(out_f32), own_taps, first_tap, 0])
+        self.channels += s.o
         return dst, (s.n, s.o) + s.out_spatial
 
     def maxpool(self, pool, src, shape):
@@ -296,19 +286,17 @@ class _Builder:
 
     def program(self, out_slot, out_shape):
         header = [len(self.rows), PRECISION_CODES[self.precision], out_slot, self.n_slots, *out_shape,
-                  self.bias_at]
+                  self.channels]
         prog = np.zeros((len(self.rows) + 1, WIDTH), np.int32)
         for i, row in enumerate([header] + self.rows):
             prog[i, :len(row)] = row
-        if self.blocked_at >= 2 ** 31:
-            raise ValueError("frozen_backbone: the weights pass int32 offsets")
         return prog
 
 
-def _build(resnet, shape, precision, train, pack_n):
+def _build(resnet, shape, precision, train):
     """The builder after writing the whole network, the output slot and shape."""
     conv1, bn1, maxpool, blocks = _layers(resnet)
-    b = _Builder(shape, precision, train, pack_n)
+    b = _Builder(shape, precision, train)
     x, shape = b.conv(conv1, bn1, 0, b.shape)
     b.free(0)
     pooled, shape = b.maxpool(maxpool, x, shape)
@@ -322,68 +310,54 @@ def _build(resnet, shape, precision, train, pack_n):
 def implementations(resnet, x, precision="fp32"):
     """The oneDNN implementation of each convolution a program for ``x`` runs (e.g.
     "jit:avx512_core", "jit_1x1:avx2"; "ref:any" where its layout has no fast kernel)."""
-    b, out, shape = _build(resnet, x.shape, precision, bool(train_mode(resnet)), x.shape[0])
+    b, out, shape = _build(resnet, x.shape, precision, bool(train_mode(resnet)))
     prog = jt.array(b.program(out, shape))
     names = _code((8192,), "uint8", [prog], "cten_frozen_impls(in0_p, (char*)out0_p, 8192);").numpy()
     return bytes(names[:np.argmin(names)]).decode().split()
 
 
 class FrozenProgram:
-    """The program of one (weights, input shape, precision, mode): the instructions and the
-    biases as Jittor arrays (not parameters), and in eval mode the blocked weights folded
-    with their BatchNorms (``packed``).  In train mode there is no packed copy: the
-    convolutions' own arrays (``weights``) are reordered as each one runs, and the
-    BatchNorms' parameters and running averages are read at each call, and their new
-    running averages stored.
+    """The program of one input shape, precision and mode: its instructions, and the
+    convolutions and BatchNorms whose own arrays it reads at each call.  It keeps no copy
+    of the weights: each convolution's are folded with its BatchNorm (eval mode) and
+    reordered as it runs.  In train mode the BatchNorms' new running averages are stored
+    after the call."""
 
-    ``weights``: a program of the same weights, precision, mode and snippet shape for
-    another batch, whose packed weights and biases this one uses (no folding, no
-    packing: only the instructions are new)."""
-
-    def __init__(self, resnet, shape, precision, train=False, weights=None):
-        b, x, shape = _build(resnet, shape, precision, train, None if weights is None else weights.pack_n)
-        self.out_shape, self.norms, self.batch, self.pack_n = shape, b.norms, b.shape[0], b.pack_n
+    def __init__(self, resnet, shape, precision, train=False):
+        b, x, shape = _build(resnet, shape, precision, train)
+        self.out_shape, self.train, self.convs, self.norms = shape, train, b.convs, b.norms
         self.prog = jt.array(b.program(x, shape)).stop_grad()
-        if weights is not None:
-            self.bias, self.packed, self.weights = weights.bias, weights.packed, weights.weights
-            return
-        self.bias = jt.array(np.concatenate(b.biases)).stop_grad()
-        if any(w.dtype != "float32" for w in b.weights):
-            raise TypeError("frozen_backbone: the convolutions' weights must be float32")
-        if train:          # each convolution's own array, reordered as it runs: no copy kept
-            self.weights, self.packed = b.weights, None
-            return
-        self.weights = None
-        each = ", ".join(f"in{i + 1}_p" for i in range(len(b.weights)))
-        self.packed = _code((b.blocked_at,), "float32", [self.prog] + b.weights,
-                            f"const float* each[] = {{{each}}}; cten_frozen_pack_each(each, out0_p, in0_p);")
-        self.packed.stop_grad().sync()
+
+    def _inputs(self, x):
+        """The call's inputs: x, the program, the BatchNorms' four arrays concatenated, each
+        convolution's weight; and the C array of the weights' pointers."""
+        params = [jt.concat([getattr(m, name) for m in self.norms]).float32()
+                  for name in ("weight", "bias", "running_mean", "running_var")]
+        each = ", ".join(f"in{i + 6}_p" for i in range(len(self.convs)))
+        return [x, self.prog] + params + [c.weight for c in self.convs], f"const float* each[] = {{{each}}}; "
 
     def __call__(self, x):
-        if self.norms:
-            return self._train(x)
-        return _code(self.out_shape, "float32", [x, self.packed, self.bias, self.prog],
-                     "cten_frozen_run(in0_p, in1_p, in2_p, in3_p, out0_p);").stop_grad()
+        inputs, each = self._inputs(x)
+        if self.train:
+            return self._train(inputs, each)
+        return _code(self.out_shape, "float32", inputs,
+                     each + "cten_frozen_run(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, data[\"eps\"], out0_p);",
+                     data={"eps": float(self.norms[0].eps)}).stop_grad()
 
-    def _train(self, x):
+    def _train(self, inputs, each):
         """Train mode: the output, and every BatchNorm's running averages (and count) updated
         as its own forward would (``cten_jt.kernels.batchnorm``)."""
-        norms = self.norms
-        first = norms[0]
-        params = [jt.concat([getattr(m, name) for m in norms]).float32()
-                  for name in ("weight", "bias", "running_mean", "running_var")]
-        each = ", ".join(f"in{i + 7}_p" for i in range(len(self.weights)))
-        y, stats = _code([self.out_shape, (4, int(self.bias.shape[0]))], ["float32", "float32"],
-                         [x, self.bias, self.prog] + params + self.weights,
-                         f"const float* each[] = {{{each}}}; "
-                         "cten_frozen_run_train(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, in6_p, "
+        first = self.norms[0]
+        channels = sum(m.num_features for m in self.norms)
+        y, stats = _code([self.out_shape, (4, channels)], ["float32", "float32"], inputs,
+                         each + "cten_frozen_run_train(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, "
                          "data[\"momentum\"], data[\"eps\"], (int)data[\"updates\"], out0_p, out1_p);",
                          data={"momentum": float(first.momentum), "eps": float(first.eps),
                                "updates": int(first.stat_updates)})
         jt.sync([y, stats])
         stats = stats.numpy()
         at = 0
-        for m in norms:
+        for m in self.norms:
             c = m.num_features
             m.running_mean.update(jt.array(stats[2, at:at + c]))
             m.running_var.update(jt.array(stats[3, at:at + c]))
@@ -394,14 +368,9 @@ class FrozenProgram:
 
 
 def _key(resnet, snippet_shape, precision, train):
-    """What the cached program depends on: in eval mode every weight and statistic; in train
-    mode the convolutions' weights (the BatchNorms' arrays are read at each call)."""
-    ids = tuple(v.id for m in resnet.modules()
-                for v in ((getattr(m, "weight", None),) if train and hasattr(m, "running_mean") else
-                          (getattr(m, "weight", None), getattr(m, "bias", None),
-                           getattr(m, "running_mean", None), getattr(m, "running_var", None)))
-                if v is not None and not (train and hasattr(m, "running_mean")))
-    return ids, tuple(snippet_shape), precision, train
+    """What a program depends on: the modules (not their arrays, which it reads at each
+    call), the input's shape, the precision and the mode."""
+    return tuple(id(m) for m in resnet.modules()), tuple(snippet_shape), precision, train
 
 
 def frozen_backbone(resnet, x, precision="fp32"):
@@ -410,12 +379,9 @@ def frozen_backbone(resnet, x, precision="fp32"):
     (module docstring), in eval mode or, with every BatchNorm in train mode, with the
     batch's statistics and the running averages updated.  Check ``usable`` first."""
     train = bool(train_mode(resnet))
-    key = _key(resnet, x.shape[1:], precision, train)
+    key = _key(resnet, x.shape, precision, train)
     cached = resnet.__dict__.get("_frozen_program")
     if cached is None or cached[0] != key:
-        resnet.__dict__["_frozen_program"] = None          # the old copy goes first
         resnet.__dict__["_frozen_program"] = (key, FrozenProgram(resnet, x.shape, precision, train))
-    elif cached[1].batch != x.shape[0]:                    # another batch: the same packed weights
-        resnet.__dict__["_frozen_program"] = (key, FrozenProgram(resnet, x.shape, precision, train, cached[1]))
     return list(resnet)[8](resnet.__dict__["_frozen_program"][1](x))
 

@@ -166,53 +166,50 @@ def test_bf16_program_within_the_autocast_floor(depth, length, size, batch):
                                       f"more than {BF16_FACTOR} x PyTorch autocast's {floor:.3e}")
 
 
-def test_the_program_is_kept_and_rebuilt_when_a_statistic_changes():
+def test_the_program_reads_the_weights_and_statistics_at_each_call():
+    """The program holds instructions only (no copy of the weights): a new statistic or
+    weight reaches the next call's output through the same program."""
     t, j = _twins(10, 8, 32)
     x = _input(2, 8, 32)
     jx = jt.array(x)
     first = frozen_resnet.frozen_backbone(j, jx).numpy()
     program = j.__dict__["_frozen_program"][1]
+    assert [v for v in vars(program).values() if isinstance(v, jt.Var)] == [program.prog], \
+        "the program holds arrays beside its instructions"
     again = frozen_resnet.frozen_backbone(j, jx).numpy()
-    assert j.__dict__["_frozen_program"][1] is program, "the same weights rebuilt the program"
     np.testing.assert_array_equal(again, first)
     with torch.no_grad():
         t[1].running_mean += 0.5
-    j[1].running_mean.update(j[1].running_mean + 0.5)        # a new statistic: a new program
+        t[0].weight *= 1.25
+    j[1].running_mean.update(j[1].running_mean + 0.5)
+    j[0].weight.update(j[0].weight * 1.25)
     changed = frozen_resnet.frozen_backbone(j, jx).numpy()
-    assert j.__dict__["_frozen_program"][1] is not program
-    assert _dist(changed, first) > 0, "the changed statistic did not reach the output"
+    assert j.__dict__["_frozen_program"][1] is program, "new arrays made a new program"
+    assert _dist(changed, first) > 0, "the changed statistic and weight did not reach the output"
     exact, floor = _float32_floor(t, j, x, jx)
-    _assert_within_float32_floor(changed, exact, floor, "the rebuilt program")
+    _assert_within_float32_floor(changed, exact, floor, "the program after new arrays")
+    frozen_resnet.frozen_backbone(j, jt.array(_input(3, 8, 32))).sync()
+    assert j.__dict__["_frozen_program"][1] is not program, "another batch ran the old instructions"
     conv_ops.release_weight_caches(j)
     assert "_frozen_program" not in j.__dict__
 
 
-@pytest.mark.parametrize("train", [False, True])
-def test_another_batch_size_keeps_the_packed_weights(train):
-    """A video's last, shorter chunk of snippets: new instructions over the same packed
-    weights (no folding, no packing; in train mode there are none: each convolution's own
-    array is reordered as it runs), and the same numbers as a program made for it."""
-    t, j = _twins(10, 8, 32)
-    set_train_mode(j, train)
-    x = _input(3, 8, 32)
-    frozen_resnet.frozen_backbone(j, jt.array(x[:2])).sync()
-    first = j.__dict__["_frozen_program"][1]
-    state = [(m.running_mean.numpy(), m.running_var.numpy()) for m in frozen_resnet._norms(j)]
-    y = frozen_resnet.frozen_backbone(j, jt.array(x)).numpy()
-    program = j.__dict__["_frozen_program"][1]
-    assert program is not first and program.packed is first.packed and program.bias is first.bias, \
-        "a batch of 3 after a batch of 2 packed the weights again"
-    if train:
-        convs = [m.weight for m in j.modules() if hasattr(m, "groups")]
-        assert program.packed is None and {id(w) for w in program.weights} == {id(w) for w in convs}, \
-            "the train-mode program holds a copy of the weights, not the convolutions' own arrays"
-    for m, (mean, var) in zip(frozen_resnet._norms(j), state):    # train mode: the statistics as they were
-        m.running_mean.update(jt.array(mean))
-        m.running_var.update(jt.array(var))
-    conv_ops.release_weight_caches(j)
-    fresh = frozen_resnet.frozen_backbone(j, jt.array(x)).numpy()
-    assert train or j.__dict__["_frozen_program"][1].packed is not first.packed
-    np.testing.assert_array_equal(y, fresh, err_msg="the shared weights give other numbers than a program's own")
+def test_the_programs_fold_is_numpys_bit_for_bit():
+    """The program folds each BatchNorm as it runs (csrc fold_channel) with the arithmetic
+    of ``frozen_resnet.fold``: exact by construction (float64, each operation rounded once,
+    no contraction), so equal bit for bit, over variances from tiny to large."""
+    rng = np.random.default_rng(3)
+    o = 64
+    weight = rng.normal(0, 0.05, (o, 16, 3, 3, 3)).astype(np.float32)
+    gamma = rng.normal(1, 0.3, o).astype(np.float32)
+    beta = rng.normal(0, 0.3, o).astype(np.float32)
+    mean = rng.normal(0, 2, o).astype(np.float32)
+    var = np.exp(rng.uniform(-12, 6, o)).astype(np.float32)
+    for eps in (1e-5, 1e-3):
+        want_w, want_b = frozen_resnet.fold(weight, None, gamma, beta, mean, var, eps)
+        got_w, got_b = frozen_resnet.folded_by_program(weight, gamma, beta, mean, var, eps)
+        np.testing.assert_array_equal(got_w, want_w, err_msg=f"folded weights, eps {eps}")
+        np.testing.assert_array_equal(got_b, want_b, err_msg=f"folded bias, eps {eps}")
 
 
 def test_the_layer_by_layer_forward_stays_where_the_program_does_not_apply():
@@ -342,8 +339,8 @@ def test_bf16_train_program_within_the_autocast_floor(depth, length, size, batch
 
 
 def test_train_program_updates_as_many_times_as_forwards_and_keeps_its_weights():
-    """Two forwards in a row: the second reads the first's running averages, and the blocked
-    weights are packed once (the BatchNorms' arrays are not part of the program's key)."""
+    """Two forwards in a row: the second reads the first's running averages, through the
+    same program (it reads the BatchNorms' arrays at each call)."""
     t, j = _train_twins(10, 8, 32)
     x = _input(2, 8, 32)
     jx = jt.array(x)
@@ -447,7 +444,7 @@ def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu, blo
     y, stats = frozen_resnet._code(
         [(n * c * s,), (4, c)], [out_type, "float32"],
         [x_in, y0, jt.array(gamma), jt.array(beta), jt.array(rm), jt.array(rv)],
-        f"if ({int(add)}) std::memcpy(out0_p, in1_p, in1->size); cten_frozen::TrainNorms tn{{in2_p, in3_p, in4_p, in5_p, out1_p, "
+        f"if ({int(add)}) std::memcpy(out0_p, in1_p, in1->size); cten_frozen::Norms tn{{in2_p, in3_p, in4_p, in5_p, out1_p, "
         f"{c}, {momentum}, {eps}, {updates}}}; cten_frozen::bn_train_blocked((const {tin}*)in0_p, ({tout}*)out0_p, "
         f"{int(add)}, {int(relu)}, {n}, {c}, {s}, 0, tn, {block});")
     y, stats = y.numpy(), stats.numpy()

@@ -1,9 +1,10 @@
 // The frozen 3D ResNet's forward as one oneDNN program (CPU), eval or train mode.
 //
-// cten_jt/kernels/frozen_resnet.py folds every eval-mode BatchNorm into the
-// convolution before it (weights scaled per output channel, a bias added), or
-// leaves train-mode BatchNorms for CONV_TRAIN below, and writes the network as a
-// list of instructions; this file runs them:
+// cten_jt/kernels/frozen_resnet.py writes the network as a list of instructions; this
+// file runs them, reading the convolutions' and BatchNorms' own arrays at each call.
+// An eval-mode BatchNorm is folded into the convolution before it as the convolution
+// runs (weights scaled per output channel, a bias added: fold_channel, the arithmetic of
+// frozen_resnet.fold); a train-mode one is CONV_TRAIN's below:
 //   * activations stay in oneDNN's blocked layout (nCdhw16c, nCdhw8c on AVX2) from the first
 //     convolution to the last, in the precision they are computed in (float32,
 //     or bfloat16 with float32 accumulation), instead of a reorder into and out
@@ -12,34 +13,28 @@
 //     eltwise_relu; in train mode part of the BatchNorm's last pass): a
 //     block's last convolution adds its result into the shortcut's buffer in
 //     place;
-//   * eval mode: the weights come blocked once (cten_frozen_pack_each) and are used as they
-//     are; train mode: each convolution's are reordered from its own array as it runs
-//     (weights_now: no second copy of the backbone's weights; the reorders take ~1-2 % of
-//     a forward).
+//   * each convolution's weights are folded (eval mode) and reordered into the layout its
+//     primitive wants as it runs, from its own array: the program keeps no copy of the
+//     backbone's weights (one layer's at a time; ~2-4 % of a forward).
 // The plain float32 input is read once, the plain float32 output written once.
 //
 // Program (int32): row 0 the header, then one row of WIDTH ints per instruction.
 //   header: [0] instructions, [1] prec (0 float32, 1 bfloat16), [2] output slot,
 //           [3] slots, [4..8] output dims n, c, d, h, w
 //   CONV:    [1] src slot, [2] dst slot, [3] sum into dst, [4] relu,
-//            [5] unused, [6] blocked weight offset, [7] bias offset,
-//            [8..26] the sizes s[19] of csrc/conv_dnnl.h (3D), [27] blocked capacity (floats),
-//            [28] K: temporal taps moved into channels (0: none), [29] their padding,
-//            [30] samples per call (with K), [31] the output in float32 (a bfloat16
-//            program's shortcut and block outputs), [32] the weight's own temporal taps
-//            and [33] the first one used (cten_frozen_pack_each), [34] the samples (a
-//            call's, with K) of the program that packed the weights: a program for
-//            another batch uses them as they are, reordered where its primitive wants
-//            another layout (weights_for)
+//            [5], [6] unused, [7] the offset of its BatchNorm's channels in the
+//            BatchNorms' concatenated arrays, [8..26] the sizes s[19] of csrc/conv_dnnl.h
+//            (3D), [27] unused, [28] K: temporal taps moved into channels (0: none),
+//            [29] their padding, [30] samples per call (with K), [31] the output in
+//            float32 (a bfloat16 program's shortcut and block outputs), [32] the weight's
+//            own temporal taps and [33] the first one used (weight_source), [34] unused
 //   MAXPOOL: [1] src slot, [2] dst slot,
 //            [8..24] n, c, d, h, w, kd, kh, kw, sd, sh, sw, pd, ph, pw, od, oh, ow
 //   FREE:    [1] slot (its buffer is released)
 //   CAST:    [1] src slot, [2] dst slot, [3] 1: to float32, 0: to the program's precision
 //   CONV_TRAIN: a CONV row whose BatchNorm is in train mode (cten_frozen_run_train): the
 //            convolution without post-ops into a buffer of the program's precision, then
-//            its BatchNorm with the batch's statistics, [+ dst] [relu] into dst; [7] is
-//            the offset of its channels in the biases (zeros) and in the BatchNorms'
-//            concatenated parameters, statistics and running averages
+//            its BatchNorm with the batch's statistics, [+ dst] [relu] into dst
 // Train mode (header [9]: the BatchNorms' channels in all): the statistics are those of
 // cten_jt/kernels/batchnorm.py (csrc/bn_stats_cpu.h): per channel a double mean and
 // centred variance in two passes, summed in the same order (samples, then positions),
@@ -48,8 +43,7 @@
 // convolution's operands are bfloat16 and it accumulates in float32; the
 // activations inside a block are bfloat16 (what the next convolution would
 // round them to), the shortcut and the residual sum float32.
-// Slot 0 is the input.  Offsets count floats; a bfloat16 blocked weight takes
-// half its floats' bytes.
+// Slot 0 is the input.
 //
 // Temporal taps into channels (K > 0, the first convolution: 3 channels, 7x7x7,
 // temporal stride 1): oneDNN's kernels for 3 input channels reach a quarter of
@@ -62,6 +56,7 @@
 #include <dnnl.hpp>
 #include <cstdint>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -227,26 +222,38 @@ inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, co
 
 // The primitive of a convolution instruction: CONV with its post-ops; CONV_TRAIN plain
 // (its BatchNorm, sum and ReLU come after, in bn_train_blocked), in the program's precision.
-// `packing`: the primitive the weights were packed for (the samples of [34]).
-inline ConvStep& step_of(const int* ins, int prec, bool packing = false) {
+inline ConvStep& step_of(const int* ins, int prec) {
     bool train = ins[0] == OP_CONV_TRAIN;
     std::vector<int> s = step_sizes(ins);
-    if (packing) s[1] = ins[34];
     return conv_step(s.data(), prec, !train && ins[3], !train && ins[4], !train && ins[31]);
 }
 
-// The packed weights of a convolution instruction in the layout its primitive `c` wants:
-// as stored, or (a program for another batch whose primitive wants another layout) a copy
-// reordered into it.
-inline memory weights_for(const ConvStep& c, const int* ins, int prec, const float* packed, stream& st) {
-    memory::desc want = c.pd.weights_desc(), have = step_of(ins, prec, true).pd.weights_desc();
-    memory stored(have, eng(), const_cast<float*>(packed + ins[6]));
-    if (want == have) return stored;
-    memory w(want, eng());
-    reorder(stored, w).execute(st, stored, w);
-    st.wait();
-    return w;
+// The BatchNorms' parameters and running averages, concatenated over the program's
+// BatchNorms (`total` channels), and in train mode where their statistics go: stats
+// [4, total] (csrc/bn_stats_cpu.h, cten_bn_finish_channel).
+struct Norms {
+    const float *gamma, *beta, *running_mean, *running_var;
+    float* stats;
+    long total;
+    double momentum, eps;
+    int updates;
+};
+
+// An eval-mode BatchNorm's channel folded into the convolution before it, as numpy's
+// frozen_resnet.fold computes it: scale = gamma / sqrt(var + eps) and the bias
+// beta - mean * scale in float64 (each operation rounded as numpy's: no contraction,
+// whatever -Ofast allows), the bias rounded once to float32.
+inline double fold_channel(const Norms& nm, long c, float& bias) {
+    volatile double v = (double)nm.running_var[c] + nm.eps;
+    volatile double root = std::sqrt((double)v);
+    volatile double scale = (double)nm.gamma[c] / root;
+    volatile double shift = (double)nm.running_mean[c] * scale;
+    bias = (float)((double)nm.beta[c] - shift);
+    return scale;
 }
+
+// A weight folded: float64 product, rounded once to float32 (numpy's astype).
+inline float fold_weight(float w, double scale) { return (float)((double)w * scale); }
 
 // A convolution instruction's weights as they are stored: its own float32 oidhw array,
 // viewed with a stride where its temporal taps are cut ([32], [33]); taps as channels read
@@ -261,10 +268,31 @@ inline memory weight_source(const int* ins, const float* own) {
 }
 
 // A convolution's weights reordered now, from its own array into the layout (and type) its
-// primitive `c` wants: a program without packed weights (train mode) holds no copy of
-// them, only one layer's at a time.
-inline memory weights_now(const ConvStep& c, const int* ins, const float* own, stream& st) {
+// primitive `c` wants.  Eval mode (`folded`): first folded with its BatchNorm (fold_channel,
+// channels from [7]) into a float32 copy of the layer, and its bias into `bias`.
+inline memory weights_now(const ConvStep& c, const int* ins, const float* own, const Norms* folded,
+                          std::vector<float>& bias, stream& st) {
+    st.wait();                                  // the last convolution is done with `bias`
     memory src = weight_source(ins, own);
+    std::vector<float> layer;
+    if (folded) {
+        const int* s = ins + 8;
+        long O = s[6], C = s[2], run = (long)s[7] * s[8] * s[9], off = ins[7];
+        long taps = ins[32], first = ins[33], plane = (long)s[8] * s[9];
+        bool whole = ins[28] > 0 || taps == s[7];
+        layer.resize((size_t)O * C * run);
+        bias.resize(O);
+        #pragma omp parallel for
+        for (long o = 0; o < O; o++) {
+            double scale = fold_channel(*folded, off + o, bias[o]);
+            for (long ci = 0; ci < C; ci++) {
+                const float* from = own + (whole ? (o * C + ci) * run : ((o * C + ci) * taps + first) * plane);
+                float* to = layer.data() + (o * C + ci) * run;
+                for (long i = 0; i < run; i++) to[i] = fold_weight(from[i], scale);
+            }
+        }
+        src = memory({{s[6], s[2], s[7], s[8], s[9]}, dt::f32, tag::oidhw}, eng(), layer.data());
+    }
     memory w(c.pd.weights_desc(), eng());
     reorder(src, w).execute(st, src, w);
     st.wait();
@@ -294,23 +322,13 @@ inline float load(const uint16_t* p, size_t i) { return bf16_to_f32(p[i]); }
 inline void store(float* p, size_t i, float v) { p[i] = v; }
 inline void store(uint16_t* p, size_t i, float v) { p[i] = f32_to_bf16(v); }
 
-// The BatchNorms' parameters and running averages (concatenated over the program's
-// BatchNorms, `total` channels) and where their statistics go: stats [4, total]
-// (csrc/bn_stats_cpu.h, cten_bn_finish_channel).
-struct TrainNorms {
-    const float *gamma, *beta, *running_mean, *running_var;
-    float* stats;
-    long total;
-    double momentum, eps;
-    int updates;
-};
 
 // x, N x C x S in nCdhw<B>c (B 8 or 16, C a multiple of B): the batch's statistics of each
 // channel, then y = x * alpha + beta [+ y] [max(., 0)], alpha = gamma / std,
 // beta = bias - mean * alpha (float32).  y may be x itself (same type, no sum).
 template <int B, typename Tin, typename Tout>
 inline void bn_train_block(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
-                           const TrainNorms& tn) {
+                           const Norms& tn) {
     long CB = C / B;
     double count = (double)N * S;
     #pragma omp parallel for
@@ -359,7 +377,7 @@ inline void bn_train_block(const Tin* x, Tout* y, bool sum, bool relu, long N, l
 
 template <typename Tin, typename Tout>
 inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
-                             const TrainNorms& tn, int block) {
+                             const Norms& tn, int block) {
     if (block == 16)
         bn_train_block<16>(x, y, sum, relu, N, C, S, off, tn);
     else if (block == 8)
@@ -371,10 +389,11 @@ inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N,
 // A CONV_TRAIN instruction: the convolution into a buffer of the program's precision,
 // then its train-mode BatchNorm into the dst slot (new, the buffer itself, or summed into).
 inline void run_conv_train(int k, const int* ins, int prec, const float* x, std::vector<memory>& slots,
-                           ConvStep& c, const memory& w, const float* bias, const TrainNorms& tn, stream& st) {
+                           ConvStep& c, const memory& w, const Norms& tn, stream& st) {
     const int* s = ins + 8;
     dt type = prec ? dt::bf16 : dt::f32;
-    memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
+    std::vector<float> zeros(s[6], 0.f);             // no bias: the BatchNorm's comes after
+    memory b({{s[6]}, dt::f32, tag::x}, eng(), zeros.data());
     memory::desc out_desc = act_desc(dst_dims(s), type, false);
     int block = act_block(type);
     if (block == 0 || s[6] % block != 0 || !(c.pd.dst_desc() == out_desc))
@@ -450,40 +469,14 @@ inline int cten_frozen_native_bf16() {
     }
 }
 
-// Weights into the layout and data type each convolution's primitive wants, at its blocked
-// offset, from each convolution's own float32 oidhw array (the i-th convolution's at
-// each[i]; in eval mode folded with its BatchNorm), read as a strided view where its
-// temporal taps are cut ([32], [33]): no copy of them all.
-inline void cten_frozen_pack_each(const float* const* each, float* packed, const int* prog) {
-    using namespace cten_frozen;
-    int n = prog[0], prec = prog[1], i = 0;
-    stream st(eng());
-    for (int k = 1; k <= n; k++) {
-        const int* ins = prog + WIDTH * k;
-        if (ins[0] != OP_CONV && ins[0] != OP_CONV_TRAIN) continue;
-        ConvStep& c = step_of(ins, prec, true);
-        auto want = c.pd.weights_desc();
-        if (want.get_size() > (size_t)ins[27] * sizeof(float))
-            throw std::runtime_error("cten_frozen_pack_each: instruction " + std::to_string(k) + " needs " +
-                                     std::to_string(want.get_size()) + " bytes for its weights, has " +
-                                     std::to_string((size_t)ins[27] * sizeof(float)));
-        memory src = weight_source(ins, each[i]);
-        memory dst(want, eng(), packed + ins[6]);
-        reorder(src, dst).execute(st, src, dst);
-        i++;
-    }
-    st.wait();
-}
-
-
 namespace cten_frozen {
 
 // Run the program on the plain float32 input x; the plain float32 result into out.  The
-// weights: `packed` (cten_frozen_pack_each), or where it is null each convolution's own
-// array (`each`, reordered as it runs: weights_now).  `tn`: the train-mode BatchNorms
-// (CONV_TRAIN instructions), or null.
-inline void run(const float* x, const float* packed, const float* const* each, const float* bias, const int* prog,
-                float* out, const TrainNorms* tn) {
+// weights are each convolution's own array (the i-th convolution's at each[i]); `nm` the
+// BatchNorms' arrays, folded into the convolutions (CONV) or normalising with the batch's
+// statistics (CONV_TRAIN, `train`).
+inline void run(const float* x, const float* const* each, const int* prog, float* out, const Norms& nm,
+                bool train) {
     int n = prog[0], prec = prog[1];
     dt type = prec ? dt::bf16 : dt::f32;
     std::vector<memory> slots(prog[3]);
@@ -492,18 +485,20 @@ inline void run(const float* x, const float* packed, const float* const* each, c
     memory input(act_desc(src_dims(first), dt::f32, true), eng(), const_cast<float*>(x));
     if (prog[WIDTH + 28] == 0) slots[0] = as_activation(input, type, st);   // else read as it is
     int conv_i = 0;
+    std::vector<float> bias;
     auto weights = [&](const ConvStep& c, const int* ins) {
-        return packed ? weights_for(c, ins, prec, packed, st) : weights_now(c, ins, each[conv_i++], st);
+        return weights_now(c, ins, each[conv_i++], ins[0] == OP_CONV ? &nm : nullptr, bias, st);
     };
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
+        if ((ins[0] == OP_CONV_TRAIN) != train && (ins[0] == OP_CONV || ins[0] == OP_CONV_TRAIN))
+            throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) + ": a " +
+                                     (train ? "n eval" : " train") + "-mode BatchNorm in a " +
+                                     (train ? "train" : "eval") + "-mode program");
         if (ins[0] == OP_CONV_TRAIN) {
-            if (!tn)
-                throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
-                                         ": a train-mode BatchNorm in an eval-mode program");
             ConvStep& c = step_of(ins, prec);
             memory w = weights(c, ins);
-            run_conv_train(k, ins, prec, x, slots, c, w, bias, *tn, st);
+            run_conv_train(k, ins, prec, x, slots, c, w, nm, st);
         } else if (ins[0] == OP_CONV && ins[28] > 0) {
             const int* s = ins + 8;
             ConvStep& c = step_of(ins, prec);
@@ -512,7 +507,7 @@ inline void run(const float* x, const float* packed, const float* const* each, c
                                          ": taps as channels apply to the first convolution only");
             slots[ins[2]] = memory(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false), eng());
             memory w = weights(c, ins);
-            memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
+            memory b({{s[6]}, dt::f32, tag::x}, eng(), bias.data());
             run_taps_as_channels(ins, c, x, w, b, slots[ins[2]], st);
         } else if (ins[0] == OP_CONV) {
             const int* s = ins + 8;
@@ -529,7 +524,7 @@ inline void run(const float* x, const float* packed, const float* const* each, c
                 slots[ins[2]] = memory(c.pd.dst_desc(), eng());
             }
             memory w = weights(c, ins);
-            memory b({{s[6]}, dt::f32, tag::x}, eng(), const_cast<float*>(bias + ins[7]));
+            memory b({{s[6]}, dt::f32, tag::x}, eng(), bias.data());
             c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b},
                                 {DNNL_ARG_DST, slots[ins[2]]}});
         } else if (ins[0] == OP_MAXPOOL) {
@@ -555,19 +550,33 @@ inline void run(const float* x, const float* packed, const float* const* each, c
 
 }  // namespace cten_frozen
 
-// Eval mode: every BatchNorm folded (CONV instructions).
-inline void cten_frozen_run(const float* x, const float* packed, const float* bias, const int* prog, float* out) {
-    cten_frozen::run(x, packed, nullptr, bias, prog, out, nullptr);
+// Eval mode: every BatchNorm folded into its convolution as it runs (CONV instructions);
+// the convolutions' weights each[i], the BatchNorms' arrays concatenated (prog header [9]
+// channels) and their eps.
+inline void cten_frozen_run(const float* x, const float* const* each, const int* prog, const float* gamma,
+                            const float* beta, const float* running_mean, const float* running_var, double eps,
+                            float* out) {
+    cten_frozen::Norms nm{gamma, beta, running_mean, running_var, nullptr, prog[9], 0.0, eps, 0};
+    cten_frozen::run(x, each, prog, out, nm, false);
 }
 
-// Train mode: the weights reordered as each convolution runs, from its own array (each[i]
-// the i-th convolution's); the BatchNorms' parameters and running averages concatenated
-// (prog header [9] channels); stats [4, channels] gets each channel's batch mean, 1/std and
+// Train mode: the same arrays; stats [4, channels] gets each channel's batch mean, 1/std and
 // updated running mean and variance (cten_bn_finish_channel), for the caller to store.
-inline void cten_frozen_run_train(const float* x, const float* const* each, const float* bias, const int* prog,
-                                  const float* gamma, const float* beta, const float* running_mean,
-                                  const float* running_var, double momentum, double eps, int updates, float* out,
-                                  float* stats) {
-    cten_frozen::TrainNorms tn{gamma, beta, running_mean, running_var, stats, prog[9], momentum, eps, updates};
-    cten_frozen::run(x, nullptr, each, bias, prog, out, &tn);
+inline void cten_frozen_run_train(const float* x, const float* const* each, const int* prog, const float* gamma,
+                                  const float* beta, const float* running_mean, const float* running_var,
+                                  double momentum, double eps, int updates, float* out, float* stats) {
+    cten_frozen::Norms nm{gamma, beta, running_mean, running_var, stats, prog[9], momentum, eps, updates};
+    cten_frozen::run(x, each, prog, out, nm, true);
+}
+
+// numpy's frozen_resnet.fold of n output channels (`per` weights each, contiguous) into
+// w_out and bias_out, as the program folds (a test compares the two bit for bit).
+inline void cten_frozen_fold(const float* w, long n, long per, const float* gamma, const float* beta,
+                             const float* running_mean, const float* running_var, double eps, float* w_out,
+                             float* bias_out) {
+    cten_frozen::Norms nm{gamma, beta, running_mean, running_var, nullptr, n, 0.0, eps, 0};
+    for (long o = 0; o < n; o++) {
+        double scale = cten_frozen::fold_channel(nm, o, bias_out[o]);
+        for (long i = 0; i < per; i++) w_out[o * per + i] = cten_frozen::fold_weight(w[o * per + i], scale);
+    }
 }
