@@ -5,8 +5,8 @@ The frozen R3D-101's forward at the paper's per-sample shape (16 snippets of
 step): layer by layer (``set_kernels("composed")``) against the one-program path
 (``cten_jt.kernels.frozen_resnet``), fp32 and (where this CPU's oneDNN has bfloat16
 convolutions) bf16; min and median of 3 after a warm-up.  "rebuilt" times the program
-with its packed weights made again before each call, as a training step that drops
-them (``release_weight_caches``) pays.  Prints a table and writes JSON.
+made again before each call (``release_weight_caches``; its instructions only: the
+program holds no weights, it folds and reorders each layer's as it runs).  Prints a table and writes JSON.
 """
 import argparse
 import json

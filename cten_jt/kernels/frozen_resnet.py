@@ -123,10 +123,10 @@ def train_mode(resnet):
 
 def usable(resnet, x, precision):
     """True where ``frozen_backbone(resnet, x, precision)`` runs: the CPU with the system
-    oneDNN (choosing a channel-blocked layout), fused kernels on, every BatchNorm in the same mode (in train mode: one momentum,
-    eps and update count, not synchronised under MPI, convolutions without bias), every
-    weight frozen, float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it
-    natively), plain convolutions without bias, one eps for all BatchNorms."""
+    oneDNN (choosing a channel-blocked layout), fused kernels on, every BatchNorm in the
+    same mode with one eps (in train mode also one momentum and update count, not
+    synchronised under MPI), every weight frozen, plain convolutions without bias,
+    float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it natively)."""
     if jt.flags.use_cuda or not switches.fused_enabled() or not conv_ops.available():
         return False
     if x.dtype != "float32" or x.ndim != 5 or precision not in PRECISION_CODES:

@@ -126,12 +126,13 @@ def _float32_floor(t, j, x, jx):
     return exact, max(_dist(_layer_by_layer(j, jx), exact), _dist(torch_fp32, exact), _dist(folded, exact))
 
 
-def _assert_within_float32_floor(fused, exact, floor, where):
-    d = _dist(fused, exact)
-    assert fused.shape == exact.shape, where
-    assert floor > 0, f"{where}: the float32 floor is zero (the reference is not float64?)"
-    assert d <= FP32_FACTOR * floor, (f"{where}: {d:.3e} from float64, more than {FP32_FACTOR} x the float32 "
-                                 f"forwards' {floor:.3e}")
+def _assert_within(where, got, exact, floor, factor):
+    """``got`` within ``factor`` x ``floor`` of the float64 ``exact`` (maximum absolute
+    difference); a zero floor means the reference was not float64."""
+    assert got.shape == exact.shape, f"{where}: shape {got.shape}, float64's {exact.shape}"
+    assert floor > 0, f"{where}: the floor is zero (the reference is not float64?)"
+    d = _dist(got, exact)
+    assert d <= factor * floor, f"{where}: {d:.3e} from float64, more than {factor} x the floor {floor:.3e}"
 
 
 @pytest.mark.parametrize("depth,length,size,batch", CASES)
@@ -142,7 +143,7 @@ def test_fp32_program_within_the_float32_floor(depth, length, size, batch):
     assert frozen_resnet.usable(j, jx, "fp32")
     fused = frozen_resnet.frozen_backbone(j, jx, "fp32").numpy()
     exact, floor = _float32_floor(t, j, x, jx)
-    _assert_within_float32_floor(fused, exact, floor, f"R3D-{depth} {list(x.shape)}: the fp32 program")
+    _assert_within(f"R3D-{depth} {list(x.shape)}: the fp32 program", fused, exact, floor, FP32_FACTOR)
 
 
 @pytest.mark.parametrize("depth,length,size,batch", CASES)
@@ -187,7 +188,7 @@ def test_the_program_reads_the_weights_and_statistics_at_each_call():
     assert j.__dict__["_frozen_program"][1] is program, "new arrays made a new program"
     assert _dist(changed, first) > 0, "the changed statistic and weight did not reach the output"
     exact, floor = _float32_floor(t, j, x, jx)
-    _assert_within_float32_floor(changed, exact, floor, "the program after new arrays")
+    _assert_within("the program after new arrays", changed, exact, floor, FP32_FACTOR)
     frozen_resnet.frozen_backbone(j, jt.array(_input(3, 8, 32))).sync()
     assert j.__dict__["_frozen_program"][1] is not program, "another batch ran the old instructions"
     conv_ops.release_weight_caches(j)
@@ -252,7 +253,7 @@ def test_cten_runs_its_backbone_as_one_program_in_eval_mode():
         t_folded.resnet = _folded(t_model.resnet)
         folded = t_folded.eval()(torch.from_numpy(visual))[0].numpy()
     floor = max(_dist(reference, exact), _dist(torch_fp32, exact), _dist(folded, exact))
-    _assert_within_float32_floor(fused, exact, floor, "CTEN's logits through the program")
+    _assert_within("CTEN's logits through the program", fused, exact, floor, FP32_FACTOR)
 
 
 # ---- train mode: the batch's statistics, the running averages updated ----------------------------
@@ -303,10 +304,7 @@ def _jittor_train(j, jx, precision, composed=False):
 def _assert_train_within(got, exact, floors, where):
     """``got``, ``exact``, ``floors``: (output, running means[, running variances])."""
     for name, g, e, f in zip(("output", "running mean", "running variance"), got, exact, floors):
-        assert f > 0, f"{where}, {name}: the floor is zero (the reference is not float64?)"
-        d = _dist(g, e)
-        assert d <= TRAIN_FACTOR * f, (f"{where}, {name}: {d:.3e} from float64, more than {TRAIN_FACTOR} x "
-                                       f"the floor {f:.3e}")
+        _assert_within(f"{where}, {name}", g, e, f, TRAIN_FACTOR)
 
 
 @pytest.mark.parametrize("depth,length,size,batch", CASES)
