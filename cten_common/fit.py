@@ -14,10 +14,12 @@ same weights as an uninterrupted one.
 """
 import argparse
 import json
+import math
 import sys
 import time
 
 from .backend import check_capabilities
+from .checkpoint_io.errors import CheckpointError
 from .checkpoint_io.run_paths import find_run_checkpoint, run_checkpoint_path
 from .config import load_run_config
 from .data.bank import FeatureBank, expected_meta
@@ -64,7 +66,7 @@ def fit(config, out, backend, resume=False, progress=True, stop_after=None):
                          "(drop_last): lower train.batch_size")
     start, best = 0, {"val_accuracy": -1.0, "epoch": None}
     if resume:
-        start, best = load_last_checkpoint(run, backend, model, optimizer)
+        start, best = load_last_checkpoint(run, backend, model, optimizer, scaler)
     history = run.start(config, start)
     skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
     for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
@@ -104,8 +106,8 @@ def fit(config, out, backend, resume=False, progress=True, stop_after=None):
         best, improved = improved_best(best, record)
         run.end_epoch(record, history)
         if improved:
-            save_checkpoint(run, backend, "best", model, optimizer, epoch, config, best, classes)
-        save_checkpoint(run, backend, "last", model, optimizer, epoch, config, best, classes)
+            save_checkpoint(run, backend, "best", model, optimizer, epoch, config, best, classes, scaler)
+        save_checkpoint(run, backend, "last", model, optimizer, epoch, config, best, classes, scaler)
         if progress:
             tqdm.write(progress_line(record))
     return run.finish(run_summary(backend.name, device, world, history, best, classes, len(train_data),
@@ -142,19 +144,31 @@ def build_model(backend, config, device):
     return model
 
 
-def load_last_checkpoint(run, backend, model, optimizer):
+def load_last_checkpoint(run, backend, model, optimizer, scaler=None):
     """Resume: the model and Adam state of the run's last checkpoint (never running code
-    from the file, either format); returns (the epoch to start from, the best so far)."""
+    from the file, either format), and fp16's loss scale where ``scaler`` is given and the
+    checkpoint has one (one from before loss scales were saved starts again from 2**16);
+    returns (the epoch to start from, the best so far)."""
     path, ckpt = run.last_checkpoint()
     backend.load_state_arrays(model, ckpt["model"], path)
     backend.load_optimizer_state(optimizer, model, ckpt["optimizer"])
+    if scaler is not None and ckpt.get("loss_scaler") is not None:
+        state = ckpt["loss_scaler"]
+        try:
+            scaler.load_state_dict(state)
+            ok = math.isfinite(scaler.scale) and scaler.scale > 0 and scaler.good_steps >= 0
+        except (KeyError, TypeError, ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path}: loss_scaler must hold a finite scale > 0 and counts >= 0, got {state!r}")
     return ckpt["epoch"] + 1, ckpt["best"]
 
 
-def save_checkpoint(run, backend, which, model, optimizer, epoch, config, best, classes):
-    """The ``which`` checkpoint (``RunFolder.save_checkpoint``) of the model and its Adam state."""
+def save_checkpoint(run, backend, which, model, optimizer, epoch, config, best, classes, scaler=None):
+    """The ``which`` checkpoint (``RunFolder.save_checkpoint``) of the model, its Adam state
+    and fp16's loss scaler (``scaler``, None in other precisions)."""
     run.save_checkpoint(which, backend.state_arrays(model), backend.optimizer_state(optimizer, model), epoch,
-                        config, best, classes)
+                        config, best, classes, None if scaler is None else scaler.state_dict())
 
 
 def main(backend, argv=None):

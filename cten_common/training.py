@@ -306,17 +306,20 @@ class RunFolder:
                 f.writelines(json.dumps(h) + "\n" for h in history)
         return history
 
-    def save_checkpoint(self, which, model_arrays, optimizer_state, epoch, config, best, classes):
+    def save_checkpoint(self, which, model_arrays, optimizer_state, epoch, config, best, classes,
+                        loss_scaler=None):
         """``which`` ("last"/"best"): one safetensors file, arrays ``model/<name>``,
-        ``optimizer/m/<name>``, ``optimizer/v/<name>``; epoch, config, best, classes, seed
-        and Adam's step count as JSON in its metadata.  Atomic: a killed run or a full disk
-        never leaves half a checkpoint, and the previous one stays as it was."""
+        ``optimizer/m/<name>``, ``optimizer/v/<name>``; epoch, config, best, classes, seed,
+        Adam's step count and (fp16) the loss scaler's state (``loss_scaler``: scale, good
+        steps in a row, skipped steps) as JSON in its metadata.  Atomic: a killed run or a
+        full disk never leaves half a checkpoint, and the previous one stays as it was."""
         if not self.write:
             return
-        save_checkpoint_file(run_checkpoint_path(self.out, which),
-                             {"model": model_arrays, "optimizer": optimizer_state, "epoch": epoch,
-                              "config": config.to_dict(), "best": best, "classes": list(classes),
-                              "seed": config.train.seed}, config.model.to_dict())
+        tree = {"model": model_arrays, "optimizer": optimizer_state, "epoch": epoch, "config": config.to_dict(),
+                "best": best, "classes": list(classes), "seed": config.train.seed}
+        if loss_scaler is not None:
+            tree["loss_scaler"] = dict(loss_scaler)
+        save_checkpoint_file(run_checkpoint_path(self.out, which), tree, config.model.to_dict())
 
     def end_epoch(self, record, history):
         """Append the finished epoch's record to metrics.jsonl and redraw curves.png."""

@@ -1,10 +1,14 @@
 """cten_common/fit.py and cten_common/backend.py without a framework: what the loop refuses
 before anything runs, and the backend protocol's declarations."""
+import numpy as np
 import pytest
 
 from cten_common.backend import CAPABILITIES, Backend, check_capabilities, refused_keys
+from cten_common.checkpoint_io.errors import CheckpointError
 from cten_common.config import DEFAULTS, load_run_config
-from cten_common.fit import fit, main
+from cten_common.fit import fit, load_last_checkpoint, main, save_checkpoint
+from cten_common.precision import DynamicLossScaler
+from cten_common.training import RunFolder
 
 
 class Untouchable(Backend):
@@ -71,3 +75,42 @@ def test_the_protocol_declares_every_method():
             "optimizer_state", "load_optimizer_state", "predict_batch", "set_precision"} <= set(methods)
     for name in methods:
         assert getattr(Backend, name).__doc__, f"Backend.{name} says nothing of what it must do"
+
+
+class _Arrays:
+    """A backend of plain numpy arrays: what the checkpoint functions ask of a framework."""
+    def state_arrays(self, model):
+        return {"w": model["w"].copy()}
+
+    def optimizer_state(self, optimizer, model):
+        return {"step": 3, "m": {"w": np.ones(2, np.float32)}, "v": {"w": np.ones(2, np.float32)}}
+
+    def load_state_arrays(self, model, arrays, source):
+        model["w"] = arrays["w"]
+
+    def load_optimizer_state(self, optimizer, model, state):
+        optimizer.update(state)
+
+
+def test_fp16s_loss_scale_is_saved_and_resumed(tmp_path):
+    """fp16's loss scaler (its scale, the good steps in a row, the skipped steps) goes into
+    the run's checkpoints: a resumed run goes on from the scale it had reached, not 2**16;
+    other precisions store none, and a damaged one is refused naming the file."""
+    config, run = load_run_config(None, []), RunFolder(tmp_path / "run")
+    scaler = DynamicLossScaler(growth_interval=5)
+    for finite in (False, False, True, True, False, True):
+        scaler.update(finite)
+    model = {"w": np.arange(2, dtype=np.float32)}
+    save_checkpoint(run, _Arrays(), "last", model, {}, 0, config, {"val_accuracy": 0.5, "epoch": 0}, ["a"], scaler)
+    resumed = DynamicLossScaler(growth_interval=5)
+    assert load_last_checkpoint(run, _Arrays(), {"w": None}, {}, resumed) == (1, {"val_accuracy": 0.5, "epoch": 0})
+    assert resumed.state_dict() == scaler.state_dict() == {"scale": 2.0 ** 13, "good_steps": 1, "skipped": 3}
+    save_checkpoint(run, _Arrays(), "last", model, {}, 0, config, {"val_accuracy": 0.5, "epoch": 0}, ["a"])
+    assert "loss_scaler" not in run.last_checkpoint()[1]
+    fresh = DynamicLossScaler()
+    load_last_checkpoint(run, _Arrays(), {"w": None}, {}, fresh)       # a checkpoint without one: 2**16
+    assert fresh.scale == 2.0 ** 16
+    run.save_checkpoint("last", model, _Arrays().optimizer_state({}, model), 0, config, {}, ["a"],
+                        {"scale": -1.0, "good_steps": 0, "skipped": 0})
+    with pytest.raises(CheckpointError, match=r"last.*loss_scaler must hold a finite scale > 0"):
+        load_last_checkpoint(run, _Arrays(), {"w": None}, {}, DynamicLossScaler())
