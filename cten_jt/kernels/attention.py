@@ -3,7 +3,10 @@
 One ``jt.code`` op forward (scores, max-subtracted softmax and the weighted sum
 in one pass; with a graph it also keeps the probabilities [N, Tq, Tk] for the
 backward) and one op per gradient (dq, dk, dv), each with C++ and CUDA sources
-from ``csrc/``.
+from ``csrc/``.  ``precision="bf16"``: the same ops compute
+``cten_jt.models.attention.low_precision_attention`` (operands and results of both
+products rounded to bfloat16, their gradients too, as ``round_to``'s are; the sums
+in double on the CPU, float32 on the GPU; the softmax unrounded).
 """
 import jittor as jt
 
@@ -40,9 +43,11 @@ def _flat(x):
 
 _SIZES = "int N = in0_shape0, Tq = in0_shape1, D = in0_shape2, Tk = in1_shape1, E = in2_shape2;"
 _SCALE = "(float)data[\"scale\"]"
+_LOW = "(int)data[\"low\"]"
+LOW_CODES = {"fp32": 0, "bf16": 1}     # what the kernels compute in (csrc/sdpa_cpu.h's `low`)
 
 
-def _code(shape, inputs, call, scale):
+def _code(shape, inputs, call, scale, low):
     """One single-output op: ``call`` is the C++/CUDA function's name stem and
     argument list (``in*_p``, sizes, ``out0_p``).  Every op here has exactly one
     output, or one whose other output the caller keeps alive: Jittor's code op
@@ -51,14 +56,17 @@ def _code(shape, inputs, call, scale):
     name, args = call
     return jt.code(shape, "float32", inputs, cpu_header=_CPU_HEADER, cuda_header=_CUDA_HEADER,
                    cpu_src=f"{_SIZES} {name}_cpu({args});", cuda_src=f"{_SIZES} {name}_cuda({args});",
-                   data={"scale": scale})
+                   data={"scale": scale, "low": low})
 
 
 class FusedAttention(jt.Function):
-    """``FusedAttention(scale)(q, k, v)``; q [..., Tq, D], k [..., Tk, D], v [..., Tk, E]."""
+    """``FusedAttention(scale, precision)(q, k, v)``; q [..., Tq, D], k [..., Tk, D],
+    v [..., Tk, E]; ``precision`` "fp32" or "bf16" (the module docstring)."""
 
-    def __init__(self, scale):
-        self.scale = float(scale)
+    def __init__(self, scale, precision="fp32"):
+        if precision not in LOW_CODES:
+            raise ValueError(f"fused attention computes in {sorted(LOW_CODES)}, not {precision!r}")
+        self.scale, self.low = float(scale), LOW_CODES[precision]
 
     def execute(self, q, k, v):
         lead = _check(q, k, v)
@@ -67,14 +75,15 @@ class FusedAttention(jt.Function):
         Tk, E = v3.shape[1], v3.shape[2]
         args = f"in0_p, in1_p, in2_p, N, Tq, Tk, D, E, {_SCALE}, out0_p, "
         if jt.flags.no_grad:          # nothing keeps a second output alive: write none
-            out = _code((N, Tq, E), [q3, k3, v3], ("cten_sdpa_forward", args + "nullptr"), self.scale)
+            out = _code((N, Tq, E), [q3, k3, v3], ("cten_sdpa_forward", args + f"nullptr, {_LOW}"), self.scale,
+                        self.low)
             return out.reshape(lead + (Tq, E))
         out, prob = jt.code(
             [(N, Tq, E), (N, Tq, Tk)], ["float32", "float32"], [q3, k3, v3],
             cpu_header=_CPU_HEADER, cuda_header=_CUDA_HEADER,
-            cpu_src=f"{_SIZES} cten_sdpa_forward_cpu({args}out1_p);",
-            cuda_src=f"{_SIZES} cten_sdpa_forward_cuda({args}out1_p);",
-            data={"scale": self.scale})
+            cpu_src=f"{_SIZES} cten_sdpa_forward_cpu({args}out1_p, {_LOW});",
+            cuda_src=f"{_SIZES} cten_sdpa_forward_cuda({args}out1_p, {_LOW});",
+            data={"scale": self.scale, "low": self.low})
         # the taped graph holds this Function until its backward, and with it prob
         self.saved = (q3, k3, v3, prob, out, q.shape, k.shape, v.shape)
         return out.reshape(lead + (Tq, E))
@@ -85,19 +94,21 @@ class FusedAttention(jt.Function):
         Tk, E = v3.shape[1], v3.shape[2]
         dout = _flat(dout)
         # inputs: q, k, v, prob, dout, out  (in0..in5); sizes from q, k, v
-        tail = f"N, Tq, Tk, D, E, {_SCALE}, out0_p"
+        tail = f"N, Tq, Tk, D, E, {_SCALE}, out0_p, {_LOW}"
         ins = [q3, k3, v3, prob, dout, out]
         dq = _code((N, Tq, D), ins, ("cten_sdpa_backward_dq", f"in1_p, in2_p, in3_p, in4_p, in5_p, {tail}"),
-                   self.scale)
+                   self.scale, self.low)
         dk = _code((N, Tk, D), ins, ("cten_sdpa_backward_dk", f"in0_p, in2_p, in3_p, in4_p, in5_p, {tail}"),
-                   self.scale)
-        dv = _code((N, Tk, E), ins, ("cten_sdpa_backward_dv", "in3_p, in4_p, N, Tq, Tk, E, out0_p"), self.scale)
+                   self.scale, self.low)
+        dv = _code((N, Tk, E), ins, ("cten_sdpa_backward_dv", f"in3_p, in4_p, N, Tq, Tk, E, out0_p, {_LOW}"),
+                   self.scale, self.low)
         return dq.reshape(q_shape), dk.reshape(k_shape), dv.reshape(v_shape)
 
 
-def fused_attention(query, key, value, scale):
-    """``softmax(query @ key^T * scale) @ value`` over the last two dims, fused."""
-    return FusedAttention(scale)(query, key, value)
+def fused_attention(query, key, value, scale, precision="fp32"):
+    """``softmax(query @ key^T * scale) @ value`` over the last two dims, fused; in bf16 as
+    ``low_precision_attention`` computes it."""
+    return FusedAttention(scale, precision)(query, key, value)
 
 
 def composed_attention(query, key, value, scale):

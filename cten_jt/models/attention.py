@@ -30,15 +30,19 @@ def low_precision_attention(query, key, value, scale, precision):
 def scaled_dot_product_attention(query, key, value, scale, precision="fp32"):
     """``softmax(query @ key^T * scale) @ value`` over the last two dimensions.
 
-    The fused kernel takes float32 and at most ``MAX_KEYS`` keys; anything else
-    goes to the composed operators.  ``precision`` bf16 (fp16): the products in
-    that precision (``low_precision_attention``).
+    The fused kernel takes float32 arrays, fp32 or bf16, and at most ``MAX_KEYS``
+    keys; anything else goes to the composed operators.  ``precision`` bf16 (fp16):
+    the products in that precision (``low_precision_attention``, which the fused
+    kernel's bf16 variant computes; fp16 (GPU) is composed).
     """
+    fused = (fused_enabled() and max(key.shape[-2], query.shape[-2]) <= MAX_KEYS
+             and all(x.dtype == "float32" for x in (query, key, value)))
+    if fused and precision not in LOW:        # fp32 (tf32: the same kernel)
+        return fused_attention(query, key, value, scale)
+    if fused and precision == "bf16":
+        return fused_attention(query, key, value, scale, "bf16")
     if precision in LOW:
         return low_precision_attention(query, key, value, scale, precision)
-    if (fused_enabled() and max(key.shape[-2], query.shape[-2]) <= MAX_KEYS
-            and all(x.dtype == "float32" for x in (query, key, value))):
-        return fused_attention(query, key, value, scale)
     return composed_attention(query, key, value, scale)
 
 

@@ -162,3 +162,52 @@ def test_without_a_graph_only_the_output_is_written():
         outs = [fused_attention(jt.array(q), jt.array(k), jt.array(v), 0.25) for _ in range(20)]
     for out in outs:
         assert_close(ref, out.numpy(), "no_grad forward", rtol_scale=RTOL)
+
+
+def _exact_and_grads(q, k, v, scale, w):
+    """The float64 attention of the unrounded inputs and the gradients of (out * w).sum()."""
+    q, k, v, w = (x.astype(np.float64) for x in (q, k, v, w))
+    s = np.einsum("...id,...jd->...ij", q, k) * scale
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    dp = np.einsum("...ie,...je->...ij", w, v)
+    ds = p * (dp - (p * dp).sum(-1, keepdims=True)) * scale
+    return {"out": np.einsum("...ij,...je->...ie", p, v), "dq": np.einsum("...ij,...jd->...id", ds, k),
+            "dk": np.einsum("...ij,...id->...jd", ds, q), "dv": np.einsum("...ij,...ie->...je", p, w)}
+
+
+@pytest.mark.parametrize("lead,tq,tk,d,e", [SHAPES[0], SHAPES[2], SHAPES[5], SHAPES[6]])
+def test_bf16_fused_computes_the_low_precision_attention(lead, tq, tk, d, e):
+    """bf16: the fused kernel computes ``low_precision_attention`` (both products' operands
+    and results rounded to bfloat16, their gradients too, as ``round_to``'s are): every
+    output and gradient holds bfloat16 values, and each lies within 4 x the composed
+    low-precision path's own distance from the float64 attention (the bf16 tests'
+    factor, tests/test_precision.py; the two round the same values and differ only in
+    their sums' order and width)."""
+    rng = np.random.default_rng(abs(hash((lead, tq, tk, d, e, "bf16"))) % 2**32)
+    q, k, v = _inputs(rng, lead, tq, tk, d, e)
+    w = rng.standard_normal(lead + (tq, e)).astype(np.float32)
+    scale = d ** -0.5
+    fused = _forward_and_grads(lambda *a: fused_attention(*a, precision="bf16"), q, k, v, scale, w)
+    composed = _forward_and_grads(lambda *a: model_attention.low_precision_attention(*a, "bf16"), q, k, v, scale, w)
+    exact = _exact_and_grads(q, k, v, scale, w)
+    where = f"bf16 attention {lead} Tq={tq} Tk={tk} D={d} E={e}"
+    for name in ("out", "dq", "dk", "dv"):
+        got = fused[name]
+        assert not np.any(got.view(np.uint32) & 0xFFFF), f"{where}: {name} holds values that are not bfloat16"
+        floor = np.abs(composed[name] - exact[name]).max()
+        dist = np.abs(got - exact[name]).max()
+        assert floor > 0, f"{where}: {name}: the composed path is exact (not rounded?)"
+        assert dist <= 4 * floor, (f"{where}: {name} is {dist:.3e} from float64, more than 4 x the composed "
+                                   f"low-precision path's {floor:.3e}")
+
+
+def test_the_model_takes_the_fused_kernel_in_bf16(monkeypatch):
+    calls = []
+    real = model_attention.fused_attention
+    monkeypatch.setattr(model_attention, "fused_attention", lambda *a, **k: calls.append(a[4:]) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    q, k, v = (jt.array(x) for x in _inputs(rng, (2,), 4, 4, 8, 8))
+    model_attention.scaled_dot_product_attention(q, k, v, 0.5, "bf16").sync()
+    model_attention.scaled_dot_product_attention(q, k, v, 0.5).sync()
+    assert calls == [("bf16",), ()], calls

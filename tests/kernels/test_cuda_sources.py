@@ -22,6 +22,10 @@ void launch_all(float* f, int* i, double* d, unsigned char* u8) {
     cten_sdpa_backward_dq_cuda(f, f, f, f, f, 1, 2, 3, 4, 5, 0.5f, f);
     cten_sdpa_backward_dk_cuda(f, f, f, f, f, 1, 2, 3, 4, 5, 0.5f, f);
     cten_sdpa_backward_dv_cuda(f, f, 1, 2, 3, 5, f);
+    cten_sdpa_forward_cuda(f, f, f, 1, 2, 3, 4, 5, 0.5f, f, f, 1);          // the bf16 variants
+    cten_sdpa_backward_dq_cuda(f, f, f, f, f, 1, 2, 3, 4, 5, 0.5f, f, 1);
+    cten_sdpa_backward_dk_cuda(f, f, f, f, f, 1, 2, 3, 4, 5, 0.5f, f, 1);
+    cten_sdpa_backward_dv_cuda(f, f, 1, 2, 3, 5, f, 1);
     cten_erase_view_cuda(d, i, d, 1, 2, 3, 0.7, 0, i);
     cten_erase_view_cuda(d, i, d, 1, 2, 3, 0.7, 1, i);
 }

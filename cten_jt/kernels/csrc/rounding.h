@@ -8,12 +8,12 @@
 #include <cstring>
 
 #ifdef __CUDACC__
-#define CTEN_HD __host__ __device__ __forceinline__
+#define CTEN_ROUND_HD __host__ __device__ __forceinline__
 #else
-#define CTEN_HD inline
+#define CTEN_ROUND_HD inline
 #endif
 
-CTEN_HD float cten_round_bf16(float x) {
+CTEN_ROUND_HD float cten_round_bf16(float x) {
     uint32_t u;
 #ifdef __CUDA_ARCH__
     u = __float_as_uint(x);
@@ -35,6 +35,6 @@ CTEN_HD float cten_round_bf16(float x) {
 #endif
 }
 
-CTEN_HD void cten_round_bf16_n(float* p, long long n) {
+CTEN_ROUND_HD void cten_round_bf16_n(float* p, long long n) {
     for (long long i = 0; i < n; i++) p[i] = cten_round_bf16(p[i]);
 }
