@@ -492,9 +492,9 @@ inline void run(const float* x, const float* const* each, const int* prog, float
     for (int k = 1; k <= n; k++) {
         const int* ins = prog + WIDTH * k;
         if ((ins[0] == OP_CONV_TRAIN) != train && (ins[0] == OP_CONV || ins[0] == OP_CONV_TRAIN))
-            throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) + ": a " +
-                                     (train ? "n eval" : " train") + "-mode BatchNorm in a " +
-                                     (train ? "train" : "eval") + "-mode program");
+            throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) + ": " +
+                                     (train ? "an eval" : "a train") + "-mode BatchNorm in " +
+                                     (train ? "a train" : "an eval") + "-mode program");
         if (ins[0] == OP_CONV_TRAIN) {
             ConvStep& c = step_of(ins, prec);
             memory w = weights(c, ins);
