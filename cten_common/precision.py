@@ -103,6 +103,12 @@ class DynamicLossScaler:
         return {"scale": self.scale, "good_steps": self.good_steps, "skipped": self.skipped}
 
     def load_state_dict(self, state):
-        self.scale = float(state["scale"])
-        self.good_steps = int(state["good_steps"])
-        self.skipped = int(state.get("skipped", 0))
+        """The state of ``state_dict``; ValueError (the scaler unchanged) unless it holds a
+        finite scale > 0 and counts >= 0."""
+        try:
+            scale, good, skipped = float(state["scale"]), int(state["good_steps"]), int(state.get("skipped", 0))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            scale = good = skipped = None
+        if scale is None or not (math.isfinite(scale) and scale > 0 and good >= 0 and skipped >= 0):
+            raise ValueError(f"loss_scaler must hold a finite scale > 0 and counts >= 0, got {state!r}")
+        self.scale, self.good_steps, self.skipped = scale, good, skipped

@@ -38,8 +38,8 @@ reorders) one layer's weights at a time into the layout its convolution wants,
 as it runs: ~2-4 % of a forward, against a second 290 MB copy of R3D-101's
 weights held beside the model (which also came and went with each training
 step and each evaluation, and split Jittor's cached memory).  The results are
-those of the layer-by-layer forward up to rounding.  In float32 eval mode, folding rounds each scaled
-weight once more.  In bfloat16 the program rounds where autocast does or less:
+those of the layer-by-layer forward up to rounding.  In float32 eval mode,
+folding rounds each scaled weight once more.  In bfloat16 the program rounds where autocast does or less:
 the convolutions' operands; inside a block the activations the next
 convolution would round anyway; the shortcut, the residual sum and every
 block's output stay float32 (a conversion to bfloat16 for the next block's
@@ -125,8 +125,8 @@ def usable(resnet, x, precision):
     """True where ``frozen_backbone(resnet, x, precision)`` runs: the CPU with the system
     oneDNN (choosing a channel-blocked layout), fused kernels on, every BatchNorm in the
     same mode with one eps (in train mode also one momentum and update count, not
-    synchronised under MPI), every weight frozen, plain convolutions without bias,
-    float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it natively)."""
+    synchronised under MPI), every weight frozen, plain float32 convolutions without
+    bias, float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it natively)."""
     if jt.flags.use_cuda or not switches.fused_enabled() or not conv_ops.available():
         return False
     if x.dtype != "float32" or x.ndim != 5 or precision not in PRECISION_CODES:
@@ -151,8 +151,8 @@ def usable(resnet, x, precision):
         if hasattr(m, "groups") and getattr(m, "bias", None) is not None:
             return False
         weight = getattr(m, "weight", None)
-        if weight is not None and not weight.is_stop_grad():
-            return False
+        if weight is not None and (not weight.is_stop_grad() or (hasattr(m, "groups") and weight.dtype != "float32")):
+            return False          # the program reads each convolution's weights as float32
         if hasattr(m, "groups") and (m.groups != 1 or any(d != 1 for d in m.dilation)
                                      or getattr(m, "precision", precision) != precision):
             return False

@@ -112,5 +112,7 @@ def test_fp16s_loss_scale_is_saved_and_resumed(tmp_path):
     assert fresh.scale == 2.0 ** 16
     run.save_checkpoint("last", model, _Arrays().optimizer_state({}, model), 0, config, {}, ["a"],
                         {"scale": -1.0, "good_steps": 0, "skipped": 0})
+    untouched = DynamicLossScaler()
     with pytest.raises(CheckpointError, match=r"last.*loss_scaler must hold a finite scale > 0"):
-        load_last_checkpoint(run, _Arrays(), {"w": None}, {}, DynamicLossScaler())
+        load_last_checkpoint(run, _Arrays(), {"w": None}, {}, untouched)
+    assert untouched.state_dict() == {"scale": 2.0 ** 16, "good_steps": 0, "skipped": 0}

@@ -233,6 +233,10 @@ def test_the_layer_by_layer_forward_stays_where_the_program_does_not_apply():
     set_precision(j[0], "fp32")
     j[0].weight.start_grad()                    # a weight that learns
     assert not frozen_resnet.usable(j, jx, "fp32")
+    j[0].weight.stop_grad()
+    assert frozen_resnet.usable(j, jx, "fp32")
+    j[0].weight.update(j[0].weight.float64())   # the program reads float32 weights
+    assert not frozen_resnet.usable(j, jx, "fp32")
 
 
 def test_cten_runs_its_backbone_as_one_program_in_eval_mode():
