@@ -5,13 +5,21 @@
         --out benchmarks/results/NAME.json
 
 Both frameworks build CTEN from CONFIG with the same initial weights
-(cten_common.init) and get the same inputs.  Each measurement runs in a fresh
-process per framework (benchmarks/framework_worker.py), R times, the two
-frameworks alternating (J,T,T,J,...) so that machine noise hits both; every
-process warms up (Jittor compiles its kernels) before K timed iterations, each
-closed by a device synchronisation.  Reported: medians over all timed
-iterations with their min-max, the ratio Jittor/PyTorch, and the seed's
-figures beside ours.
+(cten_common.init) and get the same inputs, each in its own process
+(benchmarks/framework_worker.py).  By default the two processes are kept alive
+side by side and take turns, one iteration at a time: for each measure both
+warm up (Jittor compiles its kernels), then K rounds each time one iteration
+of Jittor and one of PyTorch, back to back, the order swapped every round
+(J,P, P,J, ...), each iteration closed by a device synchronisation.  A slow
+spell of a shared machine (on the 2-core CPUs this was measured on, the same
+code's times wander by 10-25 % over tens of seconds) then lands on both
+frameworks of a round, and the ratio of the round's two times keeps the
+comparison.  R such pairs of processes run one after the other.  ``--separate``
+instead runs each framework's process alone, R times, alternating (J,P,P,J).
+Reported: medians over all timed iterations with their min-max; Jittor/PyTorch
+as the median of the rounds' paired ratios with their range (``--separate``:
+the ratio of the medians), and the ratio of the minima; the seed's figures
+beside ours.
 
 * forward, train mode: the original view's forward with the graph recorded
   (the seed's "average forward time");
@@ -50,17 +58,89 @@ SEED = {  # the seed README's figures (GPU, the reference's batch of 32): PyTorc
 
 def _worker(framework, a, tmp, rep):
     out = os.path.join(tmp, f"{framework}_{rep}.json")
-    return reuse_or_run(out, lambda: _run_worker(framework, a, out))
+    return reuse_or_run(out, lambda: subprocess.run(_worker_command(framework, a, out), cwd=ROOT, check=True,
+                                                    stdout=subprocess.DEVNULL))
 
 
-def _run_worker(framework, a, out):
+def _worker_command(framework, a, out):
     cmd = [sys.executable, "-m", "benchmarks.framework_worker", "--framework", framework, "--config", a.config,
            "--device", a.device, "--iters", str(a.iters), "--warmup", str(a.warmup), "--out", out]
     if a.batch:
         cmd += ["--batch", str(a.batch)]
     for s in a.set + [f"train.precision={a.precision}"]:
         cmd += ["--set", s]
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return cmd
+
+
+class _Served:
+    """One framework's worker kept alive (``framework_worker --serve``): it is set up once and
+    then runs one iteration per request, so that the two frameworks take turns."""
+
+    def __init__(self, framework, a, out):
+        read, write = os.pipe()
+        self.framework, self.out = framework, out
+        self.proc = subprocess.Popen(_worker_command(framework, a, out) + ["--serve", str(write)], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(write,), text=True)
+        os.close(write)
+        self.answers = os.fdopen(read)
+        self._expect("up")
+
+    def _expect(self, word):
+        line = self.answers.readline()
+        if not line.startswith(word):
+            code = self.proc.wait()
+            raise RuntimeError(f"the {self.framework} worker ({self.out}) answered {line.strip()!r} instead of "
+                               f"{word!r} and exited with {code}; its error is above")
+        return line.split()[1:]
+
+    def ask(self, request, answer):
+        self.proc.stdin.write(request + "\n")
+        self.proc.stdin.flush()
+        return self._expect(answer)
+
+    def close(self):
+        """Ends the worker; its result."""
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.close()
+        if self.proc.wait() != 0:
+            raise RuntimeError(f"the {self.framework} worker ({self.out}) exited with {self.proc.returncode}")
+        self.answers.close()
+        return _load(self.out)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.answers.close()
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _interleaved(a, tmp, rep):
+    """One process per framework, both alive; for each measure each warms up in turn, then
+    the two are timed in turn, one iteration each, the order swapped every round
+    (J,P, P,J, ...), so that a slow spell of the machine hits both alike and iteration i of
+    one framework is paired with iteration i of the other.  ``{framework: result}``."""
+    outs = {fw: os.path.join(tmp, f"{fw}_{rep}.json") for fw in FRAMEWORKS}
+    if all(os.path.exists(out) for out in outs.values()):        # a kept folder: reuse the pair
+        return {fw: _load(outs[fw]) for fw in FRAMEWORKS}
+    workers = {}
+    try:
+        for fw in FRAMEWORKS:                  # set up one after the other: no contention
+            workers[fw] = _Served(fw, a, outs[fw])
+        for measure in MEASURES:
+            for fw in FRAMEWORKS:
+                workers[fw].ask(f"warmup {measure} {a.warmup}", "ready")
+            for i in range(a.iters):
+                for fw in (FRAMEWORKS if i % 2 == 0 else FRAMEWORKS[::-1]):
+                    workers[fw].ask(f"time {measure}", "time")
+        return {fw: workers.pop(fw).close() for fw in FRAMEWORKS}
+    finally:
+        for w in workers.values():
+            w.kill()
 
 
 def _epoch(framework, config, tmp, rep, device, bank=None, precision="fp32"):
@@ -158,6 +238,28 @@ def efficiency(flops, seconds, peak_own, peak_best):
             "of_best_peak": gflops / peak_best if peak_best else None}
 
 
+def paired_ratios(runs, measure):
+    """Jittor/PyTorch of each round of interleaved iterations (iteration i of a Jittor process
+    over iteration i of the PyTorch process it ran beside), or None where the runs were not
+    interleaved (``--separate``)."""
+    if not all(r.get("served") for fw in FRAMEWORKS for r in runs[fw]) or \
+            len(runs["jittor"]) != len(runs["torch"]):
+        return None
+    ratios = []
+    for rj, rt in zip(runs["jittor"], runs["torch"]):
+        tj, tt = rj["times"][measure], rt["times"][measure]
+        if len(tj) != len(tt):
+            raise ValueError(f"{measure}: {len(tj)} Jittor iterations against {len(tt)} PyTorch ones in one pair")
+        ratios += [j / t for j, t in zip(tj, tt)]
+    return ratios
+
+
+def ratio(row):
+    """A timed row's Jittor/PyTorch: the median of the paired ratios where the iterations were
+    interleaved, else the ratio of the medians."""
+    return row["paired_ratio"]["median"] if "paired_ratio" in row else row["jittor"]["median"] / row["torch"]["median"]
+
+
 def summarise(runs, epochs, bank_epochs=None, precision="fp32", probe=None):
     """``{measure: row}`` from the workers' results; every row names its ``algorithm`` and
     ``precision`` and holds ``{framework: stats}``; timed rows add the FLOPs of their work
@@ -182,6 +284,9 @@ def summarise(runs, epochs, bank_epochs=None, precision="fp32", probe=None):
             st = _stats([t for r in runs[fw] for t in r["times"][measure]])
             st["efficiency"] = efficiency(counts[measure]["performed"], st["median"], peak[fw], peak["best"])
             row[fw] = st
+        pairs = paired_ratios(runs, measure)
+        if pairs:
+            row["paired_ratio"] = _stats(pairs)
         table[measure] = row
     key = "gpu_peak_mb" if first.get("device") == "cuda" else "peak_rss_mb"
     table["memory_mb"] = {"algorithm": algo, "precision": precision,
@@ -210,18 +315,26 @@ def render(table, meta):
               "epoch_s": "epoch, synthetic set (s)",
               "epoch_bank_s": "epoch, synthetic set, Jittor from a feature bank (s)"}
     lines = [f"CTEN, Jittor vs PyTorch, {meta['device']}: {meta['description']}", "",
-             "| measure | precision | PyTorch | Jittor | Jittor/PyTorch | seed: PyTorch | seed: first Jittor port |",
-             "|---|---|---|---|---|---|---|"]
+             "| measure | precision | PyTorch | Jittor | Jittor/PyTorch | ratio of the minima | seed: PyTorch "
+             "| seed: first Jittor port |",
+             "|---|---|---|---|---|---|---|---|"]
     body = rows(table)
     for measure, row in body.items():
         t, j = row["torch"], row["jittor"]
         seed = SEED.get(measure, ("", ""))
         fmt = (lambda s: f"{s['median']:.0f} ({s['min']:.0f}-{s['max']:.0f})") if measure == "memory_mb" else \
             (lambda s: f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})")
-        lines.append(f"| {labels[measure]} | {row['precision']} | {fmt(t)} | {fmt(j)} | "
-                     f"{j['median'] / t['median']:.2f} | {seed[0]} | {seed[1]} |")
+        pr = row.get("paired_ratio")
+        shown = f"{pr['median']:.2f} ({pr['min']:.2f}-{pr['max']:.2f})" if pr else f"{ratio(row):.2f}"
+        lines.append(f"| {labels[measure]} | {row['precision']} | {fmt(t)} | {fmt(j)} | {shown} | "
+                     f"{j['min'] / t['min']:.2f} | {seed[0]} | {seed[1]} |")
     algos = sorted({row["algorithm"] for row in body.values()})
-    lines += ["", "Medians with min-max; seed figures are the seed README's (GPU, batch 32), for reference.",
+    paired = [row["paired_ratio"]["n"] for row in body.values() if "paired_ratio" in row]
+    lines += ["", "Medians with min-max; seed figures are the seed README's (GPU, batch 32), for reference."
+              + (f" Jittor/PyTorch of the timed rows: the median of {paired[0]} paired ratios with their range, each "
+                 "the ratio of one Jittor and one PyTorch iteration timed back to back (the processes side by side, "
+                 "taking turns, the order swapped every round); of the other rows, the ratio of the medians."
+                 if paired else " Jittor/PyTorch: the ratio of the medians."),
               "Algorithm of every row: " + "; ".join(algos) + "."]
     peak = table.get("_peak_gflops") or {}
     timed_rows = [m for m in body if "flops" in body[m]]
@@ -248,7 +361,7 @@ def plot(table, path, title):
     import matplotlib.pyplot as plt
     table = rows(table)
     names = list(table)
-    ratios = [table[m]["jittor"]["median"] / table[m]["torch"]["median"] for m in names]
+    ratios = [ratio(table[m]) for m in names]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     colours = ["tab:green" if r <= 0.8 else "tab:orange" if r <= 1 else "tab:red" for r in ratios]
     ax.barh(names, ratios, color=colours)
@@ -270,7 +383,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=None, help="default: the config's train.batch_size")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3, help="processes per framework, alternating")
+    p.add_argument("--repeats", type=int, default=3, help="processes per framework (pairs of processes, "
+                   "interleaved; with --separate, one after the other, alternating)")
+    p.add_argument("--separate", action="store_true", help="each framework's process runs all its iterations "
+                   "alone, the processes alternating (the paired ratios are then not computed)")
     p.add_argument("--epoch-config", default=os.path.join(ROOT, "configs", "synthetic.yaml"))
     p.add_argument("--no-epoch", action="store_true")
     p.add_argument("--no-bank", action="store_true", help="no feature-bank epoch row")
@@ -295,10 +411,15 @@ def main(argv=None):
         ensure_synthetic(a.epoch_config)
     with worker_folder(a.keep) as tmp:
         for rep in range(a.repeats):
-            order = FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]
-            for fw in order:
-                print(f"repeat {rep + 1}/{a.repeats}: {fw} ...", flush=True)
-                runs[fw].append(_worker(fw, a, tmp, rep))
+            if a.separate:
+                order = FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]
+                for fw in order:
+                    print(f"repeat {rep + 1}/{a.repeats}: {fw} ...", flush=True)
+                    runs[fw].append(_worker(fw, a, tmp, rep))
+            else:
+                print(f"repeat {rep + 1}/{a.repeats}: both frameworks, interleaved ...", flush=True)
+                for fw, result in _interleaved(a, tmp, rep).items():
+                    runs[fw].append(result)
         if epochs is not None:
             for rep in range(max(1, a.repeats // 2)):
                 for fw in (FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]):
@@ -313,7 +434,7 @@ def main(argv=None):
     description = (f"batch {runs['jittor'][0]['batch']}, T={m['seq_len']} segments of {m['snippet_duration']}x"
                    f"{m['sample_size']}x{m['sample_size']}, audio {100 * m['audio_n_segments']}x128, "
                    f"3D ResNet-{m['visual_depth']}, audio {m['audio_arch']}; {a.repeats} processes x {a.iters} "
-                   f"iterations per framework; {algorithm(load_run_config(a.config, a.set).train.audio_once)}"
+                   f"iterations per framework, {'one after the other' if a.separate else 'interleaved'}; {algorithm(load_run_config(a.config, a.set).train.audio_once)}"
                    f"; {a.precision}")
     loads = [r["loadavg_start"] for fw in FRAMEWORKS for r in runs[fw] if r.get("loadavg_start")]
     started = min([r["started_utc"] for fw in FRAMEWORKS for r in runs[fw] if r.get("started_utc")] + [started])

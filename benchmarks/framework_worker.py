@@ -14,6 +14,19 @@ after warm-up and closed by a device synchronisation:
 * ``backbone_inference``: the frozen 3D ResNet alone on the batch's B*T
   snippets (``model.encode_visual``), eval mode, no graph.
 
+``--serve FD`` (what ``compare_frameworks`` runs by default): the same setup, then one
+iteration at a time on request, so that the two frameworks' processes, both kept alive,
+can be timed in turn, iteration by iteration (``interleaved``).  Requests are lines on
+standard input, answers lines on file descriptor FD (standard output stays free for the
+frameworks' own messages):
+
+* ``up``, once setup is done (answer, unrequested);
+* ``warmup NAME W`` -> ``ready``: the measure's peak-RSS mark is reset, then W untimed calls;
+* ``time NAME`` -> ``time SECONDS``: one timed call, closed by a device synchronisation;
+* ``done``: the worker writes its result file (the same as without ``--serve``, its times
+  in the order they were taken, ``time_started``: each timed call's start on the wall clock,
+  and ``served: true``) and exits.
+
 Peak memory: on CPU the process's peak resident set (``ru_maxrss``), read at
 the end, and beside it each measure's own peak (``peak_rss_by_measure_mb``: the
 kernel's high-water mark ``VmHWM`` reset through ``/proc/self/clear_refs``
@@ -186,6 +199,60 @@ class _Torch:
         return self.torch.cuda.max_memory_allocated() / 2**20
 
 
+class _Recorder:
+    """Each measure's peak RSS: the kernel's mark reset when the measure starts, read when the
+    next starts or the run ends; ``overall``: the peak before any reset (setup, earlier measures)."""
+
+    def __init__(self, result):
+        self.result, self.name, self.overall = result, None, 0.0
+        result["peak_rss_by_measure_mb"], result["rss_before_measure_mb"] = {}, {}
+
+    def start(self, name):
+        self.stop()
+        cur, hwm = rss_mb()
+        self.result["rss_before_measure_mb"][name] = cur
+        self.overall = max(self.overall, hwm or 0.0)
+        reset_peak_rss()
+        self.name = name
+
+    def stop(self):
+        if self.name is not None:
+            peak = rss_mb()[1]
+            old = self.result["peak_rss_by_measure_mb"].get(self.name)
+            self.result["peak_rss_by_measure_mb"][self.name] = max(v for v in (peak, old, 0.0) if v is not None)
+            self.name = None
+
+
+def serve(calls, sync, recorder, requests, answers):
+    """``--serve``'s loop: answer ``up``, then each request line (module docstring) until ``done``."""
+    times = recorder.result["times"]
+    started = recorder.result.setdefault("time_started", {})        # wall clock: the turns can be checked
+    answers.write("up\n")
+    for line in requests:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "warmup" and len(words) == 3 and words[1] in calls:
+            recorder.start(words[1])
+            for _ in range(int(words[2])):
+                calls[words[1]]()
+            sync()
+            answers.write("ready\n")
+        elif words[0] == "time" and len(words) == 2 and words[1] in calls:
+            started.setdefault(words[1], []).append(time.time())
+            t0 = time.perf_counter()
+            calls[words[1]]()
+            sync()
+            seconds = time.perf_counter() - t0
+            times.setdefault(words[1], []).append(seconds)
+            answers.write(f"time {seconds!r}\n")
+        elif words[0] == "done":
+            return
+        else:
+            raise ValueError(f"framework_worker --serve: unknown request {line.strip()!r}")
+    raise EOFError("framework_worker --serve: requests ended without 'done'")
+
+
 class _DeviceMemorySampler:
     """Peak device memory used by this process, sampled through NVML in a thread."""
 
@@ -232,6 +299,8 @@ def main(argv=None):
     p.add_argument("--jittor-gc", action="store_true",
                    help="call jt.gc() after every iteration (a memory lever; counted in the time)")
     p.add_argument("--out", required=True)
+    p.add_argument("--serve", type=int, default=None, metavar="FD",
+                   help="time one iteration at a time on request (standard input), answering on FD")
     a = p.parse_args(argv)
     if a.framework == "torch":
         import torch  # noqa: F401  (before Jittor would be imported: never in this process)
@@ -259,21 +328,22 @@ def main(argv=None):
                                                      if k.startswith(("CTEN_", "JT_", "OMP_", "MALLOC_")) or k in JT_ENV},
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
     rng = np.random.default_rng(0)
-    result["peak_rss_by_measure_mb"], result["rss_before_measure_mb"] = {}, {}
-    overall = 0.0
-    for name in a.measures.split(","):
-        fn = (lambda: runner.train_step(rng)) if name == "train_step" else getattr(runner, name)
-        cur, hwm = rss_mb()
-        result["rss_before_measure_mb"][name] = cur
-        overall = max(overall, hwm or 0.0)          # the peak so far (setup, earlier measures)
-        reset_peak_rss()
-        result["times"][name] = timed(fn, a.iters, a.warmup, runner.sync)
-        result["peak_rss_by_measure_mb"][name] = rss_mb()[1]
+    recorder = _Recorder(result)
+    calls = {name: ((lambda: runner.train_step(rng)) if name == "train_step" else getattr(runner, name))
+             for name in MEASURES}
+    if a.serve is None:
+        for name in a.measures.split(","):
+            recorder.start(name)
+            result["times"][name] = timed(calls[name], a.iters, a.warmup, runner.sync)
+    else:
+        serve(calls, runner.sync, recorder, sys.stdin, os.fdopen(a.serve, "w", buffering=1))
+        result["served"] = True
+    recorder.stop()
     result["setup_s"] = time.perf_counter() - t0
     result["loadavg_end"] = os.getloadavg()
     # the whole process's peak: ru_maxrss, and the marks read before each reset (Linux's
     # ru_maxrss follows the reset high-water mark, so it alone could miss an earlier peak)
-    result["peak_rss_mb"] = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, overall]
+    result["peak_rss_mb"] = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, recorder.overall]
                                 + [v for v in result["peak_rss_by_measure_mb"].values() if v])
     if sampler is not None:
         result["gpu_peak_mb"] = sampler.close()

@@ -108,3 +108,91 @@ def test_the_worker_resets_the_peak_rss_mark():
     if done.stdout.strip() == "unsupported":
         pytest.skip("this kernel does not let a process reset its peak RSS")
     assert done.stdout.strip() == "ok"
+
+# --- the interleaved runs (framework_worker --serve, compare_frameworks._interleaved) ---
+
+def _served_runs(jittor_times, torch_times):
+    runs = _runs()
+    for fw, times in (("jittor", jittor_times), ("torch", torch_times)):
+        runs[fw][0]["served"] = True
+        runs[fw][0]["times"] = {m: list(times) for m in cf.MEASURES}
+    return runs
+
+
+def test_the_ratio_of_interleaved_runs_is_the_median_of_the_paired_ratios():
+    # rounds: Jittor 1, 4, 3 s against PyTorch 2, 4, 10 s: paired ratios 0.5, 1.0, 0.3 (median 0.5);
+    # the ratio of the medians would be 3/4 = 0.75, the ratio of the minima 1/2
+    table = cf.summarise(_served_runs([1.0, 4.0, 3.0], [2.0, 4.0, 10.0]), None)
+    row = table["train_step"]
+    assert row["paired_ratio"]["median"] == pytest.approx(0.5)
+    assert (row["paired_ratio"]["min"], row["paired_ratio"]["max"]) == (pytest.approx(0.3), pytest.approx(1.0))
+    assert cf.ratio(row) == pytest.approx(0.5)
+    text = cf.render(table, {"device": "cpu", "description": "test"})
+    line = next(x for x in text.splitlines() if x.startswith("| training step"))
+    assert "| 0.50 (0.30-1.00) | 0.50 |" in line, line
+    assert "median of 3 paired ratios" in text
+    # runs not interleaved: the ratio of the medians, and no paired column
+    plain = cf.summarise(_runs(), None)["train_step"]
+    assert "paired_ratio" not in plain and cf.ratio(plain) == pytest.approx(0.5)
+
+
+def test_paired_runs_of_unequal_length_are_refused():
+    runs = _served_runs([1.0, 2.0], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="2 Jittor iterations against 3 PyTorch"):
+        cf.summarise(runs, None)
+
+
+def _serve(requests, calls=None):
+    import io
+    log = []
+    calls = calls or {m: (lambda m=m: log.append(m)) for m in cf.MEASURES}
+    result = {"times": {}}
+    recorder = fw._Recorder(result)
+    answers = io.StringIO()
+    fw.serve(calls, lambda: log.append("sync"), recorder, io.StringIO(requests), answers)
+    recorder.stop()
+    return answers.getvalue().splitlines(), log, result
+
+
+def test_the_serving_worker_runs_what_it_is_asked_and_times_it():
+    answers, log, result = _serve("warmup inference 2\ntime inference\ntime inference\n\nwarmup train_step 0\n"
+                                  "time train_step\ndone\ntime inference\n")
+    assert answers[0] == "up" and answers[1] == "ready" and answers[4] == "ready"
+    assert [a.split()[0] for a in answers] == ["up", "ready", "time", "time", "ready", "time"]
+    assert float(answers[2].split()[1]) == result["times"]["inference"][0]
+    # every call closed by a synchronisation; nothing after "done"
+    assert log == ["inference", "inference", "sync", "inference", "sync", "inference", "sync", "sync",
+                   "train_step", "sync"]
+    assert len(result["times"]["inference"]) == 2 and len(result["times"]["train_step"]) == 1
+    assert len(result["time_started"]["inference"]) == 2
+    assert set(result["peak_rss_by_measure_mb"]) == {"inference", "train_step"}
+
+
+@pytest.mark.parametrize("requests, error", [("warmup nothing 1\ndone\n", ValueError),
+                                             ("time inference extra\ndone\n", ValueError),
+                                             ("time inference\n", EOFError)])
+def test_the_serving_worker_refuses_what_it_does_not_know(requests, error):
+    with pytest.raises(error, match="framework_worker --serve"):
+        _serve(requests)
+
+
+def test_interleaved_workers_take_turns_and_swap_the_order_every_round(tmp_path):
+    """Both frameworks' real workers at a tiny shape: every measure's timed iterations
+    alternate J,P, P,J, ... on the wall clock, and the table has the paired ratios."""
+    import argparse
+    import os
+    config = tmp_path / "tiny.yaml"
+    model = "\n".join(f"  {k}: {v}" for k, v in {**TINY_AV, "seq_len": 2, "audio_n_segments": 2, "snippet_duration": 4}.items())
+    config.write_text(f"model:\n{model}\ntrain:\n  batch_size: 1\n  lr: 2.0e-4\n  weight_decay: 5.0e-4\n")
+    a = argparse.Namespace(config=str(config), device="cpu", iters=3, warmup=1, batch=None, set=[],
+                           precision="fp32")
+    runs = cf._interleaved(a, str(tmp_path), 0)
+    for measure in cf.MEASURES:
+        starts = sorted((t, name) for name in cf.FRAMEWORKS for t in runs[name]["time_started"][measure])
+        assert [name for _, name in starts] == ["jittor", "torch", "torch", "jittor", "jittor", "torch"], measure
+    table = cf.summarise({name: [r] for name, r in runs.items()}, None)
+    assert table["inference"]["paired_ratio"]["n"] == 3
+    # a kept folder's pair is reused, not run again
+    again = cf._interleaved(a, str(tmp_path), 0)
+    assert again["jittor"]["time_started"] == runs["jittor"]["time_started"]
+    assert os.path.exists(tmp_path / "torch_0.json")
