@@ -1,8 +1,10 @@
 """What the benchmarks share: the machine's description stored with each result
-(``describe``), timing (``timed``) and the synthetic data set (``ensure_synthetic``).
+(``describe``), timing (``timed``), the two frameworks' workers taking turns
+(``interleaved``) and the synthetic data set (``ensure_synthetic``).
 
 Benchmarks import their helpers from here, never from each other's modules.
 """
+import json
 import os
 import platform
 import subprocess
@@ -96,8 +98,78 @@ def worker_folder(keep):
 
 def reuse_or_run(out, run):
     """The JSON in ``out`` if a kept folder already holds it, else ``run()`` (which writes it)."""
-    import json
     if not os.path.exists(out):
         run()
     with open(out) as f:
         return json.load(f)
+
+
+class ServedWorker:
+    """One framework's worker kept alive (``framework_worker`` ``command`` with ``--serve``,
+    writing ``out``): it is set up once and then runs one iteration per request, so that the
+    two frameworks can take turns."""
+
+    def __init__(self, framework, command, out):
+        read, write = os.pipe()
+        self.framework, self.out = framework, out
+        self.proc = subprocess.Popen(command + ["--serve", str(write)], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(write,), text=True)
+        os.close(write)
+        self.answers = os.fdopen(read)
+        self._expect("up")
+
+    def _expect(self, word):
+        line = self.answers.readline()
+        if not line.startswith(word):
+            code = self.proc.wait()
+            raise RuntimeError(f"the {self.framework} worker ({self.out}) answered {line.strip()!r} instead of "
+                               f"{word!r} and exited with {code}; its error is above")
+        return line.split()[1:]
+
+    def ask(self, request, answer):
+        self.proc.stdin.write(request + "\n")
+        self.proc.stdin.flush()
+        return self._expect(answer)
+
+    def close(self):
+        """Ends the worker; its result."""
+        self.proc.stdin.write("done\n")
+        self.proc.stdin.close()
+        if self.proc.wait() != 0:
+            raise RuntimeError(f"the {self.framework} worker ({self.out}) exited with {self.proc.returncode}")
+        self.answers.close()
+        with open(self.out) as f:
+            return json.load(f)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.answers.close()
+
+
+def interleaved(commands, outs, measures, iters, warmup):
+    """Both frameworks' workers (``commands``: ``{framework: framework_worker command}``, each
+    writing ``outs[framework]``) alive side by side.  For each measure each warms up in turn,
+    then the two are timed in turn, one iteration each, the order swapped every round (the
+    first framework of ``commands`` first, then the other first, ...), so that a slow spell
+    of the machine hits both alike and iteration i of one is paired with iteration i of the
+    other.  ``{framework: result}``; where every ``outs`` file exists already (a kept folder),
+    those are read instead."""
+    order = list(commands)
+    if all(os.path.exists(outs[fw]) for fw in order):
+        return {fw: reuse_or_run(outs[fw], None) for fw in order}
+    workers = {}
+    try:
+        for fw in order:                  # set up one after the other: no contention
+            workers[fw] = ServedWorker(fw, commands[fw], outs[fw])
+        for measure in measures:
+            for fw in order:
+                workers[fw].ask(f"warmup {measure} {warmup}", "ready")
+            for i in range(iters):
+                for fw in (order if i % 2 == 0 else order[::-1]):
+                    workers[fw].ask(f"time {measure}", "time")
+        return {fw: workers.pop(fw).close() for fw in order}
+    finally:
+        for w in workers.values():
+            w.kill()

@@ -44,7 +44,7 @@ import tempfile
 import textwrap
 import time
 
-from benchmarks.common import describe, ensure_synthetic, reuse_or_run, worker_folder
+from benchmarks.common import describe, ensure_synthetic, interleaved, reuse_or_run, worker_folder
 from cten_common.config import load_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,75 +72,11 @@ def _worker_command(framework, a, out):
     return cmd
 
 
-class _Served:
-    """One framework's worker kept alive (``framework_worker --serve``): it is set up once and
-    then runs one iteration per request, so that the two frameworks take turns."""
-
-    def __init__(self, framework, a, out):
-        read, write = os.pipe()
-        self.framework, self.out = framework, out
-        self.proc = subprocess.Popen(_worker_command(framework, a, out) + ["--serve", str(write)], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(write,), text=True)
-        os.close(write)
-        self.answers = os.fdopen(read)
-        self._expect("up")
-
-    def _expect(self, word):
-        line = self.answers.readline()
-        if not line.startswith(word):
-            code = self.proc.wait()
-            raise RuntimeError(f"the {self.framework} worker ({self.out}) answered {line.strip()!r} instead of "
-                               f"{word!r} and exited with {code}; its error is above")
-        return line.split()[1:]
-
-    def ask(self, request, answer):
-        self.proc.stdin.write(request + "\n")
-        self.proc.stdin.flush()
-        return self._expect(answer)
-
-    def close(self):
-        """Ends the worker; its result."""
-        self.proc.stdin.write("done\n")
-        self.proc.stdin.close()
-        if self.proc.wait() != 0:
-            raise RuntimeError(f"the {self.framework} worker ({self.out}) exited with {self.proc.returncode}")
-        self.answers.close()
-        return _load(self.out)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.answers.close()
-
-
-def _load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def _interleaved(a, tmp, rep):
-    """One process per framework, both alive; for each measure each warms up in turn, then
-    the two are timed in turn, one iteration each, the order swapped every round
-    (J,P, P,J, ...), so that a slow spell of the machine hits both alike and iteration i of
-    one framework is paired with iteration i of the other.  ``{framework: result}``."""
+    """One process pair (``benchmarks.common.interleaved``): ``{framework: result}``."""
     outs = {fw: os.path.join(tmp, f"{fw}_{rep}.json") for fw in FRAMEWORKS}
-    if all(os.path.exists(out) for out in outs.values()):        # a kept folder: reuse the pair
-        return {fw: _load(outs[fw]) for fw in FRAMEWORKS}
-    workers = {}
-    try:
-        for fw in FRAMEWORKS:                  # set up one after the other: no contention
-            workers[fw] = _Served(fw, a, outs[fw])
-        for measure in MEASURES:
-            for fw in FRAMEWORKS:
-                workers[fw].ask(f"warmup {measure} {a.warmup}", "ready")
-            for i in range(a.iters):
-                for fw in (FRAMEWORKS if i % 2 == 0 else FRAMEWORKS[::-1]):
-                    workers[fw].ask(f"time {measure}", "time")
-        return {fw: workers.pop(fw).close() for fw in FRAMEWORKS}
-    finally:
-        for w in workers.values():
-            w.kill()
+    commands = {fw: _worker_command(fw, a, outs[fw]) for fw in FRAMEWORKS}
+    return interleaved(commands, outs, MEASURES, a.iters, a.warmup)
 
 
 def _epoch(framework, config, tmp, rep, device, bank=None, precision="fp32"):

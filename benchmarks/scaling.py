@@ -8,11 +8,14 @@ The grid is two lines through the configuration's shape: the segments
 (``model.seq_len`` and ``model.audio_n_segments`` together, T) at the first
 batch of ``--batches``, and the batch at the largest T of ``--segments``;
 ``--points`` gives the points instead.  Each point runs
-``benchmarks.framework_worker`` once per framework and repeat, in fresh
-processes, the frameworks alternating; a point reports the median time of
-each measure and the median of the measure's own peak RSS (the worker's
-``peak_rss_by_measure_mb``: the process's high-water mark reset before the
-measure).
+``benchmarks.framework_worker`` once per framework and repeat, the two
+frameworks' processes side by side and taking turns one iteration at a time
+(``benchmarks.common.interleaved``; ``--separate``: one process after the
+other, alternating); a point reports the median time of each measure, the
+median of the paired Jittor/PyTorch ratios (each of two iterations timed back
+to back; ``--separate``: the ratio of the medians), and the median of the
+measure's own peak RSS (the worker's ``peak_rss_by_measure_mb``: the
+process's high-water mark reset before the measure).
 
 For each line, framework and measure the table states the growth: the
 exponent k of a least-squares fit of log(value) on log(x) (value ~ x^k), and
@@ -30,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import ROOT, describe, reuse_or_run, worker_folder
+from benchmarks.common import ROOT, describe, interleaved, reuse_or_run, worker_folder
 
 FRAMEWORKS = ("jittor", "torch")
 NAMES = {"jittor": "Jittor", "torch": "PyTorch"}
@@ -73,16 +76,27 @@ def fit(xs, ys):
 
 
 def _worker(framework, config, t, b, a, measures, out):
-    return reuse_or_run(out, lambda: _run(framework, config, t, b, a, measures, out))
+    return reuse_or_run(out, lambda: subprocess.run(_command(framework, config, t, b, a, measures, out), cwd=ROOT,
+                                                    check=True, stdout=subprocess.DEVNULL))
 
 
-def _run(framework, config, t, b, a, measures, out):
+def _command(framework, config, t, b, a, measures, out):
     cmd = [sys.executable, "-m", "benchmarks.framework_worker", "--framework", framework, "--config", config,
            "--batch", str(b), "--iters", str(a.iters), "--warmup", str(a.warmup), "--measures", ",".join(measures),
            "--set", f"model.seq_len={t}", "--set", f"model.audio_n_segments={t}", "--out", out]
     for s in a.set:
         cmd += ["--set", s]
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return cmd
+
+
+def paired_ratio(results, measure):
+    """The median Jittor/PyTorch of iterations timed back to back (``results``: ``{framework:
+    [result per repeat]}``, interleaved workers), or None where they were not (``--separate``)."""
+    runs = list(zip(results["jittor"], results["torch"]))
+    if not runs or not all(r.get("served") for pair in runs for r in pair):
+        return None
+    ratios = [j / p for rj, rp in runs for j, p in zip(rj["times"].get(measure, []), rp["times"].get(measure, []))]
+    return statistics.median(ratios) if ratios else None
 
 
 def point_summary(results, measures):
@@ -136,9 +150,14 @@ def render(result):
                 lines.append(f"| {t} | {b} | {LABELS.get(m, m)} | - | not run | not run | | | | |")
                 continue
             tm, jm = d["torch"]["peak_rss_mb"][m], d["jittor"]["peak_rss_mb"][m]
+            paired = (d.get("paired_ratio") or {}).get(m)
             lines.append(f"| {t} | {b} | {LABELS.get(m, m)} | {d['jittor']['precision']} | {tt:.3f} | {jt:.3f} | "
-                         f"{jt / tt:.2f} | {_f(tm, '.0f')} | {_f(jm, '.0f')} | "
+                         f"{paired if paired is not None else jt / tt:.2f} | {_f(tm, '.0f')} | {_f(jm, '.0f')} | "
                          f"{_f(jm / tm if jm and tm else None, '.2f')} |")
+    paired = any(any(v is not None for v in (data[f"{t}x{b}"].get("paired_ratio") or {}).values()) for t, b in pts)
+    lines += ["", "J/P time: " + ("the median of the paired ratios, each of a Jittor and a PyTorch iteration "
+                                  "timed back to back (the two processes side by side, taking turns)."
+                                  if paired else "the ratio of the medians.")]
     lines += ["", "Growth (least-squares exponent k of value ~ x^k on log-log; x2: the ratio per doubling, 2^k; "
                   "memory also in MB added per doubling):", "",
               "| line | measure | framework | time: k | time x2 | memory: k | memory x2 | MB per doubling |",
@@ -209,7 +228,9 @@ def main(argv=None):
     p.add_argument("--measures", default="inference,train_step")
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=1, help="processes per framework and point, alternating")
+    p.add_argument("--repeats", type=int, default=1, help="processes per framework and point")
+    p.add_argument("--separate", action="store_true", help="each framework's process alone, one after the "
+                   "other, alternating (default: the two side by side, taking turns iteration by iteration)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused")
     p.add_argument("--note", default="", help="a sentence for the table (shared machine, what was left out)")
@@ -232,20 +253,30 @@ def main(argv=None):
             for rep in range(a.repeats):
                 order = FRAMEWORKS if n % 2 == 0 else FRAMEWORKS[::-1]
                 n += 1
+                outs = {fw: os.path.join(tmp, f"{fw}_{key}_{rep}.json") for fw in order}
+                if a.separate:
+                    got = {}
+                    for fw in order:
+                        print(f"T={t} batch={b} repeat {rep + 1}/{a.repeats}: {fw} ...", flush=True)
+                        got[fw] = _worker(fw, a.config, t, b, a, mlist, outs[fw])
+                else:
+                    print(f"T={t} batch={b} repeat {rep + 1}/{a.repeats}: both, interleaved ...", flush=True)
+                    got = interleaved({fw: _command(fw, a.config, t, b, a, mlist, outs[fw]) for fw in order},
+                                      outs, mlist, a.iters, a.warmup)
                 for fw in order:
-                    print(f"T={t} batch={b} repeat {rep + 1}/{a.repeats}: {fw} ...", flush=True)
-                    r = _worker(fw, a.config, t, b, a, mlist, os.path.join(tmp, f"{fw}_{key}_{rep}.json"))
-                    results[fw].append(r)
-                    worker_starts.append(r.get("started_utc"))
-                    loads.append(round(r["loadavg_start"][0], 2))
+                    results[fw].append(got[fw])
+                    worker_starts.append(got[fw].get("started_utc"))
+                    loads.append(round(got[fw]["loadavg_start"][0], 2))
             data[key] = {fw: point_summary(results[fw], measures) for fw in FRAMEWORKS}
+            data[key]["paired_ratio"] = {m: paired_ratio(results, m) for m in mlist}
     pts = [q for q in pts if f"{q[0]}x{q[1]}" in data]
     starts = [s for s in worker_starts if s]
     started = min(starts + [started])         # reused worker files keep their own start times
     model = results["jittor"][0]["model"]
     description = (f"3D ResNet-{model['visual_depth']}, audio {model['audio_arch']}, snippets "
                    f"{model['snippet_duration']}x{model['sample_size']}x{model['sample_size']}, audio 100 frames "
-                   f"per segment; fp32; {a.repeats} process(es) x {a.iters} iterations per framework and point; "
+                   f"per segment; fp32; {a.repeats} process(es) x {a.iters} iterations per framework and point, "
+                   f"{'one after the other' if a.separate else 'interleaved'}; "
                    f"{describe()['cpu']}, {os.cpu_count()} CPUs")
     seg_batch = batches[0] if not points else min(b for _, b in pts)
     batch_seg = max(segments) if not points else max(t for t, _ in pts)

@@ -44,6 +44,8 @@ def test_scaling_command_on_a_tiny_grid(tmp_path):
             d = result["data"][key][fw]
             assert d["time_s"]["inference"] > 0 and d["peak_rss_mb"]["inference"] > 0
             assert d["precision"] == "fp32"
+        # the two frameworks' workers took turns: a paired ratio per point
+        assert result["data"][key]["paired_ratio"]["inference"] > 0
     for line in ("segments", "batch"):
         g = result["growth"][line]["jittor"]["inference"]
         assert math.isfinite(g["time"]["exponent"]) and math.isfinite(g["memory"]["exponent"])
@@ -53,5 +55,16 @@ def test_scaling_command_on_a_tiny_grid(tmp_path):
     point_rows = rows[2:5]
     assert len(point_rows) == 3 and all(r.count("|") == header for r in point_rows)
     assert [r.split("|")[1:3] for r in point_rows] == [[" 2 ", " 1 "], [" 4 ", " 1 "], [" 4 ", " 2 "]]
-    assert "test run" in md
+    assert "test run" in md and "median of the paired ratios" in md
     assert os.path.getsize(tmp_path / "scaling.png") > 1000
+
+
+def test_the_paired_ratio_is_the_median_of_back_to_back_iterations():
+    def run(times, served=True):
+        return {"served": served, "times": {"inference": times}}
+    results = {"jittor": [run([1.0, 3.0]), run([2.0])], "torch": [run([2.0, 3.0]), run([8.0])]}
+    # ratios 0.5, 1.0, 0.25: median 0.5 (the ratio of the medians would be 2/3)
+    assert scaling.paired_ratio(results, "inference") == 0.5
+    results["torch"][1]["served"] = False
+    assert scaling.paired_ratio(results, "inference") is None
+    assert scaling.paired_ratio({"jittor": [run([1.0])], "torch": [run([1.0])]}, "train_step") is None
