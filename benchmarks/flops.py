@@ -357,13 +357,34 @@ def _probe_row(framework, op, dtype, build, repeats, budget_s):
     return dict(row, flops=flops, seconds=seconds, repeats=repeats, gflops=float(f"{flops / seconds / 1e9:.4g}"))
 
 
-def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", budget_s=15.0):
-    """Attainable GFLOP/s of a square GEMM [n, n] @ [n, n] (2*n^3 FLOPs) and a 3x3x3 pad-1
-    conv3d C->C on ``conv_shape`` [N, C, D, H, W] (FLOPs: 2 x its nominal MACs) in PyTorch
-    (``torch.mm``, ``conv3d``) and Jittor (``jt.matmul``, the project's ``fast_conv``), fp32
-    and bf16: the median of ``repeats`` timed calls after a warm-up, each preceded by a pilot
-    at n/4 (GEMM) or one sample (conv) that skips a case slower than ``budget_s``.  Rows
-    with "n/a" and the reason where a case does not run."""
+#: the conv3d probe's output [N, C, D, H, W]: a layer3-like 3x3x3 C->C convolution
+PROBE_CONV = (16, 256, 4, 14, 14)
+
+
+def probe_conv_input(conv_shape=PROBE_CONV):
+    """The conv3d probe's input: ``conv_shape`` (its output) plus 2 in every spatial axis, so
+    that the 3x3x3 convolution runs without padding.  Every tap then reads input: the
+    nominal and the performed FLOPs are the same number.  (With padding 1 a third of the
+    temporal taps of a 4-frame input meet padding; oneDNN skips those, so a padded probe's
+    nominal GFLOP/s overstated the machine's rate by about 1/0.756 at the default shape.)"""
+    n, c, d, h, w = conv_shape
+    return (n, c, d + 2, h + 2, w + 2)
+
+
+def probe_conv_flops(conv_shape=PROBE_CONV):
+    """FLOPs (2 x MACs) of the conv3d probe: every tap of every output, all inside the input."""
+    n, c, d, h, w = conv_shape
+    return 2 * n * c * c * 27 * d * h * w
+
+
+def peak(gemm=4096, conv_shape=PROBE_CONV, repeats=3, device="cpu", budget_s=15.0):
+    """Attainable GFLOP/s of a square GEMM [n, n] @ [n, n] (2*n^3 FLOPs) and an unpadded
+    3x3x3 conv3d C->C with output ``conv_shape`` [N, C, D, H, W] (``probe_conv_input``;
+    FLOPs: ``probe_conv_flops``, nominal = performed) in PyTorch (``torch.mm``, ``conv3d``)
+    and Jittor (``jt.matmul``, the project's ``fast_conv``), fp32 and bf16: the median of
+    ``repeats`` timed calls after a warm-up, each preceded by a pilot at n/4 (GEMM) or one
+    sample (conv) that skips a case slower than ``budget_s``.  Rows with "n/a" and the
+    reason where a case does not run."""
     import numpy as np
     import torch                # before Jittor: the two oneDNNs clash the other way round
     import cten_jt  # noqa: F401  (the project's Jittor settings, before jittor)
@@ -377,16 +398,13 @@ def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", bu
     c = conv_shape[1]
     w_np = rng.standard_normal((c, c, 3, 3, 3), dtype=np.float32) * 0.05
 
-    def conv_flops(shape):
-        return 2 * conv_layer("probe", "probe", shape[0], c, c, tuple(shape[2:]), 3, 1, 1)["nominal"]
-
     def gemm_case(pilot):
         n = max(64, gemm // 4) if pilot else gemm
         return rng.standard_normal((n, n), dtype=np.float32), 2 * n ** 3
 
     def conv_case(pilot):
         shape = (1,) + tuple(conv_shape[1:]) if pilot else tuple(conv_shape)
-        return rng.standard_normal(shape, dtype=np.float32), conv_flops(shape)
+        return rng.standard_normal(probe_conv_input(shape), dtype=np.float32), probe_conv_flops(shape)
 
     def tsync():
         if use_cuda:
@@ -400,7 +418,7 @@ def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", bu
 
             def fn():
                 with torch.no_grad():
-                    torch.mm(x, x) if op == "gemm" else torch.nn.functional.conv3d(x, w, padding=1)
+                    torch.mm(x, x) if op == "gemm" else torch.nn.functional.conv3d(x, w)
                 tsync()
             return fn, count_
         return build
@@ -414,7 +432,7 @@ def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", bu
                 return (lambda: jt.matmul(x, x).sync()), count_
             w = jt.array(w_np).stop_grad()
             precision = "bf16" if bf16 else "fp32"       # the op's own bf16 (float32 arrays around it)
-            return (lambda: fast_conv(x, w, (1, 1, 1), (1, 1, 1), precision=precision).sync()), count_
+            return (lambda: fast_conv(x, w, (1, 1, 1), (0, 0, 0), precision=precision).sync()), count_
         return build
 
     rows = []
@@ -431,16 +449,20 @@ def peak(gemm=4096, conv_shape=(16, 256, 4, 14, 14), repeats=3, device="cpu", bu
                                    budget_s))
         jt.sync_all()
         jt.gc()
-    conv = conv_layer("probe", "probe", conv_shape[0], c, c, tuple(conv_shape[2:]), 3, 1, 1)
-    return {"device": device, "gemm": gemm, "conv_shape": list(conv_shape), "repeats": repeats,
-            "conv_macs": {"nominal": conv["nominal"], "inside": conv["inside"]}, "rows": rows}
+    macs = probe_conv_flops(conv_shape) // 2
+    return {"device": device, "gemm": gemm, "conv_shape": list(conv_shape), "conv_padding": 0, "repeats": repeats,
+            "conv_macs": {"nominal": macs, "inside": macs}, "rows": rows}
 
 
 def peak_markdown(result):
     cs = result["conv_shape"]
-    lines = [f"Peak probe on {result['device']}: GEMM {result['gemm']}^2 (2*n^3 FLOPs); conv3d 3x3x3 pad 1 "
-             f"{cs[1]}->{cs[1]} on {cs} ({_g(2 * result['conv_macs']['nominal'])} GFLOPs nominal, "
-             f"{_g(2 * result['conv_macs']['inside'])} inside-input); medians after warm-up", "",
+    conv = (f"conv3d 3x3x3 {cs[1]}->{cs[1]} without padding, output {cs} ({_g(2 * result['conv_macs']['nominal'])} "
+            "GFLOPs, every tap inside the input)" if result.get("conv_padding") == 0 else
+            f"conv3d 3x3x3 pad 1 {cs[1]}->{cs[1]} on {cs} ({_g(2 * result['conv_macs']['nominal'])} GFLOPs nominal, "
+            f"{_g(2 * result['conv_macs']['inside'])} inside-input; the GFLOP/s below are nominal, an overstatement "
+            "where the kernel skips the padded taps)")
+    lines = [f"Peak probe on {result['device']}: GEMM {result['gemm']}^2 (2*n^3 FLOPs); {conv}; medians after "
+             "warm-up", "",
              "| framework | op | dtype | GFLOP/s | median s | note |", "|---|---|---|---:|---:|---|"]
     for r in result["rows"]:
         secs = f"{r['seconds']:.4f} ({r['repeats']} runs)" if "seconds" in r else "-"
@@ -463,8 +485,9 @@ def main(argv=None):
     p.add_argument("--json", help="write the counts (and the probe) to this JSON file")
     p.add_argument("--peak", action="store_true", help="also probe the machine's attainable GFLOP/s")
     p.add_argument("--peak-gemm", type=int, default=4096, help="GEMM size n of the probe (default 4096)")
-    p.add_argument("--peak-conv", default="16,256,4,14,14",
-                   help="conv3d input N,C,D,H,W of the probe (default 16,256,4,14,14)")
+    p.add_argument("--peak-conv", default=",".join(map(str, PROBE_CONV)),
+                   help="conv3d output N,C,D,H,W of the probe, unpadded (default 16,256,4,14,14; its input is "
+                        "2 larger in D, H, W)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each probe (default 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the probe")
     p.add_argument("--budget", type=float, default=15.0,

@@ -12,7 +12,11 @@ after warm-up and closed by a device synchronisation:
 * ``train_step``: the full erasing step (three views, backward, Adam);
 * ``inference``: eval-mode forward without a graph;
 * ``backbone_inference``: the frozen 3D ResNet alone on the batch's B*T
-  snippets (``model.encode_visual``), eval mode, no graph.
+  snippets (``model.encode_visual``), eval mode, no graph;
+* ``conv3d_probe``: the machine's attainable rate, timed alongside the rest: the
+  unpadded 3x3x3 convolution of ``benchmarks.flops.PROBE_CONV`` (every tap
+  inside the input), Jittor's ``fast_conv`` or PyTorch's ``conv3d``, in bf16
+  for a bf16 run and float32 otherwise.
 
 ``--serve FD`` (what ``compare_frameworks`` runs by default): the same setup, then one
 iteration at a time on request, so that the two frameworks' processes, both kept alive,
@@ -47,7 +51,7 @@ import numpy as np
 from benchmarks.common import timed
 from cten_common.step import ErasingOptions
 
-MEASURES = ("forward_train", "train_step", "inference", "backbone_inference")
+MEASURES = ("forward_train", "train_step", "inference", "backbone_inference", "conv3d_probe")
 JT_ENV = ("use_sfrl_allocator", "use_stat_allocator", "use_temp_allocator", "lazy_execution", "trace_py_var")
 
 
@@ -74,6 +78,15 @@ def reset_peak_rss():
         return True
     except OSError:
         return False
+
+
+def probe_arrays():
+    """numpy input and weights of the conv3d probe (``benchmarks.flops.PROBE_CONV``, unpadded)."""
+    from benchmarks.flops import PROBE_CONV, probe_conv_input
+    rng = np.random.default_rng(1)
+    c = PROBE_CONV[1]
+    return (rng.standard_normal(probe_conv_input(), dtype=np.float32),
+            rng.standard_normal((c, c, 3, 3, 3), dtype=np.float32) * 0.05)
 
 
 def make_batch(config, batch, seed=0):
@@ -110,6 +123,20 @@ class _Jittor:
         set_precision(self.model, tc.get("precision", "fp32"))      # ours: the layers' own ops
         self.optimizer = Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
+        self.probe_precision = "bf16" if tc.get("precision") == "bf16" else "fp32"
+        self.probe = None
+
+    def conv3d_probe(self):
+        from cten_jt.kernels.conv import available, fast_conv
+        jt = self.jt
+        if self.probe is None:
+            x, w = probe_arrays()
+            self.probe = (jt.array(x), jt.array(w).stop_grad())
+        x, w = self.probe
+        if available():
+            fast_conv(x, w, (1, 1, 1), (0, 0, 0), precision=self.probe_precision).sync()
+        else:                   # no system oneDNN / cuDNN: Jittor's own convolution, float32
+            jt.nn.conv3d(x, w).sync()
 
     def prepare(self, batch):
         from cten_common.erasing import ClipViews
@@ -159,6 +186,16 @@ class _Torch:
         set_precision(self.model, tc.get("precision", "fp32"))      # autocast plus the policy
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
+        self.probe_dtype = torch.bfloat16 if tc.get("precision") == "bf16" else torch.float32
+        self.probe = None
+
+    def conv3d_probe(self):
+        torch = self.torch
+        if self.probe is None:
+            self.probe = tuple(torch.from_numpy(a).to(self.device, self.probe_dtype) for a in probe_arrays())
+        with torch.no_grad():
+            torch.nn.functional.conv3d(*self.probe)
+        self.sync()
 
     def prepare(self, batch):
         from cten_common.erasing import ClipViews

@@ -10,11 +10,14 @@ from benchmarks import framework_worker as fw
 from helpers import TINY_AV
 
 
+TIMED = [m for m in cf.MEASURES if m != "conv3d_probe"]     # the probe alongside: its own test
+
+
 def _runs(precision="fp32", audio_once=True, batch=2):
     def run(times, rss):
         return {"device": "cpu", "batch": batch, "model": dict(TINY_AV), "precision": precision,
                 "audio_once": audio_once, "peak_rss_mb": rss,
-                "times": {m: list(times) for m in cf.MEASURES}}
+                "times": {m: list(times) for m in TIMED}}
     return {"jittor": [run([1.0, 2.0, 3.0], 900.0)], "torch": [run([2.0, 4.0, 6.0], 1000.0)]}
 
 
@@ -31,7 +34,7 @@ def test_every_row_states_algorithm_and_precision(precision):
     table = cf.summarise(_runs(precision), epochs={"jittor": [1.0], "torch": [2.0]},
                          bank_epochs=[0.5], precision=precision, probe=PROBE)
     body = cf.rows(table)
-    assert set(body) == set(cf.MEASURES) | {"memory_mb", "epoch_s", "epoch_bank_s"}
+    assert set(body) == set(TIMED) | {"memory_mb", "epoch_s", "epoch_bank_s"}
     for name, row in body.items():
         assert row["precision"] == precision, name
         assert "audio branch once" in row["algorithm"], name
@@ -65,6 +68,26 @@ def test_gflops_are_flops_over_time_and_fractions_of_the_peaks():
     assert table["backbone_inference"]["flops"]["performed"] == 2 * count["training_step"]["inside"]["Fvis"]
     assert cf.summarise(_runs(audio_once=False), None)["train_step"]["flops"]["performed"] == \
         2 * count["training_step"]["inside"]["per_view"]
+
+
+def test_a_probe_timed_alongside_is_the_peak():
+    """Where the workers timed the conv3d probe with the rest, its rates (this run's minutes)
+    are the peaks, whatever probe file was given; the probe counts every tap (no padding)."""
+    runs = _runs()
+    runs["jittor"][0]["times"]["conv3d_probe"] = [0.5, 0.4, 0.6]       # median 0.5 s
+    runs["torch"][0]["times"]["conv3d_probe"] = [0.25, 0.3, 0.2]       # median 0.25 s
+    table = cf.summarise(runs, None, probe=PROBE)
+    probe = flops.probe_conv_flops()
+    assert probe == 2 * 16 * 256 * 256 * 27 * 4 * 14 * 14
+    peak = table["_peak_gflops"]
+    assert peak["jittor"] == pytest.approx(probe / 0.5 / 1e9) and peak["torch"] == pytest.approx(probe / 0.25 / 1e9)
+    assert peak["best"] == peak["torch"] and peak["alongside"]
+    forward = 2 * flops.count(TINY_AV, 2)["forward"]["inside"]
+    eff = table["inference"]["jittor"]["efficiency"]
+    assert eff["of_own_peak"] == pytest.approx(forward / 2.0 / probe * 0.5)
+    assert eff["of_best_peak"] == pytest.approx(forward / 2.0 / probe * 0.25)
+    text = cf.render(table, {"device": "cpu", "description": "test"})
+    assert "conv3d probe timed alongside" in text and "| peak probe: conv3d" in text
 
 
 def test_a_precision_without_a_probe_has_no_fraction():
@@ -115,7 +138,7 @@ def _served_runs(jittor_times, torch_times):
     runs = _runs()
     for fw, times in (("jittor", jittor_times), ("torch", torch_times)):
         runs[fw][0]["served"] = True
-        runs[fw][0]["times"] = {m: list(times) for m in cf.MEASURES}
+        runs[fw][0]["times"] = {m: list(times) for m in TIMED}
     return runs
 
 

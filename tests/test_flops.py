@@ -209,8 +209,14 @@ def test_peak_probe_runs_small_and_counts_its_flops():
     for fw in ("PyTorch", "Jittor"):
         gemm, conv = rows[(fw, "gemm", "fp32")], rows[(fw, "conv3d", "fp32")]
         assert gemm["flops"] == 2 * 64 ** 3 and gemm["gflops"] > 0
-        # 8 <- 8 channels, 27 taps, 2 samples of 2x4x4 outputs (pad 1 keeps the shape), 2 FLOPs per MAC
+        # 8 <- 8 channels, 27 taps, 2 samples of 2x4x4 outputs (from 4x6x6 inputs: no padding, every
+        # tap inside), 2 FLOPs per MAC
         assert conv["flops"] == 2 * (2 * 8 * 8 * 27 * 2 * 4 * 4) and conv["gflops"] > 0
+    assert result["conv_macs"]["nominal"] == result["conv_macs"]["inside"] == 2 * 8 * 8 * 27 * 2 * 4 * 4
+    assert flops.probe_conv_input((2, 8, 2, 4, 4)) == (2, 8, 4, 6, 6)
+    # the independent count: the layer counter on the unpadded convolution
+    layer = flops.conv_layer("probe", "probe", 2, 8, 8, (4, 6, 6), 3, 1, 0)
+    assert layer["nominal"] == layer["inside"] == flops.probe_conv_flops((2, 8, 2, 4, 4)) // 2
     # the op's own bf16 (docs/precision.md): the same FLOPs, timed
     bf16 = rows[("Jittor", "conv3d", "bf16")]
     assert bf16["flops"] == rows[("Jittor", "conv3d", "fp32")]["flops"] and bf16["gflops"] > 0
