@@ -149,11 +149,45 @@ def configure():
     for name in ("use_cutt", "use_cutlass", "use_nccl"):
         _default(name, "0", "would be downloaded at first CUDA use")
     _choose_dnnl()
+    _heap_policy()
     if switches.verbose():
         decisions["log_silent"] = (os.environ.get("log_silent", "0"), "CTEN_VERBOSE: Jittor's log lines shown")
     else:
         _default("log_silent", "1", "Jittor's info lines hidden (CTEN_VERBOSE=1 shows them)")
     return decisions
+
+
+#: glibc's mallopt parameters (malloc.h) and the value both get: blocks up to 1 GiB come from
+#: the heap, and up to 1 GiB of free memory may stay at its top
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, HEAP_THRESHOLD = -1, -3, 1 << 30
+
+
+def _heap_policy():
+    """``CTEN_HEAP=reuse``: large blocks from glibc's heap, and freed ones kept there for the
+    next; the default, ``system``, leaves glibc as it is.
+
+    glibc serves a block above 32 MB (above 128 kB until one is freed) with its own mmap and
+    unmaps it when freed, so the next block of that size starts as fresh pages, each faulted
+    in and zeroed by the kernel.  At the paper's shape that is the stem's and layer 1's
+    activations, ~150 thousand pages (600 MB) a call of the frozen backbone.  With ``reuse``
+    the forward in train mode took 0.54 of PyTorch's time instead of 0.64, the training step
+    0.62 instead of 0.64, but the peak resident set grew by ~360 MB (1.03 of PyTorch's instead
+    of 0.87; docs/speed.md), so it is not the default.  The step's end still gives the free
+    heap back (``device.release_free_memory``, ``malloc_trim``).  Without glibc (musl,
+    macOS) nothing is changed."""
+    if switches.heap_mode() == "system":
+        decisions["malloc"] = ("system", "glibc's defaults (CTEN_HEAP=reuse: large blocks reused from the heap)")
+        return
+    import ctypes
+    import ctypes.util
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        decisions["malloc"] = ("system", "CTEN_HEAP=reuse, but not glibc: no mallopt")
+        return
+    done = [mallopt(M_MMAP_THRESHOLD, HEAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD, HEAP_THRESHOLD)]
+    decisions["malloc"] = ("heap", "CTEN_HEAP=reuse: large blocks from the heap, reused once freed") \
+        if all(done) else ("system", f"CTEN_HEAP=reuse, but glibc refused mallopt ({done})")
 
 
 def core_is_compiled():

@@ -23,8 +23,9 @@ def release_free_memory():
     The training step calls it at its end.  Between steps Jittor's caching allocator and
     glibc's heap keep what the step freed in pieces that the next step's blocks only partly
     reuse; at the paper's shape the resident set climbed ~150 MB a step (the peak of the
-    third step 2.4 GB against 2.1 GB with this).  The next step faults the pages in again:
-    ~1 % of a step."""
+    third step 2.4 GB against 2.1 GB with this).  The next step faults those pages in again
+    (with ``CTEN_HEAP=reuse``, 130-175 thousand a step at that shape; glibc unmaps its
+    large blocks anyway by default, ``cten_jt._environment._heap_policy``)."""
     jt.gc()
     trim = _malloc_trim()
     if trim is not None:

@@ -22,6 +22,10 @@ variable                   default      effect
                                         ``cten_jt._cuda_compat``); read before Jittor
 ``CTEN_VERBOSE``           ``0``        ``1``: show Jittor's info lines (``log_silent``
                                         left alone; ``cten_jt._environment``)
+``CTEN_HEAP``              ``system``   ``reuse``: large blocks come from glibc's heap
+                                        and freed ones are reused instead of unmapped:
+                                        faster, more memory (``cten_jt._environment``,
+                                        docs/speed.md); read at import
 =========================  ===========  ==================================================
 
 This module imports nothing from Jittor: ``cten_jt._environment`` reads it
@@ -41,6 +45,7 @@ SWITCHES = {
     "CTEN_CUDNN_TF32": ("0", "let cuDNN convolutions use TF32 (cten_jt.kernels.conv)"),
     "CTEN_CUDA_COMPAT": ("1", "lay out the CUDA compatibility home on a GPU (cten_jt._environment)"),
     "CTEN_VERBOSE": ("0", "show Jittor's info lines (cten_jt._environment)"),
+    "CTEN_HEAP": ("system", "reuse: large blocks from glibc's heap, reused once freed (cten_jt._environment)"),
 }
 
 
@@ -119,3 +124,19 @@ def cuda_compat_enabled():
 def verbose():
     """True when ``CTEN_VERBOSE`` is set (and not 0): Jittor's info lines shown."""
     return env_flag("CTEN_VERBOSE")
+
+
+# ---- CTEN_HEAP: glibc's malloc (at import) ------------------------------------------------
+
+HEAP_MODES = ("reuse", "system")
+
+
+def heap_mode():
+    """``"system"`` (the default: glibc as it is) or ``"reuse"`` (``CTEN_HEAP``)."""
+    return _check_heap(env("CTEN_HEAP"))
+
+
+def _check_heap(mode):
+    if mode not in HEAP_MODES:
+        raise ValueError(f"CTEN_HEAP must be one of {HEAP_MODES}, got {mode!r}")
+    return mode
