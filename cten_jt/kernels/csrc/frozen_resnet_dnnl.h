@@ -13,6 +13,8 @@
 //     eltwise_relu; in train mode part of the BatchNorm's last pass): a
 //     block's last convolution adds its result into the shortcut's buffer in
 //     place;
+//   * a strided 1x1x1 convolution (a downsampling shortcut) runs on the stride-1 1x1
+//     kernel over a subsampled copy of its input (subsampled, conv_input);
 //   * each convolution's weights are folded (eval mode) and reordered into the layout its
 //     primitive wants as it runs, from its own array: the program keeps no copy of the
 //     backbone's weights (one layer's at a time; ~2-4 % of a forward).
