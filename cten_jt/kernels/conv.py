@@ -190,7 +190,8 @@ def depth_taps(depth, kernel, stride, pad):
 
 
 def release_weight_caches(module):
-    """Drop every cached weight copy under ``module``; the next forward rebuilds them."""
+    """Drop every cached weight copy under ``module`` (and the frozen program, with its
+    activations' arena); the next forward rebuilds them."""
     for m in module.modules():
         m.__dict__.pop("_frozen_program", None)        # kernels.frozen_resnet's whole-backbone copy
         cache = m.__dict__.get("_dnnl_weights")

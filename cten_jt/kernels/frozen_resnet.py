@@ -31,8 +31,8 @@ Both modes:
 * temporal taps that only meet padding dropped (``conv.depth_taps``).
 
 The program keeps no copy of the weights (``FrozenProgram``, on the Sequential:
-instructions only, made again when the input's shape, the precision or the mode
-changes; dropped by ``release_weight_caches``).  It reads the convolutions' and
+its instructions and an arena for its activations, made again when the input's
+shape, the precision or the mode changes; dropped by ``release_weight_caches``).  It reads the convolutions' and
 BatchNorms' own arrays at each call, and reorders (in eval mode folds, then
 reorders) one layer's weights at a time into the layout its convolution wants,
 as it runs: ~2-4 % of a forward, against a second 290 MB copy of R3D-101's
@@ -68,6 +68,10 @@ WIDTH = 35                      # ints per instruction (csrc/frozen_resnet_dnnl.
 PRECISION_CODES = {"fp32": 0, "bf16": 1}
 
 _HEADER = "frozen_resnet_dnnl.h"
+#: int64s of a program's buffer plan (csrc Buffers): [buffers, bytes, (size, offset) a
+#: buffer]; R3D-101's train-mode program makes ~330 buffers a call
+PLAN_CAPACITY = 2 + 2 * 4096
+BUFFERS = "__BUFFERS__"          # in an op's source: where its plan's arguments go
 
 
 def _code(shape, dtype, inputs, src, data=None):
@@ -321,12 +325,25 @@ class FrozenProgram:
     convolutions and BatchNorms whose own arrays it reads at each call.  It keeps no copy
     of the weights: each convolution's are folded with its BatchNorm (eval mode) and
     reordered as it runs.  In train mode the BatchNorms' new running averages are stored
-    after the call."""
+    after the call.
+
+    Its activations live in one arena (``arena``, a uint8 array) that it keeps between
+    calls, placed by ``plan``, which the first call records (``csrc`` ``Buffers``): without
+    it, glibc mapped the stem's and layer 1's blocks (over 32 MB) afresh at every call and
+    faulted in ~110 (eval) to ~170 (train) thousand pages a call at the paper's shape.  The
+    arena is as large as the most the call's buffers ever need at once (plus what first
+    fit loses: ``arena_bytes``); it goes with the program (``release_weight_caches``)."""
 
     def __init__(self, resnet, shape, precision, train=False):
         b, x, shape = _build(resnet, shape, precision, train)
         self.out_shape, self.train, self.convs, self.norms = shape, train, b.convs, b.norms
         self.prog = jt.array(b.program(x, shape)).stop_grad()
+        self.plan = self.arena = None
+
+    @property
+    def arena_bytes(self):
+        """The arena's size (None before the first call, or where the plan did not fit)."""
+        return None if self.plan is None else int(self.plan[1].item())
 
     def _inputs(self, x):
         """The call's inputs: x, the program, the BatchNorms' four arrays concatenated, each
@@ -336,24 +353,43 @@ class FrozenProgram:
         each = ", ".join(f"in{i + 6}_p" for i in range(len(self.convs)))
         return [x, self.prog] + params + [c.weight for c in self.convs], f"const float* each[] = {{{each}}}; "
 
+    def _run(self, shapes, dtypes, inputs, src, data):
+        """The op: planned (the arena and its plan as its last inputs), or, at the first
+        call, recording (the plan as its last output, kept with an arena of its size)."""
+        if self.plan is not None:
+            inputs = inputs + [self.plan, self.arena]
+            at = len(inputs) - 2
+            outs = _code(shapes, dtypes, inputs, src.replace(BUFFERS, f"(const int64_t*)in{at}_p, (char*)in{at + 1}_p, nullptr, 0"), data)
+            return list(outs)
+        shapes, dtypes = shapes + [(PLAN_CAPACITY,)], dtypes + ["int64"]
+        at = len(shapes) - 1
+        *outs, plan = _code(shapes, dtypes, inputs,
+                            src.replace(BUFFERS, f"nullptr, nullptr, (int64_t*)out{at}_p, {PLAN_CAPACITY}"), data)
+        plan = plan.numpy()
+        if plan[0] >= 0:        # else more buffers than the plan holds: each its own, as recorded
+            self.plan = jt.array(plan[:2 + 2 * plan[0]], dtype="int64").stop_grad()   # (jt.array makes int64 int32)
+            self.arena = jt.zeros((int(plan[1]) + 4096,), "uint8").stop_grad()   # 4 KB: the alignment
+        return outs
+
     def __call__(self, x):
         inputs, each = self._inputs(x)
         if self.train:
             return self._train(inputs, each)
-        return _code(self.out_shape, "float32", inputs,
-                     each + "cten_frozen_run(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, data[\"eps\"], out0_p);",
-                     data={"eps": float(self.norms[0].eps)}).stop_grad()
+        y, = self._run([self.out_shape], ["float32"], inputs,
+                       each + "cten_frozen_run(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, data[\"eps\"], "
+                       "out0_p, " + BUFFERS + ");", {"eps": float(self.norms[0].eps)})
+        return y.stop_grad()
 
     def _train(self, inputs, each):
         """Train mode: the output, and every BatchNorm's running averages (and count) updated
         as its own forward would (``cten_jt.kernels.batchnorm``)."""
         first = self.norms[0]
         channels = sum(m.num_features for m in self.norms)
-        y, stats = _code([self.out_shape, (4, channels)], ["float32", "float32"], inputs,
-                         each + "cten_frozen_run_train(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, "
-                         "data[\"momentum\"], data[\"eps\"], (int)data[\"updates\"], out0_p, out1_p);",
-                         data={"momentum": float(first.momentum), "eps": float(first.eps),
-                               "updates": int(first.stat_updates)})
+        y, stats = self._run([self.out_shape, (4, channels)], ["float32", "float32"], inputs,
+                             each + "cten_frozen_run_train(in0_p, each, in1_p, in2_p, in3_p, in4_p, in5_p, "
+                             "data[\"momentum\"], data[\"eps\"], (int)data[\"updates\"], out0_p, out1_p, " + BUFFERS + ");",
+                             {"momentum": float(first.momentum), "eps": float(first.eps),
+                              "updates": int(first.stat_updates)})
         jt.sync([y, stats])
         stats = stats.numpy()
         at = 0

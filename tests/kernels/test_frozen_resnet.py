@@ -176,9 +176,10 @@ def test_the_program_reads_the_weights_and_statistics_at_each_call():
     jx = jt.array(x)
     first = frozen_resnet.frozen_backbone(j, jx).numpy()
     program = j.__dict__["_frozen_program"][1]
-    assert [v for v in vars(program).values() if isinstance(v, jt.Var)] == [program.prog], \
-        "the program holds arrays beside its instructions"
-    again = frozen_resnet.frozen_backbone(j, jx).numpy()
+    held = [v for v in vars(program).values() if isinstance(v, jt.Var)]
+    assert held == [program.prog, program.plan, program.arena] and program.arena.dtype == "uint8", \
+        "the program holds arrays beside its instructions, its buffer plan and its arena"
+    again = frozen_resnet.frozen_backbone(j, jx).numpy()      # the first call recorded, this one planned
     np.testing.assert_array_equal(again, first)
     with torch.no_grad():
         t[1].running_mean += 0.5
@@ -347,10 +348,13 @@ def test_train_program_updates_as_many_times_as_forwards_and_keeps_its_weights()
     t, j = _train_twins(10, 8, 32)
     x = _input(2, 8, 32)
     jx = jt.array(x)
-    frozen_resnet.frozen_backbone(j, jx).sync()
+    y1 = frozen_resnet.frozen_backbone(j, jx).numpy()     # recorded its buffers' plan
     program = j.__dict__["_frozen_program"][1]
-    y2 = frozen_resnet.frozen_backbone(j, jx).numpy()
+    y2 = frozen_resnet.frozen_backbone(j, jx).numpy()     # its buffers in the arena
     assert j.__dict__["_frozen_program"][1] is program, "new running averages rebuilt the program"
+    # the batch's statistics, not the running averages, normalise: the same arithmetic on
+    # the same numbers, wherever its buffers are
+    np.testing.assert_array_equal(y2, y1, err_msg="the planned call differs from the recorded one")
     tt = copy.deepcopy(t).double()
     with torch.no_grad():
         tt(torch.from_numpy(x).double())
@@ -500,3 +504,76 @@ def test_the_program_runs_in_the_layout_oneDNN_chooses_here():
         strided = [m for m in ones if tuple(m.stride) != (1, 1, 1)]
         assert strided, "R3D-10 has no strided 1x1x1 shortcut: the check below checks nothing"
         assert sum("1x1" in n for n in names) == len(ones), names
+
+
+def test_the_buffer_plan_places_apart_only_what_lives_together():
+    """``Buffers`` (csrc): a recorded call's buffers placed in one arena, first fit, largest
+    first.  Here (sizes in 4 KB pages, clock ticks at each make and each drop): a=25 [0, 2),
+    b=75 [1, 5), c=12 [3, end), d=25 [4, end), e=100 [6, end).  Buffers whose lifetimes meet
+    never share bytes; the arena is the most that lives at once (c + d + e = 137 pages; first
+    fit finds it here: e at 0, b at 0, a after b, d after e, c after d).  A planned call gets
+    the arena at each buffer's offset, and a buffer of another size than the plan's its own."""
+    page = 4096
+    sizes = {"a": 25, "b": 75, "c": 12, "d": 25, "e": 100}
+    life = {"a": (0, 2), "b": (1, 5), "c": (3, 99), "d": (4, 99), "e": (6, 99)}
+
+    def desc(name, scale=1):
+        return f"memory::desc({{{sizes[name] * page // 4 * scale}}}, dt::f32, tag::x)"
+
+    record = ("using namespace cten_frozen; "
+              "{ Buffers mem(nullptr, nullptr); { "
+              f"Buffer a = mem.get({desc('a')}); Buffer b = mem.get({desc('b')}); a = Buffer(); "
+              f"Buffer c = mem.get({desc('c')}); Buffer d = mem.get({desc('d')}); b = Buffer(); "
+              f"Buffer e = mem.get({desc('e')}); }} mem.plan(out0_p, 64); }}")
+    plan = frozen_resnet._code((64,), "int64", [], record.replace("out0_p", "(int64_t*)out0_p")).numpy()
+    names = list(sizes)
+    assert plan[0] == len(names)
+    size = dict(zip(names, plan[2:12:2]))
+    at = dict(zip(names, plan[3:12:2]))
+    assert size == {n: v * page for n, v in sizes.items()}
+    for i, p in enumerate(names):
+        for q in names[i + 1:]:
+            meet = life[p][0] < life[q][1] and life[q][0] < life[p][1]
+            apart = at[p] + size[p] <= at[q] or at[q] + size[q] <= at[p]
+            assert apart or not meet, f"{p} and {q} live together and share bytes: {at}"
+    assert plan[1] == (12 + 25 + 100) * page, f"an arena of {plan[1] // page} pages for 137 alive at most"
+    assert all(v % page == 0 for v in at.values())
+
+    arena = jt.zeros((int(plan[1]) + page,), "uint8")
+    replay = ("using namespace cten_frozen; char* base = (char*)in1_p; "
+              "Buffers mem((const int64_t*)in0_p, base); char* aligned = (char*)(((uintptr_t)base + 4095) / 4096 * 4096); "
+              f"Buffer a = mem.get({desc('a')}); Buffer b = mem.get({desc('b')}); "
+              f"Buffer c = mem.get({desc('c', 2)}); "                    # not the plan's size
+              "out0_p[0] = (char*)a.m.get_data_handle() - aligned; out0_p[1] = (char*)b.m.get_data_handle() - aligned; "
+              "char* own = (char*)c.m.get_data_handle(); out0_p[2] = own >= aligned && own < aligned + in0_p[1];")
+    got = frozen_resnet._code((3,), "int64", [jt.array(plan, dtype="int64"), arena],
+                              replay.replace("out0_p[", "((int64_t*)out0_p)[")).numpy()
+    assert list(got[:2]) == [at["a"], at["b"]], "a planned call's buffers are not at the plan's offsets"
+    assert got[2] == 0, "a buffer of another size than the plan's was placed in the arena"
+
+
+def test_a_planned_call_faults_in_none_of_its_activations():
+    """After the first call (which records the plan), a program's activations live in its
+    arena, kept between calls: no page of them is faulted in again.  Without it, glibc
+    mapped every block above 32 MB afresh at each call (here the stem's output, 51 MB).
+    What a planned call may still fault in is not its activations': the output and the
+    weights' reordered copies (from glibc's heap): under a quarter of the arena's pages."""
+    import resource
+
+    j = visual_backbone(18, 16, 112)
+    for w in j.parameters():
+        w.stop_grad()
+    x = jt.array(_input(4, 16, 112))
+    for train in (False, True):
+        set_train_mode(j, train)
+        frozen_resnet.frozen_backbone(j, x).sync()
+        program = j.__dict__["_frozen_program"][1]
+        assert program.arena_bytes and program.arena_bytes >= 4 * 64 * 16 * 56 * 56 * 4, \
+            f"no arena for the stem's output ({program.arena_bytes} bytes)"
+        frozen_resnet.frozen_backbone(j, x).sync()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        frozen_resnet.frozen_backbone(j, x).sync()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        pages = program.arena_bytes // 4096
+        assert faults < pages / 4, (f"{'train' if train else 'eval'} mode: {faults} pages faulted in by a "
+                                    f"planned call, of an arena of {pages}")

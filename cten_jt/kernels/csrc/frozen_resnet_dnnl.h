@@ -15,6 +15,11 @@
 //     place;
 //   * a strided 1x1x1 convolution (a downsampling shortcut) runs on the stride-1 1x1
 //     kernel over a subsampled copy of its input (subsampled, conv_input);
+//   * the activations and the call's other buffers are placed in one arena that the caller
+//     keeps between calls (Buffers: planned from the first call's allocations, which it
+//     records): glibc maps blocks above 32 MB afresh at each allocation, and at the paper's
+//     shape the stem's and layer 1's faulted in ~110 (eval) to ~170 (train) thousand 4 KB
+//     pages a call;
 //   * each convolution's weights are folded (eval mode) and reordered into the layout its
 //     primitive wants as it runs, from its own array: the program keeps no copy of the
 //     backbone's weights (one layer's at a time; ~2-4 % of a forward).
@@ -58,9 +63,12 @@
 #include <dnnl.hpp>
 #include <cstdint>
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -120,6 +128,91 @@ inline memory::desc act_desc(const memory::dims& dims, dt type, bool plain) {
     return memory::desc(dims, type, block == 16 ? tag::nCdhw16c : tag::nCdhw8c);
 }
 
+// An activation: a oneDNN memory, on bytes of its own (oneDNN's allocation) or of the
+// arena (Buffers::get); `owner` tells Buffers when the last copy goes.
+struct Buffer {
+    memory m;
+    std::shared_ptr<void> owner;
+};
+
+// Where one call's buffers come from (the activations, the subsampled and the stacked copies).
+//
+// Recording (no plan yet): each is oneDNN's own allocation, and the call records when each
+// is made and when its last copy goes, on one clock; plan() then places them in one arena
+// (first fit, largest first, 4 KB aligned; two buffers share bytes only where their
+// lifetimes do not meet).  Planned: the caller passes that plan and an arena of its total
+// size, kept between calls, and the k-th buffer of the call is the arena at the k-th
+// offset: a program makes the same buffers in the same order at every call (its
+// instructions decide them), so the k-th is the recorded k-th; one of another size (which
+// the program never makes) gets an allocation of its own instead.
+// Plan layout (int64): [0] buffers (-1: more than fit), [1] the arena's bytes, then
+// (size, offset) per buffer.
+class Buffers {
+  public:
+    static constexpr size_t ALIGN = 4096;
+    Buffers(const int64_t* plan, char* arena)
+        : plan_(plan), arena_(reinterpret_cast<char*>(((uintptr_t)arena + ALIGN - 1) / ALIGN * ALIGN)) {}
+
+    Buffer get(const memory::desc& d) {
+        size_t size = d.get_size();
+        long k = made_++;
+        if (plan_) {
+            if (k < plan_[0] && (size_t)plan_[2 + 2 * k] == size)
+                return Buffer{memory(d, eng(), arena_ + plan_[3 + 2 * k]), nullptr};
+            return Buffer{memory(d, eng()), nullptr};
+        }
+        events_.push_back({size, clock_++, -1});
+        auto gone = [this, k](void*) { events_[k].died = clock_++; };
+        return Buffer{memory(d, eng()), std::shared_ptr<void>(nullptr, gone)};
+    }
+
+    // The plan of a recorded call (every Buffer gone) into out[capacity].
+    void plan(int64_t* out, long capacity) const {
+        long n = (long)events_.size();
+        if (2 + 2 * n > capacity) {
+            out[0] = -1, out[1] = 0;
+            return;
+        }
+        std::vector<long> order(n);
+        for (long i = 0; i < n; i++) order[i] = i;
+        std::stable_sort(order.begin(), order.end(),
+                         [&](long a, long b) { return events_[a].size > events_[b].size; });
+        std::vector<size_t> at(n, 0);
+        std::vector<bool> placed(n, false);
+        size_t total = 0;
+        for (long i : order) {
+            std::vector<std::pair<size_t, size_t>> taken;     // [start, end) of live neighbours
+            for (long j = 0; j < n; j++)
+                if (placed[j] && meet(events_[i], events_[j])) taken.push_back({at[j], at[j] + round(events_[j].size)});
+            std::sort(taken.begin(), taken.end());
+            size_t start = 0;
+            for (auto& t : taken) {
+                if (t.first >= start + round(events_[i].size)) break;
+                start = std::max(start, t.second);
+            }
+            at[i] = start, placed[i] = true;
+            total = std::max(total, start + round(events_[i].size));
+        }
+        out[0] = n, out[1] = (int64_t)total;
+        for (long i = 0; i < n; i++) out[2 + 2 * i] = (int64_t)events_[i].size, out[3 + 2 * i] = (int64_t)at[i];
+    }
+
+  private:
+    struct Event {
+        size_t size;
+        long born, died;            // died -1: still alive (counts as alive to the end)
+    };
+    static size_t round(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+    static bool meet(const Event& a, const Event& b) {
+        long a_end = a.died < 0 ? LONG_MAX : a.died, b_end = b.died < 0 ? LONG_MAX : b.died;
+        return a.born < b_end && b.born < a_end;
+    }
+    const int64_t* plan_;
+    char* arena_;
+    long made_ = 0, clock_ = 0;
+    std::vector<Event> events_;
+};
+
 struct ConvStep {
     convolution_forward::primitive_desc pd;
     convolution_forward prim;
@@ -176,12 +269,12 @@ inline PoolStep& pool_step(const int* p, int prec, const memory::desc& src) {
 }
 
 // The plain float32 input as an activation (blocked where its channels divide, in `type`).
-inline memory as_activation(memory input, dt type, stream& st) {
+inline Buffer as_activation(memory input, dt type, Buffers& mem, stream& st) {
     memory::desc want = act_desc(input.get_desc().dims(), type, false);
-    if (want == input.get_desc()) return input;
-    memory m(want, eng());
-    reorder(input, m).execute(st, input, m);
-    return m;
+    if (want == input.get_desc()) return Buffer{input, nullptr};
+    Buffer b = mem.get(want);
+    reorder(input, b.m).execute(st, input, b.m);
+    return b;
 }
 
 // A 1x1x1 convolution with a stride and no padding (a downsampling block's shortcut):
@@ -211,11 +304,11 @@ inline std::vector<int> step_sizes(const int* ins) {
 // subsampled one every stride-th position of `src` (which must have the instruction's own
 // input sizes, in the layout act_desc gives them) copied into a new buffer, a channel block
 // (or, plain, a value) at a time.
-inline memory conv_input(int k, const int* ins, const ConvStep& c, const memory& src, stream& st,
-                         const char* where) {
+inline Buffer conv_input(int k, const int* ins, const ConvStep& c, const Buffer& src, Buffers& mem,
+                         stream& st, const char* where) {
     memory::desc want = c.pd.src_desc();
     if (!subsampled(ins)) {
-        if (!(want == src.get_desc()))
+        if (!(want == src.m.get_desc()))
             throw std::runtime_error(std::string(where) + ": instruction " + std::to_string(k) +
                                      ": the input's layout is not the convolution's");
         return src;
@@ -223,17 +316,17 @@ inline memory conv_input(int k, const int* ins, const ConvStep& c, const memory&
     const int* s = ins + 8;
     dt type = want.data_type();
     memory::desc whole = act_desc(src_dims(s), type, false);
-    if (!(whole == src.get_desc()))
+    if (!(whole == src.m.get_desc()))
         throw std::runtime_error(std::string(where) + ": instruction " + std::to_string(k) +
                                  ": the input's layout is not the subsampled convolution's");
     long block = (act_block(type) && s[2] >= act_block(type)) ? act_block(type) : 1;
     long N = s[1], CB = (s[2] + block - 1) / block, D = s[3], H = s[4], W = s[5];
     long OD = s[16], OH = s[17], OW = s[18], SD = s[10], SH = s[11], SW = s[12];
     size_t vec = block * (type == dt::f32 ? 4 : 2);
-    memory out(want, eng());
+    Buffer out = mem.get(want);
     st.wait();
-    const char* from = static_cast<const char*>(src.get_data_handle());
-    char* to = static_cast<char*>(out.get_data_handle());
+    const char* from = static_cast<const char*>(src.m.get_data_handle());
+    char* to = static_cast<char*>(out.m.get_data_handle());
     #pragma omp parallel for collapse(2)
     for (long nc = 0; nc < N * CB; nc++)
         for (long od = 0; od < OD; od++)
@@ -246,15 +339,14 @@ inline memory conv_input(int k, const int* ins, const ConvStep& c, const memory&
 
 // The first convolution with its temporal taps as channels (K = ins[28]), into `dst`.
 inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, const memory& w, const memory& b,
-                                 memory& dst, stream& st) {
+                                 memory& dst, Buffers& mem, stream& st) {
     const int* s = ins + 8;
     int K = ins[28], pad = ins[29], chunk = ins[30];
     int N = s[1], C = s[2] / K, D = s[3];
     size_t plane = (size_t)s[4] * s[5];
-    memory stacked({{chunk, s[2], D, s[4], s[5]}, dt::f32, tag::ncdhw}, eng());
-    memory src(c.pd.src_desc(), eng());
+    Buffer stacked = mem.get({{chunk, s[2], D, s[4], s[5]}, dt::f32, tag::ncdhw}), src = mem.get(c.pd.src_desc());
     size_t per_sample = dst.get_desc().get_size() / N;
-    float* xs = static_cast<float*>(stacked.get_data_handle());
+    float* xs = static_cast<float*>(stacked.m.get_data_handle());
     for (int n0 = 0; n0 < N; n0 += chunk) {
         for (int i = 0; i < chunk; i++)
             for (int ch = 0; ch < C; ch++)
@@ -268,9 +360,9 @@ inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, co
                             std::memcpy(to, x + (((size_t)(n0 + i) * C + ch) * D + from) * plane,
                                         plane * sizeof(float));
                     }
-        reorder(stacked, src).execute(st, stacked, src);
+        reorder(stacked.m, src.m).execute(st, stacked.m, src.m);
         memory part(c.pd.dst_desc(), eng(), static_cast<char*>(dst.get_data_handle()) + n0 * per_sample);
-        c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, part}});
+        c.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, part}});
         st.wait();
     }
 }
@@ -443,8 +535,8 @@ inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N,
 
 // A CONV_TRAIN instruction: the convolution into a buffer of the program's precision,
 // then its train-mode BatchNorm into the dst slot (new, the buffer itself, or summed into).
-inline void run_conv_train(int k, const int* ins, int prec, const float* x, std::vector<memory>& slots,
-                           ConvStep& c, const memory& w, const Norms& tn, stream& st) {
+inline void run_conv_train(int k, const int* ins, int prec, const float* x, std::vector<Buffer>& slots,
+                           ConvStep& c, const memory& w, const Norms& tn, Buffers& mem, stream& st) {
     const int* s = ins + 8;
     dt type = prec ? dt::bf16 : dt::f32;
     std::vector<float> zeros(s[6], 0.f);             // no bias: the BatchNorm's comes after
@@ -455,15 +547,15 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
         throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
                                  ": a train-mode BatchNorm needs blocked channels (a multiple of " +
                                  std::to_string(block) + ")");
-    memory tmp(out_desc, eng());
+    Buffer tmp = mem.get(out_desc);
     if (ins[28] > 0) {
         if (ins[1] != 0)
             throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
                                      ": taps as channels apply to the first convolution only");
-        run_taps_as_channels(ins, c, x, w, b, tmp, st);
+        run_taps_as_channels(ins, c, x, w, b, tmp.m, mem, st);
     } else {
-        memory src = conv_input(k, ins, c, slots[ins[1]], st, "cten_frozen_run_train");
-        c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, tmp}});
+        Buffer src = conv_input(k, ins, c, slots[ins[1]], mem, st, "cten_frozen_run_train");
+        c.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, tmp.m}});
         st.wait();
     }
     bool sum = ins[3], out_f32 = ins[31] || !prec;
@@ -472,15 +564,15 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
         throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
                                  ": float32 and bfloat16 activations in blocks of different sizes");
     if (sum) {
-        if (!(slots[ins[2]].get_desc() == dst_desc))
+        if (!(slots[ins[2]].m.get_desc() == dst_desc))
             throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
                                      ": the shortcut's layout is not the convolution's output's");
     } else {
-        slots[ins[2]] = dst_desc == out_desc ? tmp : memory(dst_desc, eng());
+        slots[ins[2]] = dst_desc == out_desc ? tmp : mem.get(dst_desc);
     }
     long N = s[1], C = s[6], S = (long)s[16] * s[17] * s[18];
-    void* from = tmp.get_data_handle();
-    void* to = slots[ins[2]].get_data_handle();
+    void* from = tmp.m.get_data_handle();
+    void* to = slots[ins[2]].m.get_data_handle();
     if (!prec)
         bn_train_blocked((const float*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn, block);
     else if (out_f32)
@@ -528,14 +620,14 @@ namespace cten_frozen {
 // BatchNorms' arrays, folded into the convolutions (CONV) or normalising with the batch's
 // statistics (CONV_TRAIN, `train`).
 inline void run(const float* x, const float* const* each, const int* prog, float* out, const Norms& nm,
-                bool train) {
+                bool train, Buffers& mem) {
     int n = prog[0], prec = prog[1];
     dt type = prec ? dt::bf16 : dt::f32;
-    std::vector<memory> slots(prog[3]);
+    std::vector<Buffer> slots(prog[3]);
     stream st(eng());
     const int* first = prog + WIDTH + 8;
     memory input(act_desc(src_dims(first), dt::f32, true), eng(), const_cast<float*>(x));
-    if (prog[WIDTH + 28] == 0) slots[0] = as_activation(input, type, st);   // else read as it is
+    if (prog[WIDTH + 28] == 0) slots[0] = as_activation(input, type, mem, st);   // else read as it is
     int conv_i = 0;
     std::vector<float> bias;
     auto weights = [&](const ConvStep& c, const int* ins) {
@@ -550,73 +642,84 @@ inline void run(const float* x, const float* const* each, const int* prog, float
         if (ins[0] == OP_CONV_TRAIN) {
             ConvStep& c = step_of(ins, prec);
             memory w = weights(c, ins);
-            run_conv_train(k, ins, prec, x, slots, c, w, nm, st);
+            run_conv_train(k, ins, prec, x, slots, c, w, nm, mem, st);
         } else if (ins[0] == OP_CONV && ins[28] > 0) {
             const int* s = ins + 8;
             ConvStep& c = step_of(ins, prec);
             if (ins[1] != 0 || ins[3])
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": taps as channels apply to the first convolution only");
-            slots[ins[2]] = memory(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false), eng());
+            slots[ins[2]] = mem.get(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false));
             memory w = weights(c, ins);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), bias.data());
-            run_taps_as_channels(ins, c, x, w, b, slots[ins[2]], st);
+            run_taps_as_channels(ins, c, x, w, b, slots[ins[2]].m, mem, st);
         } else if (ins[0] == OP_CONV) {
             const int* s = ins + 8;
             ConvStep& c = step_of(ins, prec);
-            memory src = conv_input(k, ins, c, slots[ins[1]], st, "cten_frozen_run");
+            Buffer src = conv_input(k, ins, c, slots[ins[1]], mem, st, "cten_frozen_run");
             if (ins[3]) {
-                if (!(c.pd.dst_desc() == slots[ins[2]].get_desc()))
+                if (!(c.pd.dst_desc() == slots[ins[2]].m.get_desc()))
                     throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                              ": the shortcut's layout is not the convolution's output's");
             } else {
-                slots[ins[2]] = memory(c.pd.dst_desc(), eng());
+                slots[ins[2]] = mem.get(c.pd.dst_desc());
             }
             memory w = weights(c, ins);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), bias.data());
-            c.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b},
-                                {DNNL_ARG_DST, slots[ins[2]]}});
+            c.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b},
+                                {DNNL_ARG_DST, slots[ins[2]].m}});
             if (subsampled(ins)) st.wait();      // the subsampled copy is freed at the block's end
         } else if (ins[0] == OP_MAXPOOL) {
-            memory& src = slots[ins[1]];
-            PoolStep& p = pool_step(ins + 8, prec, src.get_desc());
-            slots[ins[2]] = memory(p.pd.dst_desc(), eng());
-            p.prim.execute(st, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, slots[ins[2]]}});
+            Buffer src = slots[ins[1]];
+            PoolStep& p = pool_step(ins + 8, prec, src.m.get_desc());
+            slots[ins[2]] = mem.get(p.pd.dst_desc());
+            p.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_DST, slots[ins[2]].m}});
         } else if (ins[0] == OP_CAST) {
-            memory& src = slots[ins[1]];
-            slots[ins[2]] = memory(act_desc(src.get_desc().dims(), ins[3] ? dt::f32 : type, false), eng());
-            reorder(src, slots[ins[2]]).execute(st, src, slots[ins[2]]);
+            Buffer src = slots[ins[1]];
+            slots[ins[2]] = mem.get(act_desc(src.m.get_desc().dims(), ins[3] ? dt::f32 : type, false));
+            reorder(src.m, slots[ins[2]].m).execute(st, src.m, slots[ins[2]].m);
         } else if (ins[0] == OP_FREE) {
             st.wait();
-            slots[ins[1]] = memory();
+            slots[ins[1]] = Buffer();
         } else {
             throw std::runtime_error("cten_frozen_run: unknown instruction " + std::to_string(ins[0]));
         }
     }
     memory result(act_desc({prog[4], prog[5], prog[6], prog[7], prog[8]}, dt::f32, true), eng(), out);
-    reorder(slots[prog[2]], result).execute(st, slots[prog[2]], result);
+    reorder(slots[prog[2]].m, result).execute(st, slots[prog[2]].m, result);
     st.wait();
+}
+
+// run with the call's buffers in `arena` as `plan` places them, or (plan null) each its own,
+// their plan then written to plan_out (Buffers).
+inline void run_planned(const float* x, const float* const* each, const int* prog, float* out, const Norms& nm,
+                        bool train, const int64_t* plan, char* arena, int64_t* plan_out, long plan_capacity) {
+    Buffers mem(plan, arena);
+    run(x, each, prog, out, nm, train, mem);       // every Buffer of the call is gone at its return
+    if (!plan) mem.plan(plan_out, plan_capacity);
 }
 
 }  // namespace cten_frozen
 
 // Eval mode: every BatchNorm folded into its convolution as it runs (CONV instructions);
 // the convolutions' weights each[i], the BatchNorms' arrays concatenated (prog header [9]
-// channels) and their eps.
+// channels) and their eps.  The call's buffers: in `arena` as `plan` places them, or (plan
+// null) allocated each, and their plan written to plan_out[plan_capacity] (Buffers).
 inline void cten_frozen_run(const float* x, const float* const* each, const int* prog, const float* gamma,
                             const float* beta, const float* running_mean, const float* running_var, double eps,
-                            float* out) {
+                            float* out, const int64_t* plan, char* arena, int64_t* plan_out, long plan_capacity) {
     cten_frozen::Norms nm{gamma, beta, running_mean, running_var, nullptr, prog[9], 0.0, eps, 0};
-    cten_frozen::run(x, each, prog, out, nm, false);
+    cten_frozen::run_planned(x, each, prog, out, nm, false, plan, arena, plan_out, plan_capacity);
 }
 
 // Train mode: the same arrays; stats [4, channels] gets each channel's batch mean, 1/std and
 // updated running mean and variance (cten_bn_finish_channel), for the caller to store.
 inline void cten_frozen_run_train(const float* x, const float* const* each, const int* prog, const float* gamma,
                                   const float* beta, const float* running_mean, const float* running_var,
-                                  double momentum, double eps, int updates, float* out, float* stats) {
+                                  double momentum, double eps, int updates, float* out, float* stats,
+                                  const int64_t* plan, char* arena, int64_t* plan_out, long plan_capacity) {
     cten_frozen::Norms nm{gamma, beta, running_mean, running_var, stats, prog[9], momentum, eps, updates};
-    cten_frozen::run(x, each, prog, out, nm, true);
+    cten_frozen::run_planned(x, each, prog, out, nm, true, plan, arena, plan_out, plan_capacity);
 }
 
 // numpy's frozen_resnet.fold of n output channels (`per` weights each, contiguous) into
