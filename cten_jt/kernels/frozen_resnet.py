@@ -354,13 +354,23 @@ class FrozenProgram:
         return [x, self.prog] + params + [c.weight for c in self.convs], f"const float* each[] = {{{each}}}; "
 
     def _run(self, shapes, dtypes, inputs, src, data):
-        """The op: planned (the arena and its plan as its last inputs), or, at the first
-        call, recording (the plan as its last output, kept with an arena of its size)."""
+        """The op, run now: planned (the plan its last input, the arena's address in its
+        data), or, at the first call, recording (the plan its last output, then kept with
+        an arena of its size).
+
+        The arena is numpy's (glibc's own mapping), not a Jittor array: freed, it goes back
+        to the system at once, where Jittor's caching allocator kept a freed array for
+        its next ones (at the paper's shape the released train-mode arena then stayed
+        resident through the backward: +210 MB on the step's peak).  The op runs before
+        this returns, so the arena outlives it."""
         if self.plan is not None:
-            inputs = inputs + [self.plan, self.arena]
-            at = len(inputs) - 2
-            outs = _code(shapes, dtypes, inputs, src.replace(BUFFERS, f"(const int64_t*)in{at}_p, (char*)in{at + 1}_p, nullptr, 0"), data)
-            return list(outs)
+            inputs = inputs + [self.plan]
+            src = src.replace(BUFFERS, f"(const int64_t*)in{len(inputs) - 1}_p, "
+                                       "(char*)(uintptr_t)data[\"arena\"], nullptr, 0")
+            # an address below 2^53 travels exactly in the op's float64 data
+            outs = list(_code(shapes, dtypes, inputs, src, dict(data, arena=float(self.arena.ctypes.data))))
+            jt.sync(outs)
+            return outs
         shapes, dtypes = shapes + [(PLAN_CAPACITY,)], dtypes + ["int64"]
         at = len(shapes) - 1
         *outs, plan = _code(shapes, dtypes, inputs,
@@ -368,7 +378,7 @@ class FrozenProgram:
         plan = plan.numpy()
         if plan[0] >= 0:        # else more buffers than the plan holds: each its own, as recorded
             self.plan = jt.array(plan[:2 + 2 * plan[0]], dtype="int64").stop_grad()   # (jt.array makes int64 int32)
-            self.arena = jt.zeros((int(plan[1]) + 4096,), "uint8").stop_grad()   # 4 KB: the alignment
+            self.arena = np.empty(int(plan[1]) + 4096, np.uint8)      # 4 KB: the alignment
         return outs
 
     def __call__(self, x):

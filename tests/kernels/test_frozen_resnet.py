@@ -177,7 +177,7 @@ def test_the_program_reads_the_weights_and_statistics_at_each_call():
     first = frozen_resnet.frozen_backbone(j, jx).numpy()
     program = j.__dict__["_frozen_program"][1]
     held = [v for v in vars(program).values() if isinstance(v, jt.Var)]
-    assert held == [program.prog, program.plan, program.arena] and program.arena.dtype == "uint8", \
+    assert held == [program.prog, program.plan] and program.arena.dtype == np.uint8, \
         "the program holds arrays beside its instructions, its buffer plan and its arena"
     again = frozen_resnet.frozen_backbone(j, jx).numpy()      # the first call recorded, this one planned
     np.testing.assert_array_equal(again, first)
