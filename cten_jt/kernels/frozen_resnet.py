@@ -72,6 +72,10 @@ _HEADER = "frozen_resnet_dnnl.h"
 #: buffer]; R3D-101's train-mode program makes ~330 buffers a call
 PLAN_CAPACITY = 2 + 2 * 4096
 BUFFERS = "__BUFFERS__"          # in an op's source: where its plan's arguments go
+#: the plans recorded in this process, by program (its instructions): a program made again
+#: (each training step makes its train-mode program anew, ``release_weight_caches``) takes
+#: its buffers from an arena from its first call
+_PLANS = {}
 
 
 def _code(shape, dtype, inputs, src, data=None):
@@ -337,13 +341,16 @@ class FrozenProgram:
     def __init__(self, resnet, shape, precision, train=False):
         b, x, shape = _build(resnet, shape, precision, train)
         self.out_shape, self.train, self.convs, self.norms = shape, train, b.convs, b.norms
-        self.prog = jt.array(b.program(x, shape)).stop_grad()
-        self.plan = self.arena = None
+        program = b.program(x, shape)
+        self.prog = jt.array(program).stop_grad()
+        self.key, self.plan, self.arena = program.tobytes(), None, None
+        if self.key in _PLANS:                 # the same instructions before: the same buffers
+            self._plan(_PLANS[self.key])
 
     @property
     def arena_bytes(self):
         """The arena's size (None before the first call, or where the plan did not fit)."""
-        return None if self.plan is None else int(self.plan[1].item())
+        return None if self.plan is None else int(self.plan[1])
 
     def _inputs(self, x):
         """The call's inputs: x, the program, the BatchNorms' four arrays concatenated, each
@@ -354,32 +361,36 @@ class FrozenProgram:
         return [x, self.prog] + params + [c.weight for c in self.convs], f"const float* each[] = {{{each}}}; "
 
     def _run(self, shapes, dtypes, inputs, src, data):
-        """The op, run now: planned (the plan its last input, the arena's address in its
-        data), or, at the first call, recording (the plan its last output, then kept with
-        an arena of its size).
+        """The op, run now, with the plan as its last input and the arena's address in its
+        data: planned, or (no plan yet: [-1]) recording, the plan then in its last output
+        and kept, with an arena of its size.  One op for both, so that the first planned
+        call compiles nothing.
 
         The arena is numpy's (glibc's own mapping), not a Jittor array: freed, it goes back
         to the system at once, where Jittor's caching allocator kept a freed array for
         its next ones (at the paper's shape the released train-mode arena then stayed
         resident through the backward: +210 MB on the step's peak).  The op runs before
         this returns, so the arena outlives it."""
-        if self.plan is not None:
-            inputs = inputs + [self.plan]
-            src = src.replace(BUFFERS, f"(const int64_t*)in{len(inputs) - 1}_p, "
-                                       "(char*)(uintptr_t)data[\"arena\"], nullptr, 0")
-            # an address below 2^53 travels exactly in the op's float64 data
-            outs = list(_code(shapes, dtypes, inputs, src, dict(data, arena=float(self.arena.ctypes.data))))
-            jt.sync(outs)
-            return outs
+        planned = self.plan is not None
+        plan = jt.array(self.plan if planned else np.array([-1, 0]), dtype="int64")  # (jt.array makes int64 int32)
+        inputs = inputs + [plan.stop_grad()]
         shapes, dtypes = shapes + [(PLAN_CAPACITY,)], dtypes + ["int64"]
-        at = len(shapes) - 1
-        *outs, plan = _code(shapes, dtypes, inputs,
-                            src.replace(BUFFERS, f"nullptr, nullptr, (int64_t*)out{at}_p, {PLAN_CAPACITY}"), data)
-        plan = plan.numpy()
-        if plan[0] >= 0:        # else more buffers than the plan holds: each its own, as recorded
-            self.plan = jt.array(plan[:2 + 2 * plan[0]], dtype="int64").stop_grad()   # (jt.array makes int64 int32)
-            self.arena = np.empty(int(plan[1]) + 4096, np.uint8)      # 4 KB: the alignment
+        src = src.replace(BUFFERS, f"in{len(inputs) - 1}_p[0] >= 0 ? (const int64_t*)in{len(inputs) - 1}_p : nullptr, "
+                                   f"(char*)(uintptr_t)data[\"arena\"], (int64_t*)out{len(shapes) - 1}_p, {PLAN_CAPACITY}")
+        # an address below 2^53 travels exactly in the op's float64 data
+        *outs, recorded = _code(shapes, dtypes, inputs, src,
+                                dict(data, arena=float(self.arena.ctypes.data) if planned else 0.0))
+        jt.sync(outs)
+        if not planned:
+            recorded = recorded.numpy()
+            if recorded[0] >= 0:   # else more buffers than a plan holds: each its own, as recorded
+                self._plan(recorded[:2 + 2 * recorded[0]])
+                _PLANS[self.key] = self.plan
         return outs
+
+    def _plan(self, plan):
+        self.plan = plan
+        self.arena = np.empty(int(plan[1]) + 4096, np.uint8)        # 4 KB: the alignment
 
     def __call__(self, x):
         inputs, each = self._inputs(x)

@@ -177,7 +177,7 @@ def test_the_program_reads_the_weights_and_statistics_at_each_call():
     first = frozen_resnet.frozen_backbone(j, jx).numpy()
     program = j.__dict__["_frozen_program"][1]
     held = [v for v in vars(program).values() if isinstance(v, jt.Var)]
-    assert held == [program.prog, program.plan] and program.arena.dtype == np.uint8, \
+    assert held == [program.prog] and program.arena.dtype == np.uint8 and program.plan.dtype == np.int64, \
         "the program holds arrays beside its instructions, its buffer plan and its arena"
     again = frozen_resnet.frozen_backbone(j, jx).numpy()      # the first call recorded, this one planned
     np.testing.assert_array_equal(again, first)
@@ -195,6 +195,10 @@ def test_the_program_reads_the_weights_and_statistics_at_each_call():
     assert j.__dict__["_frozen_program"][1] is not program, "another batch ran the old instructions"
     conv_ops.release_weight_caches(j)
     assert "_frozen_program" not in j.__dict__
+    # made again (as each training step does), the program places its buffers from its first call
+    remade = frozen_resnet.FrozenProgram(j, jx.shape, "fp32")
+    assert remade.plan is not None and np.array_equal(remade.plan, program.plan), "the plan was not kept"
+    np.testing.assert_array_equal(list(j)[8](remade(jx)).numpy(), changed)
 
 
 def test_the_programs_fold_is_numpys_bit_for_bit():
