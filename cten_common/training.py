@@ -66,11 +66,14 @@ def erasing_rng(seed, epoch):
 
 def dropout_seed(seed, epoch, rank=0):
     """The framework generator's seed for epoch ``epoch`` on MPI rank ``rank`` (dropout):
-    one integer in [0, 2**32) drawn from (seed, epoch, rank).  2**32 is the bound:
-    ``jt.set_global_seed`` hands its seed to ``np.random.seed``, which refuses more (the
-    former ``(seed * 1000003 + epoch) * 1009 + rank`` passed it from train.seed 5 on)."""
+    one integer in [0, 2**31) drawn from (seed, epoch, rank).  2**31 is the bound:
+    ``jt.set_global_seed`` hands its seed to ``np.random.seed`` (which refuses 2**32 and
+    more: the former ``(seed * 1000003 + epoch) * 1009 + rank`` passed it from train.seed 5
+    on) and keeps it as a signed 32-bit integer, which each of Jittor's loader processes
+    reads back (``jt.get_seed()``) to seed numpy: a seed of 2**31 or more came back
+    negative and every loader process died (``data.num_workers`` > 0, half the epochs)."""
     words = [int(seed), int(epoch), int(rank), DROPOUT_STREAM]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint32)[0])
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint32)[0] >> np.uint32(1))
 
 
 # ---------------------------------------------------------------------------

@@ -7,19 +7,57 @@ from cten_common.config import load_run_config
 from cten_common.training import dropout_seed, epoch_order, erasing_rng
 
 
-def test_dropout_seeds_are_32_bit_distinct_and_accepted_by_both_frameworks():
+def test_dropout_seeds_are_31_bit_distinct_and_accepted_by_both_frameworks():
     """Jittor's set_global_seed passes its seed to np.random.seed (< 2**32): the former
-    formula crashed the Jittor trainer from train.seed 5 on."""
+    formula crashed the Jittor trainer from train.seed 5 on.  It also keeps the seed as a
+    signed 32-bit integer that its loader processes read back with jt.get_seed() to seed
+    numpy: 2**31 and more came back negative and killed them."""
     import jittor as jt
     import torch
     grid = list(itertools.product([0, 1, 4, 5, 1234, 2 ** 32 - 1], [0, 1, 99], [0, 3]))
     seeds = [dropout_seed(s, e, r) for s, e, r in grid]
-    assert all(isinstance(x, int) and 0 <= x < 2 ** 32 for x in seeds)
+    assert all(isinstance(x, int) and 0 <= x < 2 ** 31 for x in seeds)
     assert len(set(seeds)) == len(grid)                       # every (seed, epoch, rank) its own
     assert seeds == [dropout_seed(s, e, r) for s, e, r in grid]          # and the same each time
+    assert max(seeds) > 2 ** 30                               # the whole range is used
     for x in (min(seeds), max(seeds), dropout_seed(5, 0)):
         jt.set_global_seed(x)
+        assert jt.get_seed() == x, f"Jittor reads seed {x} back as {jt.get_seed()}"
         torch.manual_seed(x)
+
+
+def test_jittor_loader_processes_start_under_every_epochs_seed():
+    """The epoch's dropout seed set, then a Jittor loader with a worker process: the
+    worker seeds numpy from jt.get_seed() and must not die (it did for half the epochs;
+    Jittor's loader then waits for it for ever, so the loader runs in a process of its
+    own with a time limit)."""
+    import subprocess
+    import sys
+    code = """
+import numpy as np
+import cten_jt
+import jittor as jt
+from jittor.dataset import Dataset
+from cten_common.training import dropout_seed
+
+class Numbers(Dataset):
+    def __init__(self):
+        super().__init__(batch_size=2, shuffle=False, num_workers=1, drop_last=True)
+        self.set_attrs(total_len=4)
+
+    def __getitem__(self, i):
+        return np.array([i], np.float32)
+
+jt.set_global_seed(max(dropout_seed(0, e) for e in range(20)))     # the largest of 20 epochs' seeds
+loader = Numbers()
+print("batches", [np.asarray(b).ravel().tolist() for b in loader])
+loader.terminate()
+"""
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the Jittor loader hung: its worker process died") from None
+    assert "batches [[0.0, 1.0], [2.0, 3.0]]" in out.stdout, out.stdout[-1000:] + out.stderr[-3000:]
 
 
 def test_epoch_draws_depend_on_seed_and_epoch_alone():
