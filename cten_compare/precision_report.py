@@ -106,6 +106,10 @@ def _jittor_outputs(model, visual, audio, labels, initial, loss_scale):
     return out
 
 
+def _finite(out):
+    return all(np.all(np.isfinite(x)) for x in (out.values() if isinstance(out, dict) else [out]))
+
+
 def _np(x):
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x.numpy()
     return np.asarray(x, np.float64)
@@ -161,12 +165,16 @@ def report(device, cfg, batch, seed=0, precisions=None):
         times[f"jittor {p}"] = time.time() - began
         for name in OUTPUTS:
             d_t, d_j = distance(t_out[name], ref[name]), distance(j_out[name], ref[name])
-            finite = all(np.all(np.isfinite(x)) for x in
-                         (j_out[name].values() if isinstance(j_out[name], dict) else [j_out[name]]))
+            if not _finite(t_out[name]):
+                # no floor: the precision itself overflows on this model and input (fp16 at
+                # random init: the non-local block's scores, sums of 256 products of ~1e3
+                # features, pass fp16's 65504 in eval mode); Jittor is judged by agreeing
+                judged = "no floor: PyTorch not finite" + ("" if _finite(j_out[name]) else ", Jittor neither")
+            else:
+                judged = verdict(p, d_j, d_t) if _finite(j_out[name]) else "NON-FINITE"
             rows.append({"precision": p, "output": name, "d_torch": d_t, "d_jittor": d_j,
                          "jittor_vs_torch": distance(j_out[name], t_out[name]),
-                         "ratio": d_j / d_t if d_t > 0 else float("inf"),
-                         "verdict": verdict(p, d_j, d_t) if finite else "NON-FINITE"})
+                         "ratio": d_j / d_t if d_t > 0 else float("inf"), "verdict": judged})
     t_set(t_model, "fp32")
     j_set(j_model, "fp32")
     return rows, times
@@ -178,7 +186,8 @@ def markdown(result):
              f"batch {result['batch']}, {cfg['seq_len']} segments of {cfg['snippet_duration']} x "
              f"{cfg['sample_size']} px; reference: PyTorch float64 on the same device", "",
              "d = max |out - ref| / max |ref|; floor = d of PyTorch in that precision; ok: Jittor's d <= "
-             f"{FACTOR} x the floor (fp32: or <= {MODEL_RTOL:g})", "",
+             f"{FACTOR} x the floor (fp32: or <= {MODEL_RTOL:g}); where PyTorch's own result is not finite "
+             "there is no floor, and Jittor passes only by not being finite either", "",
              "| precision | output | PyTorch d (floor) | Jittor d | Jittor / floor | Jittor vs PyTorch | verdict |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in result["rows"]:
@@ -219,7 +228,7 @@ def main(argv=None):
     result = {"device": a.device, "config": cfg, "batch": a.batch, "factor": FACTOR, "fp32_bound": MODEL_RTOL,
               "device_name": torch.cuda.get_device_name() if a.device == "cuda" else "CPU",
               "torch": torch.__version__, "rows": rows, "seconds": times, "total_s": time.time() - began,
-              "all_ok": all(r["verdict"] == "ok" for r in rows)}
+              "all_ok": all(r["verdict"] == "ok" or r["verdict"].endswith("Jittor neither") for r in rows)}
     text = markdown(result)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

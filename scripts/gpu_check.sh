@@ -168,6 +168,11 @@ import os
 import jittor as jt
 import numpy as np
 print("import took", round(time.time() - t0, 1), "s; has_cuda", jt.has_cuda, "numpy", np.__version__)
+import importlib        # what every later step imports: a missing wheel shows here, by name
+for module in ("cten_common.data.datasets", "cten_jt.train", "cten_torch_ref.train", "benchmarks.framework_worker",
+               "cten_compare.precision_report", "benchmarks.gpu_epoch"):
+    importlib.import_module(module)
+print("the project's modules import")
 jt.flags.use_cuda = int(os.environ["DEVICE"] == "cuda")
 a = jt.array(np.arange(12, dtype=np.float32).reshape(3, 4))
 print(f"matmul on {os.environ['DEVICE']}:", (a @ a.transpose()).numpy().tolist())

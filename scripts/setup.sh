@@ -61,6 +61,32 @@ PYEOF
     fi
     rm -rf "$tmp"
   fi
+  # NVRTC (the compiler CuPy runs the CUDA kernels through on a GPU machine): its library
+  # from the nvidia-cuda-nvrtc wheel of this toolkit's version, so that the tests compile
+  # the kernels as NVRTC does (no C++ standard headers) without a GPU
+  version=$("$NVCC" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\),.*/\1/p')
+  dest="$HOME/.cache/cten_jt/nvrtc-cu${major}"
+  if [ ! -f "$dest/libnvrtc.so.${major}" ]; then
+    tmp=$(mktemp -d)
+    if .venv/bin/python -m pip download -q --no-deps -d "$tmp" "nvidia-cuda-nvrtc==${version}.*" >/dev/null 2>&1 ||
+       .venv/bin/python -m pip download -q --no-deps -d "$tmp" "nvidia-cuda-nvrtc-cu${major}==${version}.*" >/dev/null 2>&1; then
+      .venv/bin/python - "$tmp" "$dest" <<'PYEOF'
+import glob, os, sys, zipfile
+tmp, dest = sys.argv[1:]
+wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
+os.makedirs(dest, exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if "/lib/libnvrtc" in name:
+            with z.open(name) as src, open(os.path.join(dest, os.path.basename(name)), "wb") as out:
+                out.write(src.read())
+print(f"setup: NVRTC from {os.path.basename(wheel)} in {dest}")
+PYEOF
+    else
+      echo "setup: warning: no nvidia-cuda-nvrtc ${version} wheel; the kernels are not NVRTC-checked"
+    fi
+    rm -rf "$tmp"
+  fi
 fi
 # first import compiles Jittor (about 2 minutes on 2 cores, once) and checks the set
 .venv/bin/python -m cten_jt.check_install

@@ -52,6 +52,52 @@ def test_kernels_compile_with_nvcc(tmp_path, std):
     assert (tmp_path / "driver.o").stat().st_size > 0
 
 
+def _nvrtc():
+    """NVRTC's library (ctypes): NVRTC_LIB, or what scripts/setup.sh takes from the
+    nvidia-cuda-nvrtc wheel into ~/.cache/cten_jt/nvrtc-cuN where nvcc exists; else None."""
+    import ctypes
+    import glob
+    paths = ([os.environ["NVRTC_LIB"]] if os.environ.get("NVRTC_LIB") else []) + sorted(
+        glob.glob(os.path.expanduser("~/.cache/cten_jt/nvrtc-cu*/libnvrtc.so.*[0-9]")))
+    for path in paths:
+        # NVRTC opens its builtins library by name at the first compile: loaded first, it is found
+        for builtins in glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so.*")):
+            ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
+        return ctypes.CDLL(path)
+    return None
+
+
+def nvrtc_compile(lib, code, options):
+    """(ok, log) of NVRTC compiling ``code`` with ``options``, as CuPy's RawModule does."""
+    import ctypes
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), code.encode(), b"kernel.cu", 0, None, None) == 0
+    opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+    rc = lib.nvrtcCompileProgram(prog, len(options), opts)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value + 1)
+    lib.nvrtcGetProgramLog(prog, log)
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    return rc == 0, log.value.decode(errors="replace")
+
+
+@pytest.mark.parametrize("name", ["sdpa_cuda.cuh", "erasing_cuda.cuh"])
+def test_cupy_kernels_compile_with_nvrtc(name):
+    """NVRTC, which CuPy compiles these with on a GPU machine (tests/kernels/test_cuda_kernels.py),
+    has no C++ standard headers: rounding.h's <cstdint> stopped every CuPy kernel test on
+    the H200.  Compiled here as CuPy does, without a GPU."""
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("no NVRTC library (bash scripts/setup.sh takes it from the nvidia-cuda-nvrtc wheel)")
+    options = ["-std=c++17", f"-I{_CSRC}", "--gpu-architecture=compute_90"]
+    ok, log = nvrtc_compile(lib, "this is not CUDA;\n", options)
+    assert not ok and "error" in log, "NVRTC accepted nonsense: the check would prove nothing"
+    with open(os.path.join(_CSRC, name)) as f:
+        ok, log = nvrtc_compile(lib, f.read(), options)
+    assert ok, f"NVRTC cannot compile {name}:\n{log[-4000:]}"
+
+
 def test_cpu_sources_compile_standalone(tmp_path):
     gxx = shutil.which("g++")
     if gxx is None:

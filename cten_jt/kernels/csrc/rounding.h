@@ -3,9 +3,14 @@
 // nearest, ties to even, as PyTorch's and oneDNN's conversions do; NaN stays a
 // (quiet) NaN, infinities stay infinite, and a value past the largest finite
 // bfloat16 rounds to infinity.
+//
+// No #include: CuPy compiles the CUDA kernels that include this header with NVRTC,
+// which has no C++ standard headers (<cstdint> stopped that compile on the H200), and
+// Jittor places its jit #defines after an op header's last #include.  So the bits are
+// an unsigned int (32 bits on every target, checked below) and the host copies them
+// with the compiler's builtin memcpy.
 #pragma once
-#include <cstdint>
-#include <cstring>
+static_assert(sizeof(unsigned int) == 4, "cten_round_*: unsigned int must be 32 bits");
 
 #ifdef __CUDACC__
 #define CTEN_ROUND_HD __host__ __device__ __forceinline__
@@ -14,11 +19,11 @@
 #endif
 
 CTEN_ROUND_HD float cten_round_bf16(float x) {
-    uint32_t u;
+    unsigned int u;
 #ifdef __CUDA_ARCH__
     u = __float_as_uint(x);
 #else
-    std::memcpy(&u, &x, 4);
+    __builtin_memcpy(&u, &x, 4);
 #endif
     if ((u & 0x7f800000u) == 0x7f800000u) {
         if (u & 0x007fffffu) u |= 0x00400000u;          // NaN: quiet, payload's high bits kept
@@ -30,7 +35,7 @@ CTEN_ROUND_HD float cten_round_bf16(float x) {
     return __uint_as_float(u);
 #else
     float y;
-    std::memcpy(&y, &u, 4);
+    __builtin_memcpy(&y, &u, 4);
     return y;
 #endif
 }
