@@ -30,6 +30,18 @@ def main(argv=None):
     got = (jt.array(x) @ jt.array(x.T)).numpy()
     if not np.allclose(got, x @ x.T):
         problems.append("a 3x4 matmul in Jittor gave a wrong result")
+    if not jt.flags.use_cuda:
+        from cten_jt.kernels import frozen_resnet
+        for precision in ("fp32", "bf16"):
+            for train in (False, True):
+                info = frozen_resnet.support(precision, train)
+                where = f"  frozen backbone program, {precision} {info['mode']}: "
+                if info["applies"]:
+                    chosen = "forced, CTEN_FROZEN_LAYOUT" if info["forced"] else "oneDNN's choice here"
+                    print(where + f"yes, layout {info['layout']} ({chosen}), kernels {', '.join(info['kernels'])}"
+                          + (f"; {info['why']}" if info["why"] else ""))
+                else:
+                    print(where + f"no: {info['why']}")
     try:
         import torch
         print(f"torch {torch.__version__} (reference)")

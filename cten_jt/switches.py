@@ -26,6 +26,12 @@ variable                   default      effect
                                         and freed ones are reused instead of unmapped:
                                         faster, more memory (``cten_jt._environment``,
                                         docs/speed.md); read at import
+``CTEN_FROZEN_LAYOUT``     ``auto``     the frozen backbone program's activation layout:
+                                        ``auto`` (oneDNN's choice on this CPU),
+                                        ``nCdhw16c``, ``nCdhw8c`` or ``ndhwc``
+                                        (channels last); forcing one runs that branch on
+                                        any CPU (``cten_jt.kernels.frozen_resnet``);
+                                        also ``set_frozen_layout()``
 =========================  ===========  ==================================================
 
 This module imports nothing from Jittor: ``cten_jt._environment`` reads it
@@ -46,6 +52,8 @@ SWITCHES = {
     "CTEN_CUDA_COMPAT": ("1", "lay out the CUDA compatibility home on a GPU (cten_jt._environment)"),
     "CTEN_VERBOSE": ("0", "show Jittor's info lines (cten_jt._environment)"),
     "CTEN_HEAP": ("system", "reuse: large blocks from glibc's heap, reused once freed (cten_jt._environment)"),
+    "CTEN_FROZEN_LAYOUT": ("auto", "the frozen backbone program's layout: auto, nCdhw16c, nCdhw8c or ndhwc "
+                                   "(cten_jt.kernels.frozen_resnet)"),
 }
 
 
@@ -95,6 +103,43 @@ def kernels(mode):
         yield
     finally:
         set_kernels(previous)
+
+
+# ---- CTEN_FROZEN_LAYOUT: the frozen backbone program's activation layout ------------------
+
+#: the program's layouts: oneDNN's choice on this CPU, or one forced (tests run each on any CPU)
+FROZEN_LAYOUTS = ("auto", "nCdhw16c", "nCdhw8c", "ndhwc")
+
+
+def _check_layout(name, what):
+    if name not in FROZEN_LAYOUTS:
+        raise ValueError(f"{what} must be one of {FROZEN_LAYOUTS}, got {name!r}")
+    return name
+
+
+_frozen_layout = _check_layout(env("CTEN_FROZEN_LAYOUT"), "CTEN_FROZEN_LAYOUT")
+
+
+def frozen_layout():
+    """The frozen backbone program's layout setting: ``"auto"`` or one of the forced ones."""
+    return _frozen_layout
+
+
+def set_frozen_layout(name):
+    """Force the frozen backbone program's activation layout (``"auto"``: oneDNN's choice)."""
+    global _frozen_layout
+    _frozen_layout = _check_layout(name, "frozen layout")
+
+
+@contextlib.contextmanager
+def frozen_layout_forced(name):
+    """``with frozen_layout_forced("ndhwc"): ...`` and the previous setting is restored after."""
+    previous = _frozen_layout
+    set_frozen_layout(name)
+    try:
+        yield
+    finally:
+        set_frozen_layout(previous)
 
 
 # ---- CTEN_CONV_WEIGHT_CACHE, CTEN_CUDNN_TF32: convolution ------------------------------

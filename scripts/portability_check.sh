@@ -8,13 +8,17 @@
 #   avx512bf16 - oneDNN limited to AVX-512 with bf16 and no AMX (AVX512_CORE_BF16, a name both
 #                oneDNN versions accept): the AMD EPYC's path on an Intel Xeon with AMX.  On a
 #                CPU without that much, the limit is above the CPU and changes nothing;
-#   1thread    - one OpenMP thread (other reduction splits in oneDNN and PyTorch).
+#   1thread    - one OpenMP thread (other reduction splits in oneDNN and PyTorch);
+#   layouts    - (not in the default four) the frozen backbone program forced into each of its
+#                layouts in turn (CTEN_FROZEN_LAYOUT=nCdhw16c, nCdhw8c, ndhwc), whatever this
+#                CPU's oneDNN would choose: every model test then runs through that branch.
 # Each limited way checks, from machine_info.py's oneDNN lines (the ISA each framework's
 # oneDNN reports when it runs), that the limit took effect in both frameworks: no AVX-512
 # under avx2, no AMX under avx512bf16; a limit that did not take effect fails the way (a
 # probe that could not run, e.g. on a machine busy compiling Jittor ops, is a warning).
 # Usage: bash scripts/portability_check.sh [pytest args, default: tests]
 #        MODES="avx2 1thread" bash scripts/portability_check.sh     # some of the four
+#        MODES=layouts bash scripts/portability_check.sh tests/kernels tests/models
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/cten_portability}
@@ -29,10 +33,15 @@ declare -A ENVS=(
   [avx2]="ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2"
   [avx512bf16]="ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 DNNL_MAX_CPU_ISA=AVX512_CORE_BF16"
   [1thread]="OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"
+  [layout-nCdhw16c]="CTEN_FROZEN_LAYOUT=nCdhw16c"
+  [layout-nCdhw8c]="CTEN_FROZEN_LAYOUT=nCdhw8c"
+  [layout-ndhwc]="CTEN_FROZEN_LAYOUT=ndhwc"
 )
 status=0
 summary=()
-for mode in ${MODES:-default avx2 avx512bf16 1thread}; do
+MODES=${MODES:-default avx2 avx512bf16 1thread}
+MODES=${MODES/layouts/layout-nCdhw16c layout-nCdhw8c layout-ndhwc}
+for mode in $MODES; do
   log="$OUT/$mode.log"
   echo "== $mode: ${ENVS[$mode]:-(no limits)}"
   env ${ENVS[$mode]} $PY scripts/machine_info.py | tee "$log"

@@ -9,6 +9,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402,F401
 import cten_jt  # noqa: E402,F401
 
+pytest_plugins = ["jittor_isolation"]     # a failed Jittor operation fails its own test only
+
 # CTEN_TEST_DEVICE=cuda runs the Jittor side of every test on the GPU
 # (scripts/gpu_check.sh); the PyTorch references stay on the CPU.
 if os.environ.get("CTEN_TEST_DEVICE") == "cuda":

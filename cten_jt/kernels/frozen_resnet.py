@@ -24,8 +24,10 @@ forward would (``cten_bn_finish_channel``, shared with ``csrc/bn_stats_cpu.h``).
 
 Both modes:
 
-* activations in oneDNN's blocked layout from the first convolution to the
-  last (no reorder around each layer): float32, or with ``precision="bf16"``
+* activations in one layout from the first convolution to the last (no reorder
+  around each layer): the one oneDNN chooses on this CPU (``chosen_layout``:
+  nCdhw16c, nCdhw8c or channels last, ndhwc) or one forced (``layout``,
+  ``CTEN_FROZEN_LAYOUT``); float32, or with ``precision="bf16"``
   (where this CPU's oneDNN has bfloat16 convolutions) bfloat16 operands with
   float32 accumulation and float32 shortcuts;
 * temporal taps that only meet padding dropped (``conv.depth_taps``).
@@ -66,6 +68,8 @@ from . import conv as conv_ops
 OP_CONV, OP_MAXPOOL, OP_FREE, OP_CAST, OP_CONV_TRAIN = 1, 2, 3, 4, 5
 WIDTH = 35                      # ints per instruction (csrc/frozen_resnet_dnnl.h)
 PRECISION_CODES = {"fp32": 0, "bf16": 1}
+#: the activations' layouts the program runs in (csrc LAYOUT_*): channels in blocks, or last
+LAYOUT_CODES = {"nCdhw16c": 16, "nCdhw8c": 8, "ndhwc": 1}
 
 _HEADER = "frozen_resnet_dnnl.h"
 #: int64s of a program's buffer plan (csrc Buffers): [buffers, bytes, (size, offset) a
@@ -87,11 +91,21 @@ def _code(shape, dtype, inputs, src, data=None):
 
 
 @functools.lru_cache(maxsize=None)
-def channel_block(precision="fp32"):
-    """The channel block of the program's activations on this CPU: 16 (AVX-512), 8 (AVX2),
-    0 where oneDNN chooses no channel-blocked layout (the program is not used)."""
-    code = PRECISION_CODES[precision]
-    return int(_code((1,), "int32", [], f"out0_p[0] = cten_frozen_block({code});").numpy()[0])
+def chosen_layout(precision="fp32"):
+    """The activations' layout oneDNN chooses on this CPU for ``precision``: "nCdhw16c"
+    (AVX-512's jit kernels), "nCdhw8c" (AVX2's), "ndhwc" (channels last: AVX-512's brgemm
+    kernels), or None where it chooses none of these (csrc ``chosen_layout``)."""
+    code = int(_code((1,), "int32", [], f"out0_p[0] = cten_frozen_layout({PRECISION_CODES[precision]});")
+               .numpy()[0])
+    return {v: k for k, v in LAYOUT_CODES.items()}.get(code)
+
+
+def layout(precision="fp32"):
+    """The layout this process's programs run in: the one forced (``CTEN_FROZEN_LAYOUT``,
+    ``switches.set_frozen_layout``; oneDNN runs any layout on any CPU, slowly where it has no
+    fast kernel for it), else oneDNN's choice (``chosen_layout``; None: the program is not used)."""
+    forced = switches.frozen_layout()
+    return chosen_layout(precision) if forced == "auto" else forced
 
 
 @functools.lru_cache(maxsize=None)
@@ -131,7 +145,7 @@ def train_mode(resnet):
 
 def usable(resnet, x, precision):
     """True where ``frozen_backbone(resnet, x, precision)`` runs: the CPU with the system
-    oneDNN (choosing a channel-blocked layout), fused kernels on, every BatchNorm in the
+    oneDNN (choosing one of the program's layouts, or one forced), fused kernels on, every BatchNorm in the
     same mode with one eps (in train mode also one momentum and update count, not
     synchronised under MPI), every weight frozen, plain float32 convolutions without
     bias, float32 input [N, C, D, H, W], fp32 (or bf16 where oneDNN has it natively)."""
@@ -141,7 +155,7 @@ def usable(resnet, x, precision):
         return False
     if precision == "bf16" and not native_bf16():
         return False
-    if channel_block(precision) == 0:
+    if layout(precision) is None:
         return False
     layers = _layers(resnet)
     if layers is None:
@@ -193,8 +207,9 @@ class _Builder:
     """Writes the program: instructions, slots (and whether each holds float32), and the
     convolutions and BatchNorms whose arrays it reads, in its order."""
 
-    def __init__(self, shape, precision, train=False):
+    def __init__(self, shape, precision, train=False, layout_name="nCdhw16c"):
         self.rows, self.shape, self.precision, self.train = [], tuple(shape), precision, train
+        self.layout = layout_name
         self.convs, self.norms = [], []           # in the program's order; the BatchNorms' channels concatenated
         self.free_slots, self.n_slots = [], 1
         self.f32 = {0: precision == "fp32"}        # slot -> holds float32 (else bfloat16)
@@ -294,7 +309,7 @@ class _Builder:
 
     def program(self, out_slot, out_shape):
         header = [len(self.rows), PRECISION_CODES[self.precision], out_slot, self.n_slots, *out_shape,
-                  self.channels]
+                  self.channels, LAYOUT_CODES[self.layout]]
         prog = np.zeros((len(self.rows) + 1, WIDTH), np.int32)
         for i, row in enumerate([header] + self.rows):
             prog[i, :len(row)] = row
@@ -302,9 +317,13 @@ class _Builder:
 
 
 def _build(resnet, shape, precision, train):
-    """The builder after writing the whole network, the output slot and shape."""
+    """The builder after writing the whole network (in this process's ``layout``), the
+    output slot and shape."""
     conv1, bn1, maxpool, blocks = _layers(resnet)
-    b = _Builder(shape, precision, train)
+    chosen = layout(precision)
+    if chosen is None:
+        raise ValueError(f"the frozen program has no layout here in {precision} (check usable() first)")
+    b = _Builder(shape, precision, train, chosen)
     x, shape = b.conv(conv1, bn1, 0, b.shape)
     b.free(0)
     pooled, shape = b.maxpool(maxpool, x, shape)
@@ -322,6 +341,48 @@ def implementations(resnet, x, precision="fp32"):
     prog = jt.array(b.program(out, shape))
     names = _code((8192,), "uint8", [prog], "cten_frozen_impls(in0_p, (char*)out0_p, 8192);").numpy()
     return bytes(names[:np.argmin(names)]).decode().split()
+
+
+def support(precision, train):
+    """Whether the program runs here for ``precision`` in train or eval mode, and how: a
+    dict with ``applies``, ``layout`` (the one it runs in, and whether forced), ``kernels``
+    (oneDNN's implementations of a tiny R3D-10 program's convolutions) and ``why`` where
+    it does not apply (``cten-check-install`` prints it, so that a log from a CPU nobody
+    here has explains itself)."""
+    from ..models.norm import set_train_mode
+    from ..models.resnet import visual_backbone
+    info = {"precision": precision, "mode": "train" if train else "eval", "applies": False, "layout": None,
+            "forced": switches.frozen_layout() != "auto", "kernels": [], "why": None}
+    if jt.flags.use_cuda:
+        info["why"] = "the GPU runs the backbone layer by layer (cuDNN)"
+    elif not conv_ops.available():
+        info["why"] = "no system oneDNN (libdnnl-dev)"
+    elif not switches.fused_enabled():
+        info["why"] = "composed kernels (CTEN_KERNELS=composed)"
+    elif precision == "bf16" and not native_bf16():
+        info["why"] = "this CPU's oneDNN has no bfloat16 convolution: bf16 runs layer by layer"
+    elif layout(precision) is None:
+        info["why"] = "oneDNN chooses none of the program's layouts (nCdhw16c, nCdhw8c, ndhwc) here"
+    if info["why"]:
+        return info
+    net = visual_backbone(10, 4, 32)
+    for w in net.parameters():
+        w.stop_grad()
+    if precision != "fp32":
+        from ..precision import set_precision
+        set_precision(net, precision)
+    set_train_mode(net, train)
+    x = jt.zeros((2, 3, 4, 32, 32), "float32")
+    info["layout"] = layout(precision)
+    if not usable(net, x, precision):
+        info["why"] = "usable() refuses a plain R3D-10 (a bug: it should apply)"
+        return info
+    info["kernels"] = sorted(set(implementations(net, x, precision)))
+    slow = [k for k in info["kernels"] if k.startswith("ref")]
+    info["applies"] = True
+    if slow:
+        info["why"] = f"it applies, but oneDNN runs reference kernels in this layout: {slow}"
+    return info
 
 
 class FrozenProgram:
@@ -426,8 +487,8 @@ class FrozenProgram:
 
 def _key(resnet, snippet_shape, precision, train):
     """What a program depends on: the modules (not their arrays, which it reads at each
-    call), the input's shape, the precision and the mode."""
-    return tuple(id(m) for m in resnet.modules()), tuple(snippet_shape), precision, train
+    call), the input's shape, the precision, the mode and the layout."""
+    return tuple(id(m) for m in resnet.modules()), tuple(snippet_shape), precision, train, layout(precision)
 
 
 def frozen_backbone(resnet, x, precision="fp32"):

@@ -49,6 +49,22 @@ BF16_FACTOR = 4
 # depth, snippet length, size, batch: basic blocks; bottlenecks; an odd batch (the
 # first convolution's stacked copy one sample at a time in bf16)
 CASES = [(10, 8, 32, 2), (50, 8, 32, 2), (18, 4, 48, 3)]
+# every case in the layout oneDNN chooses here; the bottleneck case (1x1, 3x3x3, strided
+# shortcuts) in each layout forced, whatever this CPU would choose: every branch on every CPU
+FORCED = [name for name in frozen_resnet.LAYOUT_CODES]
+LAYOUT_CASES = [("auto",) + case for case in CASES] + [(name,) + CASES[1] for name in FORCED]
+
+
+@pytest.fixture
+def in_layout(request):
+    """Run the test with the program's layout forced (``auto``: oneDNN's choice here)."""
+    def use(name):
+        if name == "auto" and frozen_resnet.chosen_layout("fp32") is None:
+            pytest.skip("oneDNN chooses none of the program's layouts on this CPU: layer by layer")
+        context = switches.frozen_layout_forced(name)
+        context.__enter__()
+        request.addfinalizer(lambda: context.__exit__(None, None, None))
+    return use
 
 
 def _twins(depth, length, size, seed=0):
@@ -77,8 +93,8 @@ def _twins(depth, length, size, seed=0):
 def _skip_without_a_bf16_program():
     if not frozen_resnet.native_bf16():
         pytest.skip("this CPU's oneDNN has no bfloat16 convolution: the program runs in fp32 only")
-    if frozen_resnet.channel_block("bf16") == 0:      # e.g. a channels-last choice (AMX): layer by layer
-        pytest.skip("oneDNN picks no channel-blocked bfloat16 layout here: bf16 runs layer by layer")
+    if frozen_resnet.layout("bf16") is None:
+        pytest.skip("oneDNN picks none of the program's bfloat16 layouts here: bf16 runs layer by layer")
 
 
 def _input(batch, length, size, seed=1):
@@ -136,19 +152,22 @@ def _assert_within(where, got, exact, floor, factor):
     assert d <= factor * floor, f"{where}: {d:.3e} from float64, more than {factor} x the floor {floor:.3e}"
 
 
-@pytest.mark.parametrize("depth,length,size,batch", CASES)
-def test_fp32_program_within_the_float32_floor(depth, length, size, batch):
+@pytest.mark.parametrize("layout,depth,length,size,batch", LAYOUT_CASES)
+def test_fp32_program_within_the_float32_floor(in_layout, layout, depth, length, size, batch):
+    in_layout(layout)
     t, j = _twins(depth, length, size)
     x = _input(batch, length, size)
     jx = jt.array(x)
     assert frozen_resnet.usable(j, jx, "fp32")
     fused = frozen_resnet.frozen_backbone(j, jx, "fp32").numpy()
     exact, floor = _float32_floor(t, j, x, jx)
-    _assert_within(f"R3D-{depth} {list(x.shape)}: the fp32 program", fused, exact, floor, FP32_FACTOR)
+    _assert_within(f"R3D-{depth} {list(x.shape)}: the fp32 program ({frozen_resnet.layout()})", fused, exact, floor,
+                   FP32_FACTOR)
 
 
-@pytest.mark.parametrize("depth,length,size,batch", CASES)
-def test_bf16_program_within_the_autocast_floor(depth, length, size, batch):
+@pytest.mark.parametrize("layout,depth,length,size,batch", LAYOUT_CASES)
+def test_bf16_program_within_the_autocast_floor(in_layout, layout, depth, length, size, batch):
+    in_layout(layout)
     _skip_without_a_bf16_program()
     t, j = _twins(depth, length, size)
     x = _input(batch, length, size)
@@ -164,7 +183,8 @@ def test_bf16_program_within_the_autocast_floor(depth, length, size, batch):
     floor = _dist(autocast, exact)
     d = _dist(fused, exact)
     assert floor > 1e-4, f"autocast's distance from float64 {floor:.3e} is not a bfloat16-sized floor"
-    assert d <= BF16_FACTOR * floor, (f"R3D-{depth} {list(x.shape)}: the bf16 program is {d:.3e} from float64, "
+    assert d <= BF16_FACTOR * floor, (f"R3D-{depth} {list(x.shape)}: the bf16 program ({frozen_resnet.layout('bf16')}) "
+                                      f"is {d:.3e} from float64, "
                                       f"more than {BF16_FACTOR} x PyTorch autocast's {floor:.3e}")
 
 
@@ -317,8 +337,9 @@ def _assert_train_within(got, exact, floors, where):
         _assert_within(f"{where}, {name}", g, e, f, TRAIN_FACTOR)
 
 
-@pytest.mark.parametrize("depth,length,size,batch", CASES)
-def test_fp32_train_program_within_the_float32_floor(depth, length, size, batch):
+@pytest.mark.parametrize("layout,depth,length,size,batch", LAYOUT_CASES)
+def test_fp32_train_program_within_the_float32_floor(in_layout, layout, depth, length, size, batch):
+    in_layout(layout)
     t, j = _train_twins(depth, length, size)
     x = _input(batch, length, size)
     exact = _torch_train(t, x, double=True)
@@ -326,14 +347,16 @@ def test_fp32_train_program_within_the_float32_floor(depth, length, size, batch)
     layered = _jittor_train(j, jt.array(x), "fp32", composed=True)
     _, j = _train_twins(depth, length, size)             # the running averages as they were
     fused = _jittor_train(j, jt.array(x), "fp32")
-    assert j.__dict__["_frozen_program"][0][-1] is True, "the train-mode program did not run"
+    assert j.__dict__["_frozen_program"][0][3] is True, "the train-mode program did not run"
     floors = [max(_dist(a, e), _dist(b, e)) for a, b, e in zip(layered, torch_fp32, exact)]
-    _assert_train_within(fused, exact, floors, f"R3D-{depth} {list(x.shape)}: the fp32 train program")
+    _assert_train_within(fused, exact, floors, f"R3D-{depth} {list(x.shape)}: the fp32 train program "
+                                               f"({frozen_resnet.layout()})")
     assert all(int(m.num_batches_tracked.numpy()[0]) == 1 for m in frozen_resnet._norms(j))
 
 
-@pytest.mark.parametrize("depth,length,size,batch", CASES)
-def test_bf16_train_program_within_the_autocast_floor(depth, length, size, batch):
+@pytest.mark.parametrize("layout,depth,length,size,batch", LAYOUT_CASES)
+def test_bf16_train_program_within_the_autocast_floor(in_layout, layout, depth, length, size, batch):
+    in_layout(layout)
     _skip_without_a_bf16_program()
     t, j = _train_twins(depth, length, size)
     x = _input(batch, length, size)
@@ -383,7 +406,7 @@ def test_cten_runs_its_backbone_as_one_program_in_train_mode():
     model.train()
     with jt.no_grad():
         fused = model(jt.array(visual))[0].numpy()
-    assert model.resnet.__dict__["_frozen_program"][0][-1] is True, "train mode did not run the program"
+    assert model.resnet.__dict__["_frozen_program"][0][3] is True, "train mode did not run the program"
     fused_means = np.concatenate([m.running_mean.numpy() for m in frozen_resnet._norms(model.resnet)])
     copy_torch_to_jittor(t_model, model)        # the running averages as they were
     with switches.kernels("composed"), jt.no_grad():
@@ -411,24 +434,30 @@ def _from_bf16(bits):
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def _blocked(a, block):
-    """[N, C, S] -> oneDNN's nCdhw<block>c order [N, C/block, S, block]."""
+def _blocked(a, layout):
+    """[N, C, S] -> oneDNN's nCdhw<layout>c order [N, C/layout, S, layout], or channels last
+    (layout 1, ndhwc) [N, S, C]."""
     n, c, s = a.shape
-    return np.ascontiguousarray(a.reshape(n, c // block, block, s).transpose(0, 1, 3, 2))
+    if layout == 1:
+        return np.ascontiguousarray(a.transpose(0, 2, 1))
+    return np.ascontiguousarray(a.reshape(n, c // layout, layout, s).transpose(0, 1, 3, 2))
 
 
-def _plain(a, shape, block):
+def _plain(a, shape, layout):
     n, c, s = shape
-    return a.reshape(n, c // block, s, block).transpose(0, 1, 3, 2).reshape(n, c, s)
+    if layout == 1:
+        return a.reshape(n, s, c).transpose(0, 2, 1)
+    return a.reshape(n, c // layout, s, layout).transpose(0, 1, 3, 2).reshape(n, c, s)
 
 
-@pytest.mark.parametrize("block", [8, 16])
+@pytest.mark.parametrize("block,c", [(8, 32), (16, 32), (1, 32), (1, 40)])
 @pytest.mark.parametrize("in_bf16,out_bf16,add,relu", [(False, False, False, True), (False, False, True, True),
                                                        (True, True, False, True), (True, False, True, True),
                                                        (True, False, False, False)])
-def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu, block):
+def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu, block, c):
     """``bn_train_blocked`` (csrc/frozen_resnet_dnnl.h), in blocks of 8 (AVX2) and 16 channels
-    (AVX-512), against numpy: the statistics and
+    (AVX-512) and channels last (block 1: ndhwc, in groups of 16, or of 8 for 40 channels),
+    against numpy: the statistics and
     running averages of cten_bn_finish_channel, then ``x * alpha + beta [+ y] [relu]``.
 
     Bounds from the arithmetic (u = 2^-24, float32's unit roundoff): the statistics are
@@ -439,7 +468,7 @@ def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu, blo
     product (a fused multiply-add) and the alpha/beta inputs' own, |x alpha| 4u + |beta| 2u;
     a bfloat16 output adds one bfloat16 rounding, 2^-8 |y|."""
     rng = np.random.default_rng(3)
-    n, c, s = 3, 32, 50
+    n, s = 3, 50
     x = rng.normal(0.7, 2.0, (n, c, s)).astype(np.float32)
     if in_bf16:
         x = _from_bf16(_bf16_bits(x))                    # bfloat16 numbers (truncated)
@@ -489,19 +518,27 @@ def test_train_batchnorm_on_the_blocked_layout(in_bf16, out_bf16, add, relu, blo
     assert np.all(err <= bound), f"the output: {err.max():.3e} off where the bound is {bound.ravel()[err.argmax()]:.3e}"
 
 
-def test_the_program_runs_in_the_layout_oneDNN_chooses_here():
-    """On AVX-512 oneDNN's fast convolutions want nCdhw16c, on AVX2 nCdhw8c; a program in the
-    other layout runs oneDNN's reference kernels, orders of magnitude slower.  The block is
-    oneDNN's own choice on this CPU, and every convolution of a program gets a jit kernel."""
-    block = frozen_resnet.channel_block("fp32")
-    assert block in (8, 16), f"oneDNN chose no channel-blocked layout here (block {block})"
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_program_runs_in_the_layout_oneDNN_chooses_here(precision):
+    """oneDNN's fast convolutions want nCdhw16c on AVX-512's jit kernels, nCdhw8c on AVX2's,
+    channels last (ndhwc) on AVX-512's brgemm kernels (oneDNN 2.6's choice for inference on a
+    Zen 4); a program in another layout may run oneDNN's reference kernels, orders of
+    magnitude slower.  The layout is oneDNN's own choice on this CPU, and every convolution
+    of a program gets a fast kernel, in both modes."""
+    if precision == "bf16":
+        _skip_without_a_bf16_program()
+    chosen = frozen_resnet.chosen_layout(precision)
+    assert chosen in frozen_resnet.LAYOUT_CODES, f"oneDNN chose none of the program's layouts here in {precision}"
     t, j = _twins(10, 4, 32)
+    if precision == "bf16":
+        set_precision(j, "bf16")
     x = jt.array(_input(2, 4, 32))
     for train in (False, True):
         set_train_mode(j, train)
-        names = frozen_resnet.implementations(j, x, "fp32")
+        names = frozen_resnet.implementations(j, x, precision)
         slow = [n for n in names if n.startswith("ref")]
-        assert not slow, f"{'train' if train else 'eval'} mode: oneDNN's reference kernels in the program: {slow}"
+        assert not slow, (f"{'train' if train else 'eval'} mode, {precision}, {chosen}: oneDNN's reference "
+                          f"kernels in the program: {slow}")
         # the downsampling shortcuts (1x1x1, stride 2) run subsampled on the stride-1 1x1 kernel,
         # like every other 1x1x1 convolution (the direct kernel ran them 3-5x slower)
         ones = [m for m in j.modules() if isinstance(m, Conv3d) and tuple(m.kernel_size) == (1, 1, 1)]

@@ -5,10 +5,11 @@
 // An eval-mode BatchNorm is folded into the convolution before it as the convolution
 // runs (weights scaled per output channel, a bias added: fold_channel, the arithmetic of
 // frozen_resnet.fold); a train-mode one is CONV_TRAIN's below:
-//   * activations stay in oneDNN's blocked layout (nCdhw16c, nCdhw8c on AVX2) from the first
-//     convolution to the last, in the precision they are computed in (float32,
-//     or bfloat16 with float32 accumulation), instead of a reorder into and out
-//     of the plain layout around every convolution;
+//   * activations stay in one layout from the first convolution to the last: the one oneDNN
+//     chooses on this CPU (nCdhw16c on AVX-512's jit kernels, nCdhw8c on AVX2, ndhwc where
+//     its brgemm kernels run channels last) or one forced (the program's header [10]), in
+//     the precision they are computed in (float32, or bfloat16 with float32 accumulation),
+//     instead of a reorder into and out of the plain layout around every convolution;
 //   * ReLU and the residual sum are the convolutions' post-ops (sum, then
 //     eltwise_relu; in train mode part of the BatchNorm's last pass): a
 //     block's last convolution adds its result into the shortcut's buffer in
@@ -27,7 +28,8 @@
 //
 // Program (int32): row 0 the header, then one row of WIDTH ints per instruction.
 //   header: [0] instructions, [1] prec (0 float32, 1 bfloat16), [2] output slot,
-//           [3] slots, [4..8] output dims n, c, d, h, w
+//           [3] slots, [4..8] output dims n, c, d, h, w, [9] BatchNorm channels,
+//           [10] the activations' layout (LAYOUT_*: 16, 8 or 1)
 //   CONV:    [1] src slot, [2] dst slot, [3] sum into dst, [4] relu,
 //            [5], [6] unused, [7] the offset of its BatchNorm's channels in the
 //            BatchNorms' concatenated arrays, [8..26] the sizes s[19] of csrc/conv_dnnl.h
@@ -90,42 +92,71 @@ inline engine& eng() {
     return e;
 }
 
-// The channel block of the layout oneDNN's convolutions run fastest in on this CPU, for
-// activations of `type`: 16 (nCdhw16c, AVX-512) or 8 (nCdhw8c, AVX2), as its own choice
-// for a convolution of 64 channels shows; 0 where it chooses no channel-blocked layout
-// (the program is not used there: csrc's other layouts would run oneDNN's reference
-// kernels, orders of magnitude slower).
-inline int act_block(dt type) {
+// The activations' layouts: channels in blocks of 16 or 8 (nCdhw16c, nCdhw8c), or last (ndhwc).
+enum { LAYOUT_NONE = 0, LAYOUT_CHANNELS_LAST = 1, LAYOUT_BLOCK8 = 8, LAYOUT_BLOCK16 = 16 };
+
+// The layout of a convolution's output as oneDNN chose it (LAYOUT_NONE: another one).
+inline int layout_of(const memory::desc& md) {
+    const dnnl_memory_desc_t& d = md.data;
+    const auto& b = d.format_desc.blocking;
+    if (d.format_kind != dnnl_blocked) return LAYOUT_NONE;
+    if (b.inner_nblks == 1 && b.inner_idxs[0] == 1 && (b.inner_blks[0] == 8 || b.inner_blks[0] == 16))
+        return (int)b.inner_blks[0];
+    if (b.inner_nblks == 0 && d.ndims == 5 && b.strides[1] == 1 && b.strides[4] == d.dims[1] &&
+        b.strides[3] == d.dims[1] * d.dims[4] && b.strides[2] == b.strides[3] * d.dims[3])
+        return LAYOUT_CHANNELS_LAST;
+    return LAYOUT_NONE;
+}
+
+// The layout oneDNN chooses on this CPU for activations of `type`, as its choice for a
+// convolution of 64 channels shows (format `any`): for inference first (on AVX-512 its
+// brgemm kernels take channels last, on AVX2 its jit kernels nCdhw8c), else the one it
+// chooses for training (oneDNN 2.6's jit kernels, nCdhw16c on AVX-512: its inference
+// there chose channels last before it had a channels-last branch).  LAYOUT_NONE where
+// neither is one of ours (the program is not used: another layout would run oneDNN's
+// reference kernels, orders of magnitude slower).
+inline int chosen_layout(dt type) {
     static std::map<int, int> found;
     static std::mutex lock;
     std::lock_guard<std::mutex> guard(lock);
     auto it = found.find((int)type);
     if (it != found.end()) return it->second;
-    int block = 0;
-    try {
-        memory::desc src({2, 64, 4, 8, 8}, type, tag::any), dst({2, 64, 4, 8, 8}, type, tag::any);
-        memory::desc wei({64, 64, 3, 3, 3}, type, tag::any);
-        auto pd = convolution_forward::primitive_desc(
-            convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src, wei, dst,
-                                      {1, 1, 1}, {1, 1, 1}, {1, 1, 1}),
-            eng());
-        const dnnl_memory_desc_t& d = pd.dst_desc().data;
-        const auto& b = d.format_desc.blocking;
-        if (d.format_kind == dnnl_blocked && b.inner_nblks == 1 && b.inner_idxs[0] == 1 &&
-            (b.inner_blks[0] == 8 || b.inner_blks[0] == 16))
-            block = (int)b.inner_blks[0];
-    } catch (const dnnl::error&) {
-        block = 0;
+    int layout = LAYOUT_NONE;
+    for (prop_kind kind : {prop_kind::forward_inference, prop_kind::forward_training}) {
+        try {
+            memory::desc src({2, 64, 4, 8, 8}, type, tag::any), dst({2, 64, 4, 8, 8}, type, tag::any);
+            memory::desc wei({64, 64, 3, 3, 3}, type, tag::any);
+            auto pd = convolution_forward::primitive_desc(
+                convolution_forward::desc(kind, algorithm::convolution_direct, src, wei, dst, {1, 1, 1},
+                                          {1, 1, 1}, {1, 1, 1}),
+                eng());
+            layout = layout_of(pd.dst_desc());
+        } catch (const dnnl::error&) {
+            layout = LAYOUT_NONE;
+        }
+        if (layout != LAYOUT_NONE) break;
     }
-    return found.emplace((int)type, block).first->second;
+    return found.emplace((int)type, layout).first->second;
 }
 
-// An activation's layout: blocked by act_block channels where the channels reach a block,
-// else plain.
-inline memory::desc act_desc(const memory::dims& dims, dt type, bool plain) {
-    int block = act_block(type);
-    if (plain || block == 0 || dims[1] < block) return memory::desc(dims, type, tag::ncdhw);
-    return memory::desc(dims, type, block == 16 ? tag::nCdhw16c : tag::nCdhw8c);
+inline bool known_layout(int layout) {
+    return layout == LAYOUT_CHANNELS_LAST || layout == LAYOUT_BLOCK8 || layout == LAYOUT_BLOCK16;
+}
+
+// An activation in `layout`: channels last; or blocked where its channels reach a block,
+// else plain.  `plain`: the plain layout (the program's input and output).
+inline memory::desc act_desc(const memory::dims& dims, dt type, int layout, bool plain = false) {
+    if (plain) return memory::desc(dims, type, tag::ncdhw);
+    if (layout == LAYOUT_CHANNELS_LAST) return memory::desc(dims, type, tag::ndhwc);
+    if (!known_layout(layout) || dims[1] < layout) return memory::desc(dims, type, tag::ncdhw);
+    return memory::desc(dims, type, layout == LAYOUT_BLOCK16 ? tag::nCdhw16c : tag::nCdhw8c);
+}
+
+// The channels a memory position holds contiguously in `layout` for C channels (the unit a
+// copy moves): the block, all C where channels are last, 1 where plain.
+inline long channel_run(int layout, long C) {
+    if (layout == LAYOUT_CHANNELS_LAST) return C;
+    return (known_layout(layout) && C >= layout) ? layout : 1;
 }
 
 // An activation: a oneDNN memory, on bytes of its own (oneDNN's allocation) or of the
@@ -227,17 +258,17 @@ inline memory::dims src_dims(const int* s) { return {s[1], s[2], s[3], s[4], s[5
 inline memory::dims dst_dims(const int* s) { return {s[1], s[6], s[16], s[17], s[18]}; }
 
 // The fused convolution of one shape (made once): conv + bias [+ sum into dst] [+ relu].
-inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu, bool dst_f32) {
+inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu, bool dst_f32, int layout) {
     static std::map<std::vector<int>, ConvStep> steps;
     static std::mutex lock;
     std::lock_guard<std::mutex> guard(lock);
     std::vector<int> key(s, s + 19);
-    key.insert(key.end(), {prec, (int)sum, (int)relu, (int)dst_f32});
+    key.insert(key.end(), {prec, (int)sum, (int)relu, (int)dst_f32, layout});
     auto it = steps.find(key);
     if (it != steps.end()) return it->second;
     dt type = prec ? dt::bf16 : dt::f32;
-    memory::desc src = act_desc(src_dims(s), type, false);
-    memory::desc dst = act_desc(dst_dims(s), dst_f32 ? dt::f32 : type, false);
+    memory::desc src = act_desc(src_dims(s), type, layout);
+    memory::desc dst = act_desc(dst_dims(s), dst_f32 ? dt::f32 : type, layout);
     memory::desc wei({s[6], s[2], s[7], s[8], s[9]}, type, tag::any), bias({s[6]}, dt::f32, tag::x);
     post_ops ops;
     if (sum) ops.append_sum(1.f);
@@ -251,16 +282,16 @@ inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu, bool dst
     return steps.emplace(key, ConvStep{pd, convolution_forward(pd)}).first->second;
 }
 
-inline PoolStep& pool_step(const int* p, int prec, const memory::desc& src) {
+inline PoolStep& pool_step(const int* p, int prec, const memory::desc& src, int layout) {
     static std::map<std::vector<int>, PoolStep> steps;
     static std::mutex lock;
     std::lock_guard<std::mutex> guard(lock);
     std::vector<int> key(p, p + 17);
-    key.push_back(prec);
+    key.insert(key.end(), {prec, layout});
     auto it = steps.find(key);
     if (it != steps.end()) return it->second;
     dt type = prec ? dt::bf16 : dt::f32;
-    memory::desc dst = act_desc({p[0], p[1], p[14], p[15], p[16]}, type, false);
+    memory::desc dst = act_desc({p[0], p[1], p[14], p[15], p[16]}, type, layout);
     auto pd = pooling_forward::primitive_desc(
         pooling_forward::desc(prop_kind::forward_inference, algorithm::pooling_max, src, dst, {p[8], p[9], p[10]},
                               {p[5], p[6], p[7]}, {p[11], p[12], p[13]}, {p[11], p[12], p[13]}),
@@ -268,9 +299,9 @@ inline PoolStep& pool_step(const int* p, int prec, const memory::desc& src) {
     return steps.emplace(key, PoolStep{pd, pooling_forward(pd)}).first->second;
 }
 
-// The plain float32 input as an activation (blocked where its channels divide, in `type`).
-inline Buffer as_activation(memory input, dt type, Buffers& mem, stream& st) {
-    memory::desc want = act_desc(input.get_desc().dims(), type, false);
+// The plain float32 input as an activation (in `layout`, in `type`).
+inline Buffer as_activation(memory input, dt type, int layout, Buffers& mem, stream& st) {
+    memory::desc want = act_desc(input.get_desc().dims(), type, layout);
     if (want == input.get_desc()) return Buffer{input, nullptr};
     Buffer b = mem.get(want);
     reorder(input, b.m).execute(st, input, b.m);
@@ -303,8 +334,8 @@ inline std::vector<int> step_sizes(const int* ins) {
 // A convolution instruction's input as its primitive `c` reads it: `src` itself, or for a
 // subsampled one every stride-th position of `src` (which must have the instruction's own
 // input sizes, in the layout act_desc gives them) copied into a new buffer, a channel block
-// (or, plain, a value) at a time.
-inline Buffer conv_input(int k, const int* ins, const ConvStep& c, const Buffer& src, Buffers& mem,
+// (channels last: a position's channels; plain: a value) at a time.
+inline Buffer conv_input(int k, const int* ins, const ConvStep& c, const Buffer& src, int layout, Buffers& mem,
                          stream& st, const char* where) {
     memory::desc want = c.pd.src_desc();
     if (!subsampled(ins)) {
@@ -315,11 +346,11 @@ inline Buffer conv_input(int k, const int* ins, const ConvStep& c, const Buffer&
     }
     const int* s = ins + 8;
     dt type = want.data_type();
-    memory::desc whole = act_desc(src_dims(s), type, false);
-    if (!(whole == src.m.get_desc()))
+    memory::desc whole = act_desc(src_dims(s), type, layout);
+    if (!(whole == src.m.get_desc()) || !(act_desc({s[1], s[2], s[16], s[17], s[18]}, type, layout) == want))
         throw std::runtime_error(std::string(where) + ": instruction " + std::to_string(k) +
                                  ": the input's layout is not the subsampled convolution's");
-    long block = (act_block(type) && s[2] >= act_block(type)) ? act_block(type) : 1;
+    long block = channel_run(layout, s[2]);
     long N = s[1], CB = (s[2] + block - 1) / block, D = s[3], H = s[4], W = s[5];
     long OD = s[16], OH = s[17], OW = s[18], SD = s[10], SH = s[11], SW = s[12];
     size_t vec = block * (type == dt::f32 ? 4 : 2);
@@ -369,10 +400,10 @@ inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, co
 
 // The primitive of a convolution instruction: CONV with its post-ops; CONV_TRAIN plain
 // (its BatchNorm, sum and ReLU come after, in bn_train_blocked), in the program's precision.
-inline ConvStep& step_of(const int* ins, int prec) {
+inline ConvStep& step_of(const int* ins, int prec, int layout) {
     bool train = ins[0] == OP_CONV_TRAIN;
     std::vector<int> s = step_sizes(ins);
-    return conv_step(s.data(), prec, !train && ins[3], !train && ins[4], !train && ins[31]);
+    return conv_step(s.data(), prec, !train && ins[3], !train && ins[4], !train && ins[31], layout);
 }
 
 // The BatchNorms' parameters and running averages, concatenated over the program's
@@ -470,30 +501,35 @@ inline void store(float* p, size_t i, float v) { p[i] = v; }
 inline void store(uint16_t* p, size_t i, float v) { p[i] = f32_to_bf16(v); }
 
 
-// x, N x C x S in nCdhw<B>c (B 8 or 16, C a multiple of B): the batch's statistics of each
-// channel, then y = x * alpha + beta [+ y] [max(., 0)], alpha = gamma / std,
-// beta = bias - mean * alpha (float32).  y may be x itself (same type, no sum).
+// x, N x C x S (S positions) with its channels in groups of B (8 or 16, C a multiple of B):
+// blocked (nCdhw<B>c: a group's S positions contiguous, B channels each) or channels last
+// (ndhwc: a position's C channels contiguous, `last`), the batch's statistics of each channel,
+// then y = x * alpha + beta [+ y] [max(., 0)], alpha = gamma / std, beta = bias - mean * alpha
+// (float32).  y may be x itself (same type, no sum).  Both layouts sum each channel in the same
+// order (samples, then positions), so their statistics are the same numbers.
 template <int B, typename Tin, typename Tout>
 inline void bn_train_block(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
-                           const Norms& tn) {
+                           const Norms& tn, bool last) {
     long CB = C / B;
+    // element (n, group cb, position i, lane l) at n * ns + cb * gs + i * ps + l
+    size_t ns = (size_t)C * S, gs = last ? B : (size_t)S * B, ps = last ? C : B;
     double count = (double)N * S;
     #pragma omp parallel for
     for (long cb = 0; cb < CB; cb++) {
         double acc[B] = {0}, sq[B] = {0}, mean[B];
         for (long n = 0; n < N; n++) {
-            const Tin* p = x + (size_t)(n * CB + cb) * S * B;
+            const Tin* p = x + n * ns + cb * gs;
             for (long i = 0; i < S; i++)
                 #pragma omp simd
-                for (int l = 0; l < B; l++) acc[l] += load(p, i * B + l);
+                for (int l = 0; l < B; l++) acc[l] += load(p, i * ps + l);
         }
         for (int l = 0; l < B; l++) mean[l] = acc[l] / count;
         for (long n = 0; n < N; n++) {
-            const Tin* p = x + (size_t)(n * CB + cb) * S * B;
+            const Tin* p = x + n * ns + cb * gs;
             for (long i = 0; i < S; i++)
                 #pragma omp simd
                 for (int l = 0; l < B; l++) {
-                    double d = load(p, i * B + l) - mean[l];
+                    double d = load(p, i * ps + l) - mean[l];
                     sq[l] += d * d;
                 }
         }
@@ -508,11 +544,11 @@ inline void bn_train_block(const Tin* x, Tout* y, bool sum, bool relu, long N, l
             beta[l] = tn.beta[c] - shift;
         }
         for (long n = 0; n < N; n++) {
-            size_t base = (size_t)(n * CB + cb) * S * B;
+            size_t base = n * ns + cb * gs;
             for (long i = 0; i < S; i++)
                 #pragma omp simd
                 for (int l = 0; l < B; l++) {
-                    size_t at = base + i * B + l;
+                    size_t at = base + i * ps + l;
                     float v = load(x, at) * alpha[l] + beta[l];
                     if (sum) v = v + load(y, at);
                     if (relu) v = v > 0.f ? v : 0.f;
@@ -522,31 +558,41 @@ inline void bn_train_block(const Tin* x, Tout* y, bool sum, bool relu, long N, l
     }
 }
 
+// The channels' group size of bn_train_block for C channels in `layout` (0: none fits).
+inline int bn_group(int layout, long C) {
+    int group = layout == LAYOUT_CHANNELS_LAST ? (C % 16 == 0 ? 16 : 8) : layout;
+    return (group == 8 || group == 16) && C % group == 0 ? group : 0;
+}
+
 template <typename Tin, typename Tout>
 inline void bn_train_blocked(const Tin* x, Tout* y, bool sum, bool relu, long N, long C, long S, long off,
-                             const Norms& tn, int block) {
-    if (block == 16)
-        bn_train_block<16>(x, y, sum, relu, N, C, S, off, tn);
-    else if (block == 8)
-        bn_train_block<8>(x, y, sum, relu, N, C, S, off, tn);
+                             const Norms& tn, int layout) {
+    bool last = layout == LAYOUT_CHANNELS_LAST;
+    int group = bn_group(layout, C);
+    if (group == 16)
+        bn_train_block<16>(x, y, sum, relu, N, C, S, off, tn, last);
+    else if (group == 8)
+        bn_train_block<8>(x, y, sum, relu, N, C, S, off, tn, last);
     else
-        throw std::runtime_error("bn_train_blocked: channel blocks of " + std::to_string(block));
+        throw std::runtime_error("bn_train_blocked: " + std::to_string(C) + " channels in layout " +
+                                 std::to_string(layout));
 }
 
 // A CONV_TRAIN instruction: the convolution into a buffer of the program's precision,
 // then its train-mode BatchNorm into the dst slot (new, the buffer itself, or summed into).
-inline void run_conv_train(int k, const int* ins, int prec, const float* x, std::vector<Buffer>& slots,
+inline void run_conv_train(int k, const int* ins, int prec, int layout, const float* x, std::vector<Buffer>& slots,
                            ConvStep& c, const memory& w, const Norms& tn, Buffers& mem, stream& st) {
     const int* s = ins + 8;
     dt type = prec ? dt::bf16 : dt::f32;
     std::vector<float> zeros(s[6], 0.f);             // no bias: the BatchNorm's comes after
     memory b({{s[6]}, dt::f32, tag::x}, eng(), zeros.data());
-    memory::desc out_desc = act_desc(dst_dims(s), type, false);
-    int block = act_block(type);
-    if (block == 0 || s[6] % block != 0 || !(c.pd.dst_desc() == out_desc))
-        throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
-                                 ": a train-mode BatchNorm needs blocked channels (a multiple of " +
-                                 std::to_string(block) + ")");
+    memory::desc out_desc = act_desc(dst_dims(s), type, layout);
+    std::vector<int> sizes = step_sizes(ins);        // the primitive's (taps as channels: `chunk` samples)
+    if (bn_group(layout, s[6]) == 0 || (layout != LAYOUT_CHANNELS_LAST && s[6] < layout) ||
+        !(c.pd.dst_desc() == act_desc(dst_dims(sizes.data()), type, layout)))
+        throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) + ": a train-mode "
+                                 "BatchNorm needs its " + std::to_string(s[6]) + " channels in groups of 8 "
+                                 "or 16 of layout " + std::to_string(layout));
     Buffer tmp = mem.get(out_desc);
     if (ins[28] > 0) {
         if (ins[1] != 0)
@@ -554,15 +600,12 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
                                      ": taps as channels apply to the first convolution only");
         run_taps_as_channels(ins, c, x, w, b, tmp.m, mem, st);
     } else {
-        Buffer src = conv_input(k, ins, c, slots[ins[1]], mem, st, "cten_frozen_run_train");
+        Buffer src = conv_input(k, ins, c, slots[ins[1]], layout, mem, st, "cten_frozen_run_train");
         c.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, tmp.m}});
         st.wait();
     }
     bool sum = ins[3], out_f32 = ins[31] || !prec;
-    memory::desc dst_desc = act_desc(dst_dims(s), out_f32 ? dt::f32 : type, false);
-    if (act_block(out_f32 ? dt::f32 : type) != block)
-        throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
-                                 ": float32 and bfloat16 activations in blocks of different sizes");
+    memory::desc dst_desc = act_desc(dst_dims(s), out_f32 ? dt::f32 : type, layout);
     if (sum) {
         if (!(slots[ins[2]].m.get_desc() == dst_desc))
             throw std::runtime_error("cten_frozen_run_train: instruction " + std::to_string(k) +
@@ -574,11 +617,11 @@ inline void run_conv_train(int k, const int* ins, int prec, const float* x, std:
     void* from = tmp.m.get_data_handle();
     void* to = slots[ins[2]].m.get_data_handle();
     if (!prec)
-        bn_train_blocked((const float*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn, block);
+        bn_train_blocked((const float*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn, layout);
     else if (out_f32)
-        bn_train_blocked((const uint16_t*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn, block);
+        bn_train_blocked((const uint16_t*)from, (float*)to, sum, ins[4], N, C, S, ins[7], tn, layout);
     else
-        bn_train_blocked((const uint16_t*)from, (uint16_t*)to, sum, ins[4], N, C, S, ins[7], tn, block);
+        bn_train_blocked((const uint16_t*)from, (uint16_t*)to, sum, ins[4], N, C, S, ins[7], tn, layout);
 }
 
 }  // namespace cten_frozen
@@ -590,23 +633,29 @@ inline void cten_frozen_impls(const int* prog, char* out, int size) {
     std::string all;
     for (int k = 1; k <= prog[0]; k++) {
         const int* ins = prog + WIDTH * k;
-        if (ins[0] == OP_CONV || ins[0] == OP_CONV_TRAIN) all += std::string(step_of(ins, prog[1]).pd.impl_info_str()) + "\n";
+        if (ins[0] == OP_CONV || ins[0] == OP_CONV_TRAIN)
+            all += std::string(step_of(ins, prog[1], prog[10]).pd.impl_info_str()) + "\n";
     }
     size_t n = std::min(all.size(), (size_t)size - 1);
     std::memcpy(out, all.data(), n);
     out[n] = 0;
 }
 
-// The channel block of the program's activations in this precision on this CPU (act_block).
-inline int cten_frozen_block(int prec) { return cten_frozen::act_block(prec ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32); }
+// The layout oneDNN chooses for the program's activations in this precision on this CPU
+// (chosen_layout: 16, 8, 1 channels last, 0 none of ours).
+inline int cten_frozen_layout(int prec) {
+    return cten_frozen::chosen_layout(prec ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32);
+}
 
 // 1 where this CPU's oneDNN has a bfloat16 convolution with these post-ops (AVX-512 and up).
 inline int cten_frozen_native_bf16() {
     using namespace cten_frozen;
     static const int s[19] = {3, 1, 16, 1, 8, 8, 16, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 8, 8};
     try {
-        conv_step(s, 1, false, true, false);     // inside a block
-        conv_step(s, 1, true, true, true);       // a block's last: float32 shortcut
+        int layout = chosen_layout(dt::bf16);
+        if (layout == LAYOUT_NONE) layout = LAYOUT_BLOCK16;
+        conv_step(s, 1, false, true, false, layout);     // inside a block
+        conv_step(s, 1, true, true, true, layout);       // a block's last: float32 shortcut
         return 1;
     } catch (const dnnl::error&) {
         return 0;
@@ -621,13 +670,15 @@ namespace cten_frozen {
 // statistics (CONV_TRAIN, `train`).
 inline void run(const float* x, const float* const* each, const int* prog, float* out, const Norms& nm,
                 bool train, Buffers& mem) {
-    int n = prog[0], prec = prog[1];
+    int n = prog[0], prec = prog[1], layout = prog[10];
+    if (!known_layout(layout))
+        throw std::runtime_error("cten_frozen_run: unknown layout " + std::to_string(layout));
     dt type = prec ? dt::bf16 : dt::f32;
     std::vector<Buffer> slots(prog[3]);
     stream st(eng());
     const int* first = prog + WIDTH + 8;
-    memory input(act_desc(src_dims(first), dt::f32, true), eng(), const_cast<float*>(x));
-    if (prog[WIDTH + 28] == 0) slots[0] = as_activation(input, type, mem, st);   // else read as it is
+    memory input(act_desc(src_dims(first), dt::f32, layout, true), eng(), const_cast<float*>(x));
+    if (prog[WIDTH + 28] == 0) slots[0] = as_activation(input, type, layout, mem, st);   // else read as it is
     int conv_i = 0;
     std::vector<float> bias;
     auto weights = [&](const ConvStep& c, const int* ins) {
@@ -640,23 +691,23 @@ inline void run(const float* x, const float* const* each, const int* prog, float
                                      (train ? "an eval" : "a train") + "-mode BatchNorm in " +
                                      (train ? "a train" : "an eval") + "-mode program");
         if (ins[0] == OP_CONV_TRAIN) {
-            ConvStep& c = step_of(ins, prec);
+            ConvStep& c = step_of(ins, prec, layout);
             memory w = weights(c, ins);
-            run_conv_train(k, ins, prec, x, slots, c, w, nm, mem, st);
+            run_conv_train(k, ins, prec, layout, x, slots, c, w, nm, mem, st);
         } else if (ins[0] == OP_CONV && ins[28] > 0) {
             const int* s = ins + 8;
-            ConvStep& c = step_of(ins, prec);
+            ConvStep& c = step_of(ins, prec, layout);
             if (ins[1] != 0 || ins[3])
                 throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
                                          ": taps as channels apply to the first convolution only");
-            slots[ins[2]] = mem.get(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, false));
+            slots[ins[2]] = mem.get(act_desc(dst_dims(s), ins[31] ? dt::f32 : type, layout));
             memory w = weights(c, ins);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), bias.data());
             run_taps_as_channels(ins, c, x, w, b, slots[ins[2]].m, mem, st);
         } else if (ins[0] == OP_CONV) {
             const int* s = ins + 8;
-            ConvStep& c = step_of(ins, prec);
-            Buffer src = conv_input(k, ins, c, slots[ins[1]], mem, st, "cten_frozen_run");
+            ConvStep& c = step_of(ins, prec, layout);
+            Buffer src = conv_input(k, ins, c, slots[ins[1]], layout, mem, st, "cten_frozen_run");
             if (ins[3]) {
                 if (!(c.pd.dst_desc() == slots[ins[2]].m.get_desc()))
                     throw std::runtime_error("cten_frozen_run: instruction " + std::to_string(k) +
@@ -671,12 +722,12 @@ inline void run(const float* x, const float* const* each, const int* prog, float
             if (subsampled(ins)) st.wait();      // the subsampled copy is freed at the block's end
         } else if (ins[0] == OP_MAXPOOL) {
             Buffer src = slots[ins[1]];
-            PoolStep& p = pool_step(ins + 8, prec, src.m.get_desc());
+            PoolStep& p = pool_step(ins + 8, prec, src.m.get_desc(), layout);
             slots[ins[2]] = mem.get(p.pd.dst_desc());
             p.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_DST, slots[ins[2]].m}});
         } else if (ins[0] == OP_CAST) {
             Buffer src = slots[ins[1]];
-            slots[ins[2]] = mem.get(act_desc(src.m.get_desc().dims(), ins[3] ? dt::f32 : type, false));
+            slots[ins[2]] = mem.get(act_desc(src.m.get_desc().dims(), ins[3] ? dt::f32 : type, layout));
             reorder(src.m, slots[ins[2]].m).execute(st, src.m, slots[ins[2]].m);
         } else if (ins[0] == OP_FREE) {
             st.wait();
@@ -685,7 +736,7 @@ inline void run(const float* x, const float* const* each, const int* prog, float
             throw std::runtime_error("cten_frozen_run: unknown instruction " + std::to_string(ins[0]));
         }
     }
-    memory result(act_desc({prog[4], prog[5], prog[6], prog[7], prog[8]}, dt::f32, true), eng(), out);
+    memory result(act_desc({prog[4], prog[5], prog[6], prog[7], prog[8]}, dt::f32, layout, true), eng(), out);
     reorder(slots[prog[2]].m, result).execute(st, slots[prog[2]].m, result);
     st.wait();
 }
