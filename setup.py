@@ -10,6 +10,7 @@ CONSOLE_SCRIPTS = [
     "cten-main-job = cten_jt.main_job:main",
     "cten-check-install = cten_jt.check_install:main",
     "cten-parity-report = cten_compare.parity_report:main",
+    "cten-precision-report = cten_compare.precision_report:main",   # every precision, both frameworks, vs float64
     "cten-convert = weights_convert.cli:main",            # cten-convert torch2jittor|jittor2torch ...
     "cten-check-data = cten_common.data.check:main",
     "cten-prepare-dataset = cten_common.data.prepare:main",

@@ -10,8 +10,11 @@ distance from float64.
   BatchNorm's scale in the weights, its shift in the bias, both rounded once
   from float64), whose own rounding is the third floor: a folded network's
   float32 forward lies ~3x further from float64 than the unfolded one's (the
-  bias enters every accumulation); the program sums in other orders than
-  PyTorch: the FACTOR 4 of tests/test_precision.py.
+  bias enters every accumulation); the program adds each folded bias to the
+  finished sum, as PyTorch does (given to oneDNN 2.6's jit kernels as the bias
+  argument, they start each sum with it, and on AVX-512 the program lay 2-4x further
+  from float64); it sums in other orders than PyTorch: the FACTOR 4 of
+  tests/test_precision.py.
 * bfloat16: the program rounds where autocast does or less (its operands;
   inside a block the activations the next convolution would round anyway; the
   shortcut and residual sum in float32; the convolution's output is not rounded

@@ -74,6 +74,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "bn_stats_cpu.h"
@@ -109,10 +110,13 @@ inline int layout_of(const memory::desc& md) {
 }
 
 // The layout oneDNN chooses on this CPU for activations of `type`, as its choice for a
-// convolution of 64 channels shows (format `any`): for inference first (on AVX-512 its
-// brgemm kernels take channels last, on AVX2 its jit kernels nCdhw8c), else the one it
-// chooses for training (oneDNN 2.6's jit kernels, nCdhw16c on AVX-512: its inference
-// there chose channels last before it had a channels-last branch).  LAYOUT_NONE where
+// convolution of 64 channels shows (format `any`): the one it chooses for training first,
+// else for inference.  On an AVX-512 EPYC (Zen 4, Zen 5) oneDNN 2.6 chooses nCdhw16c (its
+// jit kernels) for training and channels last (its brgemm kernels) for inference; there
+// the program in nCdhw16c took 0.99 (eval, fp32), 0.91 (eval, bf16), 0.88 (train, fp32)
+// and 0.83 (train, bf16) of its time in channels last at the paper's shape (Zen 5, 5
+// paired rounds; benchmarks/results/frozen_backbone_layouts_avx512.md).  Where training
+// too goes channels last (AMX's brgemm kernels), so does the program.  LAYOUT_NONE where
 // neither is one of ours (the program is not used: another layout would run oneDNN's
 // reference kernels, orders of magnitude slower).
 inline int chosen_layout(dt type) {
@@ -122,7 +126,7 @@ inline int chosen_layout(dt type) {
     auto it = found.find((int)type);
     if (it != found.end()) return it->second;
     int layout = LAYOUT_NONE;
-    for (prop_kind kind : {prop_kind::forward_inference, prop_kind::forward_training}) {
+    for (prop_kind kind : {prop_kind::forward_training, prop_kind::forward_inference}) {
         try {
             memory::desc src({2, 64, 4, 8, 8}, type, tag::any), dst({2, 64, 4, 8, 8}, type, tag::any);
             memory::desc wei({64, 64, 3, 3, 3}, type, tag::any);
@@ -255,15 +259,36 @@ struct PoolStep {
 };
 
 inline memory::dims src_dims(const int* s) { return {s[1], s[2], s[3], s[4], s[5]}; }
+
+// A bias of `o` channels as a per-channel binary post-op's operand, and a convolution's
+// arguments with its bias given both ways (the primitive reads the one it was made with).
+inline memory::desc bias_after_desc(memory::dim o) { return memory::desc({1, o, 1, 1, 1}, dt::f32, tag::abcde); }
+
+inline std::unordered_map<int, memory> conv_args(const memory& src, const memory& w, const memory& b,
+                                                 const memory& dst) {
+    memory after(bias_after_desc(b.get_desc().dims()[0]), eng(), b.get_data_handle());
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b},
+                                         {DNNL_ARG_DST, dst}};
+    for (int k = 0; k < 2; k++)            // the binary post-op's place: first, or after a sum
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(k) | DNNL_ARG_SRC_1] = after;
+    return args;
+}
 inline memory::dims dst_dims(const int* s) { return {s[1], s[6], s[16], s[17], s[18]}; }
 
 // The fused convolution of one shape (made once): conv + bias [+ sum into dst] [+ relu].
-inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu, bool dst_f32, int layout) {
+// `after`: the bias is a post-op, added to the finished sum (binary add, per channel; an
+// eval-mode convolution's folded bias), as PyTorch adds a bias; else the primitive's own
+// bias argument, which oneDNN 2.6's jit kernels add first, so that it enters every partial
+// sum's rounding: on AVX-512 that put the float32 program 2-4x further from float64 than
+// the folded network's float32 forward in PyTorch (Zen 5, R3D-10; with the bias after, in
+// line with it; 2 % slower there).  Train mode's convolutions have a zero bias (their
+// BatchNorm's comes after).
+inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu, bool dst_f32, int layout, bool after) {
     static std::map<std::vector<int>, ConvStep> steps;
     static std::mutex lock;
     std::lock_guard<std::mutex> guard(lock);
     std::vector<int> key(s, s + 19);
-    key.insert(key.end(), {prec, (int)sum, (int)relu, (int)dst_f32, layout});
+    key.insert(key.end(), {prec, (int)sum, (int)relu, (int)dst_f32, layout, (int)after});
     auto it = steps.find(key);
     if (it != steps.end()) return it->second;
     dt type = prec ? dt::bf16 : dt::f32;
@@ -271,14 +296,18 @@ inline ConvStep& conv_step(const int* s, int prec, bool sum, bool relu, bool dst
     memory::desc dst = act_desc(dst_dims(s), dst_f32 ? dt::f32 : type, layout);
     memory::desc wei({s[6], s[2], s[7], s[8], s[9]}, type, tag::any), bias({s[6]}, dt::f32, tag::x);
     post_ops ops;
-    if (sum) ops.append_sum(1.f);
+    if (sum) ops.append_sum(1.f);            // first: oneDNN 2.6's jit kernels take no sum after a binary
+    if (after) ops.append_binary(algorithm::binary_add, bias_after_desc(s[6]));
     if (relu) ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
     primitive_attr attr;
     attr.set_post_ops(ops);
-    auto pd = convolution_forward::primitive_desc(
-        convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src, wei, bias, dst,
-                                  {s[10], s[11], s[12]}, {s[13], s[14], s[15]}, {s[13], s[14], s[15]}),
-        attr, eng());
+    memory::dims strides{s[10], s[11], s[12]}, pad{s[13], s[14], s[15]};
+    auto pd = after ? convolution_forward::primitive_desc(
+                          convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src,
+                                                    wei, dst, strides, pad, pad), attr, eng())
+                    : convolution_forward::primitive_desc(
+                          convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src,
+                                                    wei, bias, dst, strides, pad, pad), attr, eng());
     return steps.emplace(key, ConvStep{pd, convolution_forward(pd)}).first->second;
 }
 
@@ -393,7 +422,7 @@ inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, co
                     }
         reorder(stacked.m, src.m).execute(st, stacked.m, src.m);
         memory part(c.pd.dst_desc(), eng(), static_cast<char*>(dst.get_data_handle()) + n0 * per_sample);
-        c.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, part}});
+        c.prim.execute(st, conv_args(src.m, w, b, part));
         st.wait();
     }
 }
@@ -403,7 +432,10 @@ inline void run_taps_as_channels(const int* ins, ConvStep& c, const float* x, co
 inline ConvStep& step_of(const int* ins, int prec, int layout) {
     bool train = ins[0] == OP_CONV_TRAIN;
     std::vector<int> s = step_sizes(ins);
-    return conv_step(s.data(), prec, !train && ins[3], !train && ins[4], !train && ins[31], layout);
+    // the bias after the sum in float32 (its accuracy); in bfloat16 the operands' rounding
+    // dwarfs the bias's, and the post-op cost 6 % of an eval forward (Zen 5, nCdhw16c)
+    return conv_step(s.data(), prec, !train && ins[3], !train && ins[4], !train && ins[31], layout,
+                     !train && prec == 0);
 }
 
 // The BatchNorms' parameters and running averages, concatenated over the program's
@@ -601,7 +633,7 @@ inline void run_conv_train(int k, const int* ins, int prec, int layout, const fl
         run_taps_as_channels(ins, c, x, w, b, tmp.m, mem, st);
     } else {
         Buffer src = conv_input(k, ins, c, slots[ins[1]], layout, mem, st, "cten_frozen_run_train");
-        c.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, tmp.m}});
+        c.prim.execute(st, conv_args(src.m, w, b, tmp.m));
         st.wait();
     }
     bool sum = ins[3], out_f32 = ins[31] || !prec;
@@ -654,8 +686,8 @@ inline int cten_frozen_native_bf16() {
     try {
         int layout = chosen_layout(dt::bf16);
         if (layout == LAYOUT_NONE) layout = LAYOUT_BLOCK16;
-        conv_step(s, 1, false, true, false, layout);     // inside a block
-        conv_step(s, 1, true, true, true, layout);       // a block's last: float32 shortcut
+        conv_step(s, 1, false, true, false, layout, false);     // inside a block
+        conv_step(s, 1, true, true, true, layout, false);       // a block's last: float32 shortcut
         return 1;
     } catch (const dnnl::error&) {
         return 0;
@@ -717,8 +749,7 @@ inline void run(const float* x, const float* const* each, const int* prog, float
             }
             memory w = weights(c, ins);
             memory b({{s[6]}, dt::f32, tag::x}, eng(), bias.data());
-            c.prim.execute(st, {{DNNL_ARG_SRC, src.m}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b},
-                                {DNNL_ARG_DST, slots[ins[2]].m}});
+            c.prim.execute(st, conv_args(src.m, w, b, slots[ins[2]].m));
             if (subsampled(ins)) st.wait();      // the subsampled copy is freed at the block's end
         } else if (ins[0] == OP_MAXPOOL) {
             Buffer src = slots[ins[1]];
