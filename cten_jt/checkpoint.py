@@ -11,6 +11,7 @@ from cten_common.checkpoint_io.safetensors_io import save_weights_file
 from cten_common.checkpoint_io.sniff import weights_kind
 
 from .models.state import load_state_arrays, state_arrays
+from .device import release_free_memory
 
 
 def load_weights(model, source):
@@ -18,6 +19,8 @@ def load_weights(model, source):
     strictly; ``module.`` is stripped."""
     state, name = read_state(source)
     load_state_arrays(model, state, name)
+    del state
+    release_free_memory()            # the file's arrays, freed into glibc's heap (build_model)
     return model
 
 

@@ -41,7 +41,7 @@ def load_for_prediction(weights, config_path=None, overrides=(), precision=None)
     from cten_common.precision import apply_precision_option
     from cten_common.config import RunConfig, load_run_config
     from cten_jt.precision import set_precision
-    from cten_jt.device import set_device
+    from cten_jt.device import release_free_memory, set_device
     from cten_jt.models import build_model
     from cten_jt.models.state import load_state_arrays
     from cten_jt.switches import set_kernels
@@ -65,6 +65,8 @@ def load_for_prediction(weights, config_path=None, overrides=(), precision=None)
     name = str(weights)
     load_state_arrays(model, strip_prefix(unwrap_state_dict(ckpt, name)), name)
     classes = ckpt.get("classes") if run else None
+    del ckpt
+    release_free_memory()            # the file's arrays, freed into glibc's heap (models.build_model)
     if not classes and config.data.annotation and os.path.exists(config.data.annotation):
         with open(config.data.annotation) as f:
             classes = json.load(f)["labels"]
