@@ -37,7 +37,9 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
 
     Under ``data.on_bad_sample: skip`` a video that fails to read is left out of the
     metrics and listed in ``report["skipped"]``; the others' context views draw what
-    they would have drawn (``KeptRows``)."""
+    they would have drawn (``KeptRows``).  The annotated videos that are not on disk
+    (``data.missing``, left out of the index by ``build_data``) are listed there first,
+    by every rank."""
     from tqdm import tqdm
 
     model.eval()
@@ -49,7 +51,7 @@ def evaluate_model(model, data, train_config, predict_batch, batch_size=None, pr
     table = np.zeros((n, 3 + 2 * n_classes + n_segments), np.float64)
     starts = list(range(0, n, bs))[rank::size]
     evaluated = np.zeros(n, np.float64)      # 1: in the metrics (0: skipped, on_bad_sample: skip)
-    skipped = []
+    skipped = list(getattr(data, "missing", None) or ())
     for start in tqdm(starts, desc="evaluating", disable=not progress, leave=False):
         stop = min(start + bs, n)
         batch = collate(data.load_many(range(start, stop)))
@@ -155,6 +157,13 @@ def print_report(report, class_names):
             print(f"  ... and {len(notes) - 20} more notes (the report's frame_rates.notes)")
     if report.get("frame_rate_warning"):
         print(f"WARNING: {report['frame_rate_warning']}")
+    skipped = report.get("skipped") or []
+    if skipped:
+        print(f"skipped {len(skipped)} videos (data.on_bad_sample: skip), not in the figures above:")
+        for bad in skipped[:20]:
+            print(f"  {bad['video_id']} ({bad['where']}): {bad['path']}: {bad['problem']}")
+        if len(skipped) > 20:
+            print(f"  ... and {len(skipped) - 20} more (the report's skipped)")
 
 
 def plot_confusion(report, class_names, path):

@@ -67,7 +67,8 @@ def fit(config, out, backend, resume=False, progress=True, stop_after=None):
     if resume:
         start, best = load_last_checkpoint(run, backend, model, optimizer, scaler)
     history = run.start(config, start)
-    skipped = SkippedVideos(config, len(train_data) + len(eval_data), history)   # data.on_bad_sample: skip
+    # data.on_bad_sample: skip; the videos annotated but not on disk count too (their data's ``missing``)
+    skipped = SkippedVideos(config, train_data.n_annotated + eval_data.n_annotated, history)
     for data in (train_data, eval_data):           # skip: every video checked once, the bad ones left out
         data.check_before_run(progress)
 
@@ -75,6 +76,7 @@ def fit(config, out, backend, resume=False, progress=True, stop_after=None):
     for epoch in tqdm(range(start, last_epoch), desc=f"epochs ({backend.name})", disable=not progress,
                       initial=start, total=tc.epochs):
         began = time.time()
+        skipped.add_missing(epoch, train_data, eval_data)     # not on disk: skipped every epoch, from the start
         backend.seed(dropout_seed(tc.seed, epoch, rank))
         rng = erasing_rng(tc.seed, epoch)
         if world > 1:

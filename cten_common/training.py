@@ -176,18 +176,22 @@ class SkippedVideos:
     ``take(batch, epoch)`` notes the videos ``collate`` left out of a batch (their
     ``BadSample``) and gives the batch back, or None when none of its videos is left;
     ``add`` notes one (also those the step or the validation left out); every one is
-    logged with its file and problem.  ``end_epoch(record, report)`` puts the epoch's
-    count (``skipped_videos``) and list (``skipped``) in its record, validation
-    included; ``summary()`` lists every video skipped in the run, with its epochs.
-    Once more than ``data.max_bad_share`` of the run's ``n_videos`` (training and
-    validation) have been skipped, ``TooMuchBadData`` stops the run.  ``history``:
-    the records of the epochs before a resume."""
+    logged with its file and problem; ``add_missing`` notes the annotated videos that
+    are not on disk (the data sets' ``missing``), at the start of every epoch.  A video
+    is counted once per epoch and subset (a missing validation video, noted at the
+    epoch's start, comes back in the validation report).  ``end_epoch(record, report)``
+    puts the epoch's count (``skipped_videos``) and list (``skipped``) in its record,
+    validation included; ``summary()`` lists every video skipped in the run, with its
+    epochs.  Once more than ``data.max_bad_share`` of the run's ``n_videos`` (training
+    and validation, the missing ones included) have been skipped, ``TooMuchBadData``
+    stops the run.  ``history``: the records of the epochs before a resume."""
 
     def __init__(self, config, n_videos, history=()):
         self.policy, self.max_share = config.data.on_bad_sample, float(config.data.max_bad_share)
         self.n_videos = int(n_videos)
         self.videos = {}            # (subset, video_id) -> entry with its epochs
         self.epoch_entries = []
+        self._epoch_keys = set()    # (subset, video_id) of epoch_entries
         for record in history:
             for entry in record.get("skipped") or []:
                 self._note(entry)
@@ -203,6 +207,9 @@ class SkippedVideos:
         """Note one skipped video (a ``BadSample`` or its ``as_dict()``); stop the run when
         too many are bad."""
         entry = {**(bad if isinstance(bad, dict) else bad.as_dict()), "subset": subset, "epoch": int(epoch) + 1}
+        if (subset, entry["video_id"]) in self._epoch_keys:
+            return                  # already counted this epoch
+        self._epoch_keys.add((subset, entry["video_id"]))
         log.warning("epoch %d: skipped %s video %s (%s): %s: %s", entry["epoch"], subset, entry["video_id"],
                     entry["where"], entry["path"], entry["problem"])
         self.epoch_entries.append(entry)
@@ -215,6 +222,14 @@ class SkippedVideos:
                 f"({100.0 * bad_videos / max(self.n_videos, 1):.1f} %), more than data.max_bad_share = "
                 f"{self.max_share}: stopped (the last checkpoint holds the last finished epoch); "
                 f"run cten-check-data. Skipped:\n{listed}")
+
+    def add_missing(self, epoch, train_data, eval_data=None):
+        """Note the videos of ``train_data`` and ``eval_data`` (``VideoEmotionData``) left out
+        of their index because their file is not on disk (their ``missing``), in epoch
+        ``epoch``; stop the run when too many are bad."""
+        for data, subset in ((train_data, "training"), (eval_data, "validation")):
+            for bad in getattr(data, "missing", None) or ():
+                self.add(bad, epoch, subset)
 
     def take(self, batch, epoch):
         """``batch`` without its ``skipped`` list (noted here), or None when collate left no video in it."""
@@ -230,7 +245,7 @@ class SkippedVideos:
             self.add(bad, epoch, "validation")
         record["skipped_videos"] = len(self.epoch_entries)
         record["skipped"] = self.epoch_entries
-        self.epoch_entries = []
+        self.epoch_entries, self._epoch_keys = [], set()
         return record
 
     def summary(self):

@@ -2,7 +2,10 @@
 
 An index is a list of ``VideoItem``; building it checks nothing but names and
 paths, and every problem is collected (``IndexProblems``) so that a scan can
-report them all at once.
+report them all at once.  An annotated video whose file (or frame folder, or audio
+file) is not on disk is a ``MissingFile``: an index problem like the others, or,
+given a ``missing`` list (``data.on_bad_sample: skip``), a video left out of the
+index and listed there, to be skipped as a bad sample (``datasets.build_data``).
 """
 import json
 import math
@@ -33,6 +36,17 @@ class VideoItem:
     segments: List[List[float]] = field(default_factory=list)   # ground-truth spans, seconds
     fps: Optional[float] = None          # the annotation's frame rate of the video, if it has one
     duration: Optional[float] = None     # the annotation's length of the video in seconds, if any
+
+
+class MissingFile(DataError):
+    """An annotated video's file or frame folder, or its audio file, is not on disk."""
+
+    def __init__(self, path, problem, video_id, subset):
+        super().__init__(path, problem)
+        self.video_id, self.subset = video_id, subset
+
+    def __reduce__(self):           # picklable (DataError's args are its message alone)
+        return MissingFile, (self.path, self.problem, self.video_id, self.subset)
 
 
 @dataclass
@@ -120,7 +134,7 @@ def rate_and_duration(entry):
     return tuple(found)
 
 
-def load_annotation(path, video_root, audio_root=None, subset="training", problems=None):
+def load_annotation(path, video_root, audio_root=None, subset="training", problems=None, missing=None):
     """Items of one subset of a VideoEmotion-8 / Ekman-6 style annotation JSON.
 
     ``{"labels": [...], "database": {id: {"subset": ..., "annotations": {"label": ...},
@@ -129,9 +143,17 @@ def load_annotation(path, video_root, audio_root=None, subset="training", proble
     videos are ``{video_root}/{label}/{id}`` (frame
     folder or file), audio ``{audio_root}/{label}/{id}.{mp3,wav,flac,m4a}`` or, without
     an audio root, the video's own track.  Missing videos or audio and unknown labels
-    go to ``problems`` (or raise together when it is None).
+    go to ``problems`` (or raise together when it is None).  ``missing``: a list that
+    takes the videos whose file/folder or audio file is not on disk instead (each a
+    ``MissingFile``, the video left out of the items; ``data.on_bad_sample: skip``);
+    every other problem still goes to ``problems``.
     """
     collect = problems if problems is not None else IndexProblems()
+
+    def not_found(where, problem, video_id):
+        bad = MissingFile(where, problem, video_id, subset)
+        (collect.problems if missing is None else missing).append(bad)
+
     try:
         with open(path) as f:
             data = json.load(f)
@@ -158,17 +180,17 @@ def load_annotation(path, video_root, audio_root=None, subset="training", proble
             continue
         video = find_video(video_root, label, video_id)
         if video is None:
-            collect.add(os.path.join(video_root, label, video_id),
-                        f"video {video_id!r} of {path} not found (no frame folder and no "
-                        f"{'/'.join(e[1:] for e in VIDEO_EXTENSIONS)} file)")
+            not_found(os.path.join(video_root, label, video_id),
+                      f"video {video_id!r} of {path} not found (no frame folder and no "
+                      f"{'/'.join(e[1:] for e in VIDEO_EXTENSIONS)} file)", video_id)
             continue
         audio = None
         if audio_root is not None:
             audio = find_audio(audio_root, label, video_id)
             if audio is None:
-                collect.add(os.path.join(audio_root, label, video_id),
-                            f"audio of video {video_id!r} not found "
-                            f"({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)})")
+                not_found(os.path.join(audio_root, label, video_id),
+                          f"audio of video {video_id!r} not found "
+                          f"({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)})", video_id)
                 continue
         items.append(VideoItem(video_id, index[label], label, video, audio, subset, spans, fps, duration))
     if problems is None:
@@ -200,11 +222,13 @@ def load_caer(root, subset="training", problems=None):
 
 
 
-def build_index(data, subset, problems=None):
+def build_index(data, subset, problems=None, missing=None):
     """Items and class names of one subset, from a config's ``data`` section.
 
     ``format``: ve8 / ekman6 (``annotation`` JSON, ``video_root``, optional
     ``audio_root``) or caer (``video_root`` holding train/validation/test).
+    ``missing``: as in ``load_annotation`` (CAER's items are the files found, so
+    none of them is missing).
     """
     fmt = data.get("format", "ve8")
     if fmt not in DATA_FORMATS:
@@ -212,4 +236,4 @@ def build_index(data, subset, problems=None):
     if fmt == "caer":
         return load_caer(data["video_root"], subset, problems)
     return load_annotation(data["annotation"], data["video_root"], data.get("audio_root"),
-                           subset, problems)
+                           subset, problems, missing)

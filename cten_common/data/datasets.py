@@ -82,9 +82,11 @@ class ClipConfig:
 @dataclass(frozen=True)
 class BadSample:
     """A video left out under ``on_bad_sample: skip``: which, the file and the problem
-    (``DataError``'s), and ``where`` it failed: "sample" (loading it for a batch) or
-    "erased views" (reading its erased views during the step)."""
-    index: int
+    (``DataError``'s), and ``where`` it failed: "index" (its file, frame folder or audio
+    file is not on disk: it is not in the data set's items at all, ``index`` None),
+    "check before the run", "sample" (loading it for a batch) or "erased views"
+    (reading its erased views during the step)."""
+    index: Optional[int]
     video_id: str
     path: str
     problem: str
@@ -106,8 +108,11 @@ class VideoEmotionData:
     banked backbone features of their snippets as ``visual`` [T, dim] instead of
     frames, and no video is decoded."""
 
-    def __init__(self, items, class_names, clip=ClipConfig(), train=True, bank=None):
+    def __init__(self, items, class_names, clip=ClipConfig(), train=True, bank=None, missing=()):
         self.items = list(items)
+        # BadSamples (where "index") of the annotated videos not on disk, left out of
+        # ``items`` (on_bad_sample: skip; build_data): skipped in every epoch, every evaluation
+        self.missing = list(missing)
         self.class_names = list(class_names)
         self.clip = clip
         self.train = train
@@ -121,6 +126,11 @@ class VideoEmotionData:
 
     def __len__(self):
         return len(self.items)
+
+    @property
+    def n_annotated(self):
+        """The videos the annotation names: those in ``items`` and the ``missing`` ones."""
+        return len(self.items) + len(self.missing)
 
     def __getstate__(self):          # loader workers get the data set, not its threads
         state = dict(self.__dict__)
@@ -372,8 +382,19 @@ def clip_config(config, train):
 
 def build_data(config, subset, train, bank=None):
     """The VideoEmotionData of one subset of a run configuration (a ``RunConfig``;
-    ``bank``: read the visual features from this FeatureBank)."""
+    ``bank``: read the visual features from this FeatureBank).
+
+    A bad index (an annotated video not on disk, a malformed entry, an unknown label)
+    is a DataError listing every bad entry, except under ``data.on_bad_sample: skip``,
+    where a video whose file/frame folder or audio file is missing is left out and
+    kept as a ``BadSample`` (where "index") in the data set's ``missing``: the run
+    counts it, lists it and limits it (``data.max_bad_share``) as any skipped video."""
     d = config.data
+    missing = [] if d.on_bad_sample == "skip" else None
     items, classes = build_index({"format": d.format, "annotation": d.annotation, "video_root": d.video_root,
-                                  "audio_root": d.audio_root}, subset)
-    return VideoEmotionData(items, classes, clip_config(config, train), train, bank)
+                                  "audio_root": d.audio_root}, subset, missing=missing)
+    bad = [BadSample(None, m.video_id, m.path, m.problem, "index") for m in missing or ()]
+    for b in bad:
+        log.debug("%s video %s not on disk, left out (data.on_bad_sample: skip): %s: %s", subset,
+                  b.video_id, b.path, b.problem)
+    return VideoEmotionData(items, classes, clip_config(config, train), train, bank, bad)

@@ -98,6 +98,22 @@ def test_skipped_videos_are_counted_per_epoch_and_listed_for_the_run():
     assert [(v["video_id"], v["epochs"]) for v in again.summary()] == [("a", [1, 2]), ("b", [1]), ("c", [1])]
 
 
+def test_missing_videos_are_noted_each_epoch_once_and_count_toward_the_share():
+    from types import SimpleNamespace
+    from cten_common.training import SkippedVideos, TooMuchBadData
+    gone = _bad(None, "g", "/d/v/Joy/g", "video 'g' of a.json not found", "index")
+    skipped = SkippedVideos(load_run_config(None, ["data.max_bad_share=0.5"]), n_videos=4)
+    skipped.add_missing(0, SimpleNamespace(missing=[]), SimpleNamespace(missing=[gone]))
+    record = skipped.end_epoch({}, 0, {"skipped": [gone.as_dict()]})        # the report lists it again
+    assert record["skipped_videos"] == 1 and record["skipped"][0]["subset"] == "validation"
+    skipped.add_missing(1, SimpleNamespace(missing=[]), SimpleNamespace(missing=[gone]))
+    assert skipped.end_epoch({}, 1)["skipped_videos"] == 1
+    assert [(v["video_id"], v["where"], v["epochs"]) for v in skipped.summary()] == [("g", "index", [1, 2])]
+    with pytest.raises(TooMuchBadData, match=r"3 of the run's 4 videos"):
+        skipped.add_missing(2, SimpleNamespace(missing=[_bad(None, "h", "/d/v/Joy/h", "not found", "index"),
+                                                        _bad(None, "i", "/d/v/Joy/i", "not found", "index")]))
+
+
 def test_more_bad_videos_than_the_share_stop_with_the_list():
     from cten_common.training import SkippedVideos, TooMuchBadData
     skipped = SkippedVideos(load_run_config(None, ["data.max_bad_share=0.25"]), n_videos=8)

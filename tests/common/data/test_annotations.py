@@ -58,6 +58,33 @@ def test_every_bad_entry_is_reported_at_once(tmp_path):
     assert [i.video_id for i in items] == ["ok"] and len(problems.problems) == 3
 
 
+def test_missing_files_can_be_listed_apart_from_the_other_problems(tmp_path):
+    """``missing`` (data.on_bad_sample: skip) takes the videos whose video or audio file is
+    not on disk; every other problem still raises; without it the message is as before."""
+    from cten_common.data.annotations import MissingFile
+    _touch(str(tmp_path / "v" / "Joy" / "ok.mp4"))
+    _touch(str(tmp_path / "v" / "Joy" / "noaudio.mp4"))
+    _touch(str(tmp_path / "au" / "Joy" / "ok.wav"))
+    db = {"ok": {"subset": "training", "annotations": {"label": "Joy"}},
+          "gone": {"subset": "training", "annotations": {"label": "Joy"}},
+          "noaudio": {"subset": "training", "annotations": {"label": "Joy"}}}
+    _write_json(tmp_path / "a.json", db)
+    missing = []
+    items, _ = load_annotation(tmp_path / "a.json", str(tmp_path / "v"), str(tmp_path / "au"), missing=missing)
+    assert [i.video_id for i in items] == ["ok"]
+    assert all(isinstance(m, MissingFile) and m.subset == "training" for m in missing)
+    assert [(m.video_id, m.path) for m in missing] == [("gone", str(tmp_path / "v" / "Joy" / "gone")),
+                                                       ("noaudio", str(tmp_path / "au" / "Joy" / "noaudio"))]
+    assert all("not found" in m.problem for m in missing)
+    with pytest.raises(DataError, match="2 bad entries"):
+        load_annotation(tmp_path / "a.json", str(tmp_path / "v"), str(tmp_path / "au"))
+    db["weird"] = {"subset": "training", "annotations": {"label": "Boredom"}}
+    _write_json(tmp_path / "a.json", db)
+    with pytest.raises(DataError) as err:
+        load_annotation(tmp_path / "a.json", str(tmp_path / "v"), str(tmp_path / "au"), missing=[])
+    assert "1 bad entries" in str(err.value) and "'Boredom'" in str(err.value) and "'gone'" not in str(err.value)
+
+
 def test_unreadable_annotation_files(tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         load_annotation(tmp_path / "none.json", str(tmp_path))
