@@ -8,3 +8,8 @@ class DataError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        # picklable (an exception pickles its args, here the message alone): a worker
+        # process's error reaches the parent; unpicklable, it hung multiprocessing's pool
+        return DataError, (self.path, self.problem)
