@@ -109,6 +109,11 @@ class Backend:
         """Load ``state_arrays``' layout strictly; ``where`` names the source in errors."""
         raise NotImplementedError
 
+    def load_weights(self, model, source):
+        """Load a weights or checkpoint file, a ``ReadCheckpoint`` or a state dict strictly
+        (``cten_common.checkpoint_io.filter.read_state``); returns ``model``."""
+        raise NotImplementedError
+
     # ---- the optimiser -----------------------------------------------------------------
 
     def make_optimizer(self, model, lr, weight_decay):

@@ -13,12 +13,11 @@ import json
 import os
 import sys
 
-import cten_jt
+import cten_jt  # noqa: F401  (Jittor settings first)
 from cten_common.checkpoint_io.errors import CheckpointError
 from cten_common.data.errors import DataError
 from cten_common.evaluation import plot_confusion, print_report
 from cten_jt.backend import BACKEND
-from cten_jt.switches import set_kernels
 
 
 def evaluate_model(model, data, train_config, batch_size=None, progress=True, bank=None):
@@ -32,10 +31,8 @@ def evaluate_model(model, data, train_config, batch_size=None, progress=True, ba
 def main(argv=None):
     from cten_common.precision import add_precision_option, apply_precision_option
     from cten_common.config import load_run_config
-    from cten_jt.precision import set_precision
-    from cten_jt.models import build_model
     from cten_common.data.datasets import build_data
-    from cten_jt.device import set_device
+    from cten_common.inference import inference_model
 
     p = argparse.ArgumentParser(prog="cten-evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
@@ -52,18 +49,10 @@ def main(argv=None):
     except ValueError as exc:       # names the file and the setting
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    set_kernels(config.train.kernels)
-    set_device(config.train.device)
-    model = build_model(config.model, init_seed=0)
-    try:
-        set_precision(model, config.train.precision)
-    except ValueError as exc:       # fp16/tf32 without a GPU
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        cten_jt.load_weights(model, a.weights)      # first: a refused file costs no data loading
+    try:            # the weights first: a refused file costs no data loading
+        model, _ = inference_model(BACKEND, config, a.weights)
         data = build_data(config, a.subset or config.data.eval_subset, train=False)
-    except (CheckpointError, DataError) as exc:
+    except (CheckpointError, DataError, ValueError) as exc:     # ValueError: fp16/tf32 without a GPU
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = evaluate_model(model, data, config.train)

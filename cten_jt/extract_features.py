@@ -30,21 +30,15 @@ from cten_common.data.errors import DataError
 from cten_common.data.readers import open_video
 from cten_common.precision import add_precision_option, apply_precision_option
 from cten_common.config import load_run_config
-from cten_jt.checkpoint import load_pretrained_backbone
-from cten_jt.device import set_device
-from cten_jt.models import build_model
-from cten_jt.models.norm import set_train_mode
-from cten_jt.precision import set_precision
+from cten_common.inference import inference_model
+from cten_jt.backend import BACKEND
 
 
 def backbone_model(config):
-    """The CTEN whose visual backbone training will use (train.seed, pretrained_visual)."""
+    """The CTEN whose visual backbone training will use (train.seed, pretrained_visual), in
+    eval mode (the bank's BatchNorm: running statistics): ``cten_common.inference``."""
     tc = config.train
-    model = build_model(config.model, init_seed=tc.seed)
-    if tc.pretrained_visual:
-        load_pretrained_backbone(model, tc.pretrained_visual, "visual")
-    set_train_mode(model.resnet, False)       # the bank's BatchNorm: running statistics
-    set_precision(model, tc.precision)
+    model, _ = inference_model(BACKEND, config, init_seed=tc.seed, pretrained_visual=tc.pretrained_visual)
     return model
 
 
@@ -82,7 +76,6 @@ def extract(config, out, stride=1, variants=("eval",), dtype="float16", eval_sni
 
     m = config.model
     L, S, T = m.snippet_duration, m.sample_size, m.seq_len
-    set_device(config.train.device)
     model = backbone_model(config)
     meta = bank_lib.bank_meta(m.to_dict(), stride, variants, dtype, bank_lib.backbone_digest(model), eval_snippets)
     if model.precision != "fp32":     # recorded where it is not the default (older banks have no key)

@@ -12,7 +12,7 @@ import torch
 
 from cten_common.backend import Backend
 from . import engine
-from .checkpoint import load_pretrained_backbone
+from .checkpoint import load_pretrained_backbone, load_weights
 from .data import CTENDataset
 from .device import set_device
 from .models import build_model
@@ -62,6 +62,7 @@ class TorchBackend(Backend):
     load_pretrained_backbone = staticmethod(load_pretrained_backbone)
     state_arrays = staticmethod(state_arrays)
     load_state_arrays = staticmethod(load_state_arrays)
+    load_weights = staticmethod(load_weights)
 
     optimizer_state = staticmethod(adam_state)
     load_optimizer_state = staticmethod(load_adam_state)

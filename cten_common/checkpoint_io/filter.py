@@ -147,11 +147,27 @@ def match_state_dict(state, expected_shapes, source):
     return out
 
 
+class ReadCheckpoint:
+    """A checkpoint file already read (``read_checkpoint``'s object) and the file's name:
+    ``read_state`` takes it as it takes the path, without reading the file again (a run's
+    checkpoint gives its configuration and its weights from one reading).  Loading consumes
+    it: ``read_state`` lets go of the checkpoint, so that its arrays are freed once loaded."""
+
+    def __init__(self, checkpoint, name):
+        self.checkpoint, self.name = checkpoint, str(name)
+
+
 def read_state(source):
-    """``(state dict, name)`` from a checkpoint path or an in-memory dict: unwrapped,
-    ``module.`` stripped, arrays as numpy; ``name`` is what error messages call it."""
+    """``(state dict, name)`` from a checkpoint path, a ``ReadCheckpoint`` or an in-memory
+    dict: unwrapped, ``module.`` stripped, arrays as numpy; ``name`` is what error messages
+    call it."""
     if isinstance(source, dict):
         obj, name = source, "the given state dict"
+    elif isinstance(source, ReadCheckpoint):
+        if source.checkpoint is None:
+            raise CheckpointError(f"{source.name}: already loaded once (a ReadCheckpoint is consumed)")
+        obj, name = source.checkpoint, source.name
+        source.checkpoint = None
     else:
         obj, name = read_checkpoint(source), str(source)
     return strip_prefix(unwrap_state_dict(obj, name)), name
