@@ -1,4 +1,5 @@
-"""python -m cten_jt.predict VIDEO [--weights W] [--config CONFIG] [--plot OUT.png] [--top-k 3]
+"""python -m cten_jt.predict VIDEO [--weights W] [--config CONFIG] [--plot OUT.png] [--json OUT.json]
+   python -m cten_jt.predict INPUT [INPUT ...] --out RESULTS.jsonl [--plots DIR] [--batch B] [--workers N]
 
 Top-k emotions with probabilities, the attention of every segment, and the
 detected emotion intervals in seconds (cten_common.metrics: segments whose
@@ -11,6 +12,16 @@ A frame folder's rate comes from its fps file, the annotation, --audio or
 data.frame_fps (cten_common.data.timing); the output says which.  When the
 video is in the annotation (--annotation, default the config's
 data.annotation), its ground-truth spans are listed and drawn on the plot.
+
+A collection (several inputs, or --out): INPUTs are video files, frame folders,
+folders searched recursively for both, .txt files listing paths, or annotation
+JSONs (their videos under --video-root / --audio-root, default the config's
+data.video_root / data.audio_root).  One model serves them all; videos are
+decoded ahead in --workers processes and run --batch at a time.  RESULTS.jsonl
+gets one line per video (a failed one: its error), RESULTS.csv a summary; run
+again with the same --out and the videos already there are skipped (--overwrite:
+afresh, --retry-failed: the failed ones again).  Exit 1 when any video failed
+(cten_common.collection).
 """
 import argparse
 import dataclasses
@@ -22,81 +33,35 @@ import numpy as np
 
 import cten_jt  # noqa: F401  (Jittor settings first)
 from cten_common.checkpoint_io.errors import CheckpointError
-from cten_common.checkpoint_io.filter import strip_prefix, unwrap_state_dict
 from cten_common.checkpoint_io.run_paths import run_checkpoint_path
-from cten_common.checkpoint_io.sniff import read_checkpoint
-from cten_common.data.annotations import VideoItem, label_and_spans, rate_and_duration
+from cten_common.collection import video_id_of
+from cten_common.data.annotations import VideoItem
 from cten_common.data.datasets import VideoEmotionData, collate
 from cten_common.data.errors import DataError
 from cten_common.precision import add_precision_option
-from cten_common.metrics import detections_for_video, normalise_attention, segment_times, softmax
 
 DEFAULT_WEIGHTS = run_checkpoint_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                    "runs", "synthetic"), "best")
 
 
 def load_for_prediction(weights, config_path=None, overrides=(), precision=None):
-    """(model, config, class names) from a run checkpoint or weights + config; ``precision``:
-    what the model computes in (default the config's ``train.precision``)."""
-    from cten_common.precision import apply_precision_option
-    from cten_common.config import RunConfig, load_run_config
-    from cten_jt.precision import set_precision
-    from cten_jt.device import release_free_memory, set_device
-    from cten_jt.models import build_model
-    from cten_jt.models.state import load_state_arrays
-    from cten_jt.switches import set_kernels
+    """(model, config, class names) from a run checkpoint or weights + config, in eval mode
+    (``cten_common.inference``: the file read once); ``precision``: what the model computes
+    in (default the config's ``train.precision``)."""
+    from cten_common.inference import inference_model, run_config
+    from cten_jt.backend import BACKEND
 
-    # a bad --config first: it costs no reading of the weights
-    config = load_run_config(config_path, overrides) if config_path else None
-    ckpt = read_checkpoint(weights)          # any format; never runs code from the file
-    run = isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
-    if config is None:
-        if not run:
-            raise CheckpointError(f"{weights}: carries no config; pass --config")
-        try:          # over today's defaults, as a resumed run's config.yaml
-            config = RunConfig().updated(ckpt["config"])
-        except ValueError as exc:
-            raise CheckpointError(f"{weights}: its stored configuration: {exc}") from None
-    config = apply_precision_option(config, precision)
-    set_kernels(config.train.kernels)
-    set_device(config.train.device)
-    model = build_model(config.model, init_seed=0)
-    set_precision(model, config.train.precision)
-    name = str(weights)
-    load_state_arrays(model, strip_prefix(unwrap_state_dict(ckpt, name)), name)
-    classes = ckpt.get("classes") if run else None
-    del ckpt
-    release_free_memory()            # the file's arrays, freed into glibc's heap (models.build_model)
-    if not classes and config.data.annotation and os.path.exists(config.data.annotation):
-        with open(config.data.annotation) as f:
-            classes = json.load(f)["labels"]
-    classes = classes or [f"class{i}" for i in range(config.model.n_classes)]
+    config, classes, checkpoint = run_config(weights, config_path, overrides, precision)
+    model, _ = inference_model(BACKEND, config, checkpoint)
     return model, config, classes
-
-
-def video_id_of(video):
-    """The annotation id of a video path: a frame folder's name, a file's name without extension."""
-    name = os.path.basename(os.path.normpath(video))
-    return name if os.path.isdir(video) else os.path.splitext(name)[0]
 
 
 def annotation_entry(annotation, video):
     """``(label name, spans, fps, duration)`` of ``video`` in an annotation JSON, or None when
     it is not there.  A bad file or entry is a DataError naming the file."""
-    try:
-        with open(annotation) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise DataError(annotation, f"cannot read the annotation: {exc}") from None
-    entry = (data.get("database") or {}).get(video_id_of(video)) if isinstance(data, dict) else None
-    if entry is None:
-        return None
-    try:
-        label, spans = label_and_spans(entry)
-        fps, duration = rate_and_duration(entry)
-    except ValueError as exc:
-        raise DataError(annotation, f"video {video_id_of(video)!r}: {exc}") from None
-    return label, spans, fps, duration
+    from cten_common.collection import Entry, with_ground_truth
+    entry = with_ground_truth([Entry(video)], annotation)[0]
+    return None if entry.label is None else (entry.label, entry.spans, entry.fps, entry.duration)
 
 
 def predict_video(model, config, classes, video, audio=None, allow_silence=False, threshold=0.5,
@@ -104,6 +69,7 @@ def predict_video(model, config, classes, video, audio=None, allow_silence=False
     """The prediction of one video file (or frame folder) as a dict; ``annotation``: a JSON
     in which the video may have ground-truth spans and a rate."""
     from cten_jt.engine import predict_batch
+    from cten_common.collection import Entry, describe
     from cten_common.data.datasets import clip_config
 
     clip = clip_config(config, train=False)
@@ -116,26 +82,17 @@ def predict_video(model, config, classes, video, audio=None, allow_silence=False
     sample = data.load(0)
     model.eval()
     out = predict_batch(model, collate([sample]))
-    logits, gamma = out["logits"][0], out["gamma"][0]
-    probs = softmax(logits)
-    n, timing = int(sample["n_frames"]), data.timing(0)
-    at = timing.boundaries(n)
-    order = np.argsort(-probs)[:top_k]
-    times = segment_times(n, timing.fps, len(gamma), at)
-    intervals = detections_for_video(gamma, n, timing.fps, probs, threshold, at)
-    return {
-        "video": video, "n_frames": n, "fps": timing.fps, "fps_source": timing.source,
-        "fps_note": timing.note, "duration_s": float(at[-1]),
-        "ground_truth": [{"emotion": label, "start_s": s, "end_s": e} for s, e in spans],
-        "top": [{"emotion": classes[i], "probability": float(probs[i])} for i in order],
-        "segments": [{"start_s": s, "end_s": e, "attention": float(g), "normalised": float(a)}
-                     for (s, e), g, a in zip(times, gamma, normalise_attention(gamma))],
-        "intervals": [{"emotion": classes[lab], "start_s": s, "end_s": e, "score": sc}
-                      for lab, s, e, sc in intervals],
-        # the first frame of each segment's snippet, with its time: what the plot shows
-        "_thumbs": [(float(at[sample["frame_indices"][t, 0]]), sample["visual"][t, :, 0].transpose(1, 2, 0))
-                    for t in range(len(gamma))],
-    }
+    result = describe(Entry(video, audio, label, spans, ann_fps, ann_duration), int(sample["n_frames"]),
+                      data.timing(0), out["logits"][0], out["gamma"][0], classes, threshold, top_k)
+    result["_thumbs"] = thumbnails(sample, data.timing(0))
+    return result
+
+
+def thumbnails(sample, timing):
+    """The first frame of each segment's snippet, with its time: what the plot shows."""
+    at = timing.boundaries(int(sample["n_frames"]))
+    return [(float(at[sample["frame_indices"][t, 0]]), sample["visual"][t, :, 0].transpose(1, 2, 0))
+            for t in range(sample["frame_indices"].shape[0])]
 
 
 def plot_prediction(result, path, n_thumbs=6):
@@ -178,35 +135,57 @@ def plot_prediction(result, path, n_thumbs=6):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="cten-predict", description=__doc__.split("\n\n")[0])
-    p.add_argument("video")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a video file or frame folder; with several (or --out): also folders, .txt lists, "
+                        "annotation .json files")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS,
                    help="a run's best.safetensors / last.safetensors (older runs: .pkl), or "
                         "converted weights with --config (default: the main job's "
                         "runs/synthetic/best.safetensors)")
     p.add_argument("--config")
-    p.add_argument("--audio", help="audio file to use instead of the video's own track")
+    p.add_argument("--audio", help="audio file to use instead of the video's own track (one video)")
     p.add_argument("--allow-silence", action="store_true", help="accept a video without audio (silence)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--plot", help="PNG: attention over the timeline, intervals, a few frames")
-    p.add_argument("--json", help="write the result as JSON")
-    p.add_argument("--annotation", help="annotation JSON holding the video's ground-truth spans and rate "
+    p.add_argument("--plot", help="PNG: attention over the timeline, intervals, a few frames (one video)")
+    p.add_argument("--json", help="write the result as JSON (one video)")
+    p.add_argument("--annotation", help="annotation JSON holding the videos' ground-truth spans and rates "
                                         "(default: the config's data.annotation, when it exists)")
+    c = p.add_argument_group("a collection")
+    c.add_argument("--out", help="RESULTS.jsonl: one line per video, RESULTS.csv beside it; resumed when it exists")
+    c.add_argument("--plots", metavar="DIR", help="one PNG per video")
+    c.add_argument("--overwrite", action="store_true", help="start --out afresh")
+    c.add_argument("--retry-failed", action="store_true", help="predict again the videos whose line is an error")
+    c.add_argument("--batch", type=int, default=1, help="videos per model call (default 1)")
+    c.add_argument("--workers", type=int, default=2, help="processes decoding ahead of the model (default 2; 0: none)")
+    c.add_argument("--max-bad-share", type=float, default=1.0,
+                   help="stop once more than this share of the videos failed (default 1: never)")
+    c.add_argument("--video-root", help="where an annotation input's videos are (default: data.video_root)")
+    c.add_argument("--audio-root", help="where an annotation input's audio is (default: data.audio_root)")
     add_precision_option(p)
     a = p.parse_args(argv)
     if not os.path.exists(a.weights):
         p.error(f"{a.weights} not found: pass --weights (run cten-main-job for the default)")
+    collection = a.out is not None or len(a.inputs) > 1 or not _one_video(a.inputs[0])
+    if collection and a.out is None:
+        p.error("several videos, a folder, a list or an annotation need --out RESULTS.jsonl")
+    if collection and (a.plot or a.json or a.audio):
+        p.error("--plot, --json and --audio are for one video; a collection takes --plots DIR")
+    if a.batch < 1 or a.workers < 0 or not 0 <= a.max_bad_share <= 1:
+        p.error("--batch must be >= 1, --workers >= 0 and --max-bad-share in [0, 1]")
     try:
         model, config, classes = load_for_prediction(a.weights, a.config, precision=a.precision)
         annotation = a.annotation
         if annotation is None and config.data.annotation and os.path.isfile(config.data.annotation):
             annotation = config.data.annotation
-        result = predict_video(model, config, classes, a.video, a.audio, a.allow_silence,
+        if collection:
+            return _predict_collection(a, model, config, classes, annotation)
+        result = predict_video(model, config, classes, a.inputs[0], a.audio, a.allow_silence,
                                a.threshold, a.top_k, annotation)
     except (DataError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{a.video}: {result['n_frames']} frames, {result['duration_s']:.1f} s, "
+    print(f"{a.inputs[0]}: {result['n_frames']} frames, {result['duration_s']:.1f} s, "
           f"{result['fps']:.3f} fps ({result['fps_source']})")
     if result["fps_note"]:
         print(f"  note: {result['fps_note']}")
@@ -224,6 +203,83 @@ def main(argv=None):
         with open(a.json, "w") as f:
             json.dump({k: v for k, v in result.items() if not k.startswith("_")}, f, indent=1)
     return 0
+
+
+def _one_video(path):
+    """True where ``path`` is one video (a file, or a frame folder), not a collection's input."""
+    from cten_common.collection import is_frame_folder
+    if os.path.isdir(path):
+        return is_frame_folder(path)
+    return not path.lower().endswith((".txt", ".json"))
+
+
+def _predict_collection(a, model, config, classes, annotation):
+    """cten-predict over many videos (cten_common.collection): 0 when every video in --out
+    was predicted, 1 when any failed or the run stopped early.  Under ``mpirun -np N`` the
+    videos still to do are dealt round-robin to the ranks; each rank writes its part
+    (``RESULTS.rankK.jsonl``) and rank 0 merges the parts into RESULTS.jsonl, in the
+    input's order (cten_jt.distributed: sums over the ranks are the barriers)."""
+    from cten_common import collection
+    from cten_common.data.datasets import clip_config
+    from cten_jt.distributed import all_sum, world
+    from cten_jt.engine import predict_batch
+
+    rank, size = world()
+    entries = collection.gather(a.inputs, a.video_root or config.data.video_root,
+                                a.audio_root or config.data.audio_root)
+    if annotation:
+        entries = collection.with_ground_truth(entries, annotation)
+    if not entries:
+        raise DataError(" ".join(a.inputs), "no videos found")
+    if rank == 0:                       # a killed run's parts first; then --overwrite, --retry-failed
+        collection.merge_parts(a.out, entries)
+        collection.ResultsFile(a.out, overwrite=a.overwrite, retry_failed=a.retry_failed).close()
+    if size > 1:
+        all_sum([0.0])                  # every rank reads the output as rank 0 left it
+        done = {os.path.abspath(r["video"]) for r in collection.read_results(a.out)[0]}
+        todo = [e for e in entries if e.key not in done]
+        results = collection.ResultsFile(collection.part_path(a.out, rank), overwrite=True)
+        mine, before = todo[rank::size], len(entries) - len(todo)
+    else:
+        results = collection.ResultsFile(a.out)
+        mine, before = entries, len(results.done & {e.key for e in entries})
+    clip = dataclasses.replace(clip_config(config, train=False), allow_silence=a.allow_silence)
+    model.eval()
+    on_result = None
+    if a.plots:
+        os.makedirs(a.plots, exist_ok=True)
+        plotted = set()
+
+        def on_result(result, sample, timing):
+            name = collection.video_id_of(result["video"])
+            name = name if name not in plotted else f"{name}_{len(plotted)}"
+            plotted.add(name)
+            plot_prediction({**result, "_thumbs": thumbnails(sample, timing)}, os.path.join(a.plots, name + ".png"))
+    try:
+        report = collection.predict_collection(mine, clip, classes, lambda batch: predict_batch(model, batch),
+                                               results, a.batch, a.workers, a.threshold, a.top_k,
+                                               a.max_bad_share, progress=rank == 0, on_result=on_result)
+    finally:
+        results.close()
+    predicted, stopped, seconds = report.predicted, int(report.stopped is not None), report.seconds
+    if size > 1:
+        predicted, stopped, seconds = all_sum([predicted, stopped, seconds])
+        seconds /= size
+        if rank == 0:
+            collection.merge_parts(a.out, entries)
+        all_sum([0.0])                  # the merged file, read by every rank for the exit status
+    records = collection.read_results(a.out)[0]
+    failed = [r for r in records if not r.get("ok")]
+    if rank == 0:
+        collection.write_summary(records, os.path.splitext(a.out)[0] + ".csv")
+        rate = predicted / seconds if seconds else 0.0
+        print(f"{len(records)} of {len(entries)} videos in {a.out} ({before} there before, {int(predicted)} predicted now"
+              f"{f' by {size} ranks' if size > 1 else ''} at {rate:.2f} videos/s, {len(failed)} failed)")
+        for r in failed:
+            print(f"  failed: {r['error']}")
+        if stopped:
+            print(f"stopped: {report.stopped or 'a rank stopped early'}", file=sys.stderr)
+    return 1 if failed or stopped else 0
 
 
 if __name__ == "__main__":
