@@ -40,17 +40,30 @@ def frame_count(n_samples, window, shift):
     return 0 if n_samples < window else 1 + (n_samples - window) // shift
 
 
-def kaldi_fbank(waveform, sample_rate, num_mel_bins=128, frame_length_ms=25, frame_shift_ms=10):
-    """Log-mel filter bank energies float32 [n_frames, num_mel_bins] of channel 0 of ``waveform``.
-
-    ``waveform`` is [channels, n] (or [n]); as in the reference, its mean over all samples and
-    channels is subtracted first. Clips shorter than one frame give zero frames.
-    """
-    samples = np.atleast_2d(np.asarray(waveform, dtype=np.float64))
+def _framing(sample_rate, frame_length_ms, frame_shift_ms):
     window = int(sample_rate * frame_length_ms * 0.001)
     shift = int(sample_rate * frame_shift_ms * 0.001)
     if window < 2 or shift < 1:
         raise ValueError(f"frames of {window} samples shifted by {shift} are too small")
+    return window, shift
+
+
+def fbank_frame_count(waveform, sample_rate, frame_length_ms=25, frame_shift_ms=10):
+    """The number of frames ``kaldi_fbank`` makes of ``waveform`` ([channels, n] or [n])."""
+    window, shift = _framing(sample_rate, frame_length_ms, frame_shift_ms)
+    return frame_count(np.shape(waveform)[-1], window, shift)
+
+
+def kaldi_fbank(waveform, sample_rate, num_mel_bins=128, frame_length_ms=25, frame_shift_ms=10, rows=None):
+    """Log-mel filter bank energies float32 [n_frames, num_mel_bins] of channel 0 of ``waveform``.
+
+    ``waveform`` is [channels, n] (or [n]); as in the reference, its mean over all samples and
+    channels is subtracted first. Clips shorter than one frame give zero frames.  ``rows``:
+    only these frames (indices into the n_frames), each computed as in the whole (a frame's
+    energies depend on its samples and the clip's mean alone): [len(rows), num_mel_bins].
+    """
+    samples = np.atleast_2d(np.asarray(waveform, dtype=np.float64))
+    window, shift = _framing(sample_rate, frame_length_ms, frame_shift_ms)
     n_frames = frame_count(samples.shape[1], window, shift)
     if n_frames == 0:
         return np.zeros((0, num_mel_bins), dtype=np.float32)
@@ -58,6 +71,9 @@ def kaldi_fbank(waveform, sample_rate, num_mel_bins=128, frame_length_ms=25, fra
     n_fft = 1 << (window - 1).bit_length()
 
     frames = np.lib.stride_tricks.sliding_window_view(samples, window)[::shift][:n_frames]
+    if rows is not None:
+        frames = frames[np.asarray(rows)]
+        n_frames = len(frames)
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / (window - 1))
     banks = mel_banks(num_mel_bins, n_fft, sample_rate).T
     fbank = np.empty((n_frames, num_mel_bins), dtype=np.float32)
@@ -74,25 +90,29 @@ def _log_mel(frames, hann, n_fft, banks):
     return np.log(np.maximum(power @ banks, EPSILON))
 
 
-def fit_frames(fbank, n_segments, rng=None, frames_per_segment=FRAMES_PER_SEGMENT):
-    """Fit ``fbank`` [n, bins] to [frames_per_segment * n_segments, bins].
+def fit_indices(n, n_segments, rng=None, frames_per_segment=FRAMES_PER_SEGMENT):
+    """The frames (of ``n``) that fit a filterbank to ``frames_per_segment * n_segments``.
 
     Short clips are tiled from the start. Longer ones are cut into ``n_segments`` equal blocks
     and one window of ``frames_per_segment`` frames is taken from each: at a random start drawn
     from ``rng`` (a numpy Generator, training) or centred in the block (``rng`` None).
     """
-    fbank = np.asarray(fbank)
-    n = fbank.shape[0]
     target = frames_per_segment * n_segments
     if n == 0:
         raise ValueError("no frames to fit: the clip is shorter than one frame")
     if n < target:
-        return fbank[np.arange(target) % n]
+        return np.arange(target) % n
     edges = np.arange(n_segments + 1) * n // n_segments
     slack = np.diff(edges) - frames_per_segment
     offsets = slack // 2 if rng is None else rng.integers(0, slack + 1)
     starts = edges[:-1] + offsets
-    return fbank[(starts[:, None] + np.arange(frames_per_segment)).ravel()]
+    return (starts[:, None] + np.arange(frames_per_segment)).ravel()
+
+
+def fit_frames(fbank, n_segments, rng=None, frames_per_segment=FRAMES_PER_SEGMENT):
+    """Fit ``fbank`` [n, bins] to [frames_per_segment * n_segments, bins] (``fit_indices``)."""
+    fbank = np.asarray(fbank)
+    return fbank[fit_indices(fbank.shape[0], n_segments, rng, frames_per_segment)]
 
 
 def normalise(fbank):
@@ -106,8 +126,12 @@ def features_from_fbank(fbank, n_segments, rng=None):
 
 
 def audio_features(waveform, sample_rate, n_segments, rng=None):
-    """Kaldi fbank, fitted to ``n_segments`` x 100 frames, normalised: float32 [100 * n_segments, 128]."""
-    return features_from_fbank(kaldi_fbank(waveform, sample_rate), n_segments, rng)
+    """Kaldi fbank, fitted to ``n_segments`` x 100 frames, normalised: float32 [100 * n_segments, 128].
+    Only the fitted frames are computed (equal to fitting the whole filterbank; on a 107 s clip
+    1,600 of 10,700 frames: 0.26 s of CPU became ~0.05 s)."""
+    index = fit_indices(fbank_frame_count(waveform, sample_rate), n_segments, rng)
+    rows, back = np.unique(index, return_inverse=True)
+    return normalise(kaldi_fbank(waveform, sample_rate, rows=rows)[back]).astype(np.float32)
 
 
 def load_cached_fbank(path):

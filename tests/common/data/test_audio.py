@@ -300,3 +300,13 @@ def test_load_audio_says_when_ffmpeg_is_missing(tmp_path, monkeypatch, name):
 def test_silence():
     zeros = silence(1.5, 8000)
     assert zeros.dtype == np.float32 and zeros.shape == (1, 12000) and not zeros.any()
+
+
+@pytest.mark.parametrize("seconds,seed", [(30.0, None), (30.0, 4), (5.0, None)])
+def test_audio_features_compute_only_the_fitted_frames_and_equal_the_whole(seconds, seed):
+    # exact: each frame's energies depend on its samples and the clip's mean alone, as the
+    # chunking test above asserts; the rng draws the same windows either way
+    waveform = speech_like(seconds=seconds)
+    rng = lambda: None if seed is None else np.random.default_rng(seed)          # noqa: E731
+    whole = normalise(fit_frames(kaldi_fbank(waveform, 16000), 16, rng())).astype(np.float32)
+    np.testing.assert_array_equal(audio_features(waveform, 16000, 16, rng()), whole)
