@@ -158,6 +158,11 @@ def main(argv=None):
     c.add_argument("--retry-failed", action="store_true", help="predict again the videos whose line is an error")
     c.add_argument("--batch", type=int, default=1, help="videos per model call (default 1)")
     c.add_argument("--workers", type=int, default=2, help="processes decoding ahead of the model (default 2; 0: none)")
+    c.add_argument("--nice", type=int, default=10,
+                   help="the decoding processes' priority below the model's (default 10; 0: the same)")
+    c.add_argument("--hold-decoders", choices=("auto", "yes", "no"), default="auto",
+                   help="hold the decoding processes while the model computes (auto: when it runs on the CPU, "
+                        "whose cores they would share)")
     c.add_argument("--max-bad-share", type=float, default=1.0,
                    help="stop once more than this share of the videos failed (default 1: never)")
     c.add_argument("--video-root", help="where an annotation input's videos are (default: data.video_root)")
@@ -171,8 +176,8 @@ def main(argv=None):
         p.error("several videos, a folder, a list or an annotation need --out RESULTS.jsonl")
     if collection and (a.plot or a.json or a.audio):
         p.error("--plot, --json and --audio are for one video; a collection takes --plots DIR")
-    if a.batch < 1 or a.workers < 0 or not 0 <= a.max_bad_share <= 1:
-        p.error("--batch must be >= 1, --workers >= 0 and --max-bad-share in [0, 1]")
+    if a.batch < 1 or a.workers < 0 or not 0 <= a.max_bad_share <= 1 or not 0 <= a.nice <= 19:
+        p.error("--batch must be >= 1, --workers >= 0, --nice in [0, 19] and --max-bad-share in [0, 1]")
     try:
         model, config, classes = load_for_prediction(a.weights, a.config, precision=a.precision)
         annotation = a.annotation
@@ -211,6 +216,15 @@ def _one_video(path):
     if os.path.isdir(path):
         return is_frame_folder(path)
     return not path.lower().endswith((".txt", ".json"))
+
+
+def _hold_decoders(choice):
+    """Whether the decoders wait while the model computes: on the CPU they share its cores
+    (cten_common.collection.Decoder); beside a GPU they run while it computes."""
+    if choice != "auto":
+        return choice == "yes"
+    import jittor as jt
+    return not jt.flags.use_cuda
 
 
 def _predict_collection(a, model, config, classes, annotation):
@@ -258,7 +272,8 @@ def _predict_collection(a, model, config, classes, annotation):
     try:
         report = collection.predict_collection(mine, clip, classes, lambda batch: predict_batch(model, batch),
                                                results, a.batch, a.workers, a.threshold, a.top_k,
-                                               a.max_bad_share, progress=rank == 0, on_result=on_result)
+                                               a.max_bad_share, progress=rank == 0, on_result=on_result,
+                                               nice=a.nice, pause_decoding=_hold_decoders(a.hold_decoders))
     finally:
         results.close()
     predicted, stopped, seconds = report.predicted, int(report.stopped is not None), report.seconds
@@ -274,7 +289,7 @@ def _predict_collection(a, model, config, classes, annotation):
         collection.write_summary(records, os.path.splitext(a.out)[0] + ".csv")
         rate = predicted / seconds if seconds else 0.0
         print(f"{len(records)} of {len(entries)} videos in {a.out} ({before} there before, {int(predicted)} predicted now"
-              f"{f' by {size} ranks' if size > 1 else ''} at {rate:.2f} videos/s, {len(failed)} failed)")
+              f"{f' by {size} ranks' if size > 1 else ''} at {rate:.4g} videos/s, {len(failed)} failed)")
         for r in failed:
             print(f"  failed: {r['error']}")
         if stopped:

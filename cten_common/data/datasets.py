@@ -51,6 +51,7 @@ from .errors import DataError
 from .fbank import audio_features, features_from_fbank, load_cached_fbank
 from .bank import variant_for as bank_variant_for
 from .readers import open_video
+from .readers.base import pause_point
 from .sampling import sample_eval, sample_train, segment_bounds
 from .timing import FEATURE_BANK, frame_timing, resolve_timing
 from .transforms import EvalTransform, TrainTransform, params_from_array, params_to_array
@@ -347,10 +348,12 @@ class VideoEmotionData:
             sample["audio"] = features_from_fbank(load_cached_fbank(item.audio_path), T,
                                                   rng if self.train else None)
         elif self.clip.with_audio:
+            pause_point()
             wave, sr = self.load_audio(item, n / fps)
             if wave.shape[-1] < int(sr * 0.025):
                 raise DataError(item.audio_path or item.video_path,
                                 "audio shorter than one 25 ms filterbank frame")
+            pause_point()
             sample["audio"] = audio_features(wave, sr, T, rng if self.train else None)
 
 

@@ -107,6 +107,11 @@ def test_results_file_keeps_whole_lines_and_resumes(tmp_path):
     retry.close()
     assert retry.done == {os.path.abspath("a.mp4"), os.path.abspath("c.mp4")}
     assert [json.loads(x)["video"] for x in out.read_text().splitlines()] == ["a.mp4", "c.mp4"]
+    # an output in a folder that does not exist yet: made
+    deep = tmp_path / "new" / "folder" / "r.jsonl"
+    assert collection.merge_parts(str(deep), []) == 0
+    collection.ResultsFile(str(deep)).close()
+    assert deep.exists()
     fresh = collection.ResultsFile(str(out), overwrite=True)
     fresh.close()
     assert fresh.done == set() and out.read_text() == ""
@@ -139,8 +144,8 @@ def _damaged(tmp_path, root):
     return [str(truncated), str(tmp_path / "empty.mp4"), str(tmp_path / "notavideo.avi")]
 
 
-@pytest.mark.parametrize("batch,workers", [(1, 0), (3, 0), (2, 2)])
-def test_batches_and_workers_give_the_same_lines_bad_videos_named(videos, tmp_path, batch, workers):
+@pytest.mark.parametrize("batch,workers,held", [(1, 0, False), (3, 0, False), (2, 2, False), (2, 2, True)])
+def test_batches_and_workers_give_the_same_lines_bad_videos_named(videos, tmp_path, batch, workers, held):
     root, config, clip = videos
     good = _files(root)
     bad = _damaged(tmp_path, root)
@@ -151,7 +156,8 @@ def test_batches_and_workers_give_the_same_lines_bad_videos_named(videos, tmp_pa
     assert [r["video"] for r in ref if not r["ok"]] == bad
     assert all(os.path.basename(r["video"]) in r["error"] for r in ref if not r["ok"])
     assert ref_report.predicted == 6 and len(ref_report.failed) == 3
-    report, lines = _run(entries, tmp_path / "other.jsonl", clip=clip, batch=batch, workers=workers)
+    report, lines = _run(entries, tmp_path / "other.jsonl", clip=clip, batch=batch, workers=workers,
+                         pause_decoding=held)
     assert lines == ref                      # the stand-in model is per video: equal, whatever the batch
     assert (report.predicted, len(report.failed)) == (6, 3)
     # the line of a good video: segments with times, top-k, the detected spans
@@ -208,3 +214,35 @@ def test_a_data_error_crosses_processes():
     import pickle
     e = pickle.loads(pickle.dumps(DataError("a.mp4", "truncated")))
     assert isinstance(e, DataError) and (e.path, e.problem, str(e)) == ("a.mp4", "truncated", "a.mp4: truncated")
+
+
+def test_readers_offer_a_pause_point_between_frames_and_before_the_audio(videos, tmp_path):
+    # what holds a decoding process while the model computes (Decoder.held)
+    from cten_common.data.readers import base
+    root, _, clip = videos
+    calls = []
+    base.set_pause_point(lambda: calls.append(1))
+    try:
+        sample, _, error = collection._decode((collection.gather(_files(root)[:1])[0], clip, CLASSES))
+    finally:
+        base.set_pause_point(None)
+    assert error is None
+    n_read = len(np.unique(sample["frame_indices"]))
+    assert len(calls) >= n_read + 2        # a packet at least per frame read, and twice for the audio
+    calls.clear()
+    collection._decode((collection.gather(_files(root)[:1])[0], clip, CLASSES))
+    assert calls == []                     # none set: never held
+
+
+def test_held_decoders_wait_and_go_on(videos):
+    root, _, clip = videos
+    decoder = collection.Decoder(collection.gather(_files(root)[:2]), clip, CLASSES, workers=1, pause_held=True)
+    try:
+        results = decoder.results()
+        with decoder.held():
+            assert not decoder.gate.is_set()
+        assert decoder.gate.is_set()
+        assert [r[3] for r in results] == [None, None]
+    finally:
+        decoder.close()
+    assert collection.Decoder([], clip, CLASSES, workers=0, pause_held=True).gate is None

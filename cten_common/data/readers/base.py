@@ -72,6 +72,23 @@ def check_sorted(idx):
     return idx
 
 
+_pause = None
+
+
+def set_pause_point(wait):
+    """In a decoding process: ``wait()`` is called between frames (and before the audio),
+    returning when decoding may go on (``cten_common.collection``: decoders wait while the
+    model computes on the same CPU cores).  None: never wait."""
+    global _pause
+    _pause = wait
+
+
+def pause_point():
+    """Where a reader may be held (between frames): returns at once unless a process set a wait."""
+    if _pause is not None:
+        _pause()
+
+
 def read_chunks(reader, indices, chunk):
     """``reader.read(indices)`` in consecutive pieces of at most ``chunk`` frames."""
     idx = check_sorted(check_indices(indices, reader.n_frames))

@@ -8,7 +8,7 @@ import numpy as np
 
 from cten_common.data.errors import DataError
 
-from .base import VideoReader, read_frames
+from .base import VideoReader, pause_point, read_frames
 from .jpeg import decode_jpeg, jpeg_header
 
 FPS_FILE = "fps"                     # a frame folder's rate, beside n_frames (cten-prepare-dataset)
@@ -74,6 +74,7 @@ class FrameFolder(VideoReader):
         """Frames at 0-based ``indices``; each distinct file is read and decoded once."""
         def decode_into(wanted, slots, out):
             for i, slot in zip(wanted.tolist(), slots.tolist()):
+                pause_point()
                 self._load(i, out[slot])
         return read_frames(self, indices, decode_into)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from cten_common.data.errors import DataError
 
-from .base import VideoReader, file_key, read_frames
+from .base import VideoReader, file_key, pause_point, read_frames
 from .jpeg import decode_jpeg
 
 MAGIC = b"CTENFRMS"
@@ -132,6 +132,7 @@ class FrameStore(VideoReader):
                                        f"its offsets (changed while reading?)")
         view = memoryview(data)
         for i, slot in zip(frames.tolist(), slots.tolist()):
+            pause_point()
             a, b = int(self._offsets[i]) - start, int(self._offsets[i + 1]) - start
             decode_jpeg(view[a:b], self.path, f"frame {i} does not decode as a JPEG",
                         size=(self.height, self.width), out=out[slot],

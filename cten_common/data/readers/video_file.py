@@ -43,7 +43,7 @@ import numpy as np
 from cten_common.data.errors import DataError
 
 from .base import (DECODED_EXTENSIONS, VIDEO_EXTENSIONS, VideoReader, check_indices, check_sorted, file_key,
-                   read_frames)
+                   pause_point, read_frames)
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,7 @@ def _decode(container, stream, path, wanted_pts=None):
     skipping = False
     try:
         for packet in _packets(container, stream):
+            pause_point()
             if wanted_pts is not None and (packet.pts not in wanted_pts) != skipping:
                 skipping = not skipping
                 context.skip_frame = "NONREF" if skipping else "DEFAULT"
