@@ -1,4 +1,4 @@
-"""cten-bench frameworks|scaling|memory|kernels|training|parity|bank|data|epoch|precision|flops|check [...]: every benchmark under one command.
+"""cten-bench frameworks|scaling|memory|kernels|training|parity|bank|data|epoch|predict|precision|flops|check [...]: every benchmark under one command.
 
 Each is also ``python -m benchmarks.<module>``; results go to ``benchmarks/results/``.
 """
@@ -16,6 +16,7 @@ TOOLS = {
     "bank": ("benchmarks.compare_bank:main", "training from a feature bank against end to end"),
     "data": ("benchmarks.bench_data:main", "data readers: frame folder, store, mp4, filterbank"),
     "epoch": ("benchmarks.bench_epoch:main", "one real-length epoch: train and predict"),
+    "predict": ("benchmarks.bench_predict:main", "cten-predict over a collection of real-length videos"),
     "precision": ("benchmarks.bench_precision:main", "bf16 against fp32 in each framework"),
     "flops": ("benchmarks.flops:main", "multiply-adds of CTEN from its config; --peak: the machine's GFLOP/s"),
     "check": ("benchmarks.bench_check:main", "cten-check-data on a long data set: how long it takes"),
