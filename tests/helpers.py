@@ -143,3 +143,18 @@ def write_malicious_files(folder, canary):
             pickle.dump([], f, protocol=2)
         files[f"legacy-{name}"] = path
     return files
+
+
+class StandInModel:
+    """A model for ``cten_common.evaluation.evaluate_model`` with ``stand_in_predict``."""
+
+    def eval(self):
+        return self
+
+
+def stand_in_predict(model, batch, rng=None, theta=0.7, reader=None):
+    """Stands in for a framework's predict_batch: class 0 everywhere, rising attention."""
+    b, t = len(batch["label"]), batch["visual"].shape[1]
+    logits = np.tile(np.array([[2.0, 0.0]], np.float32), (b, 1))
+    return {"logits": logits, "gamma": np.tile(np.linspace(0, 1, t, dtype=np.float32), (b, 1)),
+            "context_logits": logits}

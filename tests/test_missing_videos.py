@@ -11,7 +11,7 @@ import pytest
 from cten_common.config import TrainConfig, load_run_config
 from cten_common.data.datasets import build_data
 from cten_common.data.errors import DataError
-from helpers import make_tiny_run
+from helpers import StandInModel, make_tiny_run, stand_in_predict
 
 
 def _trainer(framework):
@@ -148,17 +148,6 @@ def test_other_index_problems_stop_under_skip_too(tiny):
         build_data(config, "training", True)
 
 
-class _Model:
-    def eval(self):
-        return self
-
-
-def _predict(model, batch, rng=None, theta=0.7, reader=None):
-    """A framework's predict_batch stand-in: class 0 everywhere."""
-    b, t = len(batch["label"]), batch["visual"].shape[1]
-    logits = np.tile(np.array([[2.0, 0.0]], np.float32), (b, 1))
-    return {"logits": logits, "gamma": np.tile(np.linspace(0, 1, t, dtype=np.float32), (b, 1)),
-            "context_logits": logits}
 
 
 def test_evaluation_lists_a_missing_video_under_skip(tiny, capsys):
@@ -167,7 +156,7 @@ def test_evaluation_lists_a_missing_video_under_skip(tiny, capsys):
     os.remove(val[1].video_path)
     data = build_data(config.updated({"data": {"on_bad_sample": "skip"}}), "validation", False)
     assert [it.video_id for it in data.items] == [val[0].video_id] and data.n_annotated == 2
-    report = evaluate_model(_Model(), data, TrainConfig(batch_size=2, seed=0), _predict, progress=False)
+    report = evaluate_model(StandInModel(), data, TrainConfig(batch_size=2, seed=0), stand_in_predict, progress=False)
     assert report["n"] == 1 and [v["video_id"] for v in report["per_video"]] == [val[0].video_id]
     assert [(s["video_id"], s["path"], s["where"]) for s in report["skipped"]] == \
         [(val[1].video_id, _where(val[1]), "index")]
