@@ -188,16 +188,21 @@ def failure(entry, error):
 
 # ---- decoding ahead, in worker processes -----------------------------------------------------
 
-def _decode(args):
-    """Worker: one entry's eval sample and timing, or its error (never raises)."""
-    entry, clip, classes = args
+def load_sample(entry, clip, classes):
+    """``(sample, timing)``: one entry's evaluation sample (the data path of training's
+    evaluation) and its frames' timing; a DataError for a video that cannot be read."""
     from .data.datasets import VideoEmotionData
     item = VideoItem(entry.video_id or video_id_of(entry.path), 0, classes[0], entry.path, entry.audio,
                      segments=entry.spans, fps=entry.fps, duration=entry.duration)
+    data = VideoEmotionData([item], classes, clip, train=False)
+    return data.load(0), data.timing(0)
+
+
+def _decode(args):
+    """Worker: one entry's eval sample and timing, or its error (never raises)."""
+    entry, clip, classes = args
     try:
-        data = VideoEmotionData([item], classes, clip, train=False)
-        sample = data.load(0)
-        return sample, data.timing(0), None
+        return load_sample(entry, clip, classes) + (None,)
     except (DataError, ValueError, OSError, RuntimeError) as exc:
         return None, None, exc if isinstance(exc, DataError) else DataError(entry.path, f"{type(exc).__name__}: {exc}")
     except Exception as exc:    # noqa: BLE001 - a decoder library's own error: this video fails, not the run
@@ -259,9 +264,10 @@ class Decoder:
     ``with decoder.held():`` around a model call on the CPU holds the decoders between two
     frames until it ends (``pause_held``).  A model on every core and decoders beside it
     interfere: a preempted model thread leaves the others waiting at its barrier.  Measured at
-    the paper's shape on 2 cores (R3D-101, 107 s videos, 2 decoders): the model's call took
-    1.10-1.13 s with decoders running, 0.98-1.00 s without; held, the decoders run while
-    the model waits for its next video, both cores theirs."""
+    the paper's shape on 2 cores (R3D-101, 107 s videos, 2 decoders, 3 paired runs): the
+    model's call took 1.12-1.16 s with the decoders beside it, 0.93-1.04 s with them held,
+    and the collection 3 % more videos per hour; held, the decoders run while the model
+    waits for its next video, both cores theirs."""
 
     def __init__(self, entries, clip, classes, workers=2, ahead=None, nice=0, pause_held=False):
         self.entries, self.clip, self.classes, self.nice = entries, clip, classes, nice

@@ -34,9 +34,7 @@ import numpy as np
 import cten_jt  # noqa: F401  (Jittor settings first)
 from cten_common.checkpoint_io.errors import CheckpointError
 from cten_common.checkpoint_io.run_paths import run_checkpoint_path
-from cten_common.collection import video_id_of
-from cten_common.data.annotations import VideoItem
-from cten_common.data.datasets import VideoEmotionData, collate
+from cten_common.data.datasets import collate
 from cten_common.data.errors import DataError
 from cten_common.precision import add_precision_option
 
@@ -69,22 +67,19 @@ def predict_video(model, config, classes, video, audio=None, allow_silence=False
     """The prediction of one video file (or frame folder) as a dict; ``annotation``: a JSON
     in which the video may have ground-truth spans and a rate."""
     from cten_jt.engine import predict_batch
-    from cten_common.collection import Entry, describe
+    from cten_common.collection import Entry, describe, load_sample, with_ground_truth
     from cten_common.data.datasets import clip_config
 
-    clip = clip_config(config, train=False)
-    clip = dataclasses.replace(clip, allow_silence=allow_silence)
-    entry = annotation_entry(annotation, video) if annotation else None
-    label, spans, ann_fps, ann_duration = entry or (None, [], None, None)
-    item = VideoItem(video_id_of(video), 0, classes[0], video, audio, segments=spans,
-                     fps=ann_fps, duration=ann_duration)
-    data = VideoEmotionData([item], classes, clip, train=False)
-    sample = data.load(0)
+    clip = dataclasses.replace(clip_config(config, train=False), allow_silence=allow_silence)
+    entry = Entry(video, audio)
+    if annotation:
+        entry = with_ground_truth([entry], annotation)[0]
+    sample, timing = load_sample(entry, clip, classes)
     model.eval()
     out = predict_batch(model, collate([sample]))
-    result = describe(Entry(video, audio, label, spans, ann_fps, ann_duration), int(sample["n_frames"]),
-                      data.timing(0), out["logits"][0], out["gamma"][0], classes, threshold, top_k)
-    result["_thumbs"] = thumbnails(sample, data.timing(0))
+    result = describe(entry, int(sample["n_frames"]), timing, out["logits"][0], out["gamma"][0], classes,
+                      threshold, top_k)
+    result["_thumbs"] = thumbnails(sample, timing)
     return result
 
 

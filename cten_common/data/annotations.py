@@ -45,7 +45,7 @@ class MissingFile(DataError):
         super().__init__(path, problem)
         self.video_id, self.subset = video_id, subset
 
-    def __reduce__(self):           # picklable (DataError's args are its message alone)
+    def __reduce__(self):           # picklable with its own fields (DataError's __reduce__ has two)
         return MissingFile, (self.path, self.problem, self.video_id, self.subset)
 
 

@@ -235,14 +235,19 @@ def test_readers_offer_a_pause_point_between_frames_and_before_the_audio(videos,
 
 
 def test_held_decoders_wait_and_go_on(videos):
+    import threading
     root, _, clip = videos
     decoder = collection.Decoder(collection.gather(_files(root)[:2]), clip, CLASSES, workers=1, pause_held=True)
+    results, first = decoder.results(), []
     try:
-        results = decoder.results()
-        with decoder.held():
-            assert not decoder.gate.is_set()
-        assert decoder.gate.is_set()
-        assert [r[3] for r in results] == [None, None]
+        with decoder.held():             # the model computing: no video can come out
+            taker = threading.Thread(target=lambda: first.append(next(results)))
+            taker.start()
+            taker.join(5)
+            assert taker.is_alive() and not first
+        taker.join(120)                  # let go: the decoder goes on where it was held
+        assert not taker.is_alive() and first[0][3] is None
+        assert [r[3] for r in results] == [None]
     finally:
         decoder.close()
     assert collection.Decoder([], clip, CLASSES, workers=0, pause_held=True).gate is None
