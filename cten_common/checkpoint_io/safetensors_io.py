@@ -12,8 +12,11 @@ are safetensors (``safetensors.numpy``, no framework needed to read them):
 
 Reading checks the header first (its length against the file, every tensor's
 dtype, size and offsets, ``safetensors_header``), so a lying header gives a
-clear error in bounded memory; then the arrays are read with
-``safetensors.numpy``.  Writes are atomic (``atomic.atomic_path``).
+clear error in bounded memory; then each array is read straight into a numpy array of
+its own (``read_safetensors``: not through ``safetensors.numpy``, whose reader maps the
+file, so that its pages sit in the resident set beside the copies: twice the file at the
+peak, 1.07 GB for the paper's 540 MB of weights).  Writes are atomic (``atomic.atomic_path``)
+and go through ``safetensors.numpy``.
 """
 import json
 import os
@@ -48,15 +51,18 @@ def widen_bf16(bits):
     return (np.asarray(bits, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
-def _read_bf16(path, info):
-    """One BF16 tensor of a checked safetensors file, as float32 (numpy has no bfloat16,
-    and neither has safetensors' numpy reader)."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        begin, end = info["data_offsets"]
-        f.seek(8 + n + begin)
-        raw = f.read(end - begin)
-    return widen_bf16(np.frombuffer(raw, "<u2")).reshape(info["shape"])
+def _read_tensor(f, data_start, info, where):
+    """One tensor of a checked safetensors file (``f`` open on it), read into an array of
+    its own; BF16 as float32 (numpy has no bfloat16)."""
+    dtype = stored_dtype(info["dtype"], where).newbyteorder("<")     # the format is little-endian
+    array = np.empty(info["shape"], dtype)
+    begin, end = info["data_offsets"]
+    if end > begin:
+        f.seek(data_start + begin)
+        if f.readinto(memoryview(array.reshape(-1)).cast("B")) != end - begin:
+            raise CheckpointError(f"{where}: the file ends inside the tensor's bytes")
+    array = array.astype(dtype.newbyteorder("="), copy=False)
+    return widen_bf16(array) if info["dtype"] == "BF16" else array
 
 
 def stored_dtype(dtype, where):
@@ -121,13 +127,12 @@ def safetensors_header(path):
 
 def read_safetensors(path):
     """``(arrays {name: ndarray} in the header's order, metadata {str: str})``."""
-    from safetensors import safe_open
-
     header, metadata = safetensors_header(path)
     arrays = OrderedDict()
-    with safe_open(path, framework="np") as f:
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
         for name, info in header.items():
-            arrays[name] = _read_bf16(path, info) if info["dtype"] == "BF16" else f.get_tensor(name)
+            arrays[name] = _read_tensor(f, 8 + n, info, f"{path}: tensor {name!r}")
     return arrays, metadata
 
 
