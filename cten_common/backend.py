@@ -68,9 +68,11 @@ class Backend:
 
     # ---- the model ---------------------------------------------------------------------
 
-    def build_model(self, model_config, init_seed):
+    def build_model(self, model_config, init_seed, initialise=True):
         """CTEN of ``model_config`` (a ``ModelConfig``), initialised from ``init_seed``
-        (``cten_common.init``: the same weights in every framework)."""
+        (``cten_common.init``: the same weights in every framework); ``initialise=False``
+        leaves the framework's own initial values (not computed, in Jittor), for weights that
+        are loaded next, strictly."""
         raise NotImplementedError
 
     def to_device(self, model, device):

@@ -54,7 +54,8 @@ def inference_model(backend, config, weights=None, init_seed=0, pretrained_visua
     that do not fit (every problem named)."""
     backend.set_kernels(config.train.kernels)
     device = backend.set_device(config.train.device)
-    model = backend.build_model(config.model, init_seed=init_seed)
+    # weights to load: no initial state to compute first (2 s and 570 MB at the paper's shape)
+    model = backend.build_model(config.model, init_seed=init_seed, initialise=weights is None)
     backend.set_precision(model, config.train.precision)
     if pretrained_visual:
         backend.load_pretrained_backbone(model, pretrained_visual, "visual")

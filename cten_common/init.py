@@ -26,8 +26,14 @@ def _is_batchnorm(name, shapes):
 
 def initial_state(shapes, seed=None):
     """``{name: array}`` for a model whose parameters have ``{name: (shape, dtype)}``."""
+    return dict(iter_initial_state(shapes, seed))
+
+
+def iter_initial_state(shapes, seed=None):
+    """``(name, array)`` of ``initial_state``, one at a time, in the same order (sorted names,
+    one generator): the same arrays, bit for bit.  A model loads each as it comes, so the
+    whole initial state never sits beside the model's own (at the paper's shape 570 MB)."""
     rng = np.random.default_rng(seed)
-    state = {}
     for name in sorted(shapes):
         shape, dtype = shapes[name]
         shape = tuple(shape)
@@ -54,5 +60,4 @@ def initial_state(shapes, seed=None):
             value = rng.uniform(-bound, bound, shape)
         else:
             raise ValueError(f"no initialisation rule for parameter {name!r} of shape {shape}")
-        state[name] = np.array(value, dtype=np.dtype(dtype), order="C")
-    return state
+        yield name, np.array(value, dtype=np.dtype(dtype), order="C")

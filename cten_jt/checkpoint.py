@@ -18,8 +18,7 @@ def load_weights(model, source):
     """Load a weights or checkpoint file (.safetensors, .pkl, .pth/.pt) or a state dict
     strictly; ``module.`` is stripped."""
     state, name = read_state(source)
-    load_state_arrays(model, state, name)
-    del state
+    load_state_arrays(model, state, name, consume=True)     # each array freed once loaded
     release_free_memory()            # the file's arrays, freed into glibc's heap (build_model)
     return model
 

@@ -18,7 +18,7 @@ def load_weights(model, source):
     """Load a weights or checkpoint file (.safetensors, .pkl, .pth/.pt) or a state dict
     strictly; ``module.`` prefixes are stripped."""
     state, name = read_state(source)
-    load_state_arrays(model, state, name)
+    load_state_arrays(model, state, name, consume=True)     # each array freed once loaded
     return model
 
 

@@ -57,3 +57,42 @@ def test_the_backends_build_the_same_model_and_state(framework):
     backend.load_state_arrays(model, arrays, "its own state")
     assert backend.world() == (0, 1)
     assert np.array_equal(backend.all_sum(np.arange(3)), np.arange(3.0))
+
+
+@pytest.mark.parametrize("framework", ["jittor", "torch"])
+def test_a_model_built_to_be_loaded_holds_exactly_the_files_weights(framework, tmp_path):
+    """``inference_model`` with weights builds without the initial state
+    (``initialise=False``) and loads the file (consumed as it goes): every array equal to
+    the file's, bit for bit, and the outputs those of a model initialised and then loaded."""
+    from cten_common.checkpoint_io.safetensors_io import read_safetensors
+    from cten_common.config import RunConfig
+    from cten_common.inference import inference_model
+    backend = _backend(framework)
+    cfg = ModelConfig(n_classes=2, seq_len=2, snippet_duration=2, sample_size=32, audio_n_segments=2,
+                      audio_embed_size=512, visual_depth=10)
+    source = backend.build_model(cfg, init_seed=5)
+    rng = np.random.default_rng(0)
+    arrays = {k: (v + rng.normal(0, 0.01, v.shape)).astype(v.dtype) if v.dtype.kind == "f" else v
+              for k, v in backend.state_arrays(source).items()}     # not the initial state of any seed
+    backend.load_state_arrays(source, dict(arrays), "perturbed")
+    path = tmp_path / "w.safetensors"
+    if framework == "jittor":
+        from cten_jt.checkpoint import save_weights
+    else:
+        from cten_torch_ref.checkpoint import save_weights
+    save_weights(source, path)
+    run = RunConfig().updated({"model": cfg.to_dict(), "train": {"device": "cpu"}})
+    loaded, _ = inference_model(backend, run, str(path))
+    got = backend.state_arrays(loaded)
+    stored, _ = read_safetensors(path)
+    assert set(got) == set(stored) == set(arrays)
+    for name in got:
+        assert np.ravel(got[name]).tobytes() == np.ravel(stored[name]).tobytes(), name
+    reference = backend.build_model(cfg, init_seed=1)
+    backend.load_weights(reference, str(path))
+    backend.eval_mode(reference)
+    batch = {"visual": rng.uniform(0, 255, (1, 2, 3, 2, 32, 32)).astype(np.float32),
+             "audio": rng.normal(0, 1, (1, 200, 128)).astype(np.float32)}
+    a, b = backend.predict_batch(loaded, batch), backend.predict_batch(reference, batch)
+    for key in ("logits", "gamma"):
+        assert np.array_equal(a[key], b[key]), key

@@ -147,6 +147,13 @@ def match_state_dict(state, expected_shapes, source):
     return out
 
 
+def consume_items(mapping):
+    """``mapping``'s items in its order, each taken out of it as it is handed on: a loader
+    that copies them one by one lets each array go once copied."""
+    for name in list(mapping):
+        yield name, mapping.pop(name)
+
+
 class ReadCheckpoint:
     """A checkpoint file already read (``read_checkpoint``'s object) and the file's name:
     ``read_state`` takes it as it takes the path, without reading the file again (a run's

@@ -8,14 +8,14 @@ import numpy as np
 from jittor import nn
 
 from cten_common.config import AUDIO_FRAMES_PER_SEGMENT, AUDIO_MEL_BINS, ModelConfig
-from cten_common.init import initial_state
+from cten_common.init import iter_initial_state
 from ..kernels import frozen_resnet
 from .attention import MultiHeadAttention, NonLocalBlock
 from .conv import Conv1d
 from .linear import Linear
 from .norm import BatchNorm1d, set_train_mode
 from .resnet import audio_backbone, visual_backbone
-from .state import load_state_arrays, state_shapes
+from .state import load_state_items, state_shapes
 
 PIXEL_SCALE = 255.0
 PIXEL_MEAN = 100.0 / 255.0
@@ -38,13 +38,17 @@ class TemporalAttention(nn.Module):
 class CTEN(nn.Module):
     """``logits [B, n_classes], gamma [B, T] = CTEN(...)(visual [B, T, 3, L, S, S], audio [B, 100*T, 128])``.
 
-    ``precision``: what its layers compute in (``cten_jt.precision.set_precision``)."""
+    ``precision``: what its layers compute in (``cten_jt.precision.set_precision``).
+    ``init_seed``: the initial state (``cten_common.init``, the same in both frameworks);
+    ``initialise=False`` leaves the framework's own initial values (in Jittor never computed),
+    for a model whose weights are loaded next, strictly (``cten_common.inference``)."""
 
     precision = "fp32"
 
     def __init__(self, n_classes=8, seq_len=16, snippet_duration=16, sample_size=112,
                  audio_n_segments=16, audio_embed_size=2048, visual_depth=101,
-                 audio_arch="resnet18", modality="av", dropout=0.2, init_seed=None):
+                 audio_arch="resnet18", modality="av", dropout=0.2, init_seed=None,
+                 initialise=True):
         cfg = ModelConfig(n_classes=n_classes, seq_len=seq_len, snippet_duration=snippet_duration,
                           sample_size=sample_size, audio_n_segments=audio_n_segments,
                           audio_embed_size=audio_embed_size, visual_depth=visual_depth,
@@ -64,14 +68,15 @@ class CTEN(nn.Module):
         self.ta_net = TemporalAttention(cfg.fused_dim, cfg.seq_len)
         self.drop = nn.Dropout(cfg.dropout)
         self.fc = Linear(cfg.fused_dim, cfg.n_classes)
-        self.reset_parameters(init_seed)
+        if initialise:            # False: weights are loaded next, strictly (all of them)
+            self.reset_parameters(init_seed)
 
     def reset_parameters(self, seed=None):
         """Initialise every parameter and buffer (cten_common.init); ``seed=None`` draws from numpy,
         which ``jt.set_global_seed`` seeds."""
         if seed is None:
             seed = int(np.random.randint(0, 2 ** 31 - 1))
-        load_state_arrays(self, initial_state(state_shapes(self), seed), "the initial state")
+        load_state_items(self, iter_initial_state(state_shapes(self), seed))
 
     def train(self, mode=True):
         """Train (or eval) mode for every submodule; unlike Jittor's own, gradients are untouched."""

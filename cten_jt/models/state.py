@@ -7,7 +7,7 @@ Model-level (the model's initialisation loads its initial state through
 import jittor as jt
 import numpy as np
 
-from cten_common.checkpoint_io.filter import match_state_dict
+from cten_common.checkpoint_io.filter import consume_items, match_state_dict
 
 
 def state_shapes(model):
@@ -20,12 +20,32 @@ def state_arrays(model):
     return {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
 
-def load_state_arrays(model, arrays, source):
-    """Copy ``{name: array}`` into the model; names and shapes must match exactly."""
+def load_state_arrays(model, arrays, source, consume=False):
+    """Copy ``{name: array}`` into the model; names and shapes must match exactly.
+    ``consume``: ``arrays`` is emptied once checked, so that each array is freed as soon as
+    the model holds it (a file's arrays never all sit beside the loaded model)."""
     params = model.state_dict()
     matched = match_state_dict(arrays, {k: tuple(v.shape) for k, v in params.items()}, source)
-    for name in list(matched):
+    if consume:
+        arrays.clear()
+    load_state_items(model, consume_items(matched), params)
+
+
+def load_state_items(model, items, params=None):
+    """Copy ``(name, array)`` pairs into the model as they come (``cten_common.init.
+    iter_initial_state``), each array let go by the caller once handed on; the names and
+    shapes must be the model's own (a file's state is checked first: ``load_state_arrays``).
+
+    One sync at the end, not one per array: a parameter that has not been given a value
+    yet holds Jittor's own initialisation as a lazy operation, and the first sync ran all
+    of them (570 MB at the paper's shape, computed and thrown away); replaced before any
+    sync, they never run.  Jittor takes each numpy array over without a copy until then."""
+    params = model.state_dict() if params is None else params
+    updated = []
+    for name, value in items:
         target = params[name]
-        # one array at a time, run at once: no copy of the whole state waits in the graph
-        target.update(jt.array(np.ascontiguousarray(matched.pop(name), dtype=str(target.dtype))))
-        target.sync()
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"{name}: an array of shape {tuple(value.shape)} for a {tuple(target.shape)} parameter")
+        target.update(jt.array(np.ascontiguousarray(value, dtype=str(target.dtype))))
+        updated.append(target)
+    jt.sync(updated)
