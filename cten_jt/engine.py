@@ -170,4 +170,8 @@ def predict_batch(model, batch, rng=None, theta=DEFAULT_THETA, bank=None, reader
             def context_logits(kept):         # on_bad_sample: skip: the rows whose view was read
                 return model(context, audio if audio is None or kept is None else _rows(audio, kept))[0].numpy()
             out.update(context_outputs(timing, out["logits"].shape[1], context_logits))
+    # what the call freed, given back: otherwise glibc's heap and Jittor's cache keep it in
+    # pieces beside the frozen program's arena, and an inference process's resident set
+    # settles ~200-300 MB higher at the paper's shape (the next call faults them in again)
+    release_free_memory()
     return out

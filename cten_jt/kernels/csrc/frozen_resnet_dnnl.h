@@ -480,11 +480,32 @@ inline memory weight_source(const int* ins, const float* own) {
 // A convolution's weights reordered now, from its own array into the layout (and type) its
 // primitive `c` wants.  Eval mode (`folded`): first folded with its BatchNorm (fold_channel,
 // channels from [7]) into a float32 copy of the layer, and its bias into `bias`.
+//
+// The folded copy and the reordered weights live in two buffers the thread keeps, grown to
+// the largest layer's (about 10 MB each for R3D-101), not in an allocation of each per
+// convolution: those blocks (1-10 MB, under glibc's mmap threshold) came and went between
+// the activations' and left glibc's heap in pieces that the next ones did not fit, ~50-100 MB
+// more resident by the end of each call at the paper's shape.  The convolution that read the
+// last ones is finished first (`st.wait()`), and one convolution's are in use at a time.
+struct WeightScratch {
+    std::vector<float> layer;
+    std::vector<char> packed;
+    char* packed_at(size_t bytes) {             // 64-byte aligned, as oneDNN wants its buffers
+        if (packed.size() < bytes + 64) packed.resize(bytes + 64);
+        return reinterpret_cast<char*>(((uintptr_t)packed.data() + 63) / 64 * 64);
+    }
+};
+inline WeightScratch& weight_scratch() {
+    thread_local WeightScratch scratch;
+    return scratch;
+}
+
 inline memory weights_now(const ConvStep& c, const int* ins, const float* own, const Norms* folded,
                           std::vector<float>& bias, stream& st) {
-    st.wait();                                  // the last convolution is done with `bias`
+    st.wait();                                  // the last convolution is done with `bias` and the scratch
     memory src = weight_source(ins, own);
-    std::vector<float> layer;
+    WeightScratch& scratch = weight_scratch();
+    std::vector<float>& layer = scratch.layer;
     if (folded) {
         const int* s = ins + 8;
         long O = s[6], C = s[2], run = (long)s[7] * s[8] * s[9], off = ins[7];
@@ -503,7 +524,8 @@ inline memory weights_now(const ConvStep& c, const int* ins, const float* own, c
         }
         src = memory({{s[6], s[2], s[7], s[8], s[9]}, dt::f32, tag::oidhw}, eng(), layer.data());
     }
-    memory w(c.pd.weights_desc(), eng());
+    memory::desc wd = c.pd.weights_desc();
+    memory w(wd, eng(), scratch.packed_at(wd.get_size()));
     reorder(src, w).execute(st, src, w);
     st.wait();
     return w;
