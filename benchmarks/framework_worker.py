@@ -5,12 +5,17 @@ process (so that its memory and threads are its own).
         [--device cpu|cuda] [--batch N] [--iters K] [--warmup W] [--set k=v] --out FILE.json
 
 Builds CTEN from the config with the shared initialisation (same weights in
-both frameworks), makes the same inputs from a fixed seed, and times, each
-after warm-up and closed by a device synchronisation:
+both frameworks), or with ``--weights FILE`` builds and loads it as the commands that
+run a trained model do (``cten_common.inference.inference_model``: an inference
+process, as ``cten-predict`` is); makes the same inputs from a fixed seed, and times,
+each after warm-up and closed by a device synchronisation:
 
 * ``forward_train``: the original view's forward in train mode, graph recorded;
-* ``train_step``: the full erasing step (three views, backward, Adam);
-* ``inference``: eval-mode forward without a graph;
+* ``train_step``: the full erasing step (three views, backward, Adam; the optimiser is
+  made at the first step, so that a process that measures no step holds no Adam state:
+  Jittor's allocates its m, v and gradient buffers when made, PyTorch's at the first step);
+* ``inference``: eval-mode forward without a graph; in Jittor followed by what
+  ``cten_jt.engine.predict_batch`` does after each call (``release_free_memory``);
 * ``backbone_inference``: the frozen 3D ResNet alone on the batch's B*T
   snippets (``model.encode_visual``), eval mode, no graph;
 * ``conv3d_probe``: the machine's attainable rate, timed alongside the rest: the
@@ -105,23 +110,38 @@ def make_batch(config, batch, seed=0):
             "n_frames": np.full(batch, n_frames, dtype=np.int64), "clip": clips}
 
 
+def _inference_model(framework, config, device, weights):
+    """The model as ``cten-predict`` makes it: ``inference_model`` over the framework's backend."""
+    from cten_common.config import RunConfig
+    from cten_common.inference import inference_model
+    if framework == "jittor":
+        from cten_jt.backend import BACKEND
+    else:
+        from cten_torch_ref.backend import BACKEND
+    run = RunConfig().updated({**config, "train": {**config["train"], "device": device}})
+    return inference_model(BACKEND, run, weights)[0]
+
+
 class _Jittor:
-    def __init__(self, config, device):
+    def __init__(self, config, device, weights=None):
         import cten_jt  # noqa: F401  (settings first)
         import jittor as jt
         from cten_jt import engine
+        from cten_jt.device import release_free_memory
         from cten_jt.switches import set_kernels
         from cten_jt.models import build_model
-        from cten_jt.optim import Adam
-        self.jt, self.engine = jt, engine
+        self.jt, self.engine, self.release = jt, engine, release_free_memory
         if device == "cuda":
             jt.flags.use_cuda = 1
         from cten_jt.precision import set_precision
-        set_kernels(config["train"].get("kernels", "fused"))
-        self.model = build_model(config["model"], init_seed=0)
         tc = config["train"]
-        set_precision(self.model, tc.get("precision", "fp32"))      # ours: the layers' own ops
-        self.optimizer = Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+        if weights:
+            self.model = _inference_model("jittor", config, device, weights)
+        else:
+            set_kernels(tc.get("kernels", "fused"))
+            self.model = build_model(config["model"], init_seed=0)
+            set_precision(self.model, tc.get("precision", "fp32"))      # ours: the layers' own ops
+        self.optimizer = None
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
         self.probe_precision = "bf16" if tc.get("precision") == "bf16" else "fp32"
         self.probe = None
@@ -155,6 +175,9 @@ class _Jittor:
         self.jt.sync([logits, gamma])
 
     def train_step(self, rng):
+        if self.optimizer is None:
+            from cten_jt.optim import Adam
+            self.optimizer = Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.model.train()
         self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
                                 options=ErasingOptions(audio_once=self.audio_once))
@@ -164,6 +187,8 @@ class _Jittor:
         with self.jt.no_grad():
             logits, gamma = self.model(self.visual, self.audio)
             self.jt.sync([logits, gamma])
+        del logits, gamma
+        self.release()          # as engine.predict_batch does after each call
 
     def backbone_inference(self):
         self.model.eval()
@@ -175,16 +200,19 @@ class _Jittor:
 
 
 class _Torch:
-    def __init__(self, config, device):
+    def __init__(self, config, device, weights=None):
         import torch
         from cten_torch_ref import engine
         from cten_torch_ref.models import build_model
         self.torch, self.engine, self.device = torch, engine, torch.device(device)
         from cten_torch_ref.precision import set_precision
-        self.model = build_model(config["model"], init_seed=0).to(self.device)
         tc = config["train"]
-        set_precision(self.model, tc.get("precision", "fp32"))      # autocast plus the policy
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+        if weights:
+            self.model = _inference_model("torch", config, device, weights)
+        else:
+            self.model = build_model(config["model"], init_seed=0).to(self.device)
+            set_precision(self.model, tc.get("precision", "fp32"))      # autocast plus the policy
+        self.optimizer = None
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
         self.probe_dtype = torch.bfloat16 if tc.get("precision") == "bf16" else torch.float32
         self.probe = None
@@ -215,6 +243,9 @@ class _Torch:
         self.sync()
 
     def train_step(self, rng):
+        if self.optimizer is None:
+            self.optimizer = self.torch.optim.Adam(self.model.parameters(), lr=self.lr,
+                                                   weight_decay=self.weight_decay)
         self.model.train()
         self.engine.erasing_step(self.model, self.optimizer, self.batch, rng, reader=self.reader,
                                 options=ErasingOptions(audio_once=self.audio_once))
@@ -335,6 +366,8 @@ def main(argv=None):
                    help="set jt.flags.NAME = VALUE (an int) after the model is built (memory levers)")
     p.add_argument("--jittor-gc", action="store_true",
                    help="call jt.gc() after every iteration (a memory lever; counted in the time)")
+    p.add_argument("--weights", help="build and load the model from this weights file as cten-predict does "
+                                     "(an inference process), not from the shared initialisation")
     p.add_argument("--out", required=True)
     p.add_argument("--serve", type=int, default=None, metavar="FD",
                    help="time one iteration at a time on request (standard input), answering on FD")
@@ -346,7 +379,8 @@ def main(argv=None):
     batch = a.batch or config["train"]["batch_size"]
     t0 = time.perf_counter()
     sampler = _DeviceMemorySampler() if a.device == "cuda" else None
-    runner = (_Jittor if a.framework == "jittor" else _Torch)(config, a.device)
+    runner = (_Jittor if a.framework == "jittor" else _Torch)(config, a.device, a.weights)
+    runner.lr, runner.weight_decay = config["train"]["lr"], config["train"]["weight_decay"]
     runner.prepare(make_batch(config, batch))
     levers = {}
     if a.framework == "jittor":
@@ -360,7 +394,7 @@ def main(argv=None):
                 method = getattr(runner, name)
                 setattr(runner, name, (lambda m: lambda *args: (m(*args), runner.jt.gc()))(method))
     result = {"framework": a.framework, "device": a.device, "batch": batch, "model": config["model"],
-              "precision": config["train"].get("precision", "fp32"), "levers": levers, "audio_once": bool(config["train"]["audio_once"]),
+              "precision": config["train"].get("precision", "fp32"), "levers": levers, "weights": a.weights, "audio_once": bool(config["train"]["audio_once"]),
               "setup_s": None, "times": {}, "env": {k: v for k, v in os.environ.items()
                                                      if k.startswith(("CTEN_", "JT_", "OMP_", "MALLOC_")) or k in JT_ENV},
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}

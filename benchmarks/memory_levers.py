@@ -14,6 +14,11 @@ measures left resident: Jittor's allocator keeps what it freed), the
 whole-process peak and its ratio to PyTorch's (the mean of the two PyTorch
 runs), and the times, which on a shared machine are indicative only.
 
+``--inference-process``: every worker is an inference process, as ``cten-predict`` is: it
+builds and loads the model from a weights file (the configuration's model from the shared
+initialisation, written once into the worker folder) through ``inference_model`` and
+measures inference alone (``--measures`` defaults to ``inference``), holding no optimiser.
+
 Writes NAME.json and NAME.md.
 """
 import argparse
@@ -60,6 +65,24 @@ LEVERS = {
 DEFAULT = ("baseline,no_weight_cache,gc_each_iteration,no_sfrl_allocator,no_temp_allocator,no_sfrl_no_temp,"
            "eager,jt_sync,no_sfrl_malloc_trim,malloc_mmap,malloc_mmap_gc,malloc_mmap_no_weight_cache,"
            "malloc_mmap_gc_no_weight_cache")
+
+
+WRITE_WEIGHTS = """
+import sys
+from cten_common.config import load_run_config
+from cten_torch_ref.checkpoint import save_weights
+from cten_torch_ref.models import build_model
+save_weights(build_model(load_run_config(sys.argv[1], sys.argv[3:]).model, init_seed=0), sys.argv[2])
+"""
+
+
+def weights_file(a, folder):
+    """The configuration's model from the shared initialisation, as a weights file in ``folder``
+    (written once; a kept folder's is reused)."""
+    path = os.path.join(folder, "weights.safetensors")
+    if not os.path.exists(path):
+        subprocess.run([sys.executable, "-c", WRITE_WEIGHTS, a.config, path] + list(a.set), cwd=ROOT, check=True)
+    return path
 
 
 def run_worker(framework, a, env, extra, out):
@@ -115,7 +138,11 @@ def main(argv=None):
     p.add_argument("--config", default=os.path.join(ROOT, "configs", "bench_cpu.yaml"))
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--levers", default=DEFAULT, help=f"comma-separated, of: {', '.join(LEVERS)}")
-    p.add_argument("--measures", default="forward_train,train_step,inference")
+    p.add_argument("--measures", default=None,
+                   help="default forward_train,train_step,inference; with --inference-process inference")
+    p.add_argument("--inference-process", action="store_true",
+                   help="each worker loads the model from a weights file as cten-predict does and measures "
+                        "inference alone")
     p.add_argument("--iters", type=int, default=1)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -123,6 +150,7 @@ def main(argv=None):
     p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "memory_cpu.json"))
     a = p.parse_args(argv)
+    a.measures = a.measures or ("inference" if a.inference_process else "forward_train,train_step,inference")
     measures = a.measures.split(",")
     names = [n for n in a.levers.split(",") if n]
     unknown = [n for n in names if n not in LEVERS]
@@ -135,7 +163,9 @@ def main(argv=None):
     mc, batch = rc["model"], a.batch or rc["train"]["batch_size"]
     description = (f"batch {batch}, T={mc['seq_len']} segments of {mc['snippet_duration']}x{mc['sample_size']}x"
                    f"{mc['sample_size']}, 3D ResNet-{mc['visual_depth']}, audio {mc['audio_arch']}; fp32; "
-                   f"{a.warmup} warm-up + {a.iters} timed iteration(s) per measure; {describe()['cpu']}")
+                   f"{a.warmup} warm-up + {a.iters} timed iteration(s) per measure; {describe()['cpu']}"
+                   + ("; inference processes: the model loaded from a weights file as cten-predict loads it"
+                      if a.inference_process else ""))
     base = os.path.splitext(a.out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
 
@@ -143,6 +173,7 @@ def main(argv=None):
         """The table so far: written after every run, so that a study cut short keeps its runs."""
         torch_runs = [r["peak_rss_mb"] for r in runs if r["framework"] == "torch"]
         result = {"description": description, "config": a.config, "overrides": a.set, "measures": measures,
+                  "inference_process": a.inference_process,
                   "levers": {n: LEVERS[n][0] for n in names}, "runs": runs,
                   "torch_peak_rss_mb": statistics.fmean(torch_runs) if torch_runs else None,
                   "complete": complete,
@@ -160,11 +191,13 @@ def main(argv=None):
         return text
 
     with worker_folder(a.keep) as tmp:
+        loading = ["--weights", weights_file(a, tmp)] if a.inference_process else []
         plan = [("torch", "baseline")] + [("jittor", n) for n in names] + [("torch", "baseline")]
         for i, (fw, name) in enumerate(plan):
             what, env, extra = LEVERS[name]
             print(f"{fw}: {name} ...", flush=True)
-            r = run_worker(fw, a, env, extra if fw == "jittor" else [], os.path.join(tmp, f"{i}_{fw}_{name}.json"))
+            r = run_worker(fw, a, env, (extra if fw == "jittor" else []) + loading,
+                           os.path.join(tmp, f"{i}_{fw}_{name}.json"))
             runs.append(record(name, what, fw, r, measures))
             print(f"  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
             write(complete=i == len(plan) - 1)
