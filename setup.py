@@ -5,7 +5,8 @@ CONSOLE_SCRIPTS = [
     "cten-train = cten_jt.train:main",
     "cten-train-torch = cten_torch_ref.train:main",       # the same training in PyTorch (the reference)
     "cten-evaluate = cten_jt.evaluate:main",
-    "cten-predict = cten_jt.predict:main",
+    "cten-predict = cten_deploy.predict:main",            # --engine jittor (default) | onnxruntime | openvino
+    "cten-export = cten_deploy.export:main",              # a trained CTEN as ONNX, through the PyTorch twin
     "cten-extract-features = cten_jt.extract_features:main",
     "cten-main-job = cten_jt.main_job:main",
     "cten-check-install = cten_jt.check_install:main",
@@ -24,7 +25,7 @@ setup(
     description="CTEN (CVPR 2023) video emotion recognition in Jittor, with a PyTorch reference",
     python_requires=">=3.9",
     packages=find_packages(include=["cten_jt*", "cten_torch_ref*", "cten_common*",
-                                    "weights_convert*", "cten_compare*", "benchmarks"]),
+                                    "weights_convert*", "cten_compare*", "cten_deploy*", "benchmarks"]),
     package_data={"cten_jt.kernels": ["csrc/*.h", "csrc/*.cuh"]},
     install_requires=[
         "jittor==1.3.11",
@@ -44,5 +45,8 @@ setup(
     extras_require={
         "torch": ["torch==2.13.0"],          # the reference; a CPU build is enough
         "test": ["pytest>=7"],
+        # ONNX export and the two CPU runtimes (cten-export, cten-predict --engine): they resolve
+        # with numpy<2 (ml_dtypes 0.5.x; 0.6 and later need numpy 2); docs/deploy.md
+        "deploy": ["onnx>=1.16", "onnxruntime>=1.18", "openvino>=2024.4", "ml_dtypes>=0.4,<0.6"],
     },
 )

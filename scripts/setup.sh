@@ -28,7 +28,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e ".[torch,test]"
+.venv/bin/python -m pip install -q -e ".[torch,test,deploy]"
 .venv/bin/python -m pip check
 # cuDNN headers and library for the GPU convolution op (cten_jt/kernels/csrc/conv_cudnn.cuh),
 # where a CUDA toolkit is installed: taken from the nvidia-cudnn wheel for its major version

@@ -36,7 +36,8 @@ def test_setup_declares_every_tool_once():
     assert len(names) == len(set(names))
     assert set(names) >= {"cten-train", "cten-evaluate", "cten-predict", "cten-convert", "cten-extract-features",
                           "cten-bench", "cten-prepare-dataset", "cten-make-synthetic", "cten-parity-report",
-                          "cten-main-job", "cten-check-data", "cten-train-torch", "cten-check-install"}
+                          "cten-main-job", "cten-check-data", "cten-train-torch", "cten-check-install",
+                          "cten-export"}
 
 
 def _help(function, argv):
@@ -69,6 +70,7 @@ def test_dispatchers_name_their_tools_and_pass_help_on(prog, module, tools):
 
 def test_the_python_m_forms_remain():
     for module in ("cten_jt.train", "cten_jt.evaluate", "cten_jt.predict", "cten_jt.extract_features",
+                   "cten_deploy.predict", "cten_deploy.export",
                    "cten_jt.main_job", "cten_compare.parity_report", "cten_common.data.check",
                    "cten_common.data.prepare", "cten_common.data.make_synthetic", "weights_convert.cli",
                    "benchmarks.compare_frameworks", "benchmarks.bench_kernels",
@@ -81,7 +83,8 @@ def test_the_python_m_forms_remain():
 
 def test_packages_edit_no_sys_path():
     offenders = []
-    for package in ("cten_common", "cten_jt", "cten_torch_ref", "weights_convert", "cten_compare", "benchmarks"):
+    for package in ("cten_common", "cten_jt", "cten_torch_ref", "weights_convert", "cten_compare", "cten_deploy",
+                    "benchmarks"):
         for folder, _, files in os.walk(os.path.join(ROOT, package)):
             for name in files:
                 if name.endswith(".py") and "sys.path.insert" in open(os.path.join(folder, name)).read():

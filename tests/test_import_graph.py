@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOORS = (
     ("cten_common",),                       # framework-free numpy
     ("cten_jt", "cten_torch_ref"),          # the port and its reference twin, name for name
-    ("weights_convert",),                   # checkpoints from one framework to the other
+    ("weights_convert", "cten_deploy"),     # checkpoints between the frameworks; ONNX and its runtimes
     ("cten_compare", "benchmarks"),         # what runs both frameworks side by side
 )
 PACKAGES = tuple(package for floor in FLOORS for package in floor)
@@ -154,7 +154,7 @@ def test_a_broken_floor_is_named_with_file_and_line(monkeypatch):
     """Were the parity report's package beside the twins, its imports of cten_torch_ref (beside)
     and of weights_convert (above) would be named with their file and line."""
     monkeypatch.setitem(globals(), "FLOORS", (("cten_common",), ("cten_jt", "cten_torch_ref", "cten_compare"),
-                                              ("weights_convert",), ("benchmarks",)))
+                                              ("weights_convert", "cten_deploy"), ("benchmarks",)))
     violations = [v for v in layer_violations() if v.startswith("cten_compare/parity_report.py:")]
     assert any(" imports cten_torch_ref" in v and "beside" in v for v in violations), violations
     assert any(" imports weights_convert" in v and "above" in v for v in violations), violations
