@@ -148,14 +148,15 @@ class ServedWorker:
         self.answers.close()
 
 
-def interleaved(commands, outs, measures, iters, warmup):
+def interleaved(commands, outs, measures, iters, warmup, offers=None):
     """Both frameworks' workers (``commands``: ``{framework: framework_worker command}``, each
     writing ``outs[framework]``) alive side by side.  For each measure each warms up in turn,
     then the two are timed in turn, one iteration each, the order swapped every round (the
     first framework of ``commands`` first, then the other first, ...), so that a slow spell
     of the machine hits both alike and iteration i of one is paired with iteration i of the
-    other.  ``{framework: result}``; where every ``outs`` file exists already (a kept folder),
-    those are read instead."""
+    other.  ``offers``: ``{worker: its measures}`` for workers that run only some (an ONNX
+    runtime: inference); the others run every measure.  ``{framework: result}``; where every
+    ``outs`` file exists already (a kept folder), those are read instead."""
     order = list(commands)
     if all(os.path.exists(outs[fw]) for fw in order):
         return {fw: reuse_or_run(outs[fw], None) for fw in order}
@@ -164,12 +165,33 @@ def interleaved(commands, outs, measures, iters, warmup):
         for fw in order:                  # set up one after the other: no contention
             workers[fw] = ServedWorker(fw, commands[fw], outs[fw])
         for measure in measures:
-            for fw in order:
+            taking = [fw for fw in order if measure in (offers or {}).get(fw, measures)]
+            for fw in taking:
                 workers[fw].ask(f"warmup {measure} {warmup}", "ready")
             for i in range(iters):
-                for fw in (order if i % 2 == 0 else order[::-1]):
+                for fw in (taking if i % 2 == 0 else taking[::-1]):
                     workers[fw].ask(f"time {measure}", "time")
         return {fw: workers.pop(fw).close() for fw in order}
     finally:
         for w in workers.values():
             w.kill()
+
+
+WRITE_WEIGHTS = """
+import sys
+from cten_common.config import load_run_config
+from cten_torch_ref.checkpoint import save_weights
+from cten_torch_ref.models import build_model
+save_weights(build_model(load_run_config(sys.argv[1], sys.argv[3:]).model, init_seed=0), sys.argv[2])
+"""
+
+
+def shared_weights(config, overrides, folder):
+    """The configuration's model from the shared initialisation (the frameworks' workers' own
+    weights), as a weights file in ``folder``: written once (by the PyTorch twin, in a process
+    of its own), a kept folder's reused."""
+    path = os.path.join(folder, "weights.safetensors")
+    if not os.path.exists(path):
+        subprocess.run([sys.executable, "-c", WRITE_WEIGHTS, config, path] + list(overrides), cwd=ROOT, check=True)
+    return path
+

@@ -44,11 +44,14 @@ import tempfile
 import textwrap
 import time
 
-from benchmarks.common import describe, ensure_synthetic, interleaved, reuse_or_run, worker_folder
+from benchmarks.common import describe, ensure_synthetic, interleaved, reuse_or_run, shared_weights, worker_folder
 from cten_common.config import load_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMEWORKS = ("jittor", "torch")
+RUNTIMES = ("openvino", "onnxruntime")       # ONNX runtimes (cten_deploy) beside them: inference only
+RUNTIME_NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
+RUNTIME_MEASURES = ("inference", "backbone_inference")
 TRAINERS = {"jittor": "cten_jt.train", "torch": "cten_torch_ref.train"}
 MEASURES = {"forward_train": "forward, train mode (s)", "train_step": "training step, 3 views (s)",
             "inference": "inference forward (s)", "backbone_inference": "3D ResNet alone, inference (s)",
@@ -73,11 +76,41 @@ def _worker_command(framework, a, out):
     return cmd
 
 
-def _interleaved(a, tmp, rep):
-    """One process pair (``benchmarks.common.interleaved``): ``{framework: result}``."""
-    outs = {fw: os.path.join(tmp, f"{fw}_{rep}.json") for fw in FRAMEWORKS}
+def _interleaved(a, tmp, rep, onnx=None):
+    """One process pair (``benchmarks.common.interleaved``), and a worker per ONNX runtime
+    beside them where ``onnx`` (``{"model": path, "backbone": path}``) is given: ``{worker:
+    result}``."""
+    names = FRAMEWORKS + (tuple(a.runtimes) if onnx else ())
+    outs = {fw: os.path.join(tmp, f"{fw}_{rep}.json") for fw in names}
     commands = {fw: _worker_command(fw, a, outs[fw]) for fw in FRAMEWORKS}
-    return interleaved(commands, outs, MEASURES, a.iters, a.warmup)
+    for rt in names[len(FRAMEWORKS):]:
+        commands[rt] = _worker_command(rt, a, outs[rt]) + ["--onnx", onnx["model"], "--backbone-onnx", onnx["backbone"]]
+    return interleaved(commands, outs, MEASURES, a.iters, a.warmup,
+                       offers={rt: RUNTIME_MEASURES for rt in names[len(FRAMEWORKS):]})
+
+
+def available_runtimes():
+    """The ONNX runtimes installed here (``pip install -e .[deploy]``), in table order."""
+    import importlib.util
+    return [rt for rt in RUNTIMES if importlib.util.find_spec(rt) is not None]
+
+
+def _exported(a, tmp):
+    """The configuration's model with the workers' shared initial weights, exported by
+    cten-export (the whole model and its 3D ResNet alone) into ``tmp``, once."""
+    import yaml
+    config = os.path.join(tmp, "config.yaml")
+    with open(config, "w") as f:             # the configuration with --set applied, for cten-export
+        yaml.safe_dump(load_run_config(a.config, a.set).to_dict(), f)
+    weights = shared_weights(a.config, a.set, tmp)
+    out = {}
+    for part in ("model", "backbone"):
+        out[part] = os.path.join(tmp, f"{part}.onnx")
+        if not os.path.exists(out[part]):
+            print(f"exporting the {part} to ONNX (cten-export) ...", flush=True)
+            subprocess.run([sys.executable, "-m", "cten_deploy.export", weights, out[part], "--config", config,
+                            "--part", part], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def _epoch(framework, config, tmp, rep, device, bank=None, precision="fp32"):
@@ -246,6 +279,56 @@ def summarise(runs, epochs, bank_epochs=None, precision="fp32", probe=None):
     return table
 
 
+def summarise_runtimes(runs, table):
+    """``{measure: {runtime: stats}}`` of the runtimes' workers, each with its ``precision``,
+    its GFLOP/s and fraction of the best peak (the table's), and ``jittor_over``: Jittor's time
+    over the runtime's, the median of the paired ratios (iteration i of the Jittor process
+    over iteration i of the runtime's process beside it)."""
+    peak = table.get("_peak_gflops") or {}
+    out = {}
+    for measure in RUNTIME_MEASURES:
+        if measure not in table:
+            continue
+        for rt in [rt for rt in RUNTIMES if runs.get(rt)]:
+            times = [t for r in runs[rt] for t in r["times"].get(measure, [])]
+            if not times:
+                continue
+            st = _stats(times)
+            st["precision"] = runs[rt][0].get("precision", "fp32")
+            st["efficiency"] = efficiency(table[measure]["flops"]["performed"], st["median"], None, peak.get("best"))
+            pairs = []
+            for rj, rr in zip(runs["jittor"], runs[rt]):
+                tj, tr = rj["times"][measure], rr["times"].get(measure, [])
+                if rj.get("served") and rr.get("served") and len(tj) == len(tr):
+                    pairs += [j / r for j, r in zip(tj, tr)]
+            if pairs:
+                st["jittor_over"] = _stats(pairs)
+            out.setdefault(measure, {})[rt] = st
+    return out
+
+
+def render_runtimes(deploy, table, labels):
+    """The runtimes' table (markdown lines), or [] without runtimes."""
+    if not deploy:
+        return []
+    lines = ["", "ONNX runtimes beside them (`cten-export`'s file of the same weights, each runtime in its own "
+                 "process, interleaved with the two frameworks; inference only):", "",
+             "| measure | runtime | precision | time (s) | Jittor/runtime: median of paired ratios (range) "
+             "| GFLOP/s | of best peak |", "|---|---|---|---:|---:|---:|---:|"]
+    for measure, per in deploy.items():
+        j = table[measure]["jittor"]
+        lines.append(f"| {labels[measure]} | Jittor | {table[measure]['precision']} | "
+                     f"{j['median']:.3f} ({j['min']:.3f}-{j['max']:.3f}) | 1.00 | {j['efficiency']['gflops']:.1f} "
+                     f"| {_pct(j['efficiency']['of_best_peak'])} |")
+        for rt, st in per.items():
+            over = st.get("jittor_over")
+            shown = f"{over['median']:.2f} ({over['min']:.2f}-{over['max']:.2f})" if over else "n/a"
+            lines.append(f"| {labels[measure]} | {RUNTIME_NAMES[rt]} | {st['precision']} | {st['median']:.3f} "
+                         f"({st['min']:.3f}-{st['max']:.3f}) | {shown} | {st['efficiency']['gflops']:.1f} "
+                         f"| {_pct(st['efficiency']['of_best_peak'])} |")
+    return lines
+
+
 def rows(table):
     """The measure rows of a table (not its ``_`` entries)."""
     return {k: v for k, v in table.items() if not k.startswith("_")}
@@ -305,6 +388,7 @@ def render(table, meta):
                          f"({row['flops']['nominal'] / 1e9:.1f}) | {te['gflops']:.1f} | {_pct(te['of_own_peak'])} "
                          f"| {_pct(te['of_best_peak'])} | {je['gflops']:.1f} | {_pct(je['of_own_peak'])} "
                          f"| {_pct(je['of_best_peak'])} |")
+    lines += render_runtimes(table.get("_runtimes"), body, labels)
     return "\n".join(lines)
 
 
@@ -354,15 +438,28 @@ def main(argv=None):
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "tf32"), default="fp32",
                    help="what both frameworks compute in (train.precision): Jittor with our layers, PyTorch "
                         "with autocast plus the same policy (docs/precision.md)")
+    p.add_argument("--runtimes", default="auto",
+                   help="ONNX runtimes timed beside the frameworks (inference): a comma list of "
+                        f"{', '.join(RUNTIMES)}, 'auto' (those installed, on the cpu) or 'none'")
     p.add_argument("--note", default="", help="a sentence for the table (e.g. that the machine was shared)")
     a = p.parse_args(argv)
+    if a.runtimes == "auto":
+        a.runtimes = available_runtimes() if a.device == "cpu" and not a.separate else []
+    else:
+        a.runtimes = [r for r in a.runtimes.split(",") if r and r != "none"]
+        unknown = [r for r in a.runtimes if r not in RUNTIMES]
+        if unknown or (a.runtimes and (a.device != "cpu" or a.separate)):
+            p.error(f"--runtimes: {unknown or a.runtimes} (known: {RUNTIMES}; on the cpu, interleaved)")
+    if a.precision not in ("fp32", "bf16"):
+        a.runtimes = []                      # the runtimes compute in fp32 or (OpenVINO) bf16
     started, load0 = _now(), os.getloadavg()
-    runs = {fw: [] for fw in FRAMEWORKS}
+    runs = {fw: [] for fw in FRAMEWORKS + tuple(a.runtimes)}
     epochs = {fw: [] for fw in FRAMEWORKS} if not a.no_epoch else None
     bank_epochs = [] if epochs is not None and not a.no_bank else None
     if epochs is not None:
         ensure_synthetic(a.epoch_config)
     with worker_folder(a.keep) as tmp:
+        onnx = _exported(a, tmp) if a.runtimes else None
         for rep in range(a.repeats):
             if a.separate:
                 order = FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]
@@ -370,8 +467,9 @@ def main(argv=None):
                     print(f"repeat {rep + 1}/{a.repeats}: {fw} ...", flush=True)
                     runs[fw].append(_worker(fw, a, tmp, rep))
             else:
-                print(f"repeat {rep + 1}/{a.repeats}: both frameworks, interleaved ...", flush=True)
-                for fw, result in _interleaved(a, tmp, rep).items():
+                print(f"repeat {rep + 1}/{a.repeats}: both frameworks{' and ' + ', '.join(a.runtimes) if a.runtimes else ''}"
+                      ", interleaved ...", flush=True)
+                for fw, result in _interleaved(a, tmp, rep, onnx).items():
                     runs[fw].append(result)
         if epochs is not None:
             for rep in range(max(1, a.repeats // 2)):
@@ -398,6 +496,8 @@ def main(argv=None):
             "shared_machine_note": a.note}
     probe = _probe(a, tmp_probe=None)
     table = summarise(runs, epochs, bank_epochs, precision=a.precision, probe=probe)
+    if a.runtimes:
+        table["_runtimes"] = summarise_runtimes(runs, table)
     text = render(table, meta)
     if probe:
         from benchmarks.flops import peak_markdown

@@ -57,6 +57,7 @@ from benchmarks.common import timed
 from cten_common.step import ErasingOptions
 
 MEASURES = ("forward_train", "train_step", "inference", "backbone_inference", "conv3d_probe")
+RUNTIMES = ("onnxruntime", "openvino")          # cten_deploy's ONNX runtimes: inference only
 JT_ENV = ("use_sfrl_allocator", "use_stat_allocator", "use_temp_allocator", "lazy_execution", "trace_py_var")
 
 
@@ -120,6 +121,35 @@ def _inference_model(framework, config, device, weights):
         from cten_torch_ref.backend import BACKEND
     run = RunConfig().updated({**config, "train": {**config["train"], "device": device}})
     return inference_model(BACKEND, run, weights)[0]
+
+
+class _Runtime:
+    """An ONNX runtime (``cten_deploy.runtimes``) on the model cten-export wrote (``--onnx``)
+    and its 3D ResNet alone (``--backbone-onnx``): ``inference`` and ``backbone_inference``
+    only.  OpenVINO computes in bf16 (its precision hint) in a bf16 run; ONNX Runtime in fp32
+    always (its CPU kernels have no bf16), which its result's ``precision`` says."""
+
+    def __init__(self, config, runtime, onnx, backbone_onnx=None):
+        from cten_deploy.runtimes import OnnxModel
+        wanted = config["train"].get("precision", "fp32")
+        self.precision = "bf16" if runtime == "openvino" and wanted == "bf16" else "fp32"
+        self.model = OnnxModel(onnx, runtime, self.precision)
+        self.backbone = OnnxModel(backbone_onnx, runtime, self.precision) if backbone_onnx else None
+        self.offers = ("inference",) + (("backbone_inference",) if self.backbone else ())
+
+    def prepare(self, batch):
+        self.inputs = {k: np.ascontiguousarray(batch[k], np.float32) for k in self.model.inputs}
+        v = self.inputs["visual"]
+        self.snippets = np.ascontiguousarray(v.reshape((-1,) + v.shape[2:]))
+
+    def sync(self):
+        pass
+
+    def inference(self):
+        self.model.run(self.inputs)
+
+    def backbone_inference(self):
+        self.backbone.run({"snippets": self.snippets})
 
 
 class _Jittor:
@@ -354,7 +384,10 @@ class _DeviceMemorySampler:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--framework", choices=("jittor", "torch"), required=True)
+    p.add_argument("--framework", choices=("jittor", "torch") + RUNTIMES, required=True,
+                   help="a framework, or an ONNX runtime on --onnx (inference and backbone_inference only)")
+    p.add_argument("--onnx", help="a runtime's model, as cten-export wrote it")
+    p.add_argument("--backbone-onnx", help="a runtime's 3D ResNet alone (cten-export --part backbone)")
     p.add_argument("--config", required=True)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch", type=int, default=None)
@@ -379,7 +412,13 @@ def main(argv=None):
     batch = a.batch or config["train"]["batch_size"]
     t0 = time.perf_counter()
     sampler = _DeviceMemorySampler() if a.device == "cuda" else None
-    runner = (_Jittor if a.framework == "jittor" else _Torch)(config, a.device, a.weights)
+    if a.framework in RUNTIMES:
+        if not a.onnx or a.device != "cpu":
+            p.error(f"--framework {a.framework} runs an --onnx file on the cpu")
+        runner = _Runtime(config, a.framework, a.onnx, a.backbone_onnx)
+    else:
+        runner = (_Jittor if a.framework == "jittor" else _Torch)(config, a.device, a.weights)
+        runner.offers = MEASURES
     runner.lr, runner.weight_decay = config["train"]["lr"], config["train"]["weight_decay"]
     runner.prepare(make_batch(config, batch))
     levers = {}
@@ -394,16 +433,17 @@ def main(argv=None):
                 method = getattr(runner, name)
                 setattr(runner, name, (lambda m: lambda *args: (m(*args), runner.jt.gc()))(method))
     result = {"framework": a.framework, "device": a.device, "batch": batch, "model": config["model"],
-              "precision": config["train"].get("precision", "fp32"), "levers": levers, "weights": a.weights, "audio_once": bool(config["train"]["audio_once"]),
+              "precision": runner.precision if isinstance(runner, _Runtime) else config["train"].get("precision", "fp32"),
+              "levers": levers, "weights": a.weights, "onnx": a.onnx, "audio_once": bool(config["train"]["audio_once"]),
               "setup_s": None, "times": {}, "env": {k: v for k, v in os.environ.items()
                                                      if k.startswith(("CTEN_", "JT_", "OMP_", "MALLOC_")) or k in JT_ENV},
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
     rng = np.random.default_rng(0)
     recorder = _Recorder(result)
     calls = {name: ((lambda: runner.train_step(rng)) if name == "train_step" else getattr(runner, name))
-             for name in MEASURES}
+             for name in runner.offers}
     if a.serve is None:
-        for name in a.measures.split(","):
+        for name in [m for m in a.measures.split(",") if m in calls]:
             recorder.start(name)
             result["times"][name] = timed(calls[name], a.iters, a.warmup, runner.sync)
     else:

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import ROOT, describe, reuse_or_run, worker_folder
+from benchmarks.common import ROOT, describe, reuse_or_run, shared_weights, worker_folder
 
 #: name -> (what it does, environment, worker options)
 LEVERS = {
@@ -67,22 +67,9 @@ DEFAULT = ("baseline,no_weight_cache,gc_each_iteration,no_sfrl_allocator,no_temp
            "malloc_mmap_gc_no_weight_cache")
 
 
-WRITE_WEIGHTS = """
-import sys
-from cten_common.config import load_run_config
-from cten_torch_ref.checkpoint import save_weights
-from cten_torch_ref.models import build_model
-save_weights(build_model(load_run_config(sys.argv[1], sys.argv[3:]).model, init_seed=0), sys.argv[2])
-"""
-
-
 def weights_file(a, folder):
-    """The configuration's model from the shared initialisation, as a weights file in ``folder``
-    (written once; a kept folder's is reused)."""
-    path = os.path.join(folder, "weights.safetensors")
-    if not os.path.exists(path):
-        subprocess.run([sys.executable, "-c", WRITE_WEIGHTS, a.config, path] + list(a.set), cwd=ROOT, check=True)
-    return path
+    """The configuration's model from the shared initialisation, as a weights file in ``folder``."""
+    return shared_weights(a.config, a.set, folder)
 
 
 def run_worker(framework, a, env, extra, out):

@@ -53,6 +53,8 @@ def part_module(model, part):
     import torch
 
     class Model(torch.nn.Module):
+        part = "model"
+
         def __init__(self, cten):
             super().__init__()
             self.cten = cten
@@ -61,6 +63,8 @@ def part_module(model, part):
             return self.cten(visual, audio)
 
     class Backbone(torch.nn.Module):
+        part = "backbone"
+
         def __init__(self, cten):
             super().__init__()
             self.cten = cten
@@ -91,13 +95,23 @@ def check_inputs(model_config, part, batch, seed=0):
     return out
 
 
-def twin_outputs(module, inputs, output_names, dtype):
-    """The twin's outputs (numpy) in ``dtype`` ("float32" or "float64")."""
+def twin_outputs(module, inputs, output_names, dtype, chunk=2):
+    """The twin's outputs (numpy) in ``dtype`` ("float32" or "float64").  In float64 the 3D
+    ResNet runs ``chunk`` snippets at a time and the rest of the model on its features (the
+    same function: CTEN takes [B, T, visual_dim] features as its visual input): PyTorch's
+    float64 convolutions unfold their input, 6.6 GB for the paper's 16 snippets at once."""
     import torch
-    net = module if dtype == "float32" else copy.deepcopy(module).double()
     tensors = [torch.from_numpy(v.astype(dtype)) for v in inputs.values()]
     with torch.no_grad():
-        out = net(*tensors)
+        if dtype == "float32":
+            out = module(*tensors)
+        else:
+            net = copy.deepcopy(module).double()
+            snippets = tensors[0] if net.part == "backbone" else tensors[0].flatten(0, 1)
+            features = torch.cat([net.cten.backbone_features(snippets[i:i + chunk])
+                                  for i in range(0, snippets.shape[0], chunk)])
+            out = features if net.part == "backbone" else \
+                net(features.reshape(tensors[0].shape[0], tensors[0].shape[1], -1), *tensors[1:])
     out = out if isinstance(out, tuple) else (out,)
     return {name: o.numpy() for name, o in zip(output_names, out)}
 

@@ -219,3 +219,33 @@ def test_interleaved_workers_take_turns_and_swap_the_order_every_round(tmp_path)
     again = cf._interleaved(a, str(tmp_path), 0)
     assert again["jittor"]["time_started"] == runs["jittor"]["time_started"]
     assert os.path.exists(tmp_path / "torch_0.json")
+
+
+def test_the_onnx_runtimes_take_turns_in_inference_only(tmp_path):
+    """A worker per runtime beside the two frameworks, on cten-export's file of the same
+    weights: it takes its turn in the inference measures only; the runtimes' table gives
+    Jittor's time over each runtime's as the median of their paired ratios."""
+    import argparse
+    config = tmp_path / "tiny.yaml"
+    model = "\n".join(f"  {k}: {v}" for k, v in {**TINY_AV, "seq_len": 2, "audio_n_segments": 2, "snippet_duration": 4}.items())
+    config.write_text(f"model:\n{model}\ntrain:\n  batch_size: 1\n  lr: 2.0e-4\n  weight_decay: 5.0e-4\n")
+    a = argparse.Namespace(config=str(config), device="cpu", iters=2, warmup=1, batch=None, set=[],
+                           precision="fp32", runtimes=["openvino", "onnxruntime"])
+    onnx = cf._exported(a, str(tmp_path))
+    runs = cf._interleaved(a, str(tmp_path), 0, onnx)
+    for rt in a.runtimes:
+        assert set(runs[rt]["times"]) == set(cf.RUNTIME_MEASURES) and runs[rt]["precision"] == "fp32"
+    starts = sorted((t, name) for name in runs for t in runs[name]["time_started"]["inference"])
+    assert [name for _, name in starts] == ["jittor", "torch", "openvino", "onnxruntime",
+                                            "onnxruntime", "openvino", "torch", "jittor"]
+    assert not any("train_step" in runs[rt]["time_started"] for rt in a.runtimes)
+    runs = {name: [r] for name, r in runs.items()}
+    table = cf.summarise(runs, None)
+    table["_runtimes"] = deploy = cf.summarise_runtimes(runs, table)
+    for measure in cf.RUNTIME_MEASURES:
+        for rt in a.runtimes:
+            row = deploy[measure][rt]
+            pairs = [j / r for j, r in zip(runs["jittor"][0]["times"][measure], runs[rt][0]["times"][measure])]
+            assert row["jittor_over"]["median"] == pytest.approx(float(np.median(pairs)))
+    text = cf.render(table, {"device": "cpu", "description": "test"})
+    assert "| inference forward (s) | OpenVINO | fp32 |" in text and "| ONNX Runtime | fp32 |" in text

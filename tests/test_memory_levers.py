@@ -60,18 +60,13 @@ def test_the_worker_loads_the_weights_as_cten_predict_and_makes_the_optimiser_at
     """``--weights``: the model of ``inference_model`` (the file's arrays, eval mode); no
     optimiser until a training step is measured (Jittor's Adam holds its state from when it
     is made, which an inference process must not pay for)."""
-    import subprocess
-    import sys
-
     import numpy as np
 
     from benchmarks import framework_worker as fw
     from cten_common.checkpoint_io.safetensors_io import read_safetensors
     from cten_common.config import load_run_config
     config = load_run_config(os.path.join(ml.ROOT, "configs", "synthetic.yaml"), []).to_dict()
-    path = str(tmp_path / "w.safetensors")
-    subprocess.run([sys.executable, "-c", ml.WRITE_WEIGHTS, os.path.join(ml.ROOT, "configs", "synthetic.yaml"), path],
-                   cwd=ml.ROOT, check=True)
+    path = ml.shared_weights(os.path.join(ml.ROOT, "configs", "synthetic.yaml"), [], str(tmp_path))
     runner = (fw._Jittor if framework == "jittor" else fw._Torch)(config, "cpu", path)
     runner.lr, runner.weight_decay = 1e-4, 0.0
     stored, _ = read_safetensors(path)
