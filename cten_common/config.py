@@ -33,7 +33,6 @@ from typing import Optional
 
 import yaml
 
-from .erasing import DEFAULT_THETA
 from .losses import LOSSES
 from .precision import PRECISIONS
 
@@ -285,6 +284,9 @@ class DataConfig(_Section):
             "frame_fps": ((lambda v: v is None or (_is_number(v) and v > 0)),
                           "null or a positive number of frames per second"),
         })
+
+
+DEFAULT_THETA = 0.7          # the erasing threshold's default (train.theta; cten_common.erasing's too)
 
 
 @dataclass(frozen=True)

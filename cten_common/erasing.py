@@ -41,9 +41,9 @@ kernel ``cten_jt.kernels.erasing`` computes the same indices from the same ``u``
 """
 import numpy as np
 
+from .config import DEFAULT_THETA  # noqa: F401  (the configuration's default, train.theta)
 from .data.sampling import sample_train_uniform
 
-DEFAULT_THETA = 0.7          # the erasing threshold's default (train.theta)
 #: the views a training step takes: the original, then the two erased ones
 VIEWS = ("original", "context", "keyframe")
 
