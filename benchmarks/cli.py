@@ -1,4 +1,4 @@
-"""cten-bench frameworks|scaling|memory|kernels|training|parity|bank|data|epoch|predict|precision|flops|check [...]: every benchmark under one command.
+"""cten-bench frameworks|scaling|memory|kernels|training|parity|bank|data|epoch|predict|precision|flops|check|layers [...]: every benchmark under one command.
 
 Each is also ``python -m benchmarks.<module>``; results go to ``benchmarks/results/``.
 """
@@ -20,6 +20,7 @@ TOOLS = {
     "precision": ("benchmarks.bench_precision:main", "bf16 against fp32 in each framework"),
     "flops": ("benchmarks.flops:main", "multiply-adds of CTEN from its config; --peak: the machine's GFLOP/s"),
     "check": ("benchmarks.bench_check:main", "cten-check-data on a long data set: how long it takes"),
+    "layers": ("benchmarks.layer_profile:main", "the 3D ResNet by stage and layer kind: Jittor against OpenVINO"),
 }
 
 

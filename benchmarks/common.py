@@ -195,3 +195,22 @@ def shared_weights(config, overrides, folder):
         subprocess.run([sys.executable, "-c", WRITE_WEIGHTS, config, path] + list(overrides), cwd=ROOT, check=True)
     return path
 
+
+def exported_onnx(config, overrides, folder, parts=("model", "backbone")):
+    """``{"weights": path, part: path}``: the configuration's model with the shared initial
+    weights (``shared_weights``), exported by cten-export (the whole model, its 3D ResNet
+    alone) into ``folder``, each once (a kept folder's reused), each in a process of its own."""
+    import yaml
+    from cten_common.config import load_run_config
+    resolved = os.path.join(folder, "config.yaml")
+    with open(resolved, "w") as f:             # the configuration with the overrides applied
+        yaml.safe_dump(load_run_config(config, overrides).to_dict(), f)
+    out = {"weights": shared_weights(config, overrides, folder)}
+    for part in parts:
+        out[part] = os.path.join(folder, f"{part}.onnx")
+        if not os.path.exists(out[part]):
+            print(f"exporting the {part} to ONNX (cten-export) ...", flush=True)
+            subprocess.run([sys.executable, "-m", "cten_deploy.export", out["weights"], out[part], "--config",
+                            resolved, "--part", part], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return out
+

@@ -44,7 +44,7 @@ import tempfile
 import textwrap
 import time
 
-from benchmarks.common import describe, ensure_synthetic, interleaved, reuse_or_run, shared_weights, worker_folder
+from benchmarks.common import describe, ensure_synthetic, exported_onnx, interleaved, reuse_or_run, worker_folder
 from cten_common.config import load_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,24 +93,6 @@ def available_runtimes():
     """The ONNX runtimes installed here (``pip install -e .[deploy]``), in table order."""
     import importlib.util
     return [rt for rt in RUNTIMES if importlib.util.find_spec(rt) is not None]
-
-
-def _exported(a, tmp):
-    """The configuration's model with the workers' shared initial weights, exported by
-    cten-export (the whole model and its 3D ResNet alone) into ``tmp``, once."""
-    import yaml
-    config = os.path.join(tmp, "config.yaml")
-    with open(config, "w") as f:             # the configuration with --set applied, for cten-export
-        yaml.safe_dump(load_run_config(a.config, a.set).to_dict(), f)
-    weights = shared_weights(a.config, a.set, tmp)
-    out = {}
-    for part in ("model", "backbone"):
-        out[part] = os.path.join(tmp, f"{part}.onnx")
-        if not os.path.exists(out[part]):
-            print(f"exporting the {part} to ONNX (cten-export) ...", flush=True)
-            subprocess.run([sys.executable, "-m", "cten_deploy.export", weights, out[part], "--config", config,
-                            "--part", part], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return out
 
 
 def _epoch(framework, config, tmp, rep, device, bank=None, precision="fp32"):
@@ -459,7 +441,7 @@ def main(argv=None):
     if epochs is not None:
         ensure_synthetic(a.epoch_config)
     with worker_folder(a.keep) as tmp:
-        onnx = _exported(a, tmp) if a.runtimes else None
+        onnx = exported_onnx(a.config, a.set, tmp) if a.runtimes else None
         for rep in range(a.repeats):
             if a.separate:
                 order = FRAMEWORKS if rep % 2 == 0 else FRAMEWORKS[::-1]

@@ -1,7 +1,7 @@
 """Predicting a collection of videos: what needs no framework, written once.
 
-``cten-predict`` with many videos (``cten_jt.predict``) runs ``predict_collection`` over a
-model call of its framework (``predict_fn(batch) -> {"logits", "gamma"}``).  Here:
+``cten-predict`` with many videos (``cten_common.predict``, over an engine) runs
+``predict_collection`` over a model call of its engine (``predict_fn(batch) -> {"logits", "gamma"}``).  Here:
 
 * ``gather``: the videos of the command line: files, frame folders, folders searched
   recursively for both, text files listing paths (one a line, ``#`` comments), and

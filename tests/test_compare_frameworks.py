@@ -231,7 +231,8 @@ def test_the_onnx_runtimes_take_turns_in_inference_only(tmp_path):
     config.write_text(f"model:\n{model}\ntrain:\n  batch_size: 1\n  lr: 2.0e-4\n  weight_decay: 5.0e-4\n")
     a = argparse.Namespace(config=str(config), device="cpu", iters=2, warmup=1, batch=None, set=[],
                            precision="fp32", runtimes=["openvino", "onnxruntime"])
-    onnx = cf._exported(a, str(tmp_path))
+    from benchmarks.common import exported_onnx
+    onnx = exported_onnx(a.config, a.set, str(tmp_path))
     runs = cf._interleaved(a, str(tmp_path), 0, onnx)
     for rt in a.runtimes:
         assert set(runs[rt]["times"]) == set(cf.RUNTIME_MEASURES) and runs[rt]["precision"] == "fp32"

@@ -57,7 +57,7 @@ def test_console_script_answers_help(name, module, function):
 @pytest.mark.parametrize("prog,module,tools", [("cten-convert", "weights_convert.cli", ("torch2jittor", "jittor2torch")),
                                                ("cten-bench", "benchmarks.cli",
                                                 ("frameworks", "scaling", "memory", "kernels", "training", "parity",
-                                                 "bank", "data", "epoch", "predict", "precision", "flops", "check"))])
+                                                 "bank", "data", "epoch", "predict", "precision", "flops", "check", "layers"))])
 def test_dispatchers_name_their_tools_and_pass_help_on(prog, module, tools):
     cli = importlib.import_module(module)
     assert tuple(cli.TOOLS) == tools
@@ -76,7 +76,7 @@ def test_the_python_m_forms_remain():
                    "benchmarks.compare_frameworks", "benchmarks.bench_kernels",
                    "benchmarks.compare_training", "benchmarks.compare_bank", "benchmarks.bench_data",
                    "benchmarks.bench_epoch", "benchmarks.bench_precision", "benchmarks.scaling",
-                   "benchmarks.memory_levers", "benchmarks.bench_predict"):
+                   "benchmarks.memory_levers", "benchmarks.bench_predict", "benchmarks.layer_profile"):
         source = open(os.path.join(ROOT, *module.split(".")) + ".py").read()
         assert 'if __name__ == "__main__":' in source, module
 
