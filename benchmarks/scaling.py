@@ -22,6 +22,12 @@ exponent k of a least-squares fit of log(value) on log(x) (value ~ x^k), and
 the ratio per doubling, 2^k; for memory also the MB added per doubling (the
 weights are a constant that keeps memory's exponent below 1).
 
+``--runtimes`` (default: the ONNX runtimes installed, interleaved runs only): at each point
+the model with the frameworks' shared weights, exported by cten-export for its T, runs in
+OpenVINO and ONNX Runtime too, each in its own worker beside the two frameworks' and
+taking its turn in the inference measure; the point reports each runtime's median time and
+Jittor's time over it (the median of the paired ratios).
+
 Writes NAME.json, NAME.md and NAME.png (Agg backend).
 """
 import argparse
@@ -33,10 +39,11 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import ROOT, describe, interleaved, reuse_or_run, worker_folder
+from benchmarks.common import ROOT, describe, exported_onnx, interleaved, reuse_or_run, worker_folder
 
 FRAMEWORKS = ("jittor", "torch")
-NAMES = {"jittor": "Jittor", "torch": "PyTorch"}
+RUNTIMES = ("openvino", "onnxruntime")       # ONNX runtimes beside them (cten_deploy): inference only
+NAMES = {"jittor": "Jittor", "torch": "PyTorch", "openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 LABELS = {"inference": "inference", "train_step": "training step, 3 views", "forward_train": "forward, train mode",
           "backbone_inference": "3D ResNet alone, inference"}
 
@@ -99,6 +106,20 @@ def paired_ratio(results, measure):
     return statistics.median(ratios) if ratios else None
 
 
+def runtime_summary(results, runtime, measure="inference"):
+    """A runtime's median time at one point, its precision, and Jittor's time over it: the
+    median of the paired ratios (iteration i of the Jittor process over iteration i of the
+    runtime's process beside it)."""
+    runs = results.get(runtime) or []
+    times = [t for r in runs for t in r["times"].get(measure, [])]
+    if not times:
+        return None
+    ratios = [j / r for rj, rr in zip(results["jittor"], runs)
+              for j, r in zip(rj["times"].get(measure, []), rr["times"].get(measure, []))]
+    return {"time_s": statistics.median(times), "precision": runs[0].get("precision", "fp32"),
+            "jittor_over": statistics.median(ratios) if ratios else None}
+
+
 def point_summary(results, measures):
     """One point of one framework from its workers' results: median time and median peak RSS
     per measure, the median whole-process peak, and the load averages seen."""
@@ -158,6 +179,17 @@ def render(result):
     lines += ["", "J/P time: " + ("the median of the paired ratios, each of a Jittor and a PyTorch iteration "
                                   "timed back to back (the two processes side by side, taking turns)."
                                   if paired else "the ratio of the medians.")]
+    runtime_rows = [(t, b, rt, data[f"{t}x{b}"]["runtimes"][rt]) for t, b in pts
+                    for rt in RUNTIMES if (data[f"{t}x{b}"].get("runtimes") or {}).get(rt)]
+    if runtime_rows:
+        lines += ["", "ONNX runtimes beside them (cten-export's file for each T, each runtime in its own process, "
+                      "interleaved; inference):", "",
+                  "| T (segments) | batch | runtime | precision | runtime s | Jittor s | Jittor/runtime |",
+                  "|---:|---:|---|---|---:|---:|---:|"]
+        for t, b, rt, r in runtime_rows:
+            jt = data[f"{t}x{b}"]["jittor"]["time_s"].get("inference")
+            lines.append(f"| {t} | {b} | {NAMES[rt]} | {r['precision']} | {r['time_s']:.3f} | {_f(jt, '.3f')} | "
+                         f"{_f(r['jittor_over'], '.2f')} |")
     lines += ["", "Growth (least-squares exponent k of value ~ x^k on log-log; x2: the ratio per doubling, 2^k; "
                   "memory also in MB added per doubling):", "",
               "| line | measure | framework | time: k | time x2 | memory: k | memory x2 | MB per doubling |",
@@ -234,8 +266,17 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--keep", help="keep the worker files in this folder; files already there are reused")
     p.add_argument("--note", default="", help="a sentence for the table (shared machine, what was left out)")
+    p.add_argument("--runtimes", default="auto", help="ONNX runtimes beside the frameworks at each point "
+                   f"(inference): a comma list of {', '.join(RUNTIMES)}, 'auto' (those installed) or 'none'")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "scaling_cpu.json"))
     a = p.parse_args(argv)
+    if a.runtimes == "auto":
+        import importlib.util
+        a.runtimes = [] if a.separate else [rt for rt in RUNTIMES if importlib.util.find_spec(rt) is not None]
+    else:
+        a.runtimes = [r for r in a.runtimes.split(",") if r and r != "none"]
+        if any(r not in RUNTIMES for r in a.runtimes) or (a.runtimes and a.separate):
+            p.error(f"--runtimes: {a.runtimes} (known: {RUNTIMES}; interleaved runs only)")
     segments, batches = _ints(a.segments), _ints(a.batches)
     points = [tuple(int(v) for v in q.split(":")) for q in a.points.split(",")] if a.points else None
     pts = grid(segments, batches, points)
@@ -249,7 +290,13 @@ def main(argv=None):
             mlist = [m for m in measures if (str(t), str(b), m) not in skip]
             if not mlist:
                 continue
-            results = {fw: [] for fw in FRAMEWORKS}
+            runtimes = a.runtimes if "inference" in mlist else []
+            if runtimes:             # the model of this T, exported once (a kept folder's reused)
+                folder = os.path.join(tmp, f"onnx_T{t}")
+                os.makedirs(folder, exist_ok=True)
+                onnx = exported_onnx(a.config, a.set + [f"model.seq_len={t}", f"model.audio_n_segments={t}"],
+                                     folder, ("model",))["model"]
+            results = {fw: [] for fw in FRAMEWORKS + tuple(runtimes)}
             for rep in range(a.repeats):
                 order = FRAMEWORKS if n % 2 == 0 else FRAMEWORKS[::-1]
                 n += 1
@@ -260,15 +307,24 @@ def main(argv=None):
                         print(f"T={t} batch={b} repeat {rep + 1}/{a.repeats}: {fw} ...", flush=True)
                         got[fw] = _worker(fw, a.config, t, b, a, mlist, outs[fw])
                 else:
-                    print(f"T={t} batch={b} repeat {rep + 1}/{a.repeats}: both, interleaved ...", flush=True)
-                    got = interleaved({fw: _command(fw, a.config, t, b, a, mlist, outs[fw]) for fw in order},
-                                      outs, mlist, a.iters, a.warmup)
+                    print(f"T={t} batch={b} repeat {rep + 1}/{a.repeats}: both"
+                          f"{' and ' + ', '.join(runtimes) if runtimes else ''}, interleaved ...", flush=True)
+                    commands = {fw: _command(fw, a.config, t, b, a, mlist, outs[fw]) for fw in order}
+                    for rt in runtimes:
+                        outs[rt] = os.path.join(tmp, f"{rt}_{key}_{rep}.json")
+                        commands[rt] = _command(rt, a.config, t, b, a, ["inference"], outs[rt]) + ["--onnx", onnx]
+                    got = interleaved(commands, outs, mlist, a.iters, a.warmup,
+                                      offers={rt: ("inference",) for rt in runtimes})
+                    for rt in runtimes:
+                        results[rt].append(got[rt])
                 for fw in order:
                     results[fw].append(got[fw])
                     worker_starts.append(got[fw].get("started_utc"))
                     loads.append(round(got[fw]["loadavg_start"][0], 2))
             data[key] = {fw: point_summary(results[fw], measures) for fw in FRAMEWORKS}
             data[key]["paired_ratio"] = {m: paired_ratio(results, m) for m in mlist}
+            if runtimes:
+                data[key]["runtimes"] = {rt: runtime_summary(results, rt) for rt in runtimes}
     pts = [q for q in pts if f"{q[0]}x{q[1]}" in data]
     starts = [s for s in worker_starts if s]
     started = min(starts + [started])         # reused worker files keep their own start times

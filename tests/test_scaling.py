@@ -57,6 +57,15 @@ def test_scaling_command_on_a_tiny_grid(tmp_path):
     assert [r.split("|")[1:3] for r in point_rows] == [[" 2 ", " 1 "], [" 4 ", " 1 "], [" 4 ", " 2 "]]
     assert "test run" in md and "median of the paired ratios" in md
     assert os.path.getsize(tmp_path / "scaling.png") > 1000
+    # the ONNX runtimes installed (setup.sh installs both) took their turns at every point
+    import importlib.util
+    runtimes = [rt for rt in scaling.RUNTIMES if importlib.util.find_spec(rt)]
+    for key in ("2x1", "4x1", "4x2"):
+        for rt in runtimes:
+            r = result["data"][key]["runtimes"][rt]
+            assert r["time_s"] > 0 and r["jittor_over"] > 0 and r["precision"] == "fp32", (key, rt)
+    if runtimes:
+        assert "ONNX runtimes beside them" in md and "| 4 | 2 | OpenVINO | fp32 |" in md
 
 
 def test_the_paired_ratio_is_the_median_of_back_to_back_iterations():
