@@ -6,7 +6,11 @@ from cten_common.predict import main as _main
 
 
 def _jittor():
-    from cten_jt.predict import ENGINE
+    try:
+        from cten_jt.predict import ENGINE
+    except ImportError as exc:          # a deployment installed without Jittor
+        raise ImportError(f"--engine jittor (the default) needs Jittor ({exc}): pip install -e . ; or run an "
+                          "exported model with --engine onnxruntime|openvino (docs/deploy.md)") from None
     return ENGINE
 
 

@@ -161,3 +161,7 @@ def test_a_deployment_needs_neither_jittor_nor_pytorch(tiny, tmp_path, engine):
     # a checkpoint would need the twin to be exported: a clear refusal, not a traceback
     refused = run(tiny["video"], "--engine", engine, "--weights", tiny["weights"], "--config", tiny["config"])
     assert refused.returncode == 2 and "needs the PyTorch twin" in refused.stderr, refused.stderr[-2000:]
+    # and Jittor's engine, the default, says what it needs
+    refused = run(tiny["video"], "--weights", tiny["onnx"])
+    assert refused.returncode == 2 and "--engine jittor (the default) needs Jittor" in refused.stderr, \
+        refused.stderr[-2000:]
