@@ -6,8 +6,6 @@ Jittor or PyTorch.
 bf16 units); ``run({input: array}) -> {output: array}``.  cten-predict's engine over them is
 ``cten_deploy.engine``.
 """
-import json
-
 import numpy as np
 
 from .onnx_file import cten_metadata
@@ -76,11 +74,3 @@ class OnnxModel:
             return dict(zip(self.outputs, self._session.run(self.outputs, feed)))
         result = self._request.infer(feed)
         return {name: np.array(result[self._compiled.output(name)]) for name in self.outputs}
-
-
-def describe_model(path):
-    """A line on an exported file: its part, model and classes."""
-    part, config, classes = cten_metadata(path)
-    model = config.get("model", {})
-    return (f"{path}: {part}, 3D ResNet-{model.get('visual_depth')}, {model.get('modality')}, "
-            f"{len(classes)} classes {json.dumps(classes)}")
