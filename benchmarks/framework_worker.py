@@ -171,7 +171,7 @@ class _Jittor:
             set_kernels(tc.get("kernels", "fused"))
             self.model = build_model(config["model"], init_seed=0)
             set_precision(self.model, tc.get("precision", "fp32"))      # ours: the layers' own ops
-        self.optimizer = None
+        self.optimizer, self.lr, self.weight_decay = None, tc["lr"], tc["weight_decay"]    # made at the first step
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
         self.probe_precision = "bf16" if tc.get("precision") == "bf16" else "fp32"
         self.probe = None
@@ -242,7 +242,7 @@ class _Torch:
         else:
             self.model = build_model(config["model"], init_seed=0).to(self.device)
             set_precision(self.model, tc.get("precision", "fp32"))      # autocast plus the policy
-        self.optimizer = None
+        self.optimizer, self.lr, self.weight_decay = None, tc["lr"], tc["weight_decay"]    # made at the first step
         self.audio_once = bool(tc["audio_once"])     # the same algorithm in both frameworks
         self.probe_dtype = torch.bfloat16 if tc.get("precision") == "bf16" else torch.float32
         self.probe = None
@@ -419,7 +419,6 @@ def main(argv=None):
     else:
         runner = (_Jittor if a.framework == "jittor" else _Torch)(config, a.device, a.weights)
         runner.offers = MEASURES
-    runner.lr, runner.weight_decay = config["train"]["lr"], config["train"]["weight_decay"]
     runner.prepare(make_batch(config, batch))
     levers = {}
     if a.framework == "jittor":

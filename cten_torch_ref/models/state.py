@@ -42,4 +42,3 @@ def load_state_items(model, items, params=None):
             if tuple(value.shape) != tuple(target.shape):
                 raise ValueError(f"{name}: an array of shape {tuple(value.shape)} for a {tuple(target.shape)} parameter")
             target.copy_(torch.from_numpy(np.array(value, order="C")).to(target.dtype))
-            del value
