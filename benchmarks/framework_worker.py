@@ -133,7 +133,13 @@ class _Runtime:
         from cten_deploy.runtimes import OnnxModel
         wanted = config["train"].get("precision", "fp32")
         self.precision = "bf16" if runtime == "openvino" and wanted == "bf16" else "fp32"
-        self.model = OnnxModel(onnx, runtime, self.precision)
+        try:
+            self.model = OnnxModel(onnx, runtime, self.precision)
+        except ValueError:            # OpenVINO runs no bf16 on this CPU: fp32, which the result says
+            if self.precision == "fp32":
+                raise
+            self.precision = "fp32"
+            self.model = OnnxModel(onnx, runtime, self.precision)
         self.backbone = OnnxModel(backbone_onnx, runtime, self.precision) if backbone_onnx else None
         self.offers = ("inference",) + (("backbone_inference",) if self.backbone else ())
 

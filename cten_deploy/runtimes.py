@@ -59,7 +59,17 @@ class OnnxModel:
         settings = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
         if threads:
             settings["INFERENCE_NUM_THREADS"] = int(threads)
-        self._compiled = core.compile_model(self.path, "CPU", settings)
+        try:
+            self._compiled = core.compile_model(self.path, "CPU", settings)
+        except RuntimeError as exc:
+            if self.precision != "bf16":
+                raise
+            # the CPU reports bf16 units but OpenVINO's oneDNN may not use them (seen with
+            # ONEDNN_MAX_CPU_ISA=AVX2: no bf16 pooling kernel), a refusal like the one above
+            reason = next((x for x in str(exc).splitlines() if "Supported" in x or "not supported" in x),
+                          str(exc).splitlines()[-1] if str(exc) else type(exc).__name__)
+            raise ValueError(f"openvino cannot compile {self.path} in bf16 on this CPU ({reason.strip()}); "
+                             "run --precision fp32") from None
         self._request = self._compiled.create_infer_request()
         self.inputs = [i.get_any_name() for i in self._compiled.inputs]
         self.outputs = [o.get_any_name() for o in self._compiled.outputs]

@@ -250,3 +250,23 @@ def test_the_onnx_runtimes_take_turns_in_inference_only(tmp_path):
             assert row["jittor_over"]["median"] == pytest.approx(float(np.median(pairs)))
     text = cf.render(table, {"device": "cpu", "description": "test"})
     assert "| inference forward (s) | OpenVINO | fp32 |" in text and "| ONNX Runtime | fp32 |" in text
+
+
+def test_a_runtime_without_bf16_here_runs_fp32_and_says_so(monkeypatch):
+    """OpenVINO refusing bf16 (no bf16 units, or none it can use): the worker runs fp32 and
+    its result's precision says so; ONNX Runtime is fp32 in a bf16 run anyway."""
+    from cten_deploy import runtimes
+    opened = []
+
+    class Refusing:
+        def __init__(self, path, runtime, precision="fp32", threads=None):
+            if precision != "fp32":
+                raise ValueError("no bf16 here")
+            opened.append((path, runtime, precision))
+            self.inputs = ["visual"]
+
+    monkeypatch.setattr(runtimes, "OnnxModel", Refusing)
+    config = {"train": {"precision": "bf16"}}
+    assert fw._Runtime(config, "openvino", "m.onnx").precision == "fp32"
+    assert fw._Runtime(config, "onnxruntime", "m.onnx").precision == "fp32"
+    assert opened == [("m.onnx", "openvino", "fp32"), ("m.onnx", "onnxruntime", "fp32")]

@@ -112,17 +112,47 @@ def test_what_a_runtime_cannot_do_is_refused_by_name(tiny, tmp_path):
     assert with_config.returncode == 2 and "drop --config" in with_config.stderr
 
 
+BF16_REFUSED = """
+import sys
+from cten_deploy.runtimes import OnnxModel
+try:
+    OnnxModel(sys.argv[1], "openvino", "bf16")
+except ValueError as exc:
+    print("refused:", exc)
+    raise SystemExit(0)
+print("compiled")
+"""
+
+
+def test_openvino_refuses_bf16_by_name_where_it_cannot_run_it(tiny, monkeypatch):
+    """Both refusals, on every machine: a CPU without bf16 units (its capabilities
+    made to say so), and a CPU whose bf16 units OpenVINO's oneDNN may not use (oneDNN limited
+    to AVX2: compiling fails, on a CPU with bf16 units or without)."""
+    import openvino as ov
+    from cten_deploy.runtimes import OnnxModel
+    real = ov.Core.get_property
+    monkeypatch.setattr(ov.Core, "get_property", lambda self, device, name: "FP32 INT8" if
+                        name == "OPTIMIZATION_CAPABILITIES" else real(self, device, name))
+    with pytest.raises(ValueError, match="no bf16 units"):
+        OnnxModel(tiny["onnx"], "openvino", "bf16")
+    done = subprocess.run([sys.executable, "-c", BF16_REFUSED, tiny["onnx"]], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, PYTHONPATH=ROOT, ONEDNN_MAX_CPU_ISA="AVX2"))
+    assert done.returncode == 0 and done.stdout.startswith("refused:") and "bf16" in done.stdout, \
+        done.stdout[-2000:] + done.stderr[-2000:]
+
+
 def test_openvino_in_bf16_where_the_cpu_has_bf16_units(tiny):
     """OpenVINO's bf16 hint: the twin's autocast bf16 distance from float64, times FACTOR,
     bounds it (docs/precision.md's policy is the twin's)."""
-    import openvino as ov
-    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        pytest.skip("this CPU has no bf16 units: OpenVINO refuses the bf16 hint (tested below)")
-    import torch
     from cten_deploy.runtimes import OnnxModel
+    try:
+        model = OnnxModel(tiny["onnx"], "openvino", "bf16")
+    except ValueError as exc:           # the refusals: the test above
+        pytest.skip(f"OpenVINO runs no bf16 here: {exc}")
+    import torch
     run = load_run_config(tiny["config"], [])
     inputs = ex.check_inputs(run.model, "model", 2, seed=3)
-    got = OnnxModel(tiny["onnx"], "openvino", "bf16").run(inputs)
+    got = model.run(inputs)
     from cten_common.inference import inference_model, run_config
     from cten_torch_ref.backend import BACKEND
     cfg, _, ckpt = run_config(tiny["weights"], tiny["config"], precision="fp32")
